@@ -1,0 +1,50 @@
+//! The trail against real databases: chaining, tenant separation, tamper detection.
+
+use airlock_audit::{AuditEvent, AuditLog};
+use airlock_store::{sqlx, testing};
+use serde_json::json;
+
+fn event(tenant: &str, n: u32) -> AuditEvent {
+    AuditEvent {
+        tenant: tenant.into(),
+        kind: "tool.call".into(),
+        outcome: if n % 2 == 0 { "allowed".into() } else { "denied".into() },
+        agent: format!("agent:a{n}"),
+        tool: "billing.refund".into(),
+        detail: json!({ "n": n }),
+    }
+}
+
+#[tokio::test]
+async fn chains_verify_per_tenant_and_tampering_is_found() {
+    for t in testing::all().await {
+        let log = AuditLog::start(t.db.clone());
+        for n in 0..25 {
+            log.record(event("acme", n));
+            log.record(event("globex", n));
+        }
+        log.flush().await.unwrap();
+
+        let acme = log.list("acme", 0, 100).await.unwrap();
+        assert_eq!(acme.len(), 25, "{:?}", t.backend);
+        assert!(acme.iter().all(|e| e.event.tenant == "acme"));
+        assert_eq!(acme.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=25).collect::<Vec<_>>());
+        assert_eq!(acme[3].prev_hash, acme[2].hash);
+        assert_eq!(log.verify("acme").await.unwrap().broken_at, None);
+
+        // Rewrite history: an admin with database access flips a denial into an allow.
+        sqlx::query("UPDATE audit_events SET outcome = 'allowed' WHERE tenant = 'acme' AND seq = 6")
+            .execute(t.db.pool())
+            .await
+            .unwrap();
+        let v = log.verify("acme").await.unwrap();
+        assert_eq!(v.broken_at, Some(6), "{v:?}");
+        // The other tenant's chain is untouched.
+        assert_eq!(log.verify("globex").await.unwrap().broken_at, None);
+
+        // Dropping the newest events is caught through the head.
+        sqlx::query("DELETE FROM audit_events WHERE tenant = 'globex' AND seq > 20").execute(t.db.pool()).await.unwrap();
+        let v = log.verify("globex").await.unwrap();
+        assert_eq!(v.broken_at, Some(21), "{v:?}");
+    }
+}

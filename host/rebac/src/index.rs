@@ -1,0 +1,68 @@
+//! The in-memory mirror of one tenant's tuples, and check resolution over it.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::{RebacError, RESOLUTION_DEPTH_LIMIT};
+
+/// object -> relation -> subjects. Nested maps so lookups borrow `&str` keys.
+#[derive(Default)]
+pub(crate) struct TenantIndex {
+    objects: HashMap<String, HashMap<String, HashSet<String>>>,
+}
+
+impl TenantIndex {
+    pub(crate) fn insert(&mut self, object: &str, relation: &str, subject: &str) {
+        self.objects
+            .entry(object.to_string())
+            .or_default()
+            .entry(relation.to_string())
+            .or_default()
+            .insert(subject.to_string());
+    }
+
+    pub(crate) fn remove(&mut self, object: &str, relation: &str, subject: &str) {
+        if let Some(relations) = self.objects.get_mut(object) {
+            if let Some(subjects) = relations.get_mut(relation) {
+                subjects.remove(subject);
+                if subjects.is_empty() {
+                    relations.remove(relation);
+                }
+            }
+            if relations.is_empty() {
+                self.objects.remove(object);
+            }
+        }
+    }
+
+    pub(crate) fn objects_of_type<'a>(&'a self, object_type: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.objects.keys().map(String::as_str).filter(move |o| {
+            o.split_once(':').map(|(ty, _)| ty == object_type).unwrap_or(false)
+        })
+    }
+
+    /// Direct tuple, then the subject type's wildcard, then each userset, recursively.
+    pub(crate) fn check(&self, subject: &str, relation: &str, object: &str, depth: u32) -> Result<bool, RebacError> {
+        if depth >= RESOLUTION_DEPTH_LIMIT {
+            return Err(RebacError::ResolutionTooComplex);
+        }
+        let Some(subjects) = self.objects.get(object).and_then(|r| r.get(relation)) else {
+            return Ok(false);
+        };
+        if subjects.contains(subject) {
+            return Ok(true);
+        }
+        if let Some((subject_type, _)) = subject.split_once(':') {
+            // A wildcard only stands for concrete subjects, never for usersets.
+            if !subject.contains('#') && subjects.contains(&format!("{subject_type}:*")) {
+                return Ok(true);
+            }
+        }
+        for userset in subjects.iter().filter(|s| s.contains('#')) {
+            let Some((set_object, set_relation)) = userset.split_once('#') else { continue };
+            if self.check(subject, set_relation, set_object, depth + 1)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}

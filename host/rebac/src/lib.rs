@@ -1,0 +1,167 @@
+//! Relationship-based authorization: "may `subject` hold `relation` on `object`?"
+//!
+//! This is the engine behind the `authz` host interface and the host's own
+//! gate ("may this agent use this tool"). It knows nothing of wasm or HTTP.
+//!
+//! At this depth the engine answers from stored tuples with OpenFGA's tuple
+//! semantics: direct tuples, type-bound wildcards (`agent:*`) and usersets
+//! (`group:eng#member`) resolved recursively, with a resolution limit. The
+//! authorization-model layer (computed relations, tuple-to-userset, etc.)
+//! builds on [`Rebac::check`].
+//!
+//! Tuples are persisted through [`airlock_store::Db`] and mirrored in an
+//! in-memory index that is updated in the same call that changes the
+//! database, so a delete is visible to the very next check in this process.
+
+mod index;
+mod tuple;
+
+use std::collections::HashMap;
+
+use airlock_store::{now_millis, Db};
+use parking_lot::RwLock;
+
+pub use tuple::{Tuple, TupleError};
+use index::TenantIndex;
+
+/// How deep userset chains may go before a check gives up (OpenFGA's default).
+pub const RESOLUTION_DEPTH_LIMIT: u32 = 25;
+
+/// Why a question could not be answered. Callers treat every error as "no".
+#[derive(Debug, thiserror::Error)]
+pub enum RebacError {
+    #[error(transparent)]
+    InvalidTuple(#[from] TupleError),
+    #[error("resolution too complex: more than {RESOLUTION_DEPTH_LIMIT} nested usersets")]
+    ResolutionTooComplex,
+    #[error("authorization store unavailable: {0}")]
+    Store(#[from] airlock_store::sqlx::Error),
+}
+
+/// The authorization engine for every tenant.
+pub struct Rebac {
+    db: Db,
+    tenants: RwLock<HashMap<String, TenantIndex>>,
+}
+
+impl Rebac {
+    /// Loads every stored tuple into memory.
+    pub async fn open(db: Db) -> Result<Rebac, RebacError> {
+        let rows: Vec<(String, String, String, String)> =
+            airlock_store::sqlx::query_as("SELECT tenant, object, relation, subject FROM tuples")
+                .fetch_all(db.pool())
+                .await?;
+        let mut tenants: HashMap<String, TenantIndex> = HashMap::new();
+        for (tenant, object, relation, subject) in rows {
+            tenants.entry(tenant).or_default().insert(&object, &relation, &subject);
+        }
+        Ok(Rebac { db, tenants: RwLock::new(tenants) })
+    }
+
+    /// Does `subject` hold `relation` on `object` in `tenant`?
+    pub fn check(&self, tenant: &str, subject: &str, relation: &str, object: &str) -> Result<bool, RebacError> {
+        Tuple::validate_object(object)?;
+        Tuple::validate_relation(relation)?;
+        Tuple::validate_subject(subject)?;
+        let tenants = self.tenants.read();
+        let Some(index) = tenants.get(tenant) else { return Ok(false) };
+        index.check(subject, relation, object, 0)
+    }
+
+    /// Every object of `object_type` on which `subject` holds `relation`, sorted.
+    pub fn list_objects(
+        &self,
+        tenant: &str,
+        subject: &str,
+        relation: &str,
+        object_type: &str,
+    ) -> Result<Vec<String>, RebacError> {
+        Tuple::validate_relation(relation)?;
+        Tuple::validate_subject(subject)?;
+        Tuple::validate_type(object_type)?;
+        let tenants = self.tenants.read();
+        let Some(index) = tenants.get(tenant) else { return Ok(Vec::new()) };
+        let mut found = Vec::new();
+        for object in index.objects_of_type(object_type) {
+            if index.check(subject, relation, object, 0)? {
+                found.push(object.to_string());
+            }
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// Writes tuples (idempotent: an existing tuple is left as it is).
+    pub async fn write(&self, tenant: &str, tuples: &[Tuple]) -> Result<(), RebacError> {
+        for t in tuples {
+            t.validate()?;
+        }
+        let mut tx = self.db.pool().begin().await?;
+        for t in tuples {
+            airlock_store::sqlx::query(
+                "INSERT INTO tuples (tenant, object, relation, subject, created_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant, object, relation, subject) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(&t.object)
+            .bind(&t.relation)
+            .bind(&t.subject)
+            .bind(now_millis())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        let mut tenants = self.tenants.write();
+        let index = tenants.entry(tenant.to_string()).or_default();
+        for t in tuples {
+            index.insert(&t.object, &t.relation, &t.subject);
+        }
+        Ok(())
+    }
+
+    /// Deletes tuples; returns how many existed. Takes effect for the next check.
+    pub async fn delete(&self, tenant: &str, tuples: &[Tuple]) -> Result<u64, RebacError> {
+        for t in tuples {
+            t.validate()?;
+        }
+        // Remove from memory first: from this moment no check can see the tuple,
+        // even while the database delete is still in flight.
+        {
+            let mut tenants = self.tenants.write();
+            if let Some(index) = tenants.get_mut(tenant) {
+                for t in tuples {
+                    index.remove(&t.object, &t.relation, &t.subject);
+                }
+            }
+        }
+        let mut tx = self.db.pool().begin().await?;
+        let mut deleted = 0;
+        for t in tuples {
+            deleted += airlock_store::sqlx::query(
+                "DELETE FROM tuples WHERE tenant = $1 AND object = $2 AND relation = $3 AND subject = $4",
+            )
+            .bind(tenant)
+            .bind(&t.object)
+            .bind(&t.relation)
+            .bind(&t.subject)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Stored tuples of a tenant, optionally only those on `object`, sorted.
+    pub async fn read(&self, tenant: &str, object: Option<&str>) -> Result<Vec<Tuple>, RebacError> {
+        let rows: Vec<(String, String, String)> = airlock_store::sqlx::query_as(
+            "SELECT object, relation, subject FROM tuples WHERE tenant = $1 AND ($2 = '' OR object = $2) \
+             ORDER BY object, relation, subject",
+        )
+        .bind(tenant)
+        .bind(object.unwrap_or(""))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.into_iter().map(|(object, relation, subject)| Tuple { object, relation, subject }).collect())
+    }
+}

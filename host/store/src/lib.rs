@@ -1,0 +1,144 @@
+//! Storage shared by every Airlock engine.
+//!
+//! One [`Db`] handle over sqlx's `Any` driver, so that the same queries run on
+//! the embedded default (SQLite, one file in the data directory) and on
+//! PostgreSQL (several hosts sharing the work). Queries use `$1`-style
+//! placeholders, which both backends accept. Migrations live in
+//! `migrations/{sqlite,postgres}` and are embedded in the binary, applied at
+//! connect time.
+
+use std::path::Path;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use sqlx::any::{AnyPoolOptions, AnyConnectOptions};
+use sqlx::AnyPool;
+use std::str::FromStr;
+
+pub use sqlx;
+
+#[cfg(feature = "testing")]
+#[allow(clippy::expect_used, clippy::panic)]
+pub mod testing;
+
+/// Which database a [`Db`] talks to; only migrations and a few pragmas differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Failures opening or migrating the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("unsupported database url `{0}`: use `sqlite://PATH` or `postgres://...`")]
+    UnsupportedUrl(String),
+    #[error("cannot open database `{url}`: {source}")]
+    Connect { url: String, source: sqlx::Error },
+    #[error("cannot apply migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
+
+/// A connection pool plus the backend it talks to. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Opens (creating if needed) the database at `url` and applies migrations.
+    pub async fn connect(url: &str) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+            Backend::Postgres
+        } else {
+            return Err(StoreError::UnsupportedUrl(url.to_string()));
+        };
+        let connect_err = |source| StoreError::Connect { url: redact(url), source };
+        let options = AnyConnectOptions::from_str(url).map_err(connect_err)?;
+        let pool_options = match backend {
+            // SQLite allows one writer at a time; a small pool avoids lock churn.
+            Backend::Sqlite => AnyPoolOptions::new().max_connections(4).after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
+                    Ok(())
+                })
+            }),
+            Backend::Postgres => AnyPoolOptions::new().max_connections(16),
+        };
+        let pool = pool_options.connect_with(options).await.map_err(connect_err)?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers run beside the writer; the setting is stored in the file.
+            sqlx::query("PRAGMA journal_mode = WAL").execute(&pool).await?;
+        }
+        match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
+            Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
+        }
+        Ok(Db { pool, backend })
+    }
+
+    /// Opens a pool without touching the schema (for administrative connections).
+    pub async fn connect_without_migrations(url: &str) -> Result<Db, StoreError> {
+        sqlx::any::install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let pool = AnyPoolOptions::new()
+            .max_connections(2)
+            .connect(url)
+            .await
+            .map_err(|source| StoreError::Connect { url: redact(url), source })?;
+        Ok(Db { pool, backend })
+    }
+
+    /// The URL of the embedded default: `airlock.db` inside `data_dir`.
+    pub fn sqlite_url(data_dir: &Path) -> String {
+        format!("sqlite://{}?mode=rwc", data_dir.join("airlock.db").display())
+    }
+
+    /// The pool, for running queries.
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Which backend this is.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+}
+
+/// Drops the password from a database URL before it goes into an error message.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}://***{}", &url[..scheme_end], &url[at..])
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// Unix time in milliseconds, the unit every table uses.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords_from_urls() {
+        assert_eq!(redact("postgres://u:secret@127.0.0.1:5432/db"), "postgres://***@127.0.0.1:5432/db");
+        assert_eq!(redact("sqlite:///tmp/a.db"), "sqlite:///tmp/a.db");
+    }
+}

@@ -1,0 +1,121 @@
+//! Connections: what a credential is, where it goes, and where it may be sent.
+
+use serde::{Deserialize, Serialize};
+
+use crate::VaultError;
+
+/// The kind of credential.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionKind {
+    /// A static API key, placed as configured.
+    ApiKey,
+    /// A static bearer token: `Authorization: Bearer SECRET`.
+    Bearer,
+}
+
+impl ConnectionKind {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ConnectionKind::ApiKey => "api_key",
+            ConnectionKind::Bearer => "bearer",
+        }
+    }
+
+    fn parse(s: &str) -> Result<ConnectionKind, VaultError> {
+        match s {
+            "api_key" => Ok(ConnectionKind::ApiKey),
+            "bearer" => Ok(ConnectionKind::Bearer),
+            other => Err(VaultError::InvalidConnection(format!("unknown kind `{other}`"))),
+        }
+    }
+}
+
+/// Where the secret goes in the request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "in")]
+pub enum Placement {
+    /// Header `name` with value `prefix` + secret (e.g. `Authorization`, `Bearer `).
+    Header { name: String, #[serde(default)] prefix: String },
+    /// Query parameter `name`.
+    Query { name: String },
+}
+
+/// A connection's metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Connection {
+    pub name: String,
+    pub kind: ConnectionKind,
+    /// Defaults from the kind when absent: bearer goes in `Authorization`.
+    #[serde(default)]
+    pub placement: Option<Placement>,
+    /// `host` or `host:port` entries; a request's URL must match one exactly.
+    pub allowed_hosts: Vec<String>,
+    /// Whether every request needs an approval grant.
+    #[serde(default)]
+    pub requires_grant: bool,
+}
+
+impl Connection {
+    /// The effective placement.
+    pub fn placement(&self) -> Placement {
+        match (&self.placement, self.kind) {
+            (Some(p), _) => p.clone(),
+            (None, ConnectionKind::Bearer) => Placement::Header { name: "authorization".into(), prefix: "Bearer ".into() },
+            (None, ConnectionKind::ApiKey) => Placement::Header { name: "x-api-key".into(), prefix: String::new() },
+        }
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), VaultError> {
+        let bad = |m: String| Err(VaultError::InvalidConnection(m));
+        if self.name.is_empty()
+            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+        {
+            return bad(format!("name `{}` must be letters, digits, `-`, `_` or `.`", self.name));
+        }
+        if self.allowed_hosts.is_empty() {
+            return bad("`allowed_hosts` is empty: name the hosts this credential may be sent to".into());
+        }
+        for h in &self.allowed_hosts {
+            if h.is_empty() || h.contains('/') || h.contains('*') || h.contains('@') {
+                return bad(format!("allowed host `{h}` must be `host` or `host:port`"));
+            }
+        }
+        match self.placement() {
+            Placement::Header { name, .. } if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() => {
+                bad(format!("header name `{name}` is not valid"))
+            }
+            Placement::Query { name } if name.is_empty() => bad("query parameter name is empty".into()),
+            _ => Ok(()),
+        }
+    }
+
+    pub(crate) fn placement_json(&self) -> String {
+        serde_json::to_string(&self.placement()).unwrap_or_default()
+    }
+
+    pub(crate) fn allowed_hosts_json(&self) -> String {
+        serde_json::to_string(&self.allowed_hosts).unwrap_or_default()
+    }
+}
+
+/// Associated data binding a sealed secret to its row.
+pub(crate) fn aad(tenant: &str, name: &str) -> Vec<u8> {
+    format!("airlock-connection\0{tenant}\0{name}").into_bytes()
+}
+
+pub(crate) const COLUMNS: &str = "name, kind, placement, allowed_hosts, requires_grant, sealed_secret";
+pub(crate) type Row = (String, String, String, String, i64, Vec<u8>);
+
+pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
+    let (name, kind, placement, hosts, requires_grant, sealed) = r;
+    let corrupt = |what: &str| VaultError::InvalidConnection(format!("stored {what} of `{name}` is unreadable"));
+    let conn = Connection {
+        kind: ConnectionKind::parse(&kind)?,
+        placement: Some(serde_json::from_str(&placement).map_err(|_| corrupt("placement"))?),
+        allowed_hosts: serde_json::from_str(&hosts).map_err(|_| corrupt("host list"))?,
+        requires_grant: requires_grant != 0,
+        name: name.clone(),
+    };
+    Ok((conn, sealed))
+}

@@ -1,0 +1,132 @@
+//! Outbound requests: egress checks, credential placement, size limits.
+
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+use url::Url;
+
+use crate::{Connection, FetchLimits, Placement, VaultError};
+
+/// A request as a tool describes it: no credentials.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboundRequest {
+    pub method: String,
+    pub url: String,
+    pub headers: Vec<(String, String)>,
+    pub body: Option<Vec<u8>>,
+}
+
+/// The external service's answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct OutboundResponse {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// The URL, parsed, if its scheme is http(s) and its host:port is on the connection's list.
+pub(crate) fn check_url(conn: &Connection, raw: &str) -> Result<Url, VaultError> {
+    let url = Url::parse(raw).map_err(|e| VaultError::InvalidRequest(format!("url `{raw}`: {e}")))?;
+    if url.scheme() != "http" && url.scheme() != "https" {
+        return Err(VaultError::InvalidRequest(format!("url `{raw}`: only http and https are allowed")));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(VaultError::InvalidRequest(format!("url `{raw}` carries credentials of its own")));
+    }
+    let host = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    let port = url.port_or_known_default().unwrap_or(0);
+    let default_port = url.port().is_none();
+    let allowed = conn.allowed_hosts.iter().any(|entry| {
+        let entry = entry.to_ascii_lowercase();
+        match entry.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && !h.ends_with(':') && p.chars().all(|c| c.is_ascii_digit()) => {
+                h.trim_matches(['[', ']']) == host.trim_matches(['[', ']']) && p.parse() == Ok(port)
+            }
+            _ => entry.trim_matches(['[', ']']) == host.trim_matches(['[', ']']) && default_port,
+        }
+    });
+    if !allowed {
+        return Err(VaultError::EgressRefused(format!(
+            "`{host}:{port}` is not among the hosts connection `{}` may be sent to ({})",
+            conn.name,
+            conn.allowed_hosts.join(", ")
+        )));
+    }
+    Ok(url)
+}
+
+pub(crate) async fn send(
+    http: &reqwest::Client,
+    limits: &FetchLimits,
+    conn: &Connection,
+    mut url: Url,
+    req: OutboundRequest,
+    secret: &str,
+) -> Result<crate::OutboundResponse, VaultError> {
+    let method = match req.method.to_ascii_uppercase().as_str() {
+        m @ ("GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD") => {
+            reqwest::Method::from_bytes(m.as_bytes()).map_err(|e| VaultError::InvalidRequest(e.to_string()))?
+        }
+        other => return Err(VaultError::InvalidRequest(format!("method `{other}` is not allowed"))),
+    };
+    if req.body.as_ref().map(Vec::len).unwrap_or(0) > limits.max_request_bytes {
+        return Err(VaultError::InvalidRequest(format!("body larger than {} bytes", limits.max_request_bytes)));
+    }
+    let mut headers = HeaderMap::new();
+    for (name, value) in &req.headers {
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| VaultError::InvalidRequest(format!("header name `{name}` is not valid")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| VaultError::InvalidRequest(format!("value of header `{name}` is not valid")))?;
+        headers.append(name, value);
+    }
+    match conn.placement() {
+        Placement::Header { name, prefix } => {
+            let name = HeaderName::from_bytes(name.as_bytes())
+                .map_err(|_| VaultError::InvalidConnection(format!("header name `{name}` is not valid")))?;
+            if headers.contains_key(&name) {
+                return Err(VaultError::InvalidRequest(format!("header `{name}` is reserved for the credential")));
+            }
+            let mut value = HeaderValue::from_str(&format!("{prefix}{secret}"))
+                .map_err(|_| VaultError::InvalidConnection("the secret is not a valid header value".into()))?;
+            value.set_sensitive(true);
+            headers.insert(name, value);
+        }
+        Placement::Query { name } => {
+            if url.query_pairs().any(|(k, _)| k == name.as_str()) {
+                return Err(VaultError::InvalidRequest(format!("query parameter `{name}` is reserved for the credential")));
+            }
+            url.query_pairs_mut().append_pair(&name, secret);
+        }
+    }
+    let mut builder = http.request(method, url).headers(headers);
+    if let Some(body) = req.body {
+        builder = builder.body(body);
+    }
+    // reqwest's error text can include the URL, which may hold a query credential: keep it out.
+    let mut resp = builder.send().await.map_err(|e| VaultError::Transport(describe(e)))?;
+    let status = resp.status().as_u16();
+    let headers = resp
+        .headers()
+        .iter()
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(|e| VaultError::Transport(describe(e)))? {
+        if body.len() + chunk.len() > limits.max_response_bytes {
+            return Err(VaultError::ResponseTooLarge(limits.max_response_bytes));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(crate::OutboundResponse { status, headers, body })
+}
+
+fn describe(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "could not connect".into()
+    } else {
+        e.to_string()
+    }
+}

@@ -1,0 +1,137 @@
+//! The vault against a real local HTTP server and real databases.
+
+use std::net::SocketAddr;
+
+use airlock_store::{sqlx, testing};
+use airlock_vault::{Connection, ConnectionKind, FetchLimits, MasterKey, OutboundRequest, Placement, Vault, VaultError};
+use axum::http::HeaderMap;
+use axum::routing::get;
+use axum::Router;
+use zeroize::Zeroizing;
+
+const SECRET: &str = "pat_live_5f1d2c3b4a-very-secret";
+
+/// A stand-in API that answers 200 only when it sees the credential, and redirects elsewhere on /bounce.
+async fn serve_api() -> SocketAddr {
+    let app = Router::new()
+        .route(
+            "/contacts",
+            get(|headers: HeaderMap| async move {
+                match headers.get("authorization").and_then(|v| v.to_str().ok()) {
+                    Some(v) if v == format!("Bearer {SECRET}") => (axum::http::StatusCode::OK, "{\"results\":[]}"),
+                    _ => (axum::http::StatusCode::UNAUTHORIZED, "{\"message\":\"missing credential\"}"),
+                }
+            }),
+        )
+        .route(
+            "/bounce",
+            get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://evil.example/steal")], "") }),
+        )
+        .route("/big", get(|| async { "x".repeat(10_000) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    addr
+}
+
+fn key() -> MasterKey {
+    MasterKey::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap()
+}
+
+fn get_req(addr: SocketAddr, path: &str) -> OutboundRequest {
+    OutboundRequest { method: "GET".into(), url: format!("http://{addr}{path}"), headers: vec![], body: None }
+}
+
+#[tokio::test]
+async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
+    let addr = serve_api().await;
+    for t in testing::all().await {
+        let vault = Vault::open(t.db.clone(), key(), FetchLimits { max_response_bytes: 4096, ..Default::default() })
+            .await
+            .unwrap();
+        let conn = Connection {
+            name: "hubspot".into(),
+            kind: ConnectionKind::Bearer,
+            placement: None,
+            allowed_hosts: vec![addr.to_string()],
+            requires_grant: false,
+        };
+        vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+
+        let resp = vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await.unwrap();
+        assert_eq!(resp.status, 200, "{:?}", t.backend);
+
+        // Other tenants have no such connection.
+        assert!(matches!(vault.fetch("globex", "hubspot", get_req(addr, "/contacts"), false).await, Err(VaultError::NotFound(_))));
+
+        // Egress: another port of the same host is another host.
+        let other = OutboundRequest { url: format!("http://127.0.0.1:{}/contacts", addr.port() + 1), ..get_req(addr, "") };
+        let err = vault.fetch("acme", "hubspot", other, false).await.unwrap_err();
+        assert!(matches!(err, VaultError::EgressRefused(_)), "{err}");
+
+        // Redirects are returned, not followed: the credential never goes to the other host.
+        let resp = vault.fetch("acme", "hubspot", get_req(addr, "/bounce"), false).await.unwrap();
+        assert_eq!(resp.status, 302);
+
+        // The tool may not set the credential's header itself.
+        let mut spoof = get_req(addr, "/contacts");
+        spoof.headers.push(("Authorization".into(), "Bearer mine".into()));
+        assert!(matches!(vault.fetch("acme", "hubspot", spoof, false).await, Err(VaultError::InvalidRequest(_))));
+
+        assert!(matches!(
+            vault.fetch("acme", "hubspot", get_req(addr, "/big"), false).await,
+            Err(VaultError::ResponseTooLarge(4096))
+        ));
+
+        // Metadata only, and no plaintext anywhere in the table.
+        assert_eq!(vault.list("acme").await.unwrap(), vec![Connection { placement: Some(conn.placement()), ..conn.clone() }]);
+        let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT sealed_secret FROM connections").fetch_all(t.db.pool()).await.unwrap();
+        assert!(rows.iter().all(|(b,)| !b.windows(SECRET.len()).any(|w| w == SECRET.as_bytes())));
+
+        // A sealed secret moved to another row does not open (bound to tenant and name).
+        sqlx::query("INSERT INTO connections SELECT 'globex', name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at FROM connections WHERE tenant = 'acme'")
+            .execute(t.db.pool())
+            .await
+            .unwrap();
+        assert!(matches!(vault.fetch("globex", "hubspot", get_req(addr, "/contacts"), false).await, Err(VaultError::Unseal(_))));
+
+        assert!(vault.delete("acme", "hubspot").await.unwrap());
+        assert!(matches!(vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await, Err(VaultError::NotFound(_))));
+    }
+}
+
+#[tokio::test]
+async fn query_placement_and_grant_requirement() {
+    let addr = serve_api().await;
+    let t = testing::sqlite().await;
+    let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let conn = Connection {
+        name: "pager".into(),
+        kind: ConnectionKind::ApiKey,
+        placement: Some(Placement::Query { name: "token".into() }),
+        allowed_hosts: vec![addr.to_string()],
+        requires_grant: true,
+    };
+    vault.put("acme", &conn, Zeroizing::new("k".into())).await.unwrap();
+    let err = vault.fetch("acme", "pager", get_req(addr, "/contacts"), false).await.unwrap_err();
+    assert!(matches!(err, VaultError::GrantRequired(_)), "{err}");
+    // With a grant the request goes out (the stand-in refuses it: wrong credential form for it).
+    assert_eq!(vault.fetch("acme", "pager", get_req(addr, "/contacts"), true).await.unwrap().status, 401);
+}
+
+#[tokio::test]
+async fn a_wrong_master_key_is_refused_at_open() {
+    let t = testing::sqlite().await;
+    Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let other = MasterKey::from_base64("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=").unwrap();
+    let err = Vault::open(t.db.clone(), other, FetchLimits::default()).await.err().unwrap();
+    assert!(err.to_string().contains("does not match"), "{err}");
+    assert!(MasterKey::from_base64("c2hvcnQ=").is_err());
+
+    let dir = tempfile::tempdir().unwrap();
+    std::env::remove_var("AIRLOCK_MASTER_KEY");
+    MasterKey::load_or_create(dir.path()).unwrap();
+    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("master.key")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+    MasterKey::load_or_create(dir.path()).unwrap();
+}
