@@ -56,6 +56,7 @@ CREATE TABLE connections (
     name           TEXT    NOT NULL,
     kind           TEXT    NOT NULL,
     placement      TEXT    NOT NULL,
+    base_url       TEXT,
     allowed_hosts  TEXT    NOT NULL,
     requires_grant BIGINT  NOT NULL,
     sealed_secret  BLOB    NOT NULL,

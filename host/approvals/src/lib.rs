@@ -121,8 +121,21 @@ pub fn digest(details: &str) -> String {
 
 const COLUMNS: &str = "id, tenant, agent, tool, action, summary, role, details, args_digest, status, approver, reason, created_at, expires_at, decided_at";
 type Row = (
-    String, String, String, String, String, String, Option<String>, String, String, String, Option<String>,
-    Option<String>, i64, i64, Option<i64>,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<String>,
+    String,
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    i64,
+    i64,
+    Option<i64>,
 );
 
 fn from_row(r: Row) -> Approval {
@@ -200,11 +213,12 @@ impl Approvals {
 
     /// One approval of a tenant.
     pub async fn get(&self, tenant: &str, id: &str) -> Result<Approval, ApprovalError> {
-        let row: Option<Row> = sqlx::query_as(&format!("SELECT {COLUMNS} FROM approvals WHERE tenant = $1 AND id = $2"))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(self.db.pool())
-            .await?;
+        let row: Option<Row> =
+            sqlx::query_as(&format!("SELECT {COLUMNS} FROM approvals WHERE tenant = $1 AND id = $2"))
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
         row.map(from_row).ok_or_else(|| ApprovalError::NotFound(id.to_string()))
     }
 

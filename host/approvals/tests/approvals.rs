@@ -70,12 +70,17 @@ async fn a_grant_is_spent_once_and_only_by_its_agent_and_tool() {
 
         assert!(approvals.consume("acme", &a.id, "agent:offboarder", "crm.delete").await.is_err(), "other tool");
         assert!(approvals.consume("acme", &a.id, "agent:other", "billing.refund").await.is_err(), "other agent");
-        assert!(approvals.consume("globex", &a.id, "agent:offboarder", "billing.refund").await.is_err(), "other tenant");
+        assert!(
+            approvals.consume("globex", &a.id, "agent:offboarder", "billing.refund").await.is_err(),
+            "other tenant"
+        );
 
         let attempts = (0..20).map(|_| {
             let approvals = approvals.clone();
             let id = a.id.clone();
-            tokio::spawn(async move { approvals.consume("acme", &id, "agent:offboarder", "billing.refund").await.is_ok() })
+            tokio::spawn(
+                async move { approvals.consume("acme", &id, "agent:offboarder", "billing.refund").await.is_ok() },
+            )
         });
         let mut wins = 0;
         for attempt in attempts {

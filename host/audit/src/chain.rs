@@ -103,7 +103,11 @@ pub(crate) async fn verify(db: &Db, tenant: &str) -> Result<Verification, AuditE
     let events = expected_seq - 1;
     if let Some((seq, hash)) = head {
         if seq != events || hash != prev {
-            return Ok(broken(events + 1, format!("chain ends at {events} but its head says {seq}: events were removed"), events));
+            return Ok(broken(
+                events + 1,
+                format!("chain ends at {events} but its head says {seq}: events were removed"),
+                events,
+            ));
         }
     }
     Ok(Verification { tenant: tenant.to_string(), events, broken_at: None, reason: None })

@@ -79,7 +79,11 @@ async fn append(db: &Db, batch: &[(AuditEvent, i64)]) -> Result<(), sqlx::Error>
             .await?;
             prev = hash;
         }
-        sqlx::query("UPDATE audit_heads SET hash = $2 WHERE tenant = $1").bind(tenant).bind(&prev).execute(&mut *tx).await?;
+        sqlx::query("UPDATE audit_heads SET hash = $2 WHERE tenant = $1")
+            .bind(tenant)
+            .bind(&prev)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await
 }

@@ -43,7 +43,10 @@ async fn chains_verify_per_tenant_and_tampering_is_found() {
         assert_eq!(log.verify("globex").await.unwrap().broken_at, None);
 
         // Dropping the newest events is caught through the head.
-        sqlx::query("DELETE FROM audit_events WHERE tenant = 'globex' AND seq > 20").execute(t.db.pool()).await.unwrap();
+        sqlx::query("DELETE FROM audit_events WHERE tenant = 'globex' AND seq > 20")
+            .execute(t.db.pool())
+            .await
+            .unwrap();
         let v = log.verify("globex").await.unwrap();
         assert_eq!(v.broken_at, Some(21), "{v:?}");
     }

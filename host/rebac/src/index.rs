@@ -35,9 +35,10 @@ impl TenantIndex {
     }
 
     pub(crate) fn objects_of_type<'a>(&'a self, object_type: &'a str) -> impl Iterator<Item = &'a str> + 'a {
-        self.objects.keys().map(String::as_str).filter(move |o| {
-            o.split_once(':').map(|(ty, _)| ty == object_type).unwrap_or(false)
-        })
+        self.objects
+            .keys()
+            .map(String::as_str)
+            .filter(move |o| o.split_once(':').map(|(ty, _)| ty == object_type).unwrap_or(false))
     }
 
     /// Direct tuple, then the subject type's wildcard, then each userset, recursively.

@@ -21,8 +21,8 @@ use std::collections::HashMap;
 use airlock_store::{now_millis, Db};
 use parking_lot::RwLock;
 
-pub use tuple::{Tuple, TupleError};
 use index::TenantIndex;
+pub use tuple::{Tuple, TupleError};
 
 /// How deep userset chains may go before a check gives up (OpenFGA's default).
 pub const RESOLUTION_DEPTH_LIMIT: u32 = 25;

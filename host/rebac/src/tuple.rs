@@ -49,12 +49,20 @@ impl Tuple {
 
     /// A relation name.
     pub fn validate_relation(relation: &str) -> Result<(), TupleError> {
-        if is_name(relation) { Ok(()) } else { Err(TupleError::Relation(relation.to_string())) }
+        if is_name(relation) {
+            Ok(())
+        } else {
+            Err(TupleError::Relation(relation.to_string()))
+        }
     }
 
     /// A type name.
     pub fn validate_type(ty: &str) -> Result<(), TupleError> {
-        if is_name(ty) { Ok(()) } else { Err(TupleError::Type(ty.to_string())) }
+        if is_name(ty) {
+            Ok(())
+        } else {
+            Err(TupleError::Type(ty.to_string()))
+        }
     }
 
     /// `type:id`, `type:*` or `type:id#relation`.

@@ -1,1 +1,274 @@
+//! The sandbox: runs tool components with wasmtime's component model.
+//!
+//! A component's only authority is the three `airlock:tool` imports, bound
+//! here to the domain engines (one module per interface under `host/`), plus
+//! WASI with no authority (no preopened directories, an empty environment,
+//! stdout/stderr captured and bounded, no sockets, no `wasi:http`).
+//!
+//! Components are checked and compiled once when added ([`Runtime::add`]):
+//! their imports must be in the allowed set, the machine code is cached on
+//! disk, and an `InstancePre` is kept. Every call gets a fresh `Store` from
+//! the pooling allocator, with a deadline (epoch), a CPU budget (fuel), a
+//! linear-memory cap and an output cap ([`Limits`]).
 
+mod bindings;
+mod cache;
+mod engine;
+mod host;
+mod imports;
+mod limits;
+mod state;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use wasmtime::component::Linker;
+use wasmtime::{Engine, Store};
+
+use bindings::exports::airlock::tool::tools::ToolError as WitToolError;
+pub use limits::{LimitExceeded, Limits};
+use state::CallState;
+pub use state::{CallContext, Services};
+
+/// One tool a component offers.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ToolInfo {
+    pub name: String,
+    pub description: String,
+    pub input_schema: serde_json::Value,
+}
+
+/// A component ready to run.
+pub struct LoadedComponent {
+    pub name: String,
+    pub sha256: String,
+    pub tools: Vec<ToolInfo>,
+    pre: bindings::ToolPre<CallState>,
+}
+
+/// Why a component was not added.
+#[derive(Debug, thiserror::Error)]
+pub enum AddError {
+    #[error("component name `{0}` must be lower-case letters, digits and `-`")]
+    BadName(String),
+    #[error("not a valid WebAssembly component: {0}")]
+    Invalid(String),
+    #[error("component imports interfaces outside the allowed set: {}. A tool may import only `airlock:tool/{{authz,approval,vault}}@0.1.0` and WASI cli, io, clocks, random and filesystem", .0.join(", "))]
+    ForbiddenImports(Vec<String>),
+    #[error("component does not export `airlock:tool/tools@0.1.0`: build it against the `tool` world in wit/")]
+    MissingExport,
+    #[error("component cannot be prepared: {0}")]
+    Link(String),
+    #[error("component's describe() failed: {0}")]
+    Describe(String),
+    #[error("component's tool descriptors are invalid: {0}")]
+    BadDescriptor(String),
+}
+
+/// Why a call did not return a value.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind", content = "message", rename_all = "snake_case")]
+pub enum CallError {
+    #[error("no component `{0}`")]
+    UnknownComponent(String),
+    #[error("component `{component}` has no tool `{tool}`")]
+    UnknownTool { component: String, tool: String },
+    #[error("input is not valid: {0}")]
+    InvalidInput(String),
+    #[error("refused: {0}")]
+    Refused(String),
+    #[error("tool failed: {0}")]
+    Failed(String),
+    #[error("{0}")]
+    Limit(LimitExceeded),
+    #[error("tool crashed: {0}")]
+    Trap(String),
+}
+
+/// What a call produced, whatever the outcome.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CallOutcome {
+    pub result: Result<serde_json::Value, CallError>,
+    /// stdout then stderr, bounded by [`Limits::log_bytes`].
+    pub log: String,
+    pub fuel_used: u64,
+    pub elapsed: Duration,
+}
+
+/// The wasmtime engine, linker and loaded components.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    limits: Limits,
+    services: Arc<Services>,
+    cache_dir: Option<PathBuf>,
+    components: RwLock<HashMap<String, Arc<LoadedComponent>>>,
+    _ticker: engine::EpochTicker,
+}
+
+impl Runtime {
+    /// A runtime with `limits` for every call; compiled code is cached in `cache_dir` when given.
+    pub fn new(
+        services: Arc<Services>,
+        limits: Limits,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Runtime, wasmtime::Error> {
+        let engine = engine::build(&limits)?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        bindings::Tool::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(&mut linker, |s| s)?;
+        if let Some(dir) = &cache_dir {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| wasmtime::format_err!("cannot create cache dir `{}`: {e}", dir.display()))?;
+        }
+        let ticker = engine::EpochTicker::start(&engine);
+        Ok(Runtime {
+            engine,
+            linker,
+            limits,
+            services,
+            cache_dir,
+            components: RwLock::new(HashMap::new()),
+            _ticker: ticker,
+        })
+    }
+
+    /// The engine (shared with benchmarks that compare against bare wasmtime).
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The per-call limits.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    /// Checks, compiles (or loads from the cache) and registers a component.
+    pub async fn add(&self, name: &str, wasm: &[u8]) -> Result<Arc<LoadedComponent>, AddError> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(AddError::BadName(name.to_string()));
+        }
+        let sha256 = hex::encode(Sha256::digest(wasm));
+        let component = cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), &sha256, wasm)?;
+        imports::check(&self.engine, &component)?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| AddError::Link(format!("{e:#}")))?;
+        let pre = bindings::ToolPre::new(pre).map_err(|_| AddError::MissingExport)?;
+        let tools = self.describe(name, &pre).await?;
+        let loaded = Arc::new(LoadedComponent { name: name.to_string(), sha256, tools, pre });
+        self.components.write().insert(name.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Forgets a component; calls already running finish.
+    pub fn remove(&self, name: &str) -> bool {
+        self.components.write().remove(name).is_some()
+    }
+
+    /// A loaded component by name.
+    pub fn component(&self, name: &str) -> Option<Arc<LoadedComponent>> {
+        self.components.read().get(name).cloned()
+    }
+
+    /// All loaded components, by name.
+    pub fn components(&self) -> Vec<Arc<LoadedComponent>> {
+        let mut all: Vec<_> = self.components.read().values().cloned().collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    async fn describe(&self, name: &str, pre: &bindings::ToolPre<CallState>) -> Result<Vec<ToolInfo>, AddError> {
+        let ctx = Arc::new(CallContext::describe(name));
+        let mut store = self.new_store(ctx);
+        let run = async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance.airlock_tool_tools().call_describe(&mut store).await
+        };
+        let descriptors = run.await.map_err(|e| AddError::Describe(limits::describe_trap(&e, &store)))?;
+        let mut tools = Vec::with_capacity(descriptors.len());
+        for d in descriptors {
+            if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                return Err(AddError::BadDescriptor(format!(
+                    "tool name `{}` must be lower-case letters, digits and `-`",
+                    d.name
+                )));
+            }
+            let input_schema = serde_json::from_str(&d.input_schema)
+                .map_err(|e| AddError::BadDescriptor(format!("input schema of `{}` is not JSON: {e}", d.name)))?;
+            tools.push(ToolInfo { name: d.name, description: d.description, input_schema });
+        }
+        Ok(tools)
+    }
+
+    fn new_store(&self, ctx: Arc<CallContext>) -> Store<CallState> {
+        let state = CallState::new(ctx, self.services.clone(), &self.limits);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        // Fuel is on for every store of this engine; a failure here would be a config bug.
+        let _ = store.set_fuel(self.limits.fuel);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|ctx| {
+            if Instant::now() >= ctx.data().deadline {
+                Err(wasmtime::Error::new(LimitExceeded::Deadline(ctx.data().limits.deadline)))
+            } else {
+                // Let other tasks on this worker run, then keep going.
+                Ok(wasmtime::UpdateDeadline::Yield(1))
+            }
+        });
+        store
+    }
+
+    /// Runs `tool` of `component` with JSON `input` as the caller in `ctx`.
+    ///
+    /// The caller (the gate) has already decided the agent may use the tool;
+    /// each import re-checks its own authorization at the moment of use.
+    pub async fn call(&self, ctx: Arc<CallContext>, component: &str, tool: &str, input: &str) -> CallOutcome {
+        let started = Instant::now();
+        let Some(loaded) = self.component(component) else {
+            return CallOutcome::early(CallError::UnknownComponent(component.to_string()), started);
+        };
+        if !loaded.tools.iter().any(|t| t.name == tool) {
+            return CallOutcome::early(
+                CallError::UnknownTool { component: component.to_string(), tool: tool.to_string() },
+                started,
+            );
+        }
+        if input.len() > self.limits.input_bytes {
+            return CallOutcome::early(
+                CallError::InvalidInput(format!("input larger than {} bytes", self.limits.input_bytes)),
+                started,
+            );
+        }
+        let mut store = self.new_store(ctx);
+        let run = async {
+            let instance = loaded.pre.instantiate_async(&mut store).await?;
+            instance.airlock_tool_tools().call_call(&mut store, tool, input).await
+        };
+        let raw = run.await;
+        let result = match raw {
+            Ok(Ok(output)) if output.len() > self.limits.output_bytes => {
+                Err(CallError::Limit(LimitExceeded::Output(self.limits.output_bytes)))
+            }
+            Ok(Ok(output)) => {
+                serde_json::from_str(&output).map_err(|e| CallError::Failed(format!("tool returned invalid JSON: {e}")))
+            }
+            Ok(Err(WitToolError::InvalidInput(m))) => Err(CallError::InvalidInput(m)),
+            Ok(Err(WitToolError::Refused(m))) => Err(CallError::Refused(m)),
+            Ok(Err(WitToolError::Failed(m))) => Err(CallError::Failed(m)),
+            Err(e) => Err(limits::classify_trap(&e, &store)),
+        };
+        let fuel_used = self.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let log = store.data().log();
+        CallOutcome { result, log, fuel_used, elapsed: started.elapsed() }
+    }
+}
+
+impl CallOutcome {
+    fn early(error: CallError, started: Instant) -> CallOutcome {
+        CallOutcome { result: Err(error), log: String::new(), fuel_used: 0, elapsed: started.elapsed() }
+    }
+}

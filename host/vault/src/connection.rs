@@ -36,7 +36,11 @@ impl ConnectionKind {
 #[serde(rename_all = "snake_case", tag = "in")]
 pub enum Placement {
     /// Header `name` with value `prefix` + secret (e.g. `Authorization`, `Bearer `).
-    Header { name: String, #[serde(default)] prefix: String },
+    Header {
+        name: String,
+        #[serde(default)]
+        prefix: String,
+    },
     /// Query parameter `name`.
     Query { name: String },
 }
@@ -49,6 +53,9 @@ pub struct Connection {
     /// Defaults from the kind when absent: bearer goes in `Authorization`.
     #[serde(default)]
     pub placement: Option<Placement>,
+    /// Where relative request URLs (`/contacts`) are resolved, e.g. `https://api.hubapi.com`.
+    #[serde(default)]
+    pub base_url: Option<String>,
     /// `host` or `host:port` entries; a request's URL must match one exactly.
     pub allowed_hosts: Vec<String>,
     /// Whether every request needs an approval grant.
@@ -61,7 +68,9 @@ impl Connection {
     pub fn placement(&self) -> Placement {
         match (&self.placement, self.kind) {
             (Some(p), _) => p.clone(),
-            (None, ConnectionKind::Bearer) => Placement::Header { name: "authorization".into(), prefix: "Bearer ".into() },
+            (None, ConnectionKind::Bearer) => {
+                Placement::Header { name: "authorization".into(), prefix: "Bearer ".into() }
+            }
             (None, ConnectionKind::ApiKey) => Placement::Header { name: "x-api-key".into(), prefix: String::new() },
         }
     }
@@ -79,6 +88,12 @@ impl Connection {
         for h in &self.allowed_hosts {
             if h.is_empty() || h.contains('/') || h.contains('*') || h.contains('@') {
                 return bad(format!("allowed host `{h}` must be `host` or `host:port`"));
+            }
+        }
+        if let Some(base) = &self.base_url {
+            match url::Url::parse(base) {
+                Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => return bad(format!("base url `{base}` must be an absolute http or https url")),
             }
         }
         match self.placement() {
@@ -104,15 +119,16 @@ pub(crate) fn aad(tenant: &str, name: &str) -> Vec<u8> {
     format!("airlock-connection\0{tenant}\0{name}").into_bytes()
 }
 
-pub(crate) const COLUMNS: &str = "name, kind, placement, allowed_hosts, requires_grant, sealed_secret";
-pub(crate) type Row = (String, String, String, String, i64, Vec<u8>);
+pub(crate) const COLUMNS: &str = "name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret";
+pub(crate) type Row = (String, String, String, Option<String>, String, i64, Vec<u8>);
 
 pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
-    let (name, kind, placement, hosts, requires_grant, sealed) = r;
+    let (name, kind, placement, base_url, hosts, requires_grant, sealed) = r;
     let corrupt = |what: &str| VaultError::InvalidConnection(format!("stored {what} of `{name}` is unreadable"));
     let conn = Connection {
         kind: ConnectionKind::parse(&kind)?,
         placement: Some(serde_json::from_str(&placement).map_err(|_| corrupt("placement"))?),
+        base_url,
         allowed_hosts: serde_json::from_str(&hosts).map_err(|_| corrupt("host list"))?,
         requires_grant: requires_grant != 0,
         name: name.clone(),

@@ -25,7 +25,12 @@ pub struct OutboundResponse {
 
 /// The URL, parsed, if its scheme is http(s) and its host:port is on the connection's list.
 pub(crate) fn check_url(conn: &Connection, raw: &str) -> Result<Url, VaultError> {
-    let url = Url::parse(raw).map_err(|e| VaultError::InvalidRequest(format!("url `{raw}`: {e}")))?;
+    let parsed = match (&conn.base_url, Url::parse(raw)) {
+        (_, Ok(absolute)) => Ok(absolute),
+        (Some(base), Err(url::ParseError::RelativeUrlWithoutBase)) => Url::parse(base).and_then(|b| b.join(raw)),
+        (_, Err(e)) => Err(e),
+    };
+    let url = parsed.map_err(|e| VaultError::InvalidRequest(format!("url `{raw}`: {e}")))?;
     if url.scheme() != "http" && url.scheme() != "https" {
         return Err(VaultError::InvalidRequest(format!("url `{raw}`: only http and https are allowed")));
     }
@@ -93,7 +98,9 @@ pub(crate) async fn send(
         }
         Placement::Query { name } => {
             if url.query_pairs().any(|(k, _)| k == name.as_str()) {
-                return Err(VaultError::InvalidRequest(format!("query parameter `{name}` is reserved for the credential")));
+                return Err(VaultError::InvalidRequest(format!(
+                    "query parameter `{name}` is reserved for the credential"
+                )));
             }
             url.query_pairs_mut().append_pair(&name, secret);
         }

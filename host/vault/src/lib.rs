@@ -92,10 +92,10 @@ impl Vault {
         let sealed = self.key.seal(&connection::aad(tenant, &conn.name), secret.as_bytes());
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8) \
+            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
              ON CONFLICT (tenant, name) DO UPDATE SET kind = $3, placement = $4, allowed_hosts = $5, \
-             requires_grant = $6, sealed_secret = $7, updated_at = $8",
+             requires_grant = $6, sealed_secret = $7, updated_at = $8, base_url = $9",
         )
         .bind(tenant)
         .bind(&conn.name)
@@ -105,6 +105,7 @@ impl Vault {
         .bind(conn.requires_grant as i64)
         .bind(sealed)
         .bind(now)
+        .bind(&conn.base_url)
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -117,13 +118,11 @@ impl Vault {
 
     /// Metadata of all of a tenant's connections, by name.
     pub async fn list(&self, tenant: &str) -> Result<Vec<Connection>, VaultError> {
-        let rows: Vec<connection::Row> = sqlx::query_as(&format!(
-            "SELECT {} FROM connections WHERE tenant = $1 ORDER BY name",
-            connection::COLUMNS
-        ))
-        .bind(tenant)
-        .fetch_all(self.db.pool())
-        .await?;
+        let rows: Vec<connection::Row> =
+            sqlx::query_as(&format!("SELECT {} FROM connections WHERE tenant = $1 ORDER BY name", connection::COLUMNS))
+                .bind(tenant)
+                .fetch_all(self.db.pool())
+                .await?;
         rows.into_iter().map(|r| connection::from_row(r).map(|(c, _)| c)).collect()
     }
 
@@ -160,14 +159,12 @@ impl Vault {
     }
 
     async fn load(&self, tenant: &str, name: &str) -> Result<(Connection, Vec<u8>), VaultError> {
-        let row: Option<connection::Row> = sqlx::query_as(&format!(
-            "SELECT {} FROM connections WHERE tenant = $1 AND name = $2",
-            connection::COLUMNS
-        ))
-        .bind(tenant)
-        .bind(name)
-        .fetch_optional(self.db.pool())
-        .await?;
+        let row: Option<connection::Row> =
+            sqlx::query_as(&format!("SELECT {} FROM connections WHERE tenant = $1 AND name = $2", connection::COLUMNS))
+                .bind(tenant)
+                .bind(name)
+                .fetch_optional(self.db.pool())
+                .await?;
         connection::from_row(row.ok_or_else(|| VaultError::NotFound(name.to_string()))?)
     }
 }

@@ -40,7 +40,8 @@ impl MasterKey {
             return Self::from_base64(&text);
         }
         let path = data_dir.join("master.key");
-        let io = |e: std::io::Error| VaultError::MasterKey(format!("cannot use master key file `{}`: {e}", path.display()));
+        let io =
+            |e: std::io::Error| VaultError::MasterKey(format!("cannot use master key file `{}`: {e}", path.display()));
         match std::fs::read_to_string(&path) {
             Ok(text) => Self::from_base64(&text),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

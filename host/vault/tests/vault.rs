@@ -3,7 +3,9 @@
 use std::net::SocketAddr;
 
 use airlock_store::{sqlx, testing};
-use airlock_vault::{Connection, ConnectionKind, FetchLimits, MasterKey, OutboundRequest, Placement, Vault, VaultError};
+use airlock_vault::{
+    Connection, ConnectionKind, FetchLimits, MasterKey, OutboundRequest, Placement, Vault, VaultError,
+};
 use axum::http::HeaderMap;
 use axum::routing::get;
 use axum::Router;
@@ -53,6 +55,7 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
             name: "hubspot".into(),
             kind: ConnectionKind::Bearer,
             placement: None,
+            base_url: Some(format!("http://{addr}/")),
             allowed_hosts: vec![addr.to_string()],
             requires_grant: false,
         };
@@ -60,12 +63,19 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
 
         let resp = vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await.unwrap();
         assert_eq!(resp.status, 200, "{:?}", t.backend);
+        // Relative URLs resolve against the connection's base url.
+        let relative = OutboundRequest { url: "/contacts".into(), ..get_req(addr, "") };
+        assert_eq!(vault.fetch("acme", "hubspot", relative, false).await.unwrap().status, 200);
 
         // Other tenants have no such connection.
-        assert!(matches!(vault.fetch("globex", "hubspot", get_req(addr, "/contacts"), false).await, Err(VaultError::NotFound(_))));
+        assert!(matches!(
+            vault.fetch("globex", "hubspot", get_req(addr, "/contacts"), false).await,
+            Err(VaultError::NotFound(_))
+        ));
 
         // Egress: another port of the same host is another host.
-        let other = OutboundRequest { url: format!("http://127.0.0.1:{}/contacts", addr.port() + 1), ..get_req(addr, "") };
+        let other =
+            OutboundRequest { url: format!("http://127.0.0.1:{}/contacts", addr.port() + 1), ..get_req(addr, "") };
         let err = vault.fetch("acme", "hubspot", other, false).await.unwrap_err();
         assert!(matches!(err, VaultError::EgressRefused(_)), "{err}");
 
@@ -84,8 +94,12 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
         ));
 
         // Metadata only, and no plaintext anywhere in the table.
-        assert_eq!(vault.list("acme").await.unwrap(), vec![Connection { placement: Some(conn.placement()), ..conn.clone() }]);
-        let rows: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT sealed_secret FROM connections").fetch_all(t.db.pool()).await.unwrap();
+        assert_eq!(
+            vault.list("acme").await.unwrap(),
+            vec![Connection { placement: Some(conn.placement()), ..conn.clone() }]
+        );
+        let rows: Vec<(Vec<u8>,)> =
+            sqlx::query_as("SELECT sealed_secret FROM connections").fetch_all(t.db.pool()).await.unwrap();
         assert!(rows.iter().all(|(b,)| !b.windows(SECRET.len()).any(|w| w == SECRET.as_bytes())));
 
         // A sealed secret moved to another row does not open (bound to tenant and name).
@@ -93,10 +107,16 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
             .execute(t.db.pool())
             .await
             .unwrap();
-        assert!(matches!(vault.fetch("globex", "hubspot", get_req(addr, "/contacts"), false).await, Err(VaultError::Unseal(_))));
+        assert!(matches!(
+            vault.fetch("globex", "hubspot", get_req(addr, "/contacts"), false).await,
+            Err(VaultError::Unseal(_))
+        ));
 
         assert!(vault.delete("acme", "hubspot").await.unwrap());
-        assert!(matches!(vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await, Err(VaultError::NotFound(_))));
+        assert!(matches!(
+            vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await,
+            Err(VaultError::NotFound(_))
+        ));
     }
 }
 
@@ -109,6 +129,7 @@ async fn query_placement_and_grant_requirement() {
         name: "pager".into(),
         kind: ConnectionKind::ApiKey,
         placement: Some(Placement::Query { name: "token".into() }),
+        base_url: None,
         allowed_hosts: vec![addr.to_string()],
         requires_grant: true,
     };
@@ -131,7 +152,9 @@ async fn a_wrong_master_key_is_refused_at_open() {
     let dir = tempfile::tempdir().unwrap();
     std::env::remove_var("AIRLOCK_MASTER_KEY");
     MasterKey::load_or_create(dir.path()).unwrap();
-    let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.path().join("master.key")).unwrap().permissions());
+    let mode = std::os::unix::fs::PermissionsExt::mode(
+        &std::fs::metadata(dir.path().join("master.key")).unwrap().permissions(),
+    );
     assert_eq!(mode & 0o777, 0o600);
     MasterKey::load_or_create(dir.path()).unwrap();
 }

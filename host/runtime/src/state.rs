@@ -1,0 +1,138 @@
+//! What one call's store holds: its sandbox, its caller, and the services behind the imports.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use airlock_approvals::Approvals;
+use airlock_audit::{AuditEvent, AuditLog};
+use airlock_rebac::Rebac;
+use airlock_vault::Vault;
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+
+use crate::limits::MemoryCap;
+use crate::Limits;
+
+/// The engines the host interfaces answer from.
+pub struct Services {
+    pub rebac: Arc<Rebac>,
+    pub approvals: Arc<Approvals>,
+    pub vault: Arc<Vault>,
+    pub audit: AuditLog,
+}
+
+/// Who is calling which tool: every import acts as this caller and nobody else.
+#[derive(Debug, Clone)]
+pub struct CallContext {
+    pub tenant: String,
+    /// `agent:NAME`; empty while the host asks a component to describe itself.
+    pub agent: String,
+    /// The user who delegated to the agent, when known (`user:NAME`).
+    pub on_behalf_of: Option<String>,
+    pub component: String,
+    /// `component.tool`.
+    pub tool: String,
+    /// Unique per call, to tie its audit events together.
+    pub call_id: String,
+}
+
+impl CallContext {
+    /// The context of the host's own `describe()` call: no agent, so every import refuses.
+    pub(crate) fn describe(component: &str) -> CallContext {
+        CallContext {
+            tenant: String::new(),
+            agent: String::new(),
+            on_behalf_of: None,
+            component: component.to_string(),
+            tool: format!("{component}.describe"),
+            call_id: String::new(),
+        }
+    }
+
+    /// The delegation chain as the audit shows it: user -> agent -> tool [-> external].
+    pub fn chain(&self, external: Option<&str>) -> Vec<String> {
+        let mut chain: Vec<String> = self.on_behalf_of.iter().cloned().collect();
+        chain.push(self.agent.clone());
+        chain.push(format!("tool:{}", self.tool));
+        chain.extend(external.map(str::to_string));
+        chain
+    }
+
+    /// An audit event about this call.
+    pub fn event(
+        &self,
+        kind: &str,
+        outcome: &str,
+        mut detail: serde_json::Value,
+        external: Option<&str>,
+    ) -> AuditEvent {
+        if let Some(map) = detail.as_object_mut() {
+            map.insert("call_id".into(), self.call_id.clone().into());
+            map.insert("chain".into(), self.chain(external).into());
+        }
+        AuditEvent {
+            tenant: self.tenant.clone(),
+            kind: kind.to_string(),
+            outcome: outcome.to_string(),
+            agent: self.agent.clone(),
+            tool: self.tool.clone(),
+            detail,
+        }
+    }
+}
+
+/// The data of one call's `Store`.
+pub struct CallState {
+    wasi: WasiCtx,
+    table: ResourceTable,
+    stdout: MemoryOutputPipe,
+    stderr: MemoryOutputPipe,
+    pub(crate) memory: MemoryCap,
+    pub(crate) ctx: Arc<CallContext>,
+    pub(crate) services: Arc<Services>,
+    pub(crate) limits: Limits,
+    /// When the call must end; pushed back by the time spent waiting for a human.
+    pub(crate) deadline: Instant,
+}
+
+impl CallState {
+    pub(crate) fn new(ctx: Arc<CallContext>, services: Arc<Services>, limits: &Limits) -> CallState {
+        let stdout = MemoryOutputPipe::new(limits.log_bytes);
+        let stderr = MemoryOutputPipe::new(limits.log_bytes);
+        // No preopens, no environment, no arguments, no network: WASI with no authority.
+        let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        CallState {
+            wasi,
+            table: ResourceTable::new(),
+            stdout,
+            stderr,
+            memory: MemoryCap { max: limits.memory_bytes, hit: false },
+            ctx,
+            services,
+            limits: limits.clone(),
+            deadline: Instant::now() + limits.deadline,
+        }
+    }
+
+    /// Excludes `waited` (time a human took to decide) from the deadline.
+    pub(crate) fn extend_deadline(&mut self, waited: Duration) {
+        self.deadline += waited;
+    }
+
+    /// Captured stdout, then stderr.
+    pub(crate) fn log(&self) -> String {
+        let mut log = String::from_utf8_lossy(&self.stdout.contents()).into_owned();
+        let err = self.stderr.contents();
+        if !err.is_empty() {
+            log.push_str(&String::from_utf8_lossy(&err));
+        }
+        log
+    }
+}
+
+impl WasiView for CallState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView { ctx: &mut self.wasi, table: &mut self.table }
+    }
+}
