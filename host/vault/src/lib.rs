@@ -22,7 +22,7 @@ use zeroize::Zeroizing;
 
 pub use connection::{Connection, ConnectionKind, Placement};
 pub use egress::{OutboundRequest, OutboundResponse};
-pub use master_key::MasterKey;
+pub use master_key::{write_private, MasterKey};
 
 /// Limits on one outbound request.
 #[derive(Debug, Clone)]

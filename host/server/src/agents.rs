@@ -1,0 +1,110 @@
+//! Agent identities at first depth: a name in a tenant and a bearer token.
+//!
+//! The token is shown once at creation and stored only as its sha256. Lookups
+//! are answered from memory (loaded at start, updated by create and revoke),
+//! so authenticating a call costs a hash and a map lookup.
+
+use std::collections::HashMap;
+
+use airlock_store::{now_millis, sqlx, Db};
+use parking_lot::RwLock;
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+/// An authenticated agent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Agent {
+    pub tenant: String,
+    pub name: String,
+}
+
+impl Agent {
+    /// The subject the authorization engine knows the agent as.
+    pub fn subject(&self) -> String {
+        format!("agent:{}", self.name)
+    }
+}
+
+/// Failures managing agents.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("agent name `{0}` must be lower-case letters, digits and `-`")]
+    BadName(String),
+    #[error("agent `{0}` already exists in this tenant")]
+    Exists(String),
+    #[error("no agent `{0}` in this tenant")]
+    NotFound(String),
+    #[error("agent store unavailable: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+/// The registry of agents of every tenant.
+pub struct Agents {
+    db: Db,
+    by_token_hash: RwLock<HashMap<String, Agent>>,
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+impl Agents {
+    /// Loads every live agent.
+    pub async fn open(db: Db) -> Result<Agents, AgentError> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT tenant, name, token_hash FROM agents WHERE revoked_at IS NULL")
+                .fetch_all(db.pool())
+                .await?;
+        let map = rows.into_iter().map(|(tenant, name, hash)| (hash, Agent { tenant, name })).collect();
+        Ok(Agents { db, by_token_hash: RwLock::new(map) })
+    }
+
+    /// Creates an agent (or re-creates a revoked one); returns its token, which is not stored and cannot be shown again.
+    pub async fn create(&self, tenant: &str, name: &str) -> Result<String, AgentError> {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+            return Err(AgentError::BadName(name.to_string()));
+        }
+        let mut raw = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut raw);
+        let token = format!("alk_{}", hex::encode(raw));
+        let hash = token_hash(&token);
+        let inserted = sqlx::query(
+            "INSERT INTO agents (tenant, name, token_hash, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (tenant, name) DO UPDATE SET token_hash = $3, created_at = $4, revoked_at = NULL \
+             WHERE agents.revoked_at IS NOT NULL",
+        )
+        .bind(tenant)
+        .bind(name)
+        .bind(&hash)
+        .bind(now_millis())
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        if inserted == 0 {
+            return Err(AgentError::Exists(name.to_string()));
+        }
+        self.by_token_hash.write().insert(hash, Agent { tenant: tenant.to_string(), name: name.to_string() });
+        Ok(token)
+    }
+
+    /// Revokes an agent: its token is refused from this moment.
+    pub async fn revoke(&self, tenant: &str, name: &str) -> Result<(), AgentError> {
+        self.by_token_hash.write().retain(|_, a| !(a.tenant == tenant && a.name == name));
+        let n = sqlx::query("UPDATE agents SET revoked_at = $1 WHERE tenant = $2 AND name = $3 AND revoked_at IS NULL")
+            .bind(now_millis())
+            .bind(tenant)
+            .bind(name)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected();
+        if n == 0 {
+            return Err(AgentError::NotFound(name.to_string()));
+        }
+        Ok(())
+    }
+
+    /// The agent a bearer token belongs to, if it is live.
+    pub fn authenticate(&self, token: &str) -> Option<Agent> {
+        self.by_token_hash.read().get(&token_hash(token)).cloned()
+    }
+}

@@ -1,0 +1,442 @@
+//! The tenant admin's side: components, tuples, agents, connections, approvals, audit.
+//!
+//! Every handler first checks the admin token. A request names its tenant in
+//! `tenant` (query or body); absent, it is [`DEFAULT_TENANT`].
+
+use std::sync::Arc;
+
+use airlock_approvals::{ApprovalError, Status};
+use airlock_audit::AuditEvent;
+use airlock_rebac::{RebacError, Tuple};
+use airlock_vault::{Connection, ConnectionKind, Placement, VaultError};
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use super::{bearer, ApiError};
+use crate::agents::AgentError;
+use crate::app::ComponentError;
+use crate::config::DEFAULT_TENANT;
+use crate::Airlock;
+
+type Host = State<Arc<Airlock>>;
+
+fn require_admin(host: &Airlock, headers: &HeaderMap) -> Result<(), ApiError> {
+    match bearer(headers) {
+        Some(token) if host.is_admin(token) => Ok(()),
+        Some(_) => Err(ApiError::unauthenticated("the bearer token is not the admin token")),
+        None => Err(ApiError::unauthenticated(
+            "admin token required: send `Authorization: Bearer <token>` (see DATA_DIR/admin.token)",
+        )),
+    }
+}
+
+fn admin_event(tenant: &str, kind: &str, outcome: &str, tool: &str, detail: Value) -> AuditEvent {
+    AuditEvent {
+        tenant: tenant.into(),
+        kind: kind.into(),
+        outcome: outcome.into(),
+        agent: "admin".into(),
+        tool: tool.into(),
+        detail,
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct TenantQuery {
+    tenant: Option<String>,
+}
+
+impl TenantQuery {
+    fn tenant(&self) -> &str {
+        self.tenant.as_deref().unwrap_or(DEFAULT_TENANT)
+    }
+}
+
+// ---- components ----------------------------------------------------------------
+
+pub(super) async fn list_components(State(host): Host, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let list: Vec<Value> = host
+        .runtime
+        .components()
+        .iter()
+        .map(|c| json!({ "name": c.name, "sha256": c.sha256, "tools": c.tools }))
+        .collect();
+    Ok(Json(json!({ "components": list })))
+}
+
+pub(super) async fn add_component(
+    State(host): Host,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request("send the component's .wasm bytes as the request body"));
+    }
+    match host.add_component(&name, &body, "admin").await {
+        Ok(c) => Ok(Json(json!({ "name": c.name, "sha256": c.sha256, "tools": c.tools }))),
+        Err(ComponentError::Add(e)) => {
+            host.audit.record(admin_event(
+                DEFAULT_TENANT,
+                "component.add",
+                "refused",
+                &name,
+                json!({ "reason": e.to_string() }),
+            ));
+            let code = match e {
+                airlock_runtime::AddError::ForbiddenImports(_) => "forbidden_imports",
+                _ => "invalid_component",
+            };
+            Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, code, e.to_string()))
+        }
+        Err(ComponentError::Store(e)) => Err(ApiError::internal("storing the component", e)),
+    }
+}
+
+// ---- tuples ----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(super) struct TupleBody {
+    tenant: Option<String>,
+    #[serde(default)]
+    writes: Vec<TupleJson>,
+    #[serde(default)]
+    deletes: Vec<TupleJson>,
+}
+
+/// A tuple in OpenFGA's field names.
+#[derive(Deserialize)]
+pub(super) struct TupleJson {
+    user: String,
+    relation: String,
+    object: String,
+}
+
+fn rebac_error(e: RebacError) -> ApiError {
+    match e {
+        RebacError::InvalidTuple(e) => ApiError::bad_request(e.to_string()),
+        other => ApiError::internal("authorization store", other),
+    }
+}
+
+pub(super) async fn write_tuples(
+    State(host): Host,
+    headers: HeaderMap,
+    body: Result<Json<TupleBody>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Json(body) = body?;
+    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let convert = |ts: &[TupleJson]| ts.iter().map(|t| Tuple::new(&t.object, &t.relation, &t.user)).collect::<Vec<_>>();
+    let (writes, deletes) = (convert(&body.writes), convert(&body.deletes));
+    if writes.is_empty() && deletes.is_empty() {
+        return Err(ApiError::bad_request("nothing to do: give `writes` and/or `deletes`"));
+    }
+    for t in writes.iter().chain(&deletes) {
+        t.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
+    if !deletes.is_empty() {
+        host.rebac.delete(tenant, &deletes).await.map_err(rebac_error)?;
+    }
+    if !writes.is_empty() {
+        host.rebac.write(tenant, &writes).await.map_err(rebac_error)?;
+    }
+    host.audit.record(admin_event(tenant, "tuples.write", "ok", "", json!({ "writes": writes, "deletes": deletes })));
+    Ok(Json(json!({ "written": writes.len(), "deleted": deletes.len() })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct ReadTuplesQuery {
+    tenant: Option<String>,
+    object: Option<String>,
+}
+
+pub(super) async fn read_tuples(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<ReadTuplesQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let tuples = host
+        .rebac
+        .read(q.tenant.as_deref().unwrap_or(DEFAULT_TENANT), q.object.as_deref())
+        .await
+        .map_err(rebac_error)?;
+    let tuples: Vec<Value> =
+        tuples.iter().map(|t| json!({ "user": t.subject, "relation": t.relation, "object": t.object })).collect();
+    Ok(Json(json!({ "tuples": tuples })))
+}
+
+// ---- agents ----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(super) struct NewAgent {
+    tenant: Option<String>,
+    name: String,
+}
+
+fn agent_error(e: AgentError) -> ApiError {
+    match e {
+        AgentError::BadName(_) => ApiError::bad_request(e.to_string()),
+        AgentError::Exists(_) => ApiError::conflict(e.to_string()),
+        AgentError::NotFound(_) => ApiError::not_found(e.to_string()),
+        AgentError::Store(e) => ApiError::internal("agent store", e),
+    }
+}
+
+pub(super) async fn create_agent(
+    State(host): Host,
+    headers: HeaderMap,
+    body: Result<Json<NewAgent>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_admin(&host, &headers)?;
+    let Json(body) = body?;
+    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let token = host.agents.create(tenant, &body.name).await.map_err(agent_error)?;
+    host.audit.record(admin_event(
+        tenant,
+        "agent.create",
+        "ok",
+        "",
+        json!({ "agent": format!("agent:{}", body.name) }),
+    ));
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({ "tenant": tenant, "name": body.name, "subject": format!("agent:{}", body.name), "token": token })),
+    ))
+}
+
+pub(super) async fn revoke_agent(
+    State(host): Host,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    host.agents.revoke(q.tenant(), &name).await.map_err(agent_error)?;
+    host.audit.record(admin_event(q.tenant(), "agent.revoke", "ok", "", json!({ "agent": format!("agent:{name}") })));
+    Ok(Json(json!({ "revoked": name })))
+}
+
+// ---- connections -----------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(super) struct PutConnection {
+    tenant: Option<String>,
+    kind: ConnectionKind,
+    #[serde(default)]
+    placement: Option<Placement>,
+    #[serde(default)]
+    base_url: Option<String>,
+    allowed_hosts: Vec<String>,
+    #[serde(default)]
+    requires_grant: bool,
+    secret: String,
+}
+
+fn vault_error(e: VaultError) -> ApiError {
+    match e {
+        VaultError::NotFound(_) => ApiError::not_found(e.to_string()),
+        VaultError::InvalidConnection(_) => ApiError::bad_request(e.to_string()),
+        other => ApiError::internal("vault", other),
+    }
+}
+
+pub(super) async fn put_connection(
+    State(host): Host,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<PutConnection>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Json(body) = body?;
+    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let secret = Zeroizing::new(body.secret);
+    let conn = Connection {
+        name: name.clone(),
+        kind: body.kind,
+        placement: body.placement,
+        base_url: body.base_url,
+        allowed_hosts: body.allowed_hosts,
+        requires_grant: body.requires_grant,
+    };
+    host.vault.put(tenant, &conn, secret).await.map_err(vault_error)?;
+    host.audit.record(admin_event(
+        tenant,
+        "connection.put",
+        "ok",
+        "",
+        json!({ "connection": name, "hosts": conn.allowed_hosts }),
+    ));
+    Ok(Json(json!({ "connection": conn })))
+}
+
+pub(super) async fn list_connections(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    Ok(Json(json!({ "connections": host.vault.list(q.tenant()).await.map_err(vault_error)? })))
+}
+
+pub(super) async fn delete_connection(
+    State(host): Host,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    if !host.vault.delete(q.tenant(), &name).await.map_err(vault_error)? {
+        return Err(ApiError::not_found(format!("no connection `{name}` in this tenant")));
+    }
+    host.audit.record(admin_event(q.tenant(), "connection.delete", "ok", "", json!({ "connection": name })));
+    Ok(Json(json!({ "deleted": name })))
+}
+
+// ---- approvals -------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(super) struct ApprovalsQuery {
+    tenant: Option<String>,
+    status: Option<Status>,
+}
+
+fn approval_error(e: ApprovalError) -> ApiError {
+    match e {
+        ApprovalError::NotFound(_) => ApiError::not_found(e.to_string()),
+        ApprovalError::AlreadyDecided { .. } => ApiError::conflict(e.to_string()),
+        ApprovalError::Invalid(_) => ApiError::bad_request(e.to_string()),
+        ApprovalError::GrantUnusable(_) => ApiError::forbidden(e.to_string()),
+        ApprovalError::Store(e) => ApiError::internal("approval store", e),
+    }
+}
+
+pub(super) async fn list_approvals(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<ApprovalsQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let list =
+        host.approvals.list(q.tenant.as_deref().unwrap_or(DEFAULT_TENANT), q.status).await.map_err(approval_error)?;
+    Ok(Json(json!({ "approvals": list })))
+}
+
+pub(super) async fn get_approval(
+    State(host): Host,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    Ok(Json(json!(host.approvals.get(q.tenant(), &id).await.map_err(approval_error)?)))
+}
+
+#[derive(Deserialize)]
+pub(super) struct Decision {
+    tenant: Option<String>,
+    /// Who decides, as a subject: `user:carol`.
+    approver: String,
+    approve: bool,
+    reason: Option<String>,
+}
+
+/// Records a human's decision. When the request names a role, the approver
+/// must hold it on `tenant:TENANT` in the authorization engine.
+pub(super) async fn decide_approval(
+    State(host): Host,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Decision>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Json(d) = body?;
+    let tenant = d.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    Tuple::validate_subject(&d.approver).map_err(|_| {
+        ApiError::bad_request(format!("approver `{}` must be a subject such as `user:carol`", d.approver))
+    })?;
+    let pending = host.approvals.get(tenant, &id).await.map_err(approval_error)?;
+    if let Some(role) = &pending.role {
+        let holds = host.rebac.check(tenant, &d.approver, role, &format!("tenant:{tenant}")).unwrap_or(false);
+        if !holds {
+            host.audit.record(admin_event(
+                tenant,
+                "approval.decision",
+                "refused",
+                &pending.tool,
+                json!({ "approval_id": id, "approver": d.approver, "reason": format!("approver lacks role `{role}`") }),
+            ));
+            return Err(ApiError::forbidden(format!(
+                "`{}` is not `{role}` on `tenant:{tenant}`: only a {role} may decide this request",
+                d.approver
+            )));
+        }
+    }
+    let decided = host
+        .approvals
+        .decide(tenant, &id, &d.approver, d.approve, d.reason.as_deref())
+        .await
+        .map_err(approval_error)?;
+    host.audit.record(admin_event(
+        tenant,
+        "approval.decision",
+        if d.approve { "approved" } else { "denied" },
+        &decided.tool,
+        json!({ "approval_id": id, "approver": d.approver, "agent": decided.agent, "reason": d.reason }),
+    ));
+    Ok(Json(json!(decided)))
+}
+
+// ---- audit -----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(super) struct AuditQuery {
+    tenant: Option<String>,
+    after: Option<i64>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn read_audit(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<AuditQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    // Include everything recorded up to this request.
+    host.flush().await;
+    let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+    let events = host
+        .audit
+        .list(q.tenant.as_deref().unwrap_or(DEFAULT_TENANT), q.after.unwrap_or(0), limit)
+        .await
+        .map_err(|e| ApiError::internal("audit store", e))?;
+    Ok(Json(json!({ "events": events })))
+}
+
+pub(super) async fn verify_audit(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    host.flush().await;
+    let v = host.audit.verify(q.tenant()).await.map_err(|e| ApiError::internal("audit store", e))?;
+    Ok(Json(json!(v)))
+}

@@ -1,0 +1,82 @@
+//! The agent's side: list the tools it may use, call one.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::{bearer, ApiError};
+use crate::agents::Agent;
+use crate::gate::{error_kind, GateError};
+use crate::Airlock;
+use airlock_runtime::CallError;
+
+/// The agent behind the bearer token; refusals are audited.
+fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
+    let agent = bearer(headers).and_then(|t| host.agents.authenticate(t));
+    agent.ok_or_else(|| {
+        host.audit.record(airlock_audit::AuditEvent {
+            tenant: crate::config::DEFAULT_TENANT.into(),
+            kind: "auth".into(),
+            outcome: "denied".into(),
+            agent: "unknown".into(),
+            tool: tool.into(),
+            detail: json!({ "reason": "missing, unknown or revoked agent token" }),
+        });
+        ApiError::unauthenticated("missing, unknown or revoked agent token: send `Authorization: Bearer <agent token>`")
+    })
+}
+
+/// `GET /v1/tools`: the tools this agent may use right now, with their input schemas.
+pub(super) async fn list_tools(State(host): State<Arc<Airlock>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let agent = authenticate(&host, &headers, "")?;
+    let mut tools = Vec::new();
+    for component in host.runtime.components() {
+        for tool in &component.tools {
+            let id = format!("{}.{}", component.name, tool.name);
+            if host.may_use(&agent, &id).unwrap_or(false) {
+                tools.push(json!({ "name": id, "description": tool.description, "input_schema": tool.input_schema }));
+            }
+        }
+    }
+    Ok(Json(json!({ "tools": tools })))
+}
+
+/// `POST /v1/tools/{component.tool}/call` with the JSON input as body.
+pub(super) async fn call_tool(
+    State(host): State<Arc<Airlock>>,
+    Path(tool): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let agent = authenticate(&host, &headers, &tool)?;
+    let input = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8 JSON"))?;
+    let input = if input.trim().is_empty() { "{}" } else { input };
+    if !serde_json::from_str::<Value>(input).map(|v| v.is_object()).unwrap_or(false) {
+        return Err(ApiError::bad_request("body must be a JSON object: the tool's input"));
+    }
+    let report = host.call_tool(&agent, &tool, input).await.map_err(|e| match e {
+        GateError::BadToolId(_) => ApiError::bad_request(e.to_string()),
+        GateError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
+        GateError::AuthzUnavailable(_) => ApiError::new(StatusCode::FORBIDDEN, "authz_unavailable", e.to_string()),
+    })?;
+    match report.outcome.result {
+        Ok(result) => Ok(Json(json!({ "call_id": report.call_id, "result": result, "log": report.outcome.log }))),
+        Err(e) => {
+            let status = match &e {
+                CallError::UnknownComponent(_) | CallError::UnknownTool { .. } => StatusCode::NOT_FOUND,
+                CallError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+                CallError::Refused(_) => StatusCode::FORBIDDEN,
+                CallError::Failed(_) => StatusCode::BAD_GATEWAY,
+                CallError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                CallError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let mut err = ApiError::new(status, error_kind(&e), e.to_string());
+            err.extra = Some(json!({ "call_id": report.call_id, "log": report.outcome.log }));
+            Err(err)
+        }
+    }
+}

@@ -1,0 +1,53 @@
+//! The HTTP API.
+//!
+//! - `GET /healthz`: liveness, no authentication;
+//! - `/v1/tools...`: for agents, with the agent's bearer token;
+//! - everything else under `/v1`: for the tenant admin, with the admin token.
+//!
+//! Errors are JSON bodies `{"code": "...", "message": "..."}` with a stable
+//! `code`; internals (SQL, file paths) stay in the server log.
+
+mod admin;
+mod agent;
+mod error;
+
+use std::sync::Arc;
+
+use axum::http::HeaderMap;
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+
+pub use error::ApiError;
+
+use crate::Airlock;
+
+/// The router over a host.
+pub fn router(host: Arc<Airlock>) -> Router {
+    Router::new()
+        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/v1/tools", get(agent::list_tools))
+        .route("/v1/tools/{tool}/call", post(agent::call_tool))
+        .route("/v1/components", get(admin::list_components))
+        .route("/v1/components/{name}", post(admin::add_component))
+        .route("/v1/tuples", get(admin::read_tuples).post(admin::write_tuples))
+        .route("/v1/agents", post(admin::create_agent))
+        .route("/v1/agents/{name}", delete(admin::revoke_agent))
+        .route("/v1/connections", get(admin::list_connections))
+        .route("/v1/connections/{name}", put(admin::put_connection).delete(admin::delete_connection))
+        .route("/v1/approvals", get(admin::list_approvals))
+        .route("/v1/approvals/{id}", get(admin::get_approval))
+        .route("/v1/approvals/{id}/decision", post(admin::decide_approval))
+        .route("/v1/audit", get(admin::read_audit))
+        .route("/v1/audit/verify", get(admin::verify_audit))
+        .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
+        .with_state(host)
+}
+
+/// The bearer token of a request, if it has one.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+}

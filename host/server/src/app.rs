@@ -1,0 +1,171 @@
+//! The host: storage, engines and sandbox, opened together from a [`Config`].
+
+use std::path::Path;
+use std::sync::Arc;
+
+use airlock_approvals::Approvals;
+use airlock_audit::{AuditEvent, AuditLog};
+use airlock_rebac::Rebac;
+use airlock_runtime::{AddError, LoadedComponent, Runtime, Services};
+use airlock_store::{now_millis, sqlx, Db};
+use airlock_vault::{FetchLimits, MasterKey, Vault};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+
+use crate::agents::Agents;
+use crate::Config;
+
+/// Everything a running host holds. Shared by the API, the CLI and benchmarks.
+pub struct Airlock {
+    pub db: Db,
+    pub rebac: Arc<Rebac>,
+    pub approvals: Arc<Approvals>,
+    pub vault: Arc<Vault>,
+    pub audit: AuditLog,
+    pub runtime: Runtime,
+    pub agents: Agents,
+    /// The admin API's bearer token.
+    pub admin_token: String,
+}
+
+/// Why the host could not start. Each message says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot use data directory `{0}`: {1}")]
+    DataDir(String, std::io::Error),
+    #[error(transparent)]
+    Store(#[from] airlock_store::StoreError),
+    #[error("cannot load tuples: {0}")]
+    Rebac(#[from] airlock_rebac::RebacError),
+    #[error("cannot open the vault: {0}")]
+    Vault(#[from] airlock_vault::VaultError),
+    #[error("cannot load agents: {0}")]
+    Agents(#[from] crate::agents::AgentError),
+    #[error("cannot start the wasm runtime: {0}")]
+    Runtime(String),
+    #[error("stored component `{0}` cannot be loaded: {1}")]
+    Component(String, AddError),
+    #[error("database error: {0}")]
+    Query(#[from] sqlx::Error),
+}
+
+/// Failures adding a component through the host.
+#[derive(Debug, thiserror::Error)]
+pub enum ComponentError {
+    #[error(transparent)]
+    Add(#[from] AddError),
+    #[error("component store unavailable: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+impl Airlock {
+    /// Opens (creating on first start) the data directory, the database and every engine,
+    /// and loads the stored components.
+    pub async fn open(config: &Config) -> Result<Airlock, OpenError> {
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
+        let db = Db::connect(&config.database_url()).await?;
+        let rebac = Arc::new(Rebac::open(db.clone()).await?);
+        let approvals = Arc::new(Approvals::new(db.clone()));
+        let key = MasterKey::load_or_create(dir)?;
+        let vault = Arc::new(Vault::open(db.clone(), key, FetchLimits::default()).await?);
+        let audit = AuditLog::start(db.clone());
+        let services = Arc::new(Services {
+            rebac: rebac.clone(),
+            approvals: approvals.clone(),
+            vault: vault.clone(),
+            audit: audit.clone(),
+        });
+        let runtime = Runtime::new(services, config.limits.clone(), Some(dir.join("cache")))
+            .map_err(|e| OpenError::Runtime(format!("{e:#}")))?;
+        let agents = Agents::open(db.clone()).await?;
+        let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
+        let host = Airlock { db, rebac, approvals, vault, audit, runtime, agents, admin_token };
+
+        let stored: Vec<(String, Vec<u8>)> =
+            sqlx::query_as("SELECT name, wasm FROM components").fetch_all(host.db.pool()).await?;
+        for (name, wasm) in stored {
+            host.runtime.add(&name, &wasm).await.map_err(|e| OpenError::Component(name.clone(), e))?;
+        }
+        if config.register_bundled {
+            for (name, wasm) in crate::bundled::DEFAULT_COMPONENTS {
+                if host.runtime.component(name).is_none() {
+                    host.add_component(name, wasm, "host").await.map_err(|e| match e {
+                        ComponentError::Add(e) => OpenError::Component(name.to_string(), e),
+                        ComponentError::Store(e) => OpenError::Query(e),
+                    })?;
+                }
+            }
+        }
+        Ok(host)
+    }
+
+    /// Checks, compiles, stores and registers a component (replacing one of the same name).
+    pub async fn add_component(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        by: &str,
+    ) -> Result<Arc<LoadedComponent>, ComponentError> {
+        let loaded = self.runtime.add(name, wasm).await?;
+        let saved = sqlx::query(
+            "INSERT INTO components (name, sha256, wasm, added_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (name) DO UPDATE SET sha256 = $2, wasm = $3, added_at = $4",
+        )
+        .bind(name)
+        .bind(&loaded.sha256)
+        .bind(wasm)
+        .bind(now_millis())
+        .execute(self.db.pool())
+        .await;
+        if let Err(e) = saved {
+            // Not stored means not added: keep memory and database in step.
+            self.runtime.remove(name);
+            return Err(e.into());
+        }
+        self.audit.record(AuditEvent {
+            tenant: crate::config::DEFAULT_TENANT.into(),
+            kind: "component.add".into(),
+            outcome: "ok".into(),
+            agent: by.into(),
+            tool: name.into(),
+            detail: serde_json::json!({ "sha256": loaded.sha256, "tools": loaded.tools.iter().map(|t| &t.name).collect::<Vec<_>>() }),
+        });
+        Ok(loaded)
+    }
+
+    /// Whether `token` is the admin token (constant-time comparison of digests).
+    pub fn is_admin(&self, token: &str) -> bool {
+        let a = Sha256::digest(token.as_bytes());
+        let b = Sha256::digest(self.admin_token.as_bytes());
+        a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// Waits until every audit event recorded so far is stored.
+    pub async fn flush(&self) {
+        if let Err(e) = self.audit.flush().await {
+            tracing::error!("audit flush failed: {e}");
+        }
+    }
+}
+
+/// `AIRLOCK_ADMIN_TOKEN`, or `DIR/admin.token`, generated (mode 0600) on first start.
+fn admin_token(dir: &Path) -> std::io::Result<String> {
+    if let Ok(token) = std::env::var("AIRLOCK_ADMIN_TOKEN") {
+        if !token.is_empty() {
+            return Ok(token);
+        }
+    }
+    let path = dir.join("admin.token");
+    match std::fs::read_to_string(&path) {
+        Ok(t) => Ok(t.trim().to_string()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut raw = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut raw);
+            let token = format!("adm_{}", hex::encode(raw));
+            airlock_vault::write_private(&path, format!("{token}\n").as_bytes())?;
+            Ok(token)
+        }
+        Err(e) => Err(e),
+    }
+}

@@ -1,0 +1,11 @@
+//! Tool components built from `plugins/` by this crate's build script and
+//! compiled into the binary, so a fresh host has something to run.
+
+/// Billing: `lookup-customer` and `refund` (uses authz, approval and vault).
+pub const BILLING: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/billing.wasm"));
+
+/// A deliberately hostile component for testing the sandbox. Not registered by `serve`.
+pub const SANDBOX_PROBE: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/sandbox_probe.wasm"));
+
+/// Components `serve` registers on start when absent: (name, wasm).
+pub const DEFAULT_COMPONENTS: &[(&str, &[u8])] = &[("billing", BILLING)];

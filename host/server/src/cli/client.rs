@@ -1,0 +1,177 @@
+//! The client commands: each is one or two HTTP requests to a running host.
+
+use serde_json::{json, Value};
+
+use super::{AgentCmd, ApprovalCmd, Command, ComponentCmd, ConnectionCmd, Remote, TupleCmd};
+
+/// A small client of the host's HTTP API.
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl Client {
+    /// A client sending `token` as bearer to `base`.
+    pub fn new(base: &str, token: &str) -> Client {
+        Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string(), token: token.to_string() }
+    }
+
+    /// An admin client for `remote`: token from `AIRLOCK_ADMIN_TOKEN` or the data directory.
+    pub fn admin(remote: &Remote) -> Result<Client, String> {
+        let token = match std::env::var("AIRLOCK_ADMIN_TOKEN") {
+            Ok(t) if !t.is_empty() => t,
+            _ => {
+                let path = remote.data_dir.join("admin.token");
+                std::fs::read_to_string(&path).map(|t| t.trim().to_string()).map_err(|e| {
+                    format!(
+                        "cannot read the admin token from `{}`: {e}. Set AIRLOCK_ADMIN_TOKEN or --data-dir to the host's data directory",
+                        path.display()
+                    )
+                })?
+            }
+        };
+        Ok(Client::new(&remote.server, &token))
+    }
+
+    /// Sends a request; returns the JSON body of a success, or the API's error message.
+    pub async fn send(&self, method: reqwest::Method, path: &str, body: Option<Body>) -> Result<Value, String> {
+        let url = format!("{}{}", self.base, path);
+        let mut req = self.http.request(method, &url).bearer_auth(&self.token);
+        req = match body {
+            Some(Body::Json(v)) => req.json(&v),
+            Some(Body::Bytes(b)) => req.header("content-type", "application/wasm").body(b),
+            None => req,
+        };
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach airlock at {}: {e}. Is `airlock serve` running?", self.base))?;
+        let status = resp.status();
+        let text = resp.text().await.map_err(|e| format!("reading the response: {e}"))?;
+        let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if status.is_success() {
+            Ok(value)
+        } else {
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
+            let message =
+                value.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| value.to_string());
+            Err(format!("{code} ({status}): {message}"))
+        }
+    }
+}
+
+/// A request body.
+pub enum Body {
+    Json(Value),
+    Bytes(Vec<u8>),
+}
+
+fn print(v: &Value) {
+    println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+fn enc(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+pub(super) async fn run(command: Command) -> Result<(), String> {
+    use reqwest::Method;
+    match command {
+        Command::Serve { .. } => unreachable_serve(),
+        Command::Component(ComponentCmd::Add { remote, name, file }) => {
+            let wasm = std::fs::read(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+            eprintln!("uploading and compiling `{name}` ({} KiB)...", wasm.len() / 1024);
+            let v = Client::admin(&remote)?
+                .send(Method::POST, &format!("/v1/components/{}", enc(&name)), Some(Body::Bytes(wasm)))
+                .await?;
+            print(&v);
+        }
+        Command::Component(ComponentCmd::List { remote }) => {
+            print(&Client::admin(&remote)?.send(Method::GET, "/v1/components", None).await?)
+        }
+        Command::Tuple(TupleCmd::Write { remote, user, relation, object }) => {
+            let body = json!({ "tenant": remote.tenant, "writes": [{ "user": user, "relation": relation, "object": object }] });
+            print(&Client::admin(&remote)?.send(Method::POST, "/v1/tuples", Some(Body::Json(body))).await?);
+        }
+        Command::Tuple(TupleCmd::Delete { remote, user, relation, object }) => {
+            let body = json!({ "tenant": remote.tenant, "deletes": [{ "user": user, "relation": relation, "object": object }] });
+            print(&Client::admin(&remote)?.send(Method::POST, "/v1/tuples", Some(Body::Json(body))).await?);
+        }
+        Command::Tuple(TupleCmd::List { remote, object }) => {
+            let mut path = format!("/v1/tuples?tenant={}", enc(&remote.tenant));
+            if let Some(o) = object {
+                path.push_str(&format!("&object={}", enc(&o)));
+            }
+            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+        }
+        Command::Agent(AgentCmd::Create { remote, name }) => {
+            let body = json!({ "tenant": remote.tenant, "name": name });
+            let v = Client::admin(&remote)?.send(Method::POST, "/v1/agents", Some(Body::Json(body))).await?;
+            print(&v);
+            eprintln!("keep the token now: it is stored only as a hash and cannot be shown again");
+        }
+        Command::Agent(AgentCmd::Revoke { remote, name }) => {
+            let path = format!("/v1/agents/{}?tenant={}", enc(&name), enc(&remote.tenant));
+            print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
+        }
+        Command::Connection(ConnectionCmd::Put { remote, name, kind, hosts, base_url, requires_grant, secret_env }) => {
+            let secret = zeroize::Zeroizing::new(
+                std::env::var(&secret_env)
+                    .map_err(|_| format!("set the secret in the environment variable `{secret_env}`"))?,
+            );
+            let body = json!({ "tenant": remote.tenant, "kind": kind, "allowed_hosts": hosts, "base_url": base_url,
+                               "requires_grant": requires_grant, "secret": secret.as_str() });
+            let path = format!("/v1/connections/{}", enc(&name));
+            print(&Client::admin(&remote)?.send(Method::PUT, &path, Some(Body::Json(body))).await?);
+        }
+        Command::Connection(ConnectionCmd::List { remote }) => {
+            let path = format!("/v1/connections?tenant={}", enc(&remote.tenant));
+            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+        }
+        Command::Connection(ConnectionCmd::Delete { remote, name }) => {
+            let path = format!("/v1/connections/{}?tenant={}", enc(&name), enc(&remote.tenant));
+            print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
+        }
+        Command::Tools { remote, token } => {
+            print(&Client::new(&remote.server, &token).send(Method::GET, "/v1/tools", None).await?)
+        }
+        Command::Call { remote, token, tool, input } => {
+            let input: Value = serde_json::from_str(&input).map_err(|e| format!("input is not JSON: {e}"))?;
+            eprintln!("calling `{tool}` (a tool that needs approval waits here until someone decides)...");
+            let path = format!("/v1/tools/{}/call", enc(&tool));
+            print(&Client::new(&remote.server, &token).send(Method::POST, &path, Some(Body::Json(input))).await?);
+        }
+        Command::Approvals(ApprovalCmd::List { remote, status }) => {
+            let mut path = format!("/v1/approvals?tenant={}", enc(&remote.tenant));
+            if status != "all" {
+                path.push_str(&format!("&status={}", enc(&status)));
+            }
+            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+        }
+        Command::Approvals(ApprovalCmd::Approve { remote, id, approver }) => {
+            let body = json!({ "tenant": remote.tenant, "approver": approver, "approve": true });
+            let path = format!("/v1/approvals/{}/decision", enc(&id));
+            print(&Client::admin(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
+        }
+        Command::Approvals(ApprovalCmd::Deny { remote, id, approver, reason }) => {
+            let body = json!({ "tenant": remote.tenant, "approver": approver, "approve": false, "reason": reason });
+            let path = format!("/v1/approvals/{}/decision", enc(&id));
+            print(&Client::admin(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
+        }
+        Command::Audit { remote, verify, after, limit } => {
+            let client = Client::admin(&remote)?;
+            let path = if verify {
+                format!("/v1/audit/verify?tenant={}", enc(&remote.tenant))
+            } else {
+                format!("/v1/audit?tenant={}&after={after}&limit={limit}", enc(&remote.tenant))
+            };
+            print(&client.send(Method::GET, &path, None).await?);
+        }
+    }
+    Ok(())
+}
+
+fn unreachable_serve() {
+    // `serve` is dispatched before the client commands; nothing to do here.
+}

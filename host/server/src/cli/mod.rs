@@ -1,0 +1,241 @@
+//! The `airlock` command line: `serve` runs a host; every other command is a
+//! client of a running host's HTTP API (admin token from `AIRLOCK_ADMIN_TOKEN`
+//! or `DATA_DIR/admin.token`, agent token from `AIRLOCK_AGENT_TOKEN`).
+
+mod client;
+mod serve;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+pub use client::Client;
+
+/// Airlock: run AI-agent tools in a sandbox, with authorization, human approval and a vault.
+#[derive(Parser, Debug)]
+#[command(name = "airlock", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Where a client command finds the host and its admin token.
+#[derive(Args, Debug, Clone)]
+pub struct Remote {
+    /// The host's base URL.
+    #[arg(long, env = "AIRLOCK_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    pub server: String,
+    /// The data directory holding `admin.token` (when `AIRLOCK_ADMIN_TOKEN` is unset).
+    #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data", global = true)]
+    pub data_dir: PathBuf,
+    /// Tenant to act in.
+    #[arg(long, env = "AIRLOCK_TENANT", default_value = crate::config::DEFAULT_TENANT, global = true)]
+    pub tenant: String,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Start the host.
+    Serve {
+        /// Address to listen on.
+        #[arg(long, env = "AIRLOCK_LISTEN", default_value = "127.0.0.1:8080")]
+        listen: SocketAddr,
+        /// Directory for the database, tokens, keys and compiled code.
+        #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
+        data_dir: PathBuf,
+        /// `postgres://...` to share state between hosts (default: SQLite in the data directory).
+        #[arg(long, env = "AIRLOCK_DATABASE_URL")]
+        database_url: Option<String>,
+    },
+    /// Manage tool components.
+    #[command(subcommand)]
+    Component(ComponentCmd),
+    /// Write, delete and read relationship tuples (`USER RELATION OBJECT`, as in OpenFGA).
+    #[command(subcommand)]
+    Tuple(TupleCmd),
+    /// Create and revoke agents.
+    #[command(subcommand)]
+    Agent(AgentCmd),
+    /// Store credentials tools may use through the vault.
+    #[command(subcommand)]
+    Connection(ConnectionCmd),
+    /// List the tools an agent may use.
+    Tools {
+        #[command(flatten)]
+        remote: Remote,
+        /// The agent's token.
+        #[arg(long, env = "AIRLOCK_AGENT_TOKEN")]
+        token: String,
+    },
+    /// Call a tool as an agent.
+    Call {
+        #[command(flatten)]
+        remote: Remote,
+        /// The agent's token.
+        #[arg(long, env = "AIRLOCK_AGENT_TOKEN")]
+        token: String,
+        /// `component.tool`, e.g. `billing.lookup-customer`.
+        tool: String,
+        /// The input, a JSON object.
+        #[arg(default_value = "{}")]
+        input: String,
+    },
+    /// List and decide approval requests.
+    #[command(subcommand)]
+    Approvals(ApprovalCmd),
+    /// Read or verify the audit trail.
+    Audit {
+        #[command(flatten)]
+        remote: Remote,
+        /// Verify the hash chain instead of listing events.
+        #[arg(long)]
+        verify: bool,
+        /// Only events after this sequence number.
+        #[arg(long, default_value_t = 0)]
+        after: i64,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ComponentCmd {
+    /// Add (or replace) a component from a .wasm file.
+    Add {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+        file: PathBuf,
+    },
+    /// List components and their tools.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TupleCmd {
+    /// Write a tuple, e.g. `airlock tuple write agent:support-bot can_use tool:billing.lookup-customer`.
+    Write {
+        #[command(flatten)]
+        remote: Remote,
+        user: String,
+        relation: String,
+        object: String,
+    },
+    /// Delete a tuple; takes effect for the very next check.
+    Delete {
+        #[command(flatten)]
+        remote: Remote,
+        user: String,
+        relation: String,
+        object: String,
+    },
+    /// List tuples, optionally only those on one object.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        object: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentCmd {
+    /// Create an agent and print its token (shown once).
+    Create {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+    },
+    /// Revoke an agent: its token is refused from now on.
+    Revoke {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConnectionCmd {
+    /// Create or replace a connection. The secret is read from the environment variable named by `--secret-env`.
+    Put {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+        /// `bearer` or `api_key`.
+        #[arg(long, default_value = "bearer")]
+        kind: String,
+        /// A host (or host:port) the credential may be sent to; repeat for several.
+        #[arg(long = "host", required = true)]
+        hosts: Vec<String>,
+        /// Base URL for relative request paths.
+        #[arg(long)]
+        base_url: Option<String>,
+        /// Require an approval grant for every request.
+        #[arg(long)]
+        requires_grant: bool,
+        /// Name of the environment variable holding the secret (keeps it out of shell history).
+        #[arg(long, default_value = "AIRLOCK_SECRET")]
+        secret_env: String,
+    },
+    /// List connections (metadata only).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete a connection and its secret.
+    Delete {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ApprovalCmd {
+    /// List approval requests (pending by default).
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        /// pending, approved, denied, expired, consumed or all.
+        #[arg(long, default_value = "pending")]
+        status: String,
+    },
+    /// Approve a request as a named approver.
+    Approve {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+        /// Who approves, e.g. `user:carol`.
+        #[arg(long = "as")]
+        approver: String,
+    },
+    /// Deny a request as a named approver.
+    Deny {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+        #[arg(long = "as")]
+        approver: String,
+        #[arg(long)]
+        reason: Option<String>,
+    },
+}
+
+/// Runs a parsed command line; returns the process exit code.
+pub async fn run(cli: Cli) -> i32 {
+    let result = match cli.command {
+        Command::Serve { listen, data_dir, database_url } => serve::run(listen, data_dir, database_url).await,
+        other => client::run(other).await,
+    };
+    match result {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("error: {message}");
+            1
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! `airlock serve`: open the host and serve its API until interrupted.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::serve::ListenerExt;
+
+use crate::{Airlock, Config};
+
+pub(super) async fn run(listen: SocketAddr, data_dir: PathBuf, database_url: Option<String>) -> Result<(), String> {
+    let mut config = Config::new(data_dir);
+    config.listen = listen;
+    config.database_url = database_url;
+    eprintln!("airlock: opening {} (compiling components on first start)", config.data_dir.display());
+    let host = Arc::new(Airlock::open(&config).await.map_err(|e| e.to_string())?);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot listen on {listen}: {e} (is another airlock running? use --listen)"))?
+        .tap_io(|tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
+    let token_source = if std::env::var("AIRLOCK_ADMIN_TOKEN").is_ok() {
+        "AIRLOCK_ADMIN_TOKEN".to_string()
+    } else {
+        config.data_dir.join("admin.token").display().to_string()
+    };
+    eprintln!("airlock: listening on http://{listen}  (admin token: {token_source})");
+    for c in host.runtime.components() {
+        let tools: Vec<&str> = c.tools.iter().map(|t| t.name.as_str()).collect();
+        eprintln!("airlock: component `{}` with tools {}", c.name, tools.join(", "));
+    }
+    let app = crate::api::router(host.clone());
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+            eprintln!("airlock: shutting down");
+        })
+        .await
+        .map_err(|e| format!("server error: {e}"))?;
+    host.flush().await;
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! Where the host keeps its state and how it is reached.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use airlock_runtime::Limits;
+
+/// Everything needed to open a host.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Holds `airlock.db` (SQLite default), `admin.token`, `master.key` and the compile cache.
+    pub data_dir: PathBuf,
+    /// `sqlite://...` or `postgres://...`; defaults to SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    pub listen: SocketAddr,
+    pub limits: Limits,
+    /// Register [`crate::bundled::DEFAULT_COMPONENTS`] on start.
+    pub register_bundled: bool,
+}
+
+impl Config {
+    /// Defaults: `./airlock-data`, 127.0.0.1:8080, default limits.
+    pub fn new(data_dir: PathBuf) -> Config {
+        Config {
+            data_dir,
+            database_url: None,
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits: Limits::default(),
+            register_bundled: true,
+        }
+    }
+
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        self.database_url.clone().unwrap_or_else(|| airlock_store::Db::sqlite_url(&self.data_dir))
+    }
+}
+
+/// The tenant used when a request names none.
+pub const DEFAULT_TENANT: &str = "default";

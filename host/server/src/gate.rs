@@ -1,0 +1,96 @@
+//! The gate: the path every tool call takes, whatever door it came through.
+//!
+//! 1. the agent is already authenticated (HTTP bearer token, or in-process);
+//! 2. `authz`: `agent:NAME can_use tool:COMPONENT.TOOL`? No tuple, no call;
+//! 3. the runtime runs the component in a fresh sandbox, where every import
+//!    re-checks its own authority;
+//! 4. the outcome, allowed or denied, lands in the audit trail.
+
+use std::sync::Arc;
+
+use airlock_runtime::{CallContext, CallError, CallOutcome};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::agents::Agent;
+use crate::Airlock;
+
+/// Why the gate refused before running anything.
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    #[error("tool id `{0}` must be `component.tool`")]
+    BadToolId(String),
+    #[error("`{agent}` may not use `{tool}`: no `can_use` relation grants it")]
+    Forbidden { agent: String, tool: String },
+    #[error("authorization failed closed: {0}")]
+    AuthzUnavailable(String),
+}
+
+/// What a call that passed the gate produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct CallReport {
+    pub call_id: String,
+    #[serde(flatten)]
+    pub outcome: CallOutcome,
+}
+
+impl Airlock {
+    /// Whether `agent` may use `tool` (`component.tool`) right now.
+    pub fn may_use(&self, agent: &Agent, tool: &str) -> Result<bool, GateError> {
+        self.rebac
+            .check(&agent.tenant, &agent.subject(), "can_use", &format!("tool:{tool}"))
+            .map_err(|e| GateError::AuthzUnavailable(e.to_string()))
+    }
+
+    /// Runs `tool` as `agent` with JSON `input`, through the whole gate.
+    pub async fn call_tool(&self, agent: &Agent, tool: &str, input: &str) -> Result<CallReport, GateError> {
+        let call_id = format!("call_{}", uuid::Uuid::new_v4().simple());
+        let ctx = CallContext {
+            tenant: agent.tenant.clone(),
+            agent: agent.subject(),
+            on_behalf_of: None,
+            component: String::new(),
+            tool: tool.to_string(),
+            call_id: call_id.clone(),
+        };
+        let Some((component, name)) = tool.split_once('.') else {
+            let err = GateError::BadToolId(tool.to_string());
+            self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), None));
+            return Err(err);
+        };
+        match self.may_use(agent, tool) {
+            Ok(true) => {}
+            Ok(false) => {
+                let err = GateError::Forbidden { agent: agent.subject(), tool: tool.to_string() };
+                self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), None));
+                return Err(err);
+            }
+            Err(err) => {
+                self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), None));
+                return Err(err);
+            }
+        }
+        let ctx = Arc::new(CallContext { component: component.to_string(), ..ctx });
+        let outcome = self.runtime.call(ctx.clone(), component, name, input).await;
+        let (label, detail) = match &outcome.result {
+            Ok(_) => ("allowed", json!({ "result": "ok", "fuel": outcome.fuel_used })),
+            Err(e) => {
+                ("allowed", json!({ "result": error_kind(e), "error": e.to_string(), "fuel": outcome.fuel_used }))
+            }
+        };
+        self.audit.record(ctx.event("tool.call", label, detail, None));
+        Ok(CallReport { call_id, outcome })
+    }
+}
+
+/// A stable name for each kind of call failure (API error codes use it too).
+pub fn error_kind(e: &CallError) -> &'static str {
+    match e {
+        CallError::UnknownComponent(_) | CallError::UnknownTool { .. } => "not_found",
+        CallError::InvalidInput(_) => "invalid_input",
+        CallError::Refused(_) => "tool_refused",
+        CallError::Failed(_) => "tool_failed",
+        CallError::Limit(_) => "limit_exceeded",
+        CallError::Trap(_) => "tool_crashed",
+    }
+}

@@ -1,0 +1,17 @@
+//! The Airlock host: the engines wired together, the gate every tool call
+//! passes, the HTTP API and the `airlock` command line.
+//!
+//! - [`app::Airlock`] opens storage and every engine from a [`config::Config`];
+//! - [`gate`] is the path of one call: authenticate, authorize, run, audit;
+//! - [`api`] serves it over HTTP (axum); [`cli`] is the client side.
+
+pub mod agents;
+pub mod api;
+pub mod app;
+pub mod bundled;
+pub mod cli;
+pub mod config;
+pub mod gate;
+
+pub use app::Airlock;
+pub use config::Config;
