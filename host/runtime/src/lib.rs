@@ -3,7 +3,8 @@
 //! A component's only authority is the three `airlock:tool` imports, bound
 //! here to the domain engines (one module per interface under `host/`), plus
 //! WASI with no authority (no preopened directories, an empty environment,
-//! stdout/stderr captured and bounded, no sockets, no `wasi:http`).
+//! stdout/stderr captured into the call's log and truncated at a bound, no
+//! sockets, no `wasi:http`).
 //!
 //! Components are checked and compiled once when added ([`Runtime::add`]):
 //! their imports must be in the allowed set, the machine code is cached on
@@ -17,6 +18,7 @@ mod engine;
 mod host;
 mod imports;
 mod limits;
+mod log;
 mod state;
 
 use std::collections::HashMap;
@@ -94,7 +96,7 @@ pub enum CallError {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallOutcome {
     pub result: Result<serde_json::Value, CallError>,
-    /// stdout then stderr, bounded by [`Limits::log_bytes`].
+    /// stdout then stderr, each truncated at [`Limits::log_bytes`].
     pub log: String,
     pub fuel_used: u64,
     pub elapsed: Duration,

@@ -21,7 +21,7 @@ pub struct Limits {
     pub output_bytes: usize,
     /// Size of the JSON a tool may be given.
     pub input_bytes: usize,
-    /// Captured stdout and stderr, each.
+    /// Captured stdout and stderr, each; beyond it the log is truncated, not the call.
     pub log_bytes: usize,
     /// Concurrent instances the pooling allocator reserves room for.
     pub pool_slots: u32,
@@ -53,8 +53,6 @@ pub enum LimitExceeded {
     Memory(usize),
     #[error("output larger than {0} bytes")]
     Output(usize),
-    #[error("log larger than {0} bytes")]
-    Log(usize),
 }
 
 /// Turns a trap into the limit it was, or a crash with its message.
@@ -67,9 +65,6 @@ pub(crate) fn classify_trap(e: &wasmtime::Error, store: &Store<CallState>) -> Ca
     }
     if store.data().memory.hit {
         return CallError::Limit(LimitExceeded::Memory(store.data().limits.memory_bytes));
-    }
-    if format!("{e:#}").contains("beyond capacity of MemoryOutputPipe") {
-        return CallError::Limit(LimitExceeded::Log(store.data().limits.log_bytes));
     }
     CallError::Trap(format!("{e:#}"))
 }

@@ -8,10 +8,10 @@ use airlock_audit::{AuditEvent, AuditLog};
 use airlock_rebac::Rebac;
 use airlock_vault::Vault;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use crate::limits::MemoryCap;
+use crate::log::LogPipe;
 use crate::Limits;
 
 /// The engines the host interfaces answer from.
@@ -86,8 +86,8 @@ impl CallContext {
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    stdout: MemoryOutputPipe,
-    stderr: MemoryOutputPipe,
+    stdout: LogPipe,
+    stderr: LogPipe,
     pub(crate) memory: MemoryCap,
     pub(crate) ctx: Arc<CallContext>,
     pub(crate) services: Arc<Services>,
@@ -98,8 +98,8 @@ pub struct CallState {
 
 impl CallState {
     pub(crate) fn new(ctx: Arc<CallContext>, services: Arc<Services>, limits: &Limits) -> CallState {
-        let stdout = MemoryOutputPipe::new(limits.log_bytes);
-        let stderr = MemoryOutputPipe::new(limits.log_bytes);
+        let stdout = LogPipe::new(limits.log_bytes);
+        let stderr = LogPipe::new(limits.log_bytes);
         // No preopens, no environment, no arguments, no network: WASI with no authority.
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
         CallState {
@@ -120,12 +120,15 @@ impl CallState {
         self.deadline += waited;
     }
 
-    /// Captured stdout, then stderr.
+    /// Captured stdout, then stderr, each bounded; a note marks what was dropped.
     pub(crate) fn log(&self) -> String {
-        let mut log = String::from_utf8_lossy(&self.stdout.contents()).into_owned();
-        let err = self.stderr.contents();
-        if !err.is_empty() {
-            log.push_str(&String::from_utf8_lossy(&err));
+        let mut log = String::new();
+        for (name, pipe) in [("stdout", &self.stdout), ("stderr", &self.stderr)] {
+            let (bytes, truncated) = pipe.contents();
+            log.push_str(&String::from_utf8_lossy(&bytes));
+            if truncated {
+                log.push_str(&format!("\n[airlock: {name} truncated at {} bytes]\n", self.limits.log_bytes));
+            }
         }
         log
     }

@@ -1,0 +1,356 @@
+//! One gated tool call end to end, over real HTTP on loopback: authentication,
+//! the `can_use` gate, the component's own authz checks, human approval
+//! decided through the API and through the CLI, the vault, and the audit trail.
+
+mod support;
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{billing_api, wait_for_pending, TestHost};
+
+const SECRET: &str = "sk_live_billing_6c1f0e9a2b7d4";
+
+fn kinds(events: &[Value]) -> Vec<(String, String)> {
+    events
+        .iter()
+        .map(|e| (e["kind"].as_str().unwrap().to_string(), e["outcome"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_without_the_tuple_is_refused_and_the_refusal_is_audited() {
+    let t = TestHost::start().await;
+    let token = t.agent("support-bot").await;
+
+    let (status, body) = t.call(&token, "billing.lookup-customer", json!({ "customer_id": "42" })).await;
+    assert_eq!(status, 403, "{body}");
+    assert_eq!(body["code"], "forbidden");
+    assert!(body["message"].as_str().unwrap().contains("`agent:support-bot` may not use `billing.lookup-customer`"));
+
+    let (status, body) = t.call("alk_not-a-token", "billing.lookup-customer", json!({})).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")));
+
+    let events = t.audit().await;
+    let k = kinds(&events);
+    assert!(k.contains(&("tool.call".into(), "denied".into())), "{k:?}");
+    assert!(k.contains(&("auth".into(), "denied".into())), "{k:?}");
+    // The tool list an agent sees is what it may use: nothing yet.
+    let (_, tools) = t.request(reqwest::Method::GET, "/v1/tools", &token, None).await;
+    assert_eq!(tools["tools"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lookup_goes_through_authz_and_the_vault_and_the_secret_stays_in_the_host() {
+    let t = TestHost::start().await;
+    let (api, seen) = billing_api(SECRET).await;
+    t.billing_connection(api, SECRET).await;
+    let token = t.agent("support-bot").await;
+    t.grant(&[("agent:support-bot", "can_use", "tool:billing.lookup-customer")]).await;
+
+    // Passes the gate, but the component's own check refuses: no `viewer` on the customer.
+    let (status, body) = t.call(&token, "billing.lookup-customer", json!({ "customer_id": "42" })).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("tool_refused")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("not `viewer` on `customer:42`"), "{body}");
+
+    // Viewer, but not allowed to use the connection.
+    t.grant(&[("agent:support-bot", "viewer", "customer:42")]).await;
+    let (status, body) = t.call(&token, "billing.lookup-customer", json!({ "customer_id": "42" })).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("`connection:billing-api`"), "{body}");
+    assert!(seen.paths().is_empty(), "nothing reached the API");
+
+    t.grant(&[("agent:support-bot", "can_use", "connection:billing-api")]).await;
+    let (status, body) = t.call(&token, "billing.lookup-customer", json!({ "customer_id": "42" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({ "id": "42", "plan": "pro", "balance": "120.00" }));
+    assert_eq!(seen.requests.lock().unwrap().last().unwrap().1.as_deref(), Some(format!("Bearer {SECRET}").as_str()));
+
+    // Nothing the host returns or records contains the secret.
+    let events = t.audit().await;
+    let all = serde_json::to_string(&events).unwrap();
+    assert!(!all.contains(SECRET));
+    assert!(!body.to_string().contains(SECRET));
+    let fetch = events.iter().find(|e| e["kind"] == "vault.fetch" && e["outcome"] == "allowed").unwrap();
+    let chain = fetch["detail"]["chain"].as_array().unwrap();
+    assert_eq!(chain[0], "agent:support-bot");
+    assert_eq!(chain[1], "tool:billing.lookup-customer");
+
+    // The tool list now shows exactly the one tool.
+    let (_, tools) = t.request(reqwest::Method::GET, "/v1/tools", &token, None).await;
+    assert_eq!(tools["tools"].as_array().unwrap().len(), 1);
+    assert_eq!(tools["tools"][0]["name"], "billing.lookup-customer");
+    assert_eq!(tools["tools"][0]["input_schema"]["required"], json!(["customer_id"]));
+
+    // Revoking the tuple takes effect for the very next call.
+    let (status, _) = t
+        .admin_post("/v1/tuples", json!({ "deletes": [{ "user": "agent:support-bot", "relation": "can_use", "object": "tool:billing.lookup-customer" }] }))
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = t.call(&token, "billing.lookup-customer", json!({ "customer_id": "42" })).await;
+    assert_eq!(status, 403);
+}
+
+async fn refund_setup(t: &TestHost) -> (String, support::Seen) {
+    let (api, seen) = billing_api(SECRET).await;
+    t.billing_connection(api, SECRET).await;
+    let token = t.agent("offboarder").await;
+    t.grant(&[
+        ("agent:offboarder", "can_use", "tool:billing.refund"),
+        ("agent:offboarder", "refunder", "customer:42"),
+        ("agent:offboarder", "can_use", "connection:billing-api"),
+        ("user:carol", "cfo", "tenant:default"),
+    ])
+    .await;
+    (token, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_suspends_until_the_cfo_approves_through_the_api() {
+    let t = TestHost::start().await;
+    let (token, seen) = refund_setup(&t).await;
+
+    let call = {
+        let (url, token) = (t.url.clone(), token.clone());
+        tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{url}/v1/tools/billing.refund/call"))
+                .bearer_auth(token)
+                .json(&json!({ "customer_id": "42", "amount": "120.00", "currency": "EUR" }))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    let pending = wait_for_pending(&t).await;
+    assert_eq!(pending["summary"], "refund 120.00 EUR to customer 42");
+    assert_eq!(pending["role"], "cfo");
+    assert_eq!(pending["agent"], "agent:offboarder");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!call.is_finished(), "the call waits for the human");
+    assert!(seen.paths().is_empty(), "nothing was refunded before approval");
+
+    let id = pending["id"].as_str().unwrap();
+    // Someone who is not the CFO cannot decide.
+    let (status, body) =
+        t.admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:bob", "approve": true })).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("is not `cfo`"), "{body}");
+
+    let (status, body) = t
+        .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["approved_by"], "user:carol");
+    assert_eq!(body["result"]["refund"]["status"], "succeeded");
+    assert_eq!(seen.paths(), vec!["/refunds".to_string()]);
+
+    // The grant was spent by the refund: it is consumed and cannot be decided again.
+    let (_, approval) = t.admin_get(&format!("/v1/approvals/{id}")).await;
+    assert_eq!(approval["status"], "consumed");
+    let (status, _) = t
+        .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
+        .await;
+    assert_eq!(status, 409);
+
+    let k = kinds(&t.audit().await);
+    for expected in [
+        ("approval.request", "pending"),
+        ("approval.decision", "refused"),
+        ("approval.decision", "approved"),
+        ("vault.fetch", "allowed"),
+        ("tool.call", "allowed"),
+    ] {
+        assert!(k.contains(&(expected.0.into(), expected.1.into())), "missing {expected:?} in {k:?}");
+    }
+    let (_, verify) = t.admin_get("/v1/audit/verify").await;
+    assert_eq!(verify["broken_at"], Value::Null, "{verify}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refund_denied_through_the_cli_never_reaches_the_api() {
+    let t = TestHost::start().await;
+    let (token, seen) = refund_setup(&t).await;
+    let call = {
+        let (url, token) = (t.url.clone(), token.clone());
+        tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{url}/v1/tools/billing.refund/call"))
+                .bearer_auth(token)
+                .json(&json!({ "customer_id": "42", "amount": "999.00", "currency": "EUR" }))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    let pending = wait_for_pending(&t).await;
+    let id = pending["id"].as_str().unwrap().to_string();
+
+    // The CLI, as an approver would run it.
+    let bin = env!("CARGO_BIN_EXE_airlock");
+    let list = std::process::Command::new(bin)
+        .args(["approvals", "list", "--server", &t.url, "--data-dir"])
+        .arg(&t.dir)
+        .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
+    assert!(String::from_utf8_lossy(&list.stdout).contains(&id));
+    let deny = std::process::Command::new(bin)
+        .args([
+            "approvals",
+            "deny",
+            &id,
+            "--as",
+            "user:carol",
+            "--reason",
+            "too large",
+            "--server",
+            &t.url,
+            "--data-dir",
+        ])
+        .arg(&t.dir)
+        .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    assert!(deny.status.success(), "{}", String::from_utf8_lossy(&deny.stderr));
+
+    let (status, body) = tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap();
+    assert_eq!((status, body["code"].as_str()), (403, Some("tool_refused")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("the CFO refused the refund: too large"), "{body}");
+    assert!(seen.paths().is_empty(), "a denied refund never reaches the billing API");
+    let k = kinds(&t.audit().await);
+    assert!(k.contains(&("approval.decision".into(), "denied".into())), "{k:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_reports_a_bad_token_or_a_missing_host_clearly() {
+    let t = TestHost::start().await;
+    let bin = env!("CARGO_BIN_EXE_airlock");
+    let out = std::process::Command::new(bin)
+        .args(["call", "billing.lookup-customer", "{}", "--token", "alk_wrong", "--server", &t.url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unauthenticated (401"), "{err}");
+
+    let out = std::process::Command::new(bin)
+        .args(["tuple", "list", "--server", "http://127.0.0.1:9", "--data-dir"])
+        .arg(&t.dir)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("Is `airlock serve` running?"), "{err}");
+
+    let out = std::process::Command::new(bin)
+        .args(["tuple", "list", "--server", &t.url, "--data-dir", "/nonexistent"])
+        .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot read the admin token"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_endpoints_refuse_without_the_admin_token_and_explain_bad_input() {
+    let t = TestHost::start().await;
+    let agent = t.agent("nosy").await;
+    for token in ["", agent.as_str(), "adm_wrong"] {
+        let (status, body) = t.request(reqwest::Method::GET, "/v1/tuples", token, None).await;
+        assert_eq!((status, body["code"].as_str()), (401, Some("unauthenticated")), "{body}");
+    }
+    let (status, body) = t
+        .admin_post(
+            "/v1/tuples",
+            json!({ "writes": [{ "user": "agent:x", "relation": "can use", "object": "tool:a" }] }),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("invalid relation `can use`"), "{body}");
+    let (status, body) = t.admin_post("/v1/tuples", json!({ "writes": "nope" })).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_request")), "{body}");
+    let (status, body) = t.call(&agent, "billing", json!({})).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("must be `component.tool`"));
+    let (status, body) = t.admin_post("/v1/agents", json!({ "name": "nosy" })).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("conflict")));
+    let (status, body) = t.admin_get("/v1/approvals/apr_missing").await;
+    assert_eq!((status, body["code"].as_str()), (404, Some("not_found")), "{body}");
+
+    // A revoked agent's token is refused at once.
+    let (status, _) = t.request(reqwest::Method::DELETE, "/v1/agents/nosy", &t.admin, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = t.request(reqwest::Method::GET, "/v1/tools", &agent, None).await;
+    assert_eq!(status, 401);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_survives_a_restart_and_compiled_code_comes_from_the_cache() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let token = {
+        let t = TestHost::start_in(dir.clone(), None, support::test_limits()).await;
+        let token = t.agent("echoer").await;
+        t.grant(&[("agent:echoer", "can_use", "tool:probe.echo")]).await;
+        t.host.flush().await;
+        token
+    };
+    let cached: Vec<_> = std::fs::read_dir(dir.join("cache")).unwrap().flatten().collect();
+    assert!(cached.len() >= 2, "billing and probe are cached: {cached:?}");
+    let admin_token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
+    let mode =
+        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("admin.token")).unwrap().permissions());
+    assert_eq!(mode & 0o777, 0o600);
+
+    let t = TestHost::start_in(dir.clone(), None, support::test_limits()).await;
+    assert_eq!(t.admin, admin_token.trim());
+    let (status, body) = t.call(&token, "probe.echo", json!({ "hello": "again" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({ "hello": "again" }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_host_runs_on_postgresql() {
+    let Some(server) = airlock_store::testing::postgres_server_url() else { return };
+    let name = format!("airlock_e2e_{}", uuid::Uuid::new_v4().simple());
+    let admin = airlock_store::Db::connect_without_migrations(&server).await.unwrap();
+    airlock_store::sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
+    let url = airlock_store::testing::with_database(&server, &name);
+
+    let tmp = tempfile::tempdir().unwrap();
+    let t = TestHost::start_in(tmp.path().to_path_buf(), Some(url.clone()), support::test_limits()).await;
+    let (token, seen) = refund_setup(&t).await;
+    let call = {
+        let (url, token) = (t.url.clone(), token.clone());
+        tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{url}/v1/tools/billing.refund/call"))
+                .bearer_auth(token)
+                .json(&json!({ "customer_id": "42", "amount": "5.00", "currency": "EUR" }))
+                .send()
+                .await
+                .unwrap();
+            resp.status().as_u16()
+        })
+    };
+    let pending = wait_for_pending(&t).await;
+    let id = pending["id"].as_str().unwrap();
+    let (status, _) = t
+        .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap(), 200);
+    assert_eq!(seen.paths(), vec!["/refunds".to_string()]);
+
+    // The components, tuples and trail are in PostgreSQL, not in the data directory.
+    assert!(!tmp.path().join("airlock.db").exists());
+    let (_, verify) = t.admin_get("/v1/audit/verify").await;
+    assert_eq!(verify["broken_at"], Value::Null);
+    assert!(verify["events"].as_i64().unwrap() >= 8, "{verify}");
+}

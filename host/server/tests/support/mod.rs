@@ -1,0 +1,190 @@
+//! A real host on loopback for the integration tests, and stand-ins for the outside world.
+
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock::{Airlock, Config};
+use airlock_runtime::Limits;
+use axum::http::HeaderMap;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+
+/// A running host: its API at `url`, its state in `dir`.
+pub struct TestHost {
+    pub host: Arc<Airlock>,
+    pub url: String,
+    pub admin: String,
+    pub dir: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+    http: reqwest::Client,
+}
+
+/// Limits for tests: a short deadline so loops end fast, room for memory dumps.
+pub fn test_limits() -> Limits {
+    Limits {
+        deadline: Duration::from_millis(1500),
+        output_bytes: 16 << 20,
+        memory_bytes: 32 << 20,
+        pool_slots: 32,
+        ..Limits::default()
+    }
+}
+
+impl TestHost {
+    /// A fresh host on SQLite in a temporary directory, with the sandbox probe added.
+    pub async fn start() -> TestHost {
+        Self::start_with(test_limits()).await
+    }
+
+    /// Like [`TestHost::start`] with other limits.
+    pub async fn start_with(limits: Limits) -> TestHost {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        let mut t = Self::start_in(dir, None, limits).await;
+        t._tmp = Some(tmp);
+        t
+    }
+
+    /// A host over `dir` (and `database_url`, when given).
+    pub async fn start_in(dir: PathBuf, database_url: Option<String>, limits: Limits) -> TestHost {
+        let mut config = Config::new(dir.clone());
+        config.database_url = database_url;
+        config.limits = limits;
+        let host = Arc::new(Airlock::open(&config).await.unwrap());
+        if host.runtime.component("probe").is_none() {
+            host.add_component("probe", airlock::bundled::SANDBOX_PROBE, "test").await.unwrap();
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = airlock::api::router(host.clone());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        let admin = host.admin_token.clone();
+        TestHost { host, url: format!("http://{addr}"), admin, dir, _tmp: None, http: reqwest::Client::new() }
+    }
+
+    /// Sends a request with `token`; returns status and JSON body.
+    pub async fn request(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{}", self.url, path));
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, path, &self.admin, Some(body)).await
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        self.request(reqwest::Method::GET, path, &self.admin, None).await
+    }
+
+    /// Creates an agent and returns its token.
+    pub async fn agent(&self, name: &str) -> String {
+        let (status, body) = self.admin_post("/v1/agents", json!({ "name": name })).await;
+        assert_eq!(status, 201, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Writes tuples `(user, relation, object)`.
+    pub async fn grant(&self, tuples: &[(&str, &str, &str)]) {
+        let writes: Vec<Value> =
+            tuples.iter().map(|(u, r, o)| json!({ "user": u, "relation": r, "object": o })).collect();
+        let (status, body) = self.admin_post("/v1/tuples", json!({ "writes": writes })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Calls a tool as the agent with `token`.
+    pub async fn call(&self, token: &str, tool: &str, input: Value) -> (u16, Value) {
+        self.request(reqwest::Method::POST, &format!("/v1/tools/{tool}/call"), token, Some(input)).await
+    }
+
+    /// The tenant's audit events.
+    pub async fn audit(&self) -> Vec<Value> {
+        let (status, body) = self.admin_get("/v1/audit?limit=1000").await;
+        assert_eq!(status, 200, "{body}");
+        body["events"].as_array().unwrap().clone()
+    }
+
+    /// Stores the `billing-api` connection pointing at a stand-in.
+    pub async fn billing_connection(&self, api: SocketAddr, secret: &str) {
+        let body = json!({ "kind": "bearer", "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()],
+                           "secret": secret });
+        let (status, body) =
+            self.request(reqwest::Method::PUT, "/v1/connections/billing-api", &self.admin, Some(body)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+}
+
+/// What the billing stand-in saw: (path, authorization header).
+#[derive(Default, Clone)]
+pub struct Seen {
+    pub requests: Arc<Mutex<Vec<(String, Option<String>)>>>,
+}
+
+impl Seen {
+    fn record(&self, path: &str, headers: &HeaderMap, secret: &str) -> bool {
+        let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+        self.requests.lock().unwrap().push((path.to_string(), auth.clone()));
+        auth == Some(format!("Bearer {secret}"))
+    }
+
+    pub fn paths(&self) -> Vec<String> {
+        self.requests.lock().unwrap().iter().map(|(p, _)| p.clone()).collect()
+    }
+}
+
+/// A stand-in billing API that demands `Bearer {secret}`.
+pub async fn billing_api(secret: &'static str) -> (SocketAddr, Seen) {
+    let seen = Seen::default();
+    let (on_get, on_post) = (seen.clone(), seen.clone());
+    let app = Router::new()
+        .route(
+            "/customers/{id}",
+            get(move |axum::extract::Path(id): axum::extract::Path<String>, headers: HeaderMap| async move {
+                if !on_get.record(&format!("/customers/{id}"), &headers, secret) {
+                    return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({ "error": "bad credential" })));
+                }
+                (axum::http::StatusCode::OK, Json(json!({ "id": id, "plan": "pro", "balance": "120.00" })))
+            }),
+        )
+        .route(
+            "/refunds",
+            post(move |headers: HeaderMap, Json(body): Json<Value>| async move {
+                if !on_post.record("/refunds", &headers, secret) {
+                    return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({ "error": "bad credential" })));
+                }
+                (
+                    axum::http::StatusCode::OK,
+                    Json(json!({ "refund_id": "re_1", "amount": body["amount"], "status": "succeeded" })),
+                )
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+/// Polls until the tenant has a pending approval; returns it.
+pub async fn wait_for_pending(t: &TestHost) -> Value {
+    for _ in 0..400 {
+        let (_, body) = t.admin_get("/v1/approvals?status=pending").await;
+        if let Some(first) = body["approvals"].as_array().and_then(|a| a.first()) {
+            return first.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no approval request appeared");
+}
