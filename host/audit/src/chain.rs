@@ -9,9 +9,9 @@ use crate::{AuditError, AuditEvent, StoredEvent, Verification};
 pub(crate) const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
 /// sha256 over the link to the previous event and every field, each length-prefixed
-/// so that no two different events can serialize to the same bytes.
-pub fn event_hash(prev_hash: &str, seq: i64, ts: i64, event: &AuditEvent) -> String {
-    let detail = event.detail.to_string();
+/// so that no two different events can serialize to the same bytes. `detail` is
+/// the JSON text exactly as stored.
+pub fn event_hash(prev_hash: &str, seq: i64, ts: i64, event: &AuditEvent, detail: &str) -> String {
     let mut h = Sha256::new();
     for part in [
         prev_hash,
@@ -22,7 +22,7 @@ pub fn event_hash(prev_hash: &str, seq: i64, ts: i64, event: &AuditEvent) -> Str
         &event.outcome,
         &event.agent,
         &event.tool,
-        &detail,
+        detail,
     ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part.as_bytes());
@@ -43,7 +43,7 @@ fn from_row(tenant: &str, row: Row) -> StoredEvent {
             outcome,
             agent,
             tool,
-            // A detail that is not JSON any more is kept as a string so verify can still hash it.
+            // A detail that is not JSON any more (tampering) is shown as the raw text.
             detail: serde_json::from_str(&detail).unwrap_or(serde_json::Value::String(detail)),
         },
         prev_hash,
@@ -52,7 +52,11 @@ fn from_row(tenant: &str, row: Row) -> StoredEvent {
 }
 
 pub(crate) async fn list(db: &Db, tenant: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>, AuditError> {
-    let rows: Vec<Row> = sqlx::query_as(
+    Ok(raw_page(db, tenant, after, limit).await?.into_iter().map(|r| from_row(tenant, r)).collect())
+}
+
+async fn raw_page(db: &Db, tenant: &str, after: i64, limit: i64) -> Result<Vec<Row>, AuditError> {
+    Ok(sqlx::query_as(
         "SELECT seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash FROM audit_events \
          WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",
     )
@@ -60,12 +64,11 @@ pub(crate) async fn list(db: &Db, tenant: &str, after: i64, limit: i64) -> Resul
     .bind(after)
     .bind(limit)
     .fetch_all(db.pool())
-    .await?;
-    Ok(rows.into_iter().map(|r| from_row(tenant, r)).collect())
+    .await?)
 }
 
 pub(crate) async fn verify(db: &Db, tenant: &str) -> Result<Verification, AuditError> {
-    const PAGE: i64 = 1000;
+    const PAGE: i64 = 5000;
     let mut prev = GENESIS.to_string();
     let mut expected_seq = 1;
     let mut after = 0;
@@ -76,24 +79,27 @@ pub(crate) async fn verify(db: &Db, tenant: &str) -> Result<Verification, AuditE
         reason: Some(reason),
     };
     loop {
-        let page = list(db, tenant, after, PAGE).await?;
-        for e in &page {
+        let page = raw_page(db, tenant, after, PAGE).await?;
+        let full = page.len() as i64 == PAGE;
+        for (seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) in page {
             let n = expected_seq - 1;
-            if e.seq != expected_seq {
+            if seq != expected_seq {
                 return Ok(broken(expected_seq, format!("event {expected_seq} is missing"), n));
             }
-            if e.prev_hash != prev {
-                return Ok(broken(e.seq, "link to the previous event does not match".into(), n));
+            if prev_hash != prev {
+                return Ok(broken(seq, "link to the previous event does not match".into(), n));
             }
-            if event_hash(&prev, e.seq, e.ts, &e.event) != e.hash {
-                return Ok(broken(e.seq, "event content does not match its hash".into(), n));
+            let event =
+                AuditEvent { tenant: tenant.to_string(), kind, outcome, agent, tool, detail: serde_json::Value::Null };
+            if event_hash(&prev, seq, ts, &event, &detail) != hash {
+                return Ok(broken(seq, "event content does not match its hash".into(), n));
             }
-            prev = e.hash.clone();
+            prev = hash;
+            after = seq;
             expected_seq += 1;
         }
-        match page.last() {
-            Some(last) if page.len() as i64 == PAGE => after = last.seq,
-            _ => break,
+        if !full {
+            break;
         }
     }
     let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant = $1")

@@ -9,7 +9,11 @@ use tokio::sync::mpsc;
 use crate::chain::{event_hash, GENESIS};
 use crate::{AuditEvent, Message};
 
-const MAX_BATCH: usize = 1024;
+const MAX_BATCH: usize = 4096;
+/// Rows per INSERT statement. More rows per statement amortize less than they cost:
+/// SQLite looks up each `$N` parameter by a linear scan (benches/append.rs: 8 rows 176k events/s,
+/// 1 row 102k, 100 rows 68k).
+const ROWS_PER_INSERT: usize = 8;
 
 pub(crate) async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
     let mut batch: Vec<(AuditEvent, i64)> = Vec::new();
@@ -58,26 +62,52 @@ async fn append(db: &Db, batch: &[(AuditEvent, i64)]) -> Result<(), sqlx::Error>
                 .fetch_one(&mut *tx)
                 .await?;
         let mut seq = last_seq - events.len() as i64;
+        let mut rows = Vec::with_capacity(events.len());
         for (event, ts) in events {
             seq += 1;
-            let hash = event_hash(&prev, seq, *ts, event);
-            sqlx::query(
-                "INSERT INTO audit_events (tenant, seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(tenant)
-            .bind(seq)
-            .bind(*ts)
-            .bind(&event.kind)
-            .bind(&event.outcome)
-            .bind(&event.agent)
-            .bind(&event.tool)
-            .bind(event.detail.to_string())
-            .bind(&prev)
-            .bind(&hash)
-            .execute(&mut *tx)
-            .await?;
-            prev = hash;
+            let detail = event.detail.to_string();
+            let hash = event_hash(&prev, seq, *ts, event, &detail);
+            rows.push((seq, *ts, event, detail, std::mem::replace(&mut prev, hash.clone()), hash));
+        }
+        // Multi-row INSERTs: per-statement overhead, not hashing, bounds the writer.
+        for chunk in rows.chunks(ROWS_PER_INSERT) {
+            let placeholders: Vec<String> = (0..chunk.len())
+                .map(|r| {
+                    let b = r * 10;
+                    format!(
+                        "(${},${},${},${},${},${},${},${},${},${})",
+                        b + 1,
+                        b + 2,
+                        b + 3,
+                        b + 4,
+                        b + 5,
+                        b + 6,
+                        b + 7,
+                        b + 8,
+                        b + 9,
+                        b + 10
+                    )
+                })
+                .collect();
+            let sql = format!(
+                "INSERT INTO audit_events (tenant, seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) VALUES {}",
+                placeholders.join(",")
+            );
+            let mut q = sqlx::query(&sql);
+            for (seq, ts, event, detail, prev_hash, hash) in chunk {
+                q = q
+                    .bind(tenant)
+                    .bind(*seq)
+                    .bind(*ts)
+                    .bind(&event.kind)
+                    .bind(&event.outcome)
+                    .bind(&event.agent)
+                    .bind(&event.tool)
+                    .bind(detail)
+                    .bind(prev_hash)
+                    .bind(hash);
+            }
+            q.execute(&mut *tx).await?;
         }
         sqlx::query("UPDATE audit_heads SET hash = $2 WHERE tenant = $1")
             .bind(tenant)

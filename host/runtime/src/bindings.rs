@@ -1,4 +1,5 @@
 //! Host bindings for the `airlock:tool` world, generated from `wit/`.
+//! Public so benchmarks and embedders can drive a component without the gate.
 
 wasmtime::component::bindgen!({
     world: "tool",

@@ -12,7 +12,7 @@
 //! the pooling allocator, with a deadline (epoch), a CPU budget (fuel), a
 //! linear-memory cap and an output cap ([`Limits`]).
 
-mod bindings;
+pub mod bindings;
 mod cache;
 mod engine;
 mod host;

@@ -44,7 +44,7 @@ impl Airlock {
 
     /// Runs `tool` as `agent` with JSON `input`, through the whole gate.
     pub async fn call_tool(&self, agent: &Agent, tool: &str, input: &str) -> Result<CallReport, GateError> {
-        let call_id = format!("call_{}", uuid::Uuid::new_v4().simple());
+        let call_id = next_call_id();
         let ctx = CallContext {
             tenant: agent.tenant.clone(),
             agent: agent.subject(),
@@ -81,6 +81,16 @@ impl Airlock {
         self.audit.record(ctx.event("tool.call", label, detail, None));
         Ok(CallReport { call_id, outcome })
     }
+}
+
+/// A unique call id without a syscall per call: a random per-process prefix and a counter.
+fn next_call_id() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::OnceLock;
+    static PREFIX: OnceLock<String> = OnceLock::new();
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let prefix = PREFIX.get_or_init(|| uuid::Uuid::new_v4().simple().to_string()[..12].to_string());
+    format!("call_{prefix}{:08x}", COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
 /// A stable name for each kind of call failure (API error codes use it too).
