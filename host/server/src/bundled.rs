@@ -4,8 +4,11 @@
 /// Billing: `lookup-customer` and `refund` (uses authz, approval and vault).
 pub const BILLING: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/billing.wasm"));
 
+/// Hello: `greet`, no host interface; the first tool to try on a new host.
+pub const HELLO: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/hello.wasm"));
+
 /// A deliberately hostile component for testing the sandbox. Not registered by `serve`.
 pub const SANDBOX_PROBE: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/sandbox_probe.wasm"));
 
 /// Components `serve` registers on start when absent: (name, wasm).
-pub const DEFAULT_COMPONENTS: &[(&str, &[u8])] = &[("billing", BILLING)];
+pub const DEFAULT_COMPONENTS: &[(&str, &[u8])] = &[("billing", BILLING), ("hello", HELLO)];

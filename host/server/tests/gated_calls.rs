@@ -38,6 +38,14 @@ async fn an_agent_without_the_tuple_is_refused_and_the_refusal_is_audited() {
     // The tool list an agent sees is what it may use: nothing yet.
     let (_, tools) = t.request(reqwest::Method::GET, "/v1/tools", &token, None).await;
     assert_eq!(tools["tools"], json!([]));
+
+    // The README's first call: with the tuple, the bundled `hello.greet` runs.
+    t.grant(&[("agent:support-bot", "can_use", "tool:hello.greet")]).await;
+    let (status, body) = t.call(&token, "hello.greet", json!({ "name": "ada" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"], json!({ "greeting": "hello, ada" }));
+    let (status, body) = t.call(&token, "hello.greet", json!({ "nom": "ada" })).await;
+    assert_eq!((status, body["code"].as_str()), (400, Some("invalid_input")), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -175,7 +175,7 @@ async fn components_with_forbidden_imports_or_garbage_are_refused_with_reasons()
 
     let (_, list) = t.admin_get("/v1/components").await;
     let names: Vec<&str> = list["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
-    assert_eq!(names, vec!["billing", "probe"], "nothing refused was registered");
+    assert_eq!(names, vec!["billing", "hello", "probe"], "nothing refused was registered");
     t.grant(&[("agent:prober", "can_use", "tool:probe.echo")]).await;
     still_serving(&t, &token).await;
 }

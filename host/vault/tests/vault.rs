@@ -103,7 +103,7 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
         assert!(rows.iter().all(|(b,)| !b.windows(SECRET.len()).any(|w| w == SECRET.as_bytes())));
 
         // A sealed secret moved to another row does not open (bound to tenant and name).
-        sqlx::query("INSERT INTO connections SELECT 'globex', name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at FROM connections WHERE tenant = 'acme'")
+        sqlx::query("INSERT INTO connections (tenant, name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at) SELECT 'globex', name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at FROM connections WHERE tenant = 'acme'")
             .execute(t.db.pool())
             .await
             .unwrap();

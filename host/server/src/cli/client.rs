@@ -78,7 +78,7 @@ fn enc(s: &str) -> String {
 pub(super) async fn run(command: Command) -> Result<(), String> {
     use reqwest::Method;
     match command {
-        Command::Serve { .. } => unreachable_serve(),
+        Command::Serve { .. } => return Err("`serve` starts a host; it is not a client command".into()),
         Command::Component(ComponentCmd::Add { remote, name, file }) => {
             let wasm = std::fs::read(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
             eprintln!("uploading and compiling `{name}` ({} KiB)...", wasm.len() / 1024);
@@ -170,8 +170,4 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
         }
     }
     Ok(())
-}
-
-fn unreachable_serve() {
-    // `serve` is dispatched before the client commands; nothing to do here.
 }
