@@ -1,13 +1,13 @@
 //! The writer task: batches events and appends them to each tenant's chain.
 
 use std::collections::BTreeMap;
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use airlock_store::{sqlx, Db};
-use tokio::sync::mpsc;
 
 use crate::chain::{event_hash, GENESIS};
-use crate::{AuditEvent, Message};
+use crate::{AuditEvent, Message, Queue};
 
 const MAX_BATCH: usize = 4096;
 /// Rows per INSERT statement. More rows per statement amortize less than they cost:
@@ -15,28 +15,42 @@ const MAX_BATCH: usize = 4096;
 /// 1 row 102k, 100 rows 68k).
 const ROWS_PER_INSERT: usize = 8;
 
-pub(crate) async fn run(db: Db, mut rx: mpsc::UnboundedReceiver<Message>) {
-    let mut batch: Vec<(AuditEvent, i64)> = Vec::new();
-    let mut waiting = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut next = Some(first);
-        // Take whatever else is already queued: one transaction for all of it.
-        while let Some(message) = next {
+/// How long recorded events may wait before the writer commits them unasked.
+const TICK: Duration = Duration::from_millis(5);
+
+pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
+    loop {
+        let Some(q) = queue.upgrade() else { return };
+        let taken = std::mem::take(&mut *q.messages.lock());
+        if taken.is_empty() {
+            if Arc::strong_count(&q) == 1 {
+                return; // every handle is gone and nothing is left to write
+            }
+            tokio::select! {
+                _ = q.bell.notified() => {}
+                _ = tokio::time::sleep(TICK) => {}
+            }
+            continue;
+        }
+        drop(q);
+        let mut waiting = Vec::new();
+        let mut batch: Vec<(AuditEvent, i64)> = Vec::with_capacity(taken.len());
+        for message in taken {
             match message {
                 Message::Event(e, ts) => batch.push((e, ts)),
                 Message::Flush(done) => waiting.push(done),
             }
-            next = if batch.len() < MAX_BATCH { rx.try_recv().ok() } else { None };
         }
-        let mut delay = Duration::from_millis(50);
-        while let Err(e) = append(&db, &batch).await {
-            // Keep the events and retry: losing audit records is not an option.
-            tracing::error!("audit append failed, retrying in {delay:?}: {e}");
-            tokio::time::sleep(delay).await;
-            delay = (delay * 2).min(Duration::from_secs(5));
+        for chunk in batch.chunks(MAX_BATCH) {
+            let mut delay = Duration::from_millis(50);
+            while let Err(e) = append(&db, chunk).await {
+                // Keep the events and retry: losing audit records is not an option.
+                tracing::error!("audit append failed, retrying in {delay:?}: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
         }
-        batch.clear();
-        for done in waiting.drain(..) {
+        for done in waiting {
             let _ = done.send(());
         }
     }
