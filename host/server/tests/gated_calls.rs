@@ -113,24 +113,28 @@ async fn refund_setup(t: &TestHost) -> (String, support::Seen) {
     (token, seen)
 }
 
+/// Starts a refund call in the background: it waits for a human, so the test can decide meanwhile.
+fn spawn_refund(t: &TestHost, token: &str, amount: &str) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (url, token) = (t.url.clone(), token.to_string());
+    let input = json!({ "customer_id": "42", "amount": amount, "currency": "EUR" });
+    tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/v1/tools/billing.refund/call"))
+            .bearer_auth(token)
+            .json(&input)
+            .send()
+            .await
+            .unwrap();
+        (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refund_suspends_until_the_cfo_approves_through_the_api() {
     let t = TestHost::start().await;
     let (token, seen) = refund_setup(&t).await;
 
-    let call = {
-        let (url, token) = (t.url.clone(), token.clone());
-        tokio::spawn(async move {
-            let resp = reqwest::Client::new()
-                .post(format!("{url}/v1/tools/billing.refund/call"))
-                .bearer_auth(token)
-                .json(&json!({ "customer_id": "42", "amount": "120.00", "currency": "EUR" }))
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-        })
-    };
+    let call = spawn_refund(&t, &token, "120.00");
     let pending = wait_for_pending(&t).await;
     assert_eq!(pending["summary"], "refund 120.00 EUR to customer 42");
     assert_eq!(pending["role"], "cfo");
@@ -183,19 +187,7 @@ async fn a_refund_suspends_until_the_cfo_approves_through_the_api() {
 async fn a_refund_denied_through_the_cli_never_reaches_the_api() {
     let t = TestHost::start().await;
     let (token, seen) = refund_setup(&t).await;
-    let call = {
-        let (url, token) = (t.url.clone(), token.clone());
-        tokio::spawn(async move {
-            let resp = reqwest::Client::new()
-                .post(format!("{url}/v1/tools/billing.refund/call"))
-                .bearer_auth(token)
-                .json(&json!({ "customer_id": "42", "amount": "999.00", "currency": "EUR" }))
-                .send()
-                .await
-                .unwrap();
-            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
-        })
-    };
+    let call = spawn_refund(&t, &token, "999.00");
     let pending = wait_for_pending(&t).await;
     let id = pending["id"].as_str().unwrap().to_string();
 
@@ -334,26 +326,14 @@ async fn the_same_host_runs_on_postgresql() {
     let tmp = tempfile::tempdir().unwrap();
     let t = TestHost::start_in(tmp.path().to_path_buf(), Some(url.clone()), support::test_limits()).await;
     let (token, seen) = refund_setup(&t).await;
-    let call = {
-        let (url, token) = (t.url.clone(), token.clone());
-        tokio::spawn(async move {
-            let resp = reqwest::Client::new()
-                .post(format!("{url}/v1/tools/billing.refund/call"))
-                .bearer_auth(token)
-                .json(&json!({ "customer_id": "42", "amount": "5.00", "currency": "EUR" }))
-                .send()
-                .await
-                .unwrap();
-            resp.status().as_u16()
-        })
-    };
+    let call = spawn_refund(&t, &token, "5.00");
     let pending = wait_for_pending(&t).await;
     let id = pending["id"].as_str().unwrap();
     let (status, _) = t
         .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
         .await;
     assert_eq!(status, 200);
-    assert_eq!(tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap(), 200);
+    assert_eq!(tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap().0, 200);
     assert_eq!(seen.paths(), vec!["/refunds".to_string()]);
 
     // The components, tuples and trail are in PostgreSQL, not in the data directory.
