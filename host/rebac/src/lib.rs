@@ -13,7 +13,9 @@
 //! in-memory index that is updated in the same call that changes the
 //! database, so a delete is visible to the very next check in this process.
 
+pub mod engine;
 mod index;
+pub mod model;
 mod tuple;
 
 use std::collections::HashMap;
