@@ -73,15 +73,13 @@ pub enum EngineError {
     RelationNotFound(String),
     #[error("invalid tuple: {0}")]
     InvalidTuple(String),
-    #[error("condition `{0}` cannot be evaluated: conditions are not supported yet, so the check fails closed")]
-    ConditionUnsupported(String),
 }
 
 impl EngineError {
     /// The OpenFGA error code.
     pub fn code(&self) -> u32 {
         match self {
-            EngineError::Validation(_) | EngineError::ConditionUnsupported(_) => 2000,
+            EngineError::Validation(_) => 2000,
             EngineError::ResolutionTooComplex => 2002,
             EngineError::TypeNotFound(_) => 2021,
             EngineError::RelationNotFound(_) => 2022,
@@ -401,12 +399,12 @@ impl<'a> Engine<'a> {
     }
 
     fn condition_holds(&self, condition: Option<&TupleCondition>) -> Result<bool, EngineError> {
-        match condition {
-            None => Ok(true),
-            Some(c) => {
-                let _ = self.context;
-                Err(EngineError::ConditionUnsupported(c.name.clone()))
-            }
-        }
+        let Some(c) = condition else { return Ok(true) };
+        let def = self
+            .model
+            .conditions
+            .get(&c.name)
+            .ok_or_else(|| EngineError::Validation(format!("condition `{}` is not in the model", c.name)))?;
+        crate::conditions::evaluate(def, &c.context, self.context)
     }
 }

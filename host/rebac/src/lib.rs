@@ -13,6 +13,7 @@
 //! in-memory index that is updated in the same call that changes the
 //! database, so a delete is visible to the very next check in this process.
 
+pub mod conditions;
 pub mod engine;
 mod index;
 pub mod model;

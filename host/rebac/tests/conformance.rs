@@ -94,6 +94,8 @@ struct ListObjectsAssertion {
     error_code: Option<u32>,
     #[serde(default, rename = "contextualTuples")]
     contextual: Option<Vec<YTuple>>,
+    #[serde(default)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
 }
 
 fn convert(ts: &[YTuple]) -> Vec<(Tuple, Option<TupleCondition>)> {
@@ -159,7 +161,8 @@ fn run_list_objects(case: &Case, a: &ListObjectsAssertion) -> Result<(), String>
     let mut extra = a.request.contextual.clone().unwrap_or_default();
     extra.extend(a.contextual.clone().unwrap_or_default());
     let (store, contextual) = case.engine_inputs(&extra);
-    let got = Engine::new(model, &store, &contextual, a.request.context.as_ref())
+    let context = a.context.as_ref().or(a.request.context.as_ref());
+    let got = Engine::new(model, &store, &contextual, context)
         .and_then(|e| e.list_objects(&a.request.object_type, &a.request.relation, &a.request.user))
         .map(|mut v| {
             v.sort();
