@@ -2,6 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::engine::{TupleCondition, TupleSource};
 use crate::{RebacError, RESOLUTION_DEPTH_LIMIT};
 
 /// object -> relation -> subjects. Nested maps so lookups borrow `&str` keys.
@@ -65,5 +66,23 @@ impl TenantIndex {
             }
         }
         Ok(false)
+    }
+}
+
+/// The model-aware engine reads the same mirror (stored tuples carry no conditions yet).
+impl TupleSource for TenantIndex {
+    fn read<'s>(&'s self, object: &str, relation: &str) -> Vec<(&'s str, Option<&'s TupleCondition>)> {
+        match self.objects.get(object).and_then(|r| r.get(relation)) {
+            Some(users) => users.iter().map(|u| (u.as_str(), None)).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn objects_of_type<'s>(&'s self, object_type: &str) -> Vec<&'s str> {
+        self.objects
+            .keys()
+            .map(String::as_str)
+            .filter(|o| o.split_once(':').map(|(ty, _)| ty == object_type).unwrap_or(false))
+            .collect()
     }
 }

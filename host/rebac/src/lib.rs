@@ -3,11 +3,12 @@
 //! This is the engine behind the `authz` host interface and the host's own
 //! gate ("may this agent use this tool"). It knows nothing of wasm or HTTP.
 //!
-//! At this depth the engine answers from stored tuples with OpenFGA's tuple
-//! semantics: direct tuples, type-bound wildcards (`agent:*`) and usersets
-//! (`group:eng#member`) resolved recursively, with a resolution limit. The
-//! authorization-model layer (computed relations, tuple-to-userset, etc.)
-//! builds on [`Rebac::check`].
+//! A tenant with an authorization model (OpenFGA DSL, [`model`]) gets OpenFGA
+//! schema 1.1 semantics from [`engine`]: type restrictions, computed
+//! relations, tuple-to-userset, union, intersection, exclusion, conditions.
+//! A tenant without one gets plain tuple semantics: direct tuples, type-bound
+//! wildcards (`agent:*`) and usersets (`group:eng#member`) resolved
+//! recursively, with the same resolution limit.
 //!
 //! Tuples are persisted through [`airlock_store::Db`] and mirrored in an
 //! in-memory index that is updated in the same call that changes the
@@ -20,6 +21,7 @@ pub mod model;
 mod tuple;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use airlock_store::{now_millis, Db};
 use parking_lot::RwLock;
@@ -37,14 +39,28 @@ pub enum RebacError {
     InvalidTuple(#[from] TupleError),
     #[error("resolution too complex: more than {RESOLUTION_DEPTH_LIMIT} nested usersets")]
     ResolutionTooComplex,
+    #[error(transparent)]
+    Engine(#[from] engine::EngineError),
+    #[error("invalid model: {0}")]
+    InvalidModel(#[from] model::dsl::DslError),
+    #[error("stored model `{0}` no longer parses: {1}")]
+    StoredModel(String, model::dsl::DslError),
     #[error("authorization store unavailable: {0}")]
     Store(#[from] airlock_store::sqlx::Error),
+}
+
+/// A tenant's active model.
+#[derive(Debug, Clone)]
+pub struct ActiveModel {
+    pub id: String,
+    pub model: Arc<model::Model>,
 }
 
 /// The authorization engine for every tenant.
 pub struct Rebac {
     db: Db,
     tenants: RwLock<HashMap<String, TenantIndex>>,
+    models: RwLock<HashMap<String, ActiveModel>>,
 }
 
 impl Rebac {
@@ -58,7 +74,42 @@ impl Rebac {
         for (tenant, object, relation, subject) in rows {
             tenants.entry(tenant).or_default().insert(&object, &relation, &subject);
         }
-        Ok(Rebac { db, tenants: RwLock::new(tenants) })
+        let rows: Vec<(String, String, String)> = airlock_store::sqlx::query_as(
+            "SELECT tenant, id, dsl FROM authorization_models ORDER BY tenant, created_at, id",
+        )
+        .fetch_all(db.pool())
+        .await?;
+        let mut models = HashMap::new();
+        for (tenant, id, dsl) in rows {
+            let model = model::dsl::parse(&dsl).map_err(|e| RebacError::StoredModel(id.clone(), e))?;
+            models.insert(tenant, ActiveModel { id, model: Arc::new(model) });
+        }
+        Ok(Rebac { db, tenants: RwLock::new(tenants), models: RwLock::new(models) })
+    }
+
+    /// Parses, stores and activates a model for `tenant`; returns its id.
+    pub async fn write_model(&self, tenant: &str, dsl: &str) -> Result<ActiveModel, RebacError> {
+        let parsed = Arc::new(model::dsl::parse(dsl)?);
+        let now = now_millis();
+        // Ids sort by creation time, like OpenFGA's ULIDs.
+        let id = format!("{now:013}{}", &uuid::Uuid::new_v4().simple().to_string()[..13]);
+        airlock_store::sqlx::query(
+            "INSERT INTO authorization_models (tenant, id, dsl, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(tenant)
+        .bind(&id)
+        .bind(dsl)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        let active = ActiveModel { id, model: parsed };
+        self.models.write().insert(tenant.to_string(), active.clone());
+        Ok(active)
+    }
+
+    /// The tenant's active model, if it has one.
+    pub fn model(&self, tenant: &str) -> Option<ActiveModel> {
+        self.models.read().get(tenant).cloned()
     }
 
     /// Does `subject` hold `relation` on `object` in `tenant`?
@@ -66,6 +117,13 @@ impl Rebac {
         Tuple::validate_object(object)?;
         Tuple::validate_relation(relation)?;
         Tuple::validate_subject(subject)?;
+        if let Some(active) = self.model(tenant) {
+            let tenants = self.tenants.read();
+            let empty = TenantIndex::default();
+            let index = tenants.get(tenant).unwrap_or(&empty);
+            let engine = engine::Engine::new(&active.model, index, &[], None)?;
+            return Ok(engine.check(object, relation, subject)?);
+        }
         let tenants = self.tenants.read();
         let Some(index) = tenants.get(tenant) else { return Ok(false) };
         index.check(subject, relation, object, 0)
@@ -82,6 +140,13 @@ impl Rebac {
         Tuple::validate_relation(relation)?;
         Tuple::validate_subject(subject)?;
         Tuple::validate_type(object_type)?;
+        if let Some(active) = self.model(tenant) {
+            let tenants = self.tenants.read();
+            let empty = TenantIndex::default();
+            let index = tenants.get(tenant).unwrap_or(&empty);
+            let engine = engine::Engine::new(&active.model, index, &[], None)?;
+            return Ok(engine.list_objects(object_type, relation, subject)?);
+        }
         let tenants = self.tenants.read();
         let Some(index) = tenants.get(tenant) else { return Ok(Vec::new()) };
         let mut found = Vec::new();
@@ -95,9 +160,16 @@ impl Rebac {
     }
 
     /// Writes tuples (idempotent: an existing tuple is left as it is).
+    ///
+    /// With a model, each tuple must be admitted by it (OpenFGA's `invalid_tuple` otherwise).
     pub async fn write(&self, tenant: &str, tuples: &[Tuple]) -> Result<(), RebacError> {
         for t in tuples {
             t.validate()?;
+        }
+        if let Some(active) = self.model(tenant) {
+            for t in tuples {
+                engine::validate_tuple(&active.model, t, None)?;
+            }
         }
         let mut tx = self.db.pool().begin().await?;
         for t in tuples {

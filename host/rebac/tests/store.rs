@@ -74,3 +74,61 @@ async fn cyclic_usersets_end_in_an_error_not_a_hang() {
     let err = rebac.check("acme", "agent:x", "member", "group:a").unwrap_err();
     assert!(matches!(err, RebacError::ResolutionTooComplex));
 }
+
+const MODEL: &str = "model
+  schema 1.1
+type agent
+type team
+  relations
+    define member: [agent]
+type tool
+  relations
+    define owner: [team]
+    define blocked: [agent]
+    define can_use: ([agent] or member from owner) but not blocked
+";
+
+#[tokio::test]
+async fn a_tenant_model_gives_openfga_semantics_and_survives_a_reopen() {
+    for t in testing::all().await {
+        let rebac = Rebac::open(t.db.clone()).await.unwrap();
+        let active = rebac.write_model("acme", MODEL).await.unwrap();
+        rebac
+            .write(
+                "acme",
+                &[
+                    Tuple::new("tool:billing.refund", "owner", "team:finance"),
+                    Tuple::new("team:finance", "member", "agent:refunder"),
+                    Tuple::new("team:finance", "member", "agent:intern"),
+                    Tuple::new("tool:billing.refund", "blocked", "agent:intern"),
+                ],
+            )
+            .await
+            .unwrap();
+        assert!(rebac.check("acme", "agent:refunder", "can_use", "tool:billing.refund").unwrap(), "{:?}", t.backend);
+        assert!(!rebac.check("acme", "agent:intern", "can_use", "tool:billing.refund").unwrap(), "exclusion");
+        assert_eq!(
+            rebac.list_objects("acme", "agent:refunder", "can_use", "tool").unwrap(),
+            vec!["tool:billing.refund"]
+        );
+
+        // The model's type restrictions guard writes.
+        let err = rebac.write("acme", &[Tuple::new("tool:x", "owner", "agent:refunder")]).await.unwrap_err();
+        assert!(err.to_string().contains("does not admit"), "{err}");
+        // And checks of relations it does not define fail (closed) with a reason.
+        assert!(rebac.check("acme", "agent:refunder", "viewer", "tool:billing.refund").is_err());
+        // Other tenants keep plain tuple semantics.
+        assert!(rebac.model("globex").is_none());
+
+        let reopened = Rebac::open(t.db.clone()).await.unwrap();
+        assert_eq!(reopened.model("acme").unwrap().id, active.id);
+        assert!(!reopened.check("acme", "agent:intern", "can_use", "tool:billing.refund").unwrap());
+
+        let bad = rebac
+            .write_model("acme", "model\n  schema 1.1\ntype a\n  relations\n    define b: [c]\n")
+            .await
+            .unwrap_err();
+        assert!(bad.to_string().contains("line 5"), "{bad}");
+        assert_eq!(rebac.model("acme").unwrap().id, active.id, "a refused model changes nothing");
+    }
+}

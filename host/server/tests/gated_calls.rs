@@ -342,3 +342,49 @@ async fn the_same_host_runs_on_postgresql() {
     assert_eq!(verify["broken_at"], Value::Null);
     assert!(verify["events"].as_i64().unwrap() >= 8, "{verify}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_model_governs_the_gate() {
+    let t = TestHost::start().await;
+    let token = t.agent("helper").await;
+    let model = "model\n  schema 1.1\ntype agent\ntype team\n  relations\n    define member: [agent]\n\
+type tool\n  relations\n    define can_use: [agent, team#member]\n";
+    let resp = reqwest::Client::new()
+        .put(format!("{}/v1/authorization-model", t.url))
+        .bearer_auth(&t.admin)
+        .body("model\n  schema 1.1\ntype tool\n  relations\n    define can_use: [agent]\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 400);
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["code"], "invalid_model");
+    assert!(body["message"].as_str().unwrap().starts_with("line 5, column"), "{body}");
+
+    let resp = reqwest::Client::new()
+        .put(format!("{}/v1/authorization-model", t.url))
+        .bearer_auth(&t.admin)
+        .body(model)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 200);
+    t.grant(&[("team:support#member", "can_use", "tool:hello.greet"), ("agent:helper", "member", "team:support")])
+        .await;
+    let (status, body) = t.call(&token, "hello.greet", json!({ "name": "team" })).await;
+    assert_eq!(status, 200, "{body}");
+
+    // A tuple the model does not admit is refused with the reason.
+    let (status, body) = t
+        .admin_post(
+            "/v1/tuples",
+            json!({ "writes": [{ "user": "team:support", "relation": "can_use", "object": "tool:x" }] }),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("does not admit"), "{body}");
+
+    let (status, body) = t.admin_get("/v1/authorization-model").await;
+    assert_eq!(status, 200);
+    assert!(body["dsl"].as_str().unwrap().contains("define can_use: [agent, team#member]"), "{body}");
+}

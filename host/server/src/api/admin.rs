@@ -123,8 +123,43 @@ pub(super) struct TupleJson {
 fn rebac_error(e: RebacError) -> ApiError {
     match e {
         RebacError::InvalidTuple(e) => ApiError::bad_request(e.to_string()),
+        RebacError::Engine(e) => ApiError::bad_request(e.to_string()),
+        RebacError::InvalidModel(e) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_model", e.to_string()),
         other => ApiError::internal("authorization store", other),
     }
+}
+
+// ---- authorization model ---------------------------------------------------------
+
+/// `PUT /v1/authorization-model`: the body is a model in the OpenFGA DSL; it becomes the tenant's active model.
+pub(super) async fn write_model(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let dsl = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the model must be UTF-8 DSL text"))?;
+    let active = host.rebac.write_model(q.tenant(), dsl).await.map_err(rebac_error)?;
+    host.audit.record(admin_event(q.tenant(), "model.write", "ok", "", json!({ "model_id": active.id })));
+    Ok(Json(json!({ "authorization_model_id": active.id })))
+}
+
+/// `GET /v1/authorization-model`: the tenant's active model, in canonical DSL.
+pub(super) async fn read_model(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let active = host.rebac.model(q.tenant()).ok_or_else(|| {
+        ApiError::not_found(
+            "this tenant has no authorization model: tuples are checked as written (PUT one to use OpenFGA semantics)",
+        )
+    })?;
+    Ok(Json(json!({ "authorization_model_id": active.id, "dsl": active.model.to_string() })))
 }
 
 pub(super) async fn write_tuples(

@@ -30,6 +30,7 @@ pub fn router(host: Arc<Airlock>) -> Router {
         .route("/v1/components", get(admin::list_components))
         .route("/v1/components/{name}", post(admin::add_component))
         .route("/v1/tuples", get(admin::read_tuples).post(admin::write_tuples))
+        .route("/v1/authorization-model", get(admin::read_model).put(admin::write_model))
         .route("/v1/agents", post(admin::create_agent))
         .route("/v1/agents/{name}", delete(admin::revoke_agent))
         .route("/v1/connections", get(admin::list_connections))

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{AgentCmd, ApprovalCmd, Command, ComponentCmd, ConnectionCmd, Remote, TupleCmd};
+use super::{AgentCmd, ApprovalCmd, Command, ComponentCmd, ConnectionCmd, ModelCmd, Remote, TupleCmd};
 
 /// A small client of the host's HTTP API.
 pub struct Client {
@@ -41,6 +41,7 @@ impl Client {
         req = match body {
             Some(Body::Json(v)) => req.json(&v),
             Some(Body::Bytes(b)) => req.header("content-type", "application/wasm").body(b),
+            Some(Body::Text(t)) => req.header("content-type", "text/plain; charset=utf-8").body(t),
             None => req,
         };
         let resp = req
@@ -65,6 +66,7 @@ impl Client {
 pub enum Body {
     Json(Value),
     Bytes(Vec<u8>),
+    Text(String),
 }
 
 fn print(v: &Value) {
@@ -104,6 +106,16 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
                 path.push_str(&format!("&object={}", enc(&o)));
             }
             print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+        }
+        Command::Model(ModelCmd::Write { remote, file }) => {
+            let dsl = std::fs::read_to_string(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
+            let path = format!("/v1/authorization-model?tenant={}", enc(&remote.tenant));
+            print(&Client::admin(&remote)?.send(Method::PUT, &path, Some(Body::Text(dsl))).await?);
+        }
+        Command::Model(ModelCmd::Show { remote }) => {
+            let path = format!("/v1/authorization-model?tenant={}", enc(&remote.tenant));
+            let v = Client::admin(&remote)?.send(Method::GET, &path, None).await?;
+            println!("{}", v.get("dsl").and_then(Value::as_str).unwrap_or_default());
         }
         Command::Agent(AgentCmd::Create { remote, name }) => {
             let body = json!({ "tenant": remote.tenant, "name": name });

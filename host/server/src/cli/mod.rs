@@ -54,6 +54,9 @@ pub enum Command {
     /// Write, delete and read relationship tuples (`USER RELATION OBJECT`, as in OpenFGA).
     #[command(subcommand)]
     Tuple(TupleCmd),
+    /// Set or show the tenant's authorization model (OpenFGA DSL).
+    #[command(subcommand)]
+    Model(ModelCmd),
     /// Create and revoke agents.
     #[command(subcommand)]
     Agent(AgentCmd),
@@ -139,6 +142,21 @@ pub enum TupleCmd {
         remote: Remote,
         #[arg(long)]
         object: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ModelCmd {
+    /// Make the model in FILE (OpenFGA DSL, schema 1.1) the tenant's active model.
+    Write {
+        #[command(flatten)]
+        remote: Remote,
+        file: PathBuf,
+    },
+    /// Print the tenant's active model.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
     },
 }
 
