@@ -25,6 +25,8 @@ pub trait TupleSource {
     fn read<'s>(&'s self, object: &str, relation: &str) -> Vec<(&'s str, Option<&'s TupleCondition>)>;
     /// Every object of `object_type` that appears in some tuple.
     fn objects_of_type<'s>(&'s self, object_type: &str) -> Vec<&'s str>;
+    /// Every object and every user of every tuple (for list-users candidates).
+    fn names<'s>(&'s self) -> Vec<&'s str>;
 }
 
 /// Tuples held in memory: the request's contextual tuples, or a test's store.
@@ -57,6 +59,12 @@ impl TupleSource for MemoryTuples {
             .map(|(o, _)| o.as_str())
             .filter(|o| o.split_once(':').map(|(t, _)| t == object_type).unwrap_or(false))
             .collect()
+    }
+
+    fn names<'s>(&'s self) -> Vec<&'s str> {
+        let mut out: Vec<&str> = self.by_key.keys().map(|(o, _)| o.as_str()).collect();
+        out.extend(self.by_key.values().flat_map(|users| users.iter().map(|(u, _)| u.as_str())));
+        out
     }
 }
 
@@ -178,6 +186,9 @@ pub struct Engine<'a> {
     store: &'a dyn TupleSource,
     contextual: MemoryTuples,
     context: &'a serde_json::Map<String, serde_json::Value>,
+    /// Whether a `type:*` tuple grants every concrete user of the type (check), or
+    /// only stands for itself (list-users, which reports the wildcard, not everyone).
+    wildcard_is_everyone: std::cell::Cell<bool>,
 }
 
 static EMPTY_CONTEXT: std::sync::OnceLock<serde_json::Map<String, serde_json::Value>> = std::sync::OnceLock::new();
@@ -196,7 +207,7 @@ impl<'a> Engine<'a> {
             mem.insert(t, c.clone());
         }
         let context = context.unwrap_or_else(|| EMPTY_CONTEXT.get_or_init(serde_json::Map::new));
-        Ok(Engine { model, store, contextual: mem, context })
+        Ok(Engine { model, store, contextual: mem, context, wildcard_is_everyone: std::cell::Cell::new(true) })
     }
 
     /// Does `user` hold `relation` on `object`?
@@ -233,6 +244,73 @@ impl<'a> Engine<'a> {
         Ok(found)
     }
 
+    /// Every user matching `filters` (`type` or `type#relation`) that holds
+    /// `relation` on `object`: concrete users, `type:*` when the wildcard is
+    /// granted, and usersets. Sorted.
+    pub fn list_users(&self, object: &str, relation: &str, filters: &[String]) -> Result<Vec<String>, EngineError> {
+        let ty = object_type(object)
+            .ok_or_else(|| EngineError::Validation(format!("object `{object}` is not `type:id`")))?;
+        let td = self.model.type_def(ty).ok_or_else(|| EngineError::TypeNotFound(ty.to_string()))?;
+        if td.relation(relation).is_none() {
+            return Err(EngineError::RelationNotFound(relation.to_string()));
+        }
+        let mut parsed = Vec::new();
+        for f in filters {
+            let (fty, frel) = match f.split_once('#') {
+                Some((t, r)) => (t, Some(r)),
+                None => (f.as_str(), None),
+            };
+            if self.model.type_def(fty).is_none() {
+                return Err(EngineError::TypeNotFound(fty.to_string()));
+            }
+            if let Some(r) = frel {
+                if self.model.relation(fty, r).is_none() {
+                    return Err(EngineError::RelationNotFound(r.to_string()));
+                }
+            }
+            parsed.push((fty, frel));
+        }
+        // Candidates: every object named in a tuple, as itself, its wildcard, or a userset.
+        let mut names: BTreeSet<&str> = self.store.names().into_iter().collect();
+        names.extend(self.contextual.names());
+        names.insert(object);
+        let mut candidates = BTreeSet::new();
+        for name in names {
+            let base = name.split_once('#').map(|(o, _)| o).unwrap_or(name);
+            let Some(bty) = base.split_once(':').map(|(t, _)| t) else { continue };
+            for (fty, frel) in &parsed {
+                if *fty != bty {
+                    continue;
+                }
+                match frel {
+                    Some(r) if !base.ends_with(":*") => {
+                        candidates.insert(format!("{base}#{r}"));
+                    }
+                    Some(_) => {}
+                    None => {
+                        candidates.insert(base.to_string());
+                    }
+                }
+            }
+        }
+        self.wildcard_is_everyone.set(false);
+        let mut found = Vec::new();
+        let mut failure = None;
+        for candidate in candidates {
+            let mut visited = HashSet::new();
+            match self.resolve(object, relation, &candidate, 0, &mut visited) {
+                Ok(Tri::Yes) => found.push(candidate),
+                Ok(_) => {}
+                Err(e) => {
+                    failure = Some(e);
+                    break;
+                }
+            }
+        }
+        self.wildcard_is_everyone.set(true);
+        failure.map_or(Ok(found), Err)
+    }
+
     fn validate_user(&self, user: &str) -> Result<(), EngineError> {
         let u = parse_user(user).ok_or_else(|| {
             EngineError::Validation(format!("user `{user}` is not `type:id`, `type:*` or `type:id#relation`"))
@@ -267,6 +345,14 @@ impl<'a> Engine<'a> {
         }
         let Some(ty) = object_type(object) else { return Ok(Tri::No) };
         let Some(rel) = self.model.relation(ty, relation) else { return Ok(Tri::No) };
+        // A userset is a member of itself: `document:1#writer` holds `writer` on `document:1`.
+        if user.len() == object.len() + 1 + relation.len()
+            && user.starts_with(object)
+            && user[object.len()..].starts_with('#')
+            && user.ends_with(relation)
+        {
+            return Ok(Tri::Yes);
+        }
         let key = format!("{object}#{relation}@{user}");
         if !visited.insert(key.clone()) {
             return Ok(Tri::Cycle);
@@ -327,27 +413,31 @@ impl<'a> Engine<'a> {
                 any.finish()
             }
             Rewrite::Intersection(children) => {
-                let (mut cycle, mut error) = (false, None);
-                for c in children {
-                    match self.rewrite(c, rel, object, user, depth, visited) {
-                        Ok(Tri::No) => return Ok(Tri::No),
-                        Ok(Tri::Yes) => {}
-                        Ok(Tri::Cycle) => cycle = true,
-                        Err(e) => error = Some(e),
+                if !self.wildcard_is_everyone.get() {
+                    // List-users: a concrete user is in `a and b` when it is in every operand,
+                    // counting wildcards as everyone, and named in at least one of them.
+                    let everyone =
+                        self.with_wildcards(true, || self.intersection(children, rel, object, user, depth, visited));
+                    if everyone? != Tri::Yes {
+                        return Ok(Tri::No);
                     }
+                    let mut any = AnyOf::new();
+                    for c in children {
+                        if any.add(self.rewrite(c, rel, object, user, depth, visited)) {
+                            return Ok(Tri::Yes);
+                        }
+                    }
+                    return any.finish();
                 }
-                match (error, cycle) {
-                    (Some(e), _) => Err(e),
-                    (None, true) => Ok(Tri::Cycle),
-                    (None, false) => Ok(Tri::Yes),
-                }
+                self.intersection(children, rel, object, user, depth, visited)
             }
             Rewrite::Difference(base, subtract) => {
                 let b = self.rewrite(base, rel, object, user, depth, visited);
                 if let Ok(Tri::No) = b {
                     return Ok(Tri::No);
                 }
-                let s = self.rewrite(subtract, rel, object, user, depth, visited);
+                // Whoever a wildcard excludes is excluded, in list-users too.
+                let s = self.with_wildcards(true, || self.rewrite(subtract, rel, object, user, depth, visited));
                 match (b, s) {
                     (_, Ok(Tri::Yes)) => Ok(Tri::No),
                     (Err(e), _) | (_, Err(e)) => Err(e),
@@ -356,6 +446,39 @@ impl<'a> Engine<'a> {
                 }
             }
         }
+    }
+
+    fn intersection(
+        &self,
+        children: &[Rewrite],
+        rel: &RelationDef,
+        object: &str,
+        user: &str,
+        depth: u32,
+        visited: &mut HashSet<String>,
+    ) -> Result<Tri, EngineError> {
+        let (mut cycle, mut error) = (false, None);
+        for c in children {
+            match self.rewrite(c, rel, object, user, depth, visited) {
+                Ok(Tri::No) => return Ok(Tri::No),
+                Ok(Tri::Yes) => {}
+                Ok(Tri::Cycle) => cycle = true,
+                Err(e) => error = Some(e),
+            }
+        }
+        match (error, cycle) {
+            (Some(e), _) => Err(e),
+            (None, true) => Ok(Tri::Cycle),
+            (None, false) => Ok(Tri::Yes),
+        }
+    }
+
+    /// Runs `f` with wildcard semantics set to `everyone`, then restores them.
+    fn with_wildcards<T>(&self, everyone: bool, f: impl FnOnce() -> T) -> T {
+        let before = self.wildcard_is_everyone.replace(everyone);
+        let out = f();
+        self.wildcard_is_everyone.set(before);
+        out
     }
 
     /// The `[...]` part: tuples admitted by the type restriction.
@@ -378,8 +501,8 @@ impl<'a> Engine<'a> {
             let matches = if written == user {
                 Ok(Tri::Yes)
             } else if w.wildcard {
-                let hit =
-                    requested.as_ref().map(|r| r.type_name == w.type_name && r.relation.is_none()).unwrap_or(false);
+                let hit = self.wildcard_is_everyone.get()
+                    && requested.as_ref().map(|r| r.type_name == w.type_name && r.relation.is_none()).unwrap_or(false);
                 Ok(if hit { Tri::Yes } else { Tri::No })
             } else if let Some(set_relation) = w.relation {
                 let set_object = written.split_once('#').map(|(o, _)| o).unwrap_or(written);
@@ -406,5 +529,26 @@ impl<'a> Engine<'a> {
             .get(&c.name)
             .ok_or_else(|| EngineError::Validation(format!("condition `{}` is not in the model", c.name)))?;
         crate::conditions::evaluate(def, &c.context, self.context)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::dsl;
+
+    #[test]
+    fn list_users_reports_a_wildcard_as_itself() {
+        let model = dsl::parse("model\n  schema 1.1\ntype user\ntype document\n  relations\n    define writer: [user:*]\n    define viewer: [user] or writer\n").unwrap();
+        let mut store = MemoryTuples::default();
+        store.insert(&Tuple::new("document:public", "writer", "user:*"), None);
+        store.insert(&Tuple::new("document:public", "viewer", "user:jon"), None);
+        let engine = Engine::new(&model, &store, &[], None).unwrap();
+        assert_eq!(engine.list_users("document:public", "writer", &["user".into()]).unwrap(), vec!["user:*"]);
+        assert_eq!(
+            engine.list_users("document:public", "viewer", &["user".into()]).unwrap(),
+            vec!["user:*", "user:jon"]
+        );
+        assert!(engine.check("document:public", "viewer", "user:anyone").unwrap(), "check: the wildcard is everyone");
     }
 }

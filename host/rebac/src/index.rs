@@ -85,4 +85,10 @@ impl TupleSource for TenantIndex {
             .filter(|o| o.split_once(':').map(|(ty, _)| ty == object_type).unwrap_or(false))
             .collect()
     }
+
+    fn names<'s>(&'s self) -> Vec<&'s str> {
+        let mut out: Vec<&str> = self.objects.keys().map(String::as_str).collect();
+        out.extend(self.objects.values().flat_map(|r| r.values()).flat_map(|users| users.iter().map(String::as_str)));
+        out
+    }
 }

@@ -7,8 +7,7 @@
 //! `tests/conformance-known-failures.txt`: such a trial is reported as ignored,
 //! and one more trial, `known_failures_still_fail`, runs them all and fails
 //! once any of them passes (so the list only shrinks). Any other failure fails
-//! the run. List-users assertions are not run
-//! yet: the engine has no list-users.
+//! the run.
 //!
 //! The corpus is looked up at `../shared` from the repository root; when it is
 //! missing the run fails under CI (`CI=true`) and is skipped with a notice elsewhere.
@@ -42,6 +41,8 @@ struct Stage {
     check: Option<Vec<CheckAssertion>>,
     #[serde(default, rename = "listObjectsAssertions")]
     list_objects: Option<Vec<ListObjectsAssertion>>,
+    #[serde(default, rename = "listUsersAssertions")]
+    list_users: Option<Vec<ListUsersAssertion>>,
 }
 
 #[derive(Deserialize, Clone)]
@@ -65,6 +66,30 @@ struct CheckAssertion {
     tuple: YTuple,
     #[serde(default)]
     expectation: Option<bool>,
+    #[serde(default, rename = "errorCode")]
+    error_code: Option<u32>,
+    #[serde(default, rename = "contextualTuples")]
+    contextual: Option<Vec<YTuple>>,
+    #[serde(default)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize, Clone)]
+struct ListUsersRequest {
+    object: String,
+    relation: String,
+    filters: Vec<String>,
+    #[serde(default, rename = "contextualTuples")]
+    contextual: Option<Vec<YTuple>>,
+    #[serde(default)]
+    context: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize, Clone)]
+struct ListUsersAssertion {
+    request: ListUsersRequest,
+    #[serde(default)]
+    expectation: Option<Vec<String>>,
     #[serde(default, rename = "errorCode")]
     error_code: Option<u32>,
     #[serde(default, rename = "contextualTuples")]
@@ -173,6 +198,19 @@ fn run_list_objects(case: &Case, a: &ListObjectsAssertion) -> Result<(), String>
     outcome(got, if a.error_code.is_some() { None } else { Some(want) }, a.error_code)
 }
 
+fn run_list_users(case: &Case, a: &ListUsersAssertion) -> Result<(), String> {
+    let model = case.model.as_ref().map_err(|e| format!("model does not parse: {e}"))?;
+    let mut extra = a.request.contextual.clone().unwrap_or_default();
+    extra.extend(a.contextual.clone().unwrap_or_default());
+    let (store, contextual) = case.engine_inputs(&extra);
+    let context = a.context.as_ref().or(a.request.context.as_ref());
+    let got = Engine::new(model, &store, &contextual, context)
+        .and_then(|e| e.list_users(&a.request.object, &a.request.relation, &a.request.filters));
+    let mut want = a.expectation.clone().unwrap_or_default();
+    want.sort();
+    outcome(got, if a.error_code.is_some() { None } else { Some(want) }, a.error_code)
+}
+
 fn corpus_dir() -> Option<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance/openfga");
     if dir.is_dir() {
@@ -237,6 +275,10 @@ fn main() {
                     for (i, a) in stage.list_objects.clone().unwrap_or_default().into_iter().enumerate() {
                         let c = case.clone();
                         add("list_objects", i, Box::new(move || run_list_objects(&c, &a)));
+                    }
+                    for (i, a) in stage.list_users.clone().unwrap_or_default().into_iter().enumerate() {
+                        let c = case.clone();
+                        add("list_users", i, Box::new(move || run_list_users(&c, &a)));
                     }
                 }
             }
