@@ -8,6 +8,7 @@
 //! DSL.
 
 pub mod dsl;
+pub mod json;
 
 use std::collections::BTreeMap;
 
