@@ -282,15 +282,18 @@ impl ExprParser {
         }
     }
 
-    /// `term (or term)* | term (and term)* | term but not term`.
+    /// `term (or term)* | term (and term)* | term but not term`. As in OpenFGA,
+    /// a `[...]` type restriction may only be the first term.
     fn expression(&mut self, direct: &mut Vec<RelatedType>) -> Result<Rewrite, DslError> {
         let first = self.term(direct)?;
+
         match self.word() {
             Some(op @ ("or" | "and")) => {
                 let op = op.to_string();
                 let mut children = vec![first];
                 while self.word() == Some(op.as_str()) {
                     self.at += 1;
+                    self.no_restriction_here()?;
                     children.push(self.term(direct)?);
                 }
                 if let Some(other @ ("or" | "and" | "but")) = self.word() {
@@ -308,6 +311,7 @@ impl ExprParser {
                     return Err(err(self.line, self.col(), "expected `not` after `but`"));
                 }
                 self.at += 1;
+                self.no_restriction_here()?;
                 let subtract = self.term(direct)?;
                 if let Some(other @ ("or" | "and" | "but")) = self.word() {
                     return Err(err(
@@ -319,6 +323,15 @@ impl ExprParser {
                 Ok(Rewrite::Difference(Box::new(first), Box::new(subtract)))
             }
             _ => Ok(first),
+        }
+    }
+
+    fn no_restriction_here(&self) -> Result<(), DslError> {
+        match self.tokens.get(self.at) {
+            Some((Tok::LBracket, col)) => {
+                Err(err(self.line, *col, "a `[...]` type restriction must come first in its expression"))
+            }
+            _ => Ok(()),
         }
     }
 
@@ -452,9 +465,55 @@ fn validate(model: &Model, text: &str) -> Result<(), DslError> {
             if let Err(message) = check_rewrite(model, t, r, &r.rewrite) {
                 return fail(message);
             }
+            if !has_entrypoint(model, &t.name, &r.rewrite, r, &mut Vec::new()) {
+                return fail("no entrypoint: no tuple can ever grant this relation (it only refers to itself or to relations that cannot be granted)".into());
+            }
         }
     }
     Ok(())
+}
+
+/// Whether some chain of tuples can grant the relation (OpenFGA refuses models where none can).
+fn has_entrypoint(
+    model: &Model,
+    type_name: &str,
+    rw: &Rewrite,
+    rel: &RelationDef,
+    seen: &mut Vec<(String, String)>,
+) -> bool {
+    match rw {
+        Rewrite::This => rel.directly_related.iter().any(|d| match &d.relation {
+            None => true,
+            Some(r) => relation_has_entrypoint(model, &d.type_name, r, seen),
+        }),
+        Rewrite::Computed(c) => relation_has_entrypoint(model, type_name, c, seen),
+        Rewrite::TupleToUserset { tupleset, computed } => model
+            .relation(type_name, tupleset)
+            .map(|ts| {
+                ts.directly_related.iter().any(|d| {
+                    model.relation(&d.type_name, computed).is_some()
+                        && relation_has_entrypoint(model, &d.type_name, computed, seen)
+                })
+            })
+            .unwrap_or(false),
+        Rewrite::Union(cs) => cs.iter().any(|c| has_entrypoint(model, type_name, c, rel, seen)),
+        Rewrite::Intersection(cs) => cs.iter().all(|c| has_entrypoint(model, type_name, c, rel, seen)),
+        Rewrite::Difference(base, subtract) => {
+            has_entrypoint(model, type_name, base, rel, seen) && has_entrypoint(model, type_name, subtract, rel, seen)
+        }
+    }
+}
+
+fn relation_has_entrypoint(model: &Model, type_name: &str, relation: &str, seen: &mut Vec<(String, String)>) -> bool {
+    let key = (type_name.to_string(), relation.to_string());
+    if seen.contains(&key) {
+        return false; // on this path already: a loop grants nothing by itself
+    }
+    let Some(rel) = model.relation(type_name, relation) else { return false };
+    seen.push(key);
+    let found = has_entrypoint(model, type_name, &rel.rewrite, rel, seen);
+    seen.pop();
+    found
 }
 
 fn check_rewrite(model: &Model, t: &TypeDef, r: &RelationDef, rw: &Rewrite) -> Result<(), String> {
