@@ -465,8 +465,22 @@ fn validate(model: &Model, text: &str) -> Result<(), DslError> {
             if let Err(message) = check_rewrite(model, t, r, &r.rewrite) {
                 return fail(message);
             }
+        }
+    }
+    // Only once every name resolves: can each relation be granted at all?
+    for t in &model.types {
+        for r in &t.relations {
             if !has_entrypoint(model, &t.name, &r.rewrite, r, &mut Vec::new()) {
-                return fail("no entrypoint: no tuple can ever grant this relation (it only refers to itself or to relations that cannot be granted)".into());
+                let (line, column) = locate(text, &format!("define {}:", r.name));
+                return Err(DslError {
+                    line,
+                    column,
+                    message: format!(
+                        "type `{}`, relation `{}`: no entrypoint: no tuple can ever grant this relation \
+                         (it only refers to itself or to relations that cannot be granted)",
+                        t.name, r.name
+                    ),
+                });
             }
         }
     }
