@@ -13,7 +13,7 @@ use crate::model::{Model, RelationDef, Rewrite};
 use crate::{Tuple, RESOLUTION_DEPTH_LIMIT};
 
 /// The condition written on a tuple, with the tuple's own context.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TupleCondition {
     pub name: String,
     pub context: serde_json::Map<String, serde_json::Value>,

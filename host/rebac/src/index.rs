@@ -1,30 +1,37 @@
 //! The in-memory mirror of one tenant's tuples, and check resolution over it.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::engine::{TupleCondition, TupleSource};
 use crate::{RebacError, RESOLUTION_DEPTH_LIMIT};
 
-/// object -> relation -> subjects. Nested maps so lookups borrow `&str` keys.
+/// object -> relation -> subject -> condition. Nested maps so lookups borrow `&str` keys.
 #[derive(Default)]
 pub(crate) struct TenantIndex {
-    objects: HashMap<String, HashMap<String, HashSet<String>>>,
+    objects: HashMap<String, HashMap<String, HashMap<String, Option<TupleCondition>>>>,
 }
 
 impl TenantIndex {
-    pub(crate) fn insert(&mut self, object: &str, relation: &str, subject: &str) {
+    pub(crate) fn insert(&mut self, object: &str, relation: &str, subject: &str, condition: Option<TupleCondition>) {
         self.objects
             .entry(object.to_string())
             .or_default()
             .entry(relation.to_string())
             .or_default()
-            .insert(subject.to_string());
+            .insert(subject.to_string(), condition);
     }
 
-    pub(crate) fn remove(&mut self, object: &str, relation: &str, subject: &str) {
+    /// Whether the tuple is stored (with any condition).
+    pub(crate) fn contains(&self, object: &str, relation: &str, subject: &str) -> bool {
+        self.objects.get(object).and_then(|r| r.get(relation)).map(|s| s.contains_key(subject)).unwrap_or(false)
+    }
+
+    /// Removes a tuple; returns its condition when it was there.
+    pub(crate) fn remove(&mut self, object: &str, relation: &str, subject: &str) -> Option<Option<TupleCondition>> {
+        let mut removed = None;
         if let Some(relations) = self.objects.get_mut(object) {
             if let Some(subjects) = relations.get_mut(relation) {
-                subjects.remove(subject);
+                removed = subjects.remove(subject);
                 if subjects.is_empty() {
                     relations.remove(relation);
                 }
@@ -33,6 +40,7 @@ impl TenantIndex {
                 self.objects.remove(object);
             }
         }
+        removed
     }
 
     pub(crate) fn objects_of_type<'a>(&'a self, object_type: &'a str) -> impl Iterator<Item = &'a str> + 'a {
@@ -50,16 +58,16 @@ impl TenantIndex {
         let Some(subjects) = self.objects.get(object).and_then(|r| r.get(relation)) else {
             return Ok(false);
         };
-        if subjects.contains(subject) {
+        if subjects.contains_key(subject) {
             return Ok(true);
         }
         if let Some((subject_type, _)) = subject.split_once(':') {
             // A wildcard only stands for concrete subjects, never for usersets.
-            if !subject.contains('#') && subjects.contains(&format!("{subject_type}:*")) {
+            if !subject.contains('#') && subjects.contains_key(&format!("{subject_type}:*")) {
                 return Ok(true);
             }
         }
-        for userset in subjects.iter().filter(|s| s.contains('#')) {
+        for userset in subjects.keys().filter(|s| s.contains('#')) {
             let Some((set_object, set_relation)) = userset.split_once('#') else { continue };
             if self.check(subject, set_relation, set_object, depth + 1)? {
                 return Ok(true);
@@ -69,11 +77,11 @@ impl TenantIndex {
     }
 }
 
-/// The model-aware engine reads the same mirror (stored tuples carry no conditions yet).
+/// The model-aware engine reads the same mirror.
 impl TupleSource for TenantIndex {
     fn read<'s>(&'s self, object: &str, relation: &str) -> Vec<(&'s str, Option<&'s TupleCondition>)> {
         match self.objects.get(object).and_then(|r| r.get(relation)) {
-            Some(users) => users.iter().map(|u| (u.as_str(), None)).collect(),
+            Some(users) => users.iter().map(|(u, c)| (u.as_str(), c.as_ref())).collect(),
             None => Vec::new(),
         }
     }
@@ -88,7 +96,7 @@ impl TupleSource for TenantIndex {
 
     fn names<'s>(&'s self) -> Vec<&'s str> {
         let mut out: Vec<&str> = self.objects.keys().map(String::as_str).collect();
-        out.extend(self.objects.values().flat_map(|r| r.values()).flat_map(|users| users.iter().map(String::as_str)));
+        out.extend(self.objects.values().flat_map(|r| r.values()).flat_map(|users| users.keys().map(String::as_str)));
         out
     }
 }

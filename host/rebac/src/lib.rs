@@ -19,6 +19,8 @@ pub mod engine;
 mod index;
 pub mod model;
 mod tuple;
+pub mod ulid;
+pub mod writes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -43,6 +45,10 @@ pub enum RebacError {
     Engine(#[from] engine::EngineError),
     #[error("invalid model: {0}")]
     InvalidModel(#[from] model::dsl::DslError),
+    #[error("cannot write a tuple which already exists: `{0}`")]
+    Duplicate(String),
+    #[error("cannot delete a tuple which does not exist: `{0}`")]
+    Missing(String),
     #[error("stored model `{0}` no longer parses: {1}")]
     StoredModel(String, model::dsl::DslError),
     #[error("authorization store unavailable: {0}")]
@@ -66,13 +72,16 @@ pub struct Rebac {
 impl Rebac {
     /// Loads every stored tuple into memory.
     pub async fn open(db: Db) -> Result<Rebac, RebacError> {
-        let rows: Vec<(String, String, String, String)> =
-            airlock_store::sqlx::query_as("SELECT tenant, object, relation, subject FROM tuples")
-                .fetch_all(db.pool())
-                .await?;
+        let rows: Vec<(String, String, String, String, Option<String>, Option<String>)> =
+            airlock_store::sqlx::query_as(
+                "SELECT tenant, object, relation, subject, condition_name, condition_context FROM tuples",
+            )
+            .fetch_all(db.pool())
+            .await?;
         let mut tenants: HashMap<String, TenantIndex> = HashMap::new();
-        for (tenant, object, relation, subject) in rows {
-            tenants.entry(tenant).or_default().insert(&object, &relation, &subject);
+        for (tenant, object, relation, subject, cname, cctx) in rows {
+            let condition = writes::condition_from_columns(cname, cctx);
+            tenants.entry(tenant).or_default().insert(&object, &relation, &subject, condition);
         }
         let rows: Vec<(String, String, String)> = airlock_store::sqlx::query_as(
             "SELECT tenant, id, dsl FROM authorization_models ORDER BY tenant, created_at, id",
@@ -91,8 +100,7 @@ impl Rebac {
     pub async fn write_model(&self, tenant: &str, dsl: &str) -> Result<ActiveModel, RebacError> {
         let parsed = Arc::new(model::dsl::parse(dsl)?);
         let now = now_millis();
-        // Ids sort by creation time, like OpenFGA's ULIDs.
-        let id = format!("{now:013}{}", &uuid::Uuid::new_v4().simple().to_string()[..13]);
+        let id = ulid::new();
         airlock_store::sqlx::query(
             "INSERT INTO authorization_models (tenant, id, dsl, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -110,6 +118,58 @@ impl Rebac {
     /// The tenant's active model, if it has one.
     pub fn model(&self, tenant: &str) -> Option<ActiveModel> {
         self.models.read().get(tenant).cloned()
+    }
+
+    /// A model of the tenant by id (the active one, or an older version from storage).
+    pub async fn model_by_id(&self, tenant: &str, id: &str) -> Result<Option<ActiveModel>, RebacError> {
+        if let Some(active) = self.model(tenant).filter(|a| a.id == id) {
+            return Ok(Some(active));
+        }
+        let row: Option<(String,)> =
+            airlock_store::sqlx::query_as("SELECT dsl FROM authorization_models WHERE tenant = $1 AND id = $2")
+                .bind(tenant)
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        match row {
+            None => Ok(None),
+            Some((dsl,)) => {
+                let model = model::dsl::parse(&dsl).map_err(|e| RebacError::StoredModel(id.to_string(), e))?;
+                Ok(Some(ActiveModel { id: id.to_string(), model: Arc::new(model) }))
+            }
+        }
+    }
+
+    /// Every model version of the tenant, newest first: (id, model).
+    pub async fn models(&self, tenant: &str) -> Result<Vec<ActiveModel>, RebacError> {
+        let rows: Vec<(String, String)> = airlock_store::sqlx::query_as(
+            "SELECT id, dsl FROM authorization_models WHERE tenant = $1 ORDER BY created_at DESC, id DESC",
+        )
+        .bind(tenant)
+        .fetch_all(self.db.pool())
+        .await?;
+        rows.into_iter()
+            .map(|(id, dsl)| {
+                let model = model::dsl::parse(&dsl).map_err(|e| RebacError::StoredModel(id.clone(), e))?;
+                Ok(ActiveModel { id, model: Arc::new(model) })
+            })
+            .collect()
+    }
+
+    /// Runs `f` with an engine over the tenant's stored tuples, `model` and the request's extras.
+    pub fn with_engine<T>(
+        &self,
+        tenant: &str,
+        model: &model::Model,
+        contextual: &[(Tuple, Option<engine::TupleCondition>)],
+        context: Option<&serde_json::Map<String, serde_json::Value>>,
+        f: impl FnOnce(&engine::Engine<'_>) -> Result<T, engine::EngineError>,
+    ) -> Result<T, RebacError> {
+        let tenants = self.tenants.read();
+        let empty = TenantIndex::default();
+        let index = tenants.get(tenant).unwrap_or(&empty);
+        let engine = engine::Engine::new(model, index, contextual, context)?;
+        Ok(f(&engine)?)
     }
 
     /// Does `subject` hold `relation` on `object` in `tenant`?
@@ -163,68 +223,16 @@ impl Rebac {
     ///
     /// With a model, each tuple must be admitted by it (OpenFGA's `invalid_tuple` otherwise).
     pub async fn write(&self, tenant: &str, tuples: &[Tuple]) -> Result<(), RebacError> {
-        for t in tuples {
-            t.validate()?;
-        }
-        if let Some(active) = self.model(tenant) {
-            for t in tuples {
-                engine::validate_tuple(&active.model, t, None)?;
-            }
-        }
-        let mut tx = self.db.pool().begin().await?;
-        for t in tuples {
-            airlock_store::sqlx::query(
-                "INSERT INTO tuples (tenant, object, relation, subject, created_at) VALUES ($1, $2, $3, $4, $5) \
-                 ON CONFLICT (tenant, object, relation, subject) DO NOTHING",
-            )
-            .bind(tenant)
-            .bind(&t.object)
-            .bind(&t.relation)
-            .bind(&t.subject)
-            .bind(now_millis())
-            .execute(&mut *tx)
+        let writes: Vec<_> = tuples.iter().map(|t| (t.clone(), None)).collect();
+        self.write_tuples(tenant, &writes, &[], writes::WriteOptions { ignore_duplicates: true, ignore_missing: true })
             .await?;
-        }
-        tx.commit().await?;
-        let mut tenants = self.tenants.write();
-        let index = tenants.entry(tenant.to_string()).or_default();
-        for t in tuples {
-            index.insert(&t.object, &t.relation, &t.subject);
-        }
         Ok(())
     }
 
     /// Deletes tuples; returns how many existed. Takes effect for the next check.
     pub async fn delete(&self, tenant: &str, tuples: &[Tuple]) -> Result<u64, RebacError> {
-        for t in tuples {
-            t.validate()?;
-        }
-        // Remove from memory first: from this moment no check can see the tuple,
-        // even while the database delete is still in flight.
-        {
-            let mut tenants = self.tenants.write();
-            if let Some(index) = tenants.get_mut(tenant) {
-                for t in tuples {
-                    index.remove(&t.object, &t.relation, &t.subject);
-                }
-            }
-        }
-        let mut tx = self.db.pool().begin().await?;
-        let mut deleted = 0;
-        for t in tuples {
-            deleted += airlock_store::sqlx::query(
-                "DELETE FROM tuples WHERE tenant = $1 AND object = $2 AND relation = $3 AND subject = $4",
-            )
-            .bind(tenant)
-            .bind(&t.object)
-            .bind(&t.relation)
-            .bind(&t.subject)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        }
-        tx.commit().await?;
-        Ok(deleted)
+        self.write_tuples(tenant, &[], tuples, writes::WriteOptions { ignore_duplicates: true, ignore_missing: true })
+            .await
     }
 
     /// Stored tuples of a tenant, optionally only those on `object`, sorted.

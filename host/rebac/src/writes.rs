@@ -1,0 +1,266 @@
+//! Writing, deleting and reading tuples, and the change log.
+//!
+//! A write is one transaction: every tuple is validated against the tenant's
+//! model first, then inserted or deleted, and each change is appended to
+//! `tuple_changes` (read back by OpenFGA's `ReadChanges`). Deletions leave the
+//! in-memory mirror before the transaction starts, so no check can see a
+//! tuple being revoked; if the transaction fails they are put back.
+
+use airlock_store::{now_millis, sqlx};
+use serde::Serialize;
+
+use crate::engine::{self, TupleCondition};
+use crate::index::TenantIndex;
+use crate::{Rebac, RebacError, Tuple};
+
+/// What to do with a tuple that is already there, or one that is not.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Writing an existing tuple is a no-op instead of an error (`on_duplicate: ignore`).
+    pub ignore_duplicates: bool,
+    /// Deleting a missing tuple is a no-op instead of an error (`on_missing: ignore`).
+    pub ignore_missing: bool,
+}
+
+/// A stored tuple with its condition and when it was written.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StoredTuple {
+    pub tuple: Tuple,
+    pub condition: Option<TupleCondition>,
+    pub written_at: i64,
+}
+
+/// One entry of the change log.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Change {
+    pub seq: i64,
+    pub tuple: Tuple,
+    pub condition_name: Option<String>,
+    /// `write` or `delete`.
+    pub operation: String,
+    pub at: i64,
+}
+
+/// Filters for [`Rebac::read_tuples`], as in OpenFGA's `Read`: `object` may be a bare `type:`.
+#[derive(Debug, Clone, Default)]
+pub struct ReadFilter {
+    pub object: Option<String>,
+    pub relation: Option<String>,
+    pub user: Option<String>,
+}
+
+pub(crate) fn condition_from_columns(name: Option<String>, context: Option<String>) -> Option<TupleCondition> {
+    name.map(|name| TupleCondition {
+        name,
+        context: context.and_then(|c| serde_json::from_str(&c).ok()).unwrap_or_default(),
+    })
+}
+
+impl Rebac {
+    /// Applies `deletes` then `writes` in one transaction, validated against the tenant's model.
+    /// Returns how many tuples were deleted.
+    pub async fn write_tuples(
+        &self,
+        tenant: &str,
+        writes: &[(Tuple, Option<TupleCondition>)],
+        deletes: &[Tuple],
+        options: WriteOptions,
+    ) -> Result<u64, RebacError> {
+        let model = self.model(tenant);
+        for (t, c) in writes {
+            t.validate()?;
+            if let Some(active) = &model {
+                engine::validate_tuple(&active.model, t, c.as_ref().map(|c| c.name.as_str()))?;
+            }
+        }
+        for t in deletes {
+            t.validate()?;
+        }
+        {
+            let tenants = self.tenants.read();
+            let index = tenants.get(tenant);
+            let present = |t: &Tuple| index.map(|i| i.contains(&t.object, &t.relation, &t.subject)).unwrap_or(false);
+            if !options.ignore_duplicates {
+                if let Some((t, _)) = writes.iter().find(|(t, _)| present(t)) {
+                    return Err(RebacError::Duplicate(format!("{}#{}@{}", t.object, t.relation, t.subject)));
+                }
+            }
+            if !options.ignore_missing {
+                if let Some(t) = deletes.iter().find(|t| !present(t)) {
+                    return Err(RebacError::Missing(format!("{}#{}@{}", t.object, t.relation, t.subject)));
+                }
+            }
+        }
+        // Revocations take effect now, before the database has them.
+        let mut removed = Vec::new();
+        {
+            let mut tenants = self.tenants.write();
+            if let Some(index) = tenants.get_mut(tenant) {
+                for t in deletes {
+                    if let Some(c) = index.remove(&t.object, &t.relation, &t.subject) {
+                        removed.push((t.clone(), c));
+                    }
+                }
+            }
+        }
+        match self.persist(tenant, writes, deletes).await {
+            Ok(deleted) => {
+                let mut tenants = self.tenants.write();
+                let index = tenants.entry(tenant.to_string()).or_default();
+                for (t, c) in writes {
+                    index.insert(&t.object, &t.relation, &t.subject, c.clone());
+                }
+                Ok(deleted)
+            }
+            Err(e) => {
+                let mut tenants = self.tenants.write();
+                let index: &mut TenantIndex = tenants.entry(tenant.to_string()).or_default();
+                for (t, c) in removed {
+                    index.insert(&t.object, &t.relation, &t.subject, c);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    async fn persist(
+        &self,
+        tenant: &str,
+        writes: &[(Tuple, Option<TupleCondition>)],
+        deletes: &[Tuple],
+    ) -> Result<u64, sqlx::Error> {
+        let now = now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        let mut deleted = 0;
+        for t in deletes {
+            let n =
+                sqlx::query("DELETE FROM tuples WHERE tenant = $1 AND object = $2 AND relation = $3 AND subject = $4")
+                    .bind(tenant)
+                    .bind(&t.object)
+                    .bind(&t.relation)
+                    .bind(&t.subject)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+            if n > 0 {
+                log_change(&mut tx, tenant, t, None, "delete", now).await?;
+            }
+            deleted += n;
+        }
+        for (t, c) in writes {
+            let context = c.as_ref().map(|c| serde_json::Value::Object(c.context.clone()).to_string());
+            let inserted = sqlx::query(
+                "INSERT INTO tuples (tenant, object, relation, subject, created_at, condition_name, condition_context) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (tenant, object, relation, subject) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(&t.object)
+            .bind(&t.relation)
+            .bind(&t.subject)
+            .bind(now)
+            .bind(c.as_ref().map(|c| c.name.clone()))
+            .bind(context)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            if inserted > 0 {
+                log_change(&mut tx, tenant, t, c.as_ref().map(|c| c.name.as_str()), "write", now).await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(deleted)
+    }
+
+    /// Stored tuples matching `filter`, in a stable order, `limit` from `offset`.
+    pub async fn read_tuples(
+        &self,
+        tenant: &str,
+        filter: &ReadFilter,
+        offset: i64,
+        limit: i64,
+    ) -> Result<Vec<StoredTuple>, RebacError> {
+        let (object_exact, object_type) = match filter.object.as_deref() {
+            Some(o) if o.ends_with(':') => (String::new(), o.to_string()),
+            Some(o) => (o.to_string(), String::new()),
+            None => (String::new(), String::new()),
+        };
+        let rows: Vec<(String, String, String, Option<String>, Option<String>, i64)> = sqlx::query_as(
+            "SELECT object, relation, subject, condition_name, condition_context, created_at FROM tuples \
+             WHERE tenant = $1 AND ($2 = '' OR object = $2) AND ($3 = '' OR substr(object, 1, length($3)) = $3) \
+             AND ($4 = '' OR relation = $4) AND ($5 = '' OR subject = $5) \
+             ORDER BY object, relation, subject LIMIT $6 OFFSET $7",
+        )
+        .bind(tenant)
+        .bind(&object_exact)
+        .bind(&object_type)
+        .bind(filter.relation.as_deref().unwrap_or(""))
+        .bind(filter.user.as_deref().unwrap_or(""))
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(object, relation, subject, cname, cctx, at)| StoredTuple {
+                tuple: Tuple { object, relation, subject },
+                condition: condition_from_columns(cname, cctx),
+                written_at: at,
+            })
+            .collect())
+    }
+
+    /// Changes after `after` (a sequence number), oldest first, optionally only on objects of `object_type`.
+    pub async fn read_changes(
+        &self,
+        tenant: &str,
+        object_type: Option<&str>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<Change>, RebacError> {
+        let prefix = object_type.map(|t| format!("{t}:")).unwrap_or_default();
+        let rows: Vec<(i64, String, String, String, Option<String>, String, i64)> = sqlx::query_as(
+            "SELECT seq, object, relation, subject, condition_name, operation, ts FROM tuple_changes \
+             WHERE tenant = $1 AND seq > $2 AND ($3 = '' OR substr(object, 1, length($3)) = $3) ORDER BY seq LIMIT $4",
+        )
+        .bind(tenant)
+        .bind(after)
+        .bind(&prefix)
+        .bind(limit)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(seq, object, relation, subject, condition_name, operation, at)| Change {
+                seq,
+                tuple: Tuple { object, relation, subject },
+                condition_name,
+                operation,
+                at,
+            })
+            .collect())
+    }
+}
+
+async fn log_change(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    t: &Tuple,
+    condition: Option<&str>,
+    operation: &str,
+    now: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO tuple_changes (tenant, object, relation, subject, condition_name, operation, ts) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(tenant)
+    .bind(&t.object)
+    .bind(&t.relation)
+    .bind(&t.subject)
+    .bind(condition)
+    .bind(operation)
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

@@ -1,0 +1,23 @@
+-- OpenFGA API: stores (each one a tenant), tuple conditions, and the change log.
+CREATE TABLE stores (
+    id         TEXT   NOT NULL PRIMARY KEY,
+    name       TEXT   NOT NULL,
+    created_at BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    deleted_at BIGINT
+);
+
+ALTER TABLE tuples ADD COLUMN condition_name TEXT;
+ALTER TABLE tuples ADD COLUMN condition_context TEXT;
+
+CREATE TABLE tuple_changes (
+    seq            BIGSERIAL PRIMARY KEY,
+    tenant         TEXT   NOT NULL,
+    object         TEXT   NOT NULL,
+    relation       TEXT   NOT NULL,
+    subject        TEXT   NOT NULL,
+    condition_name TEXT,
+    operation      TEXT   NOT NULL,
+    ts             BIGINT NOT NULL
+);
+CREATE INDEX tuple_changes_by_tenant ON tuple_changes (tenant, seq);
