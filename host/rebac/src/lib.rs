@@ -18,6 +18,7 @@ pub mod conditions;
 pub mod engine;
 mod index;
 pub mod model;
+pub mod stores;
 mod tuple;
 pub mod ulid;
 pub mod writes;
@@ -45,6 +46,8 @@ pub enum RebacError {
     Engine(#[from] engine::EngineError),
     #[error("invalid model: {0}")]
     InvalidModel(#[from] model::dsl::DslError),
+    #[error("invalid model: {0}")]
+    InvalidModelJson(String),
     #[error("cannot write a tuple which already exists: `{0}`")]
     Duplicate(String),
     #[error("cannot delete a tuple which does not exist: `{0}`")]
@@ -113,6 +116,12 @@ impl Rebac {
         let active = ActiveModel { id, model: parsed };
         self.models.write().insert(tenant.to_string(), active.clone());
         Ok(active)
+    }
+
+    /// Stores and activates a model given in OpenFGA's JSON form.
+    pub async fn write_model_json(&self, tenant: &str, json: &serde_json::Value) -> Result<ActiveModel, RebacError> {
+        let parsed = model::json::from_json(json).map_err(RebacError::InvalidModelJson)?;
+        self.write_model(tenant, &parsed.to_string()).await
     }
 
     /// The tenant's active model, if it has one.

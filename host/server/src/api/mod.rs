@@ -2,7 +2,8 @@
 //!
 //! - `GET /healthz`: liveness, no authentication;
 //! - `/v1/tools...`: for agents, with the agent's bearer token;
-//! - everything else under `/v1`: for the tenant admin, with the admin token.
+//! - everything else under `/v1`: for the tenant admin, with the admin token;
+//! - `/stores/...`: the OpenFGA API (each store a tenant), with the admin token.
 //!
 //! Errors are JSON bodies `{"code": "...", "message": "..."}` with a stable
 //! `code`; internals (SQL, file paths) stay in the server log.
@@ -10,6 +11,7 @@
 mod admin;
 mod agent;
 mod error;
+mod openfga;
 
 use std::sync::Arc;
 
@@ -40,6 +42,7 @@ pub fn router(host: Arc<Airlock>) -> Router {
         .route("/v1/approvals/{id}/decision", post(admin::decide_approval))
         .route("/v1/audit", get(admin::read_audit))
         .route("/v1/audit/verify", get(admin::verify_audit))
+        .merge(openfga::routes())
         .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
         .with_state(host)
 }

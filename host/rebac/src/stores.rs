@@ -1,0 +1,72 @@
+//! OpenFGA stores. Each store is a tenant: its id names the tenant whose
+//! tuples, models and changes it holds.
+
+use airlock_store::{now_millis, sqlx};
+use serde::Serialize;
+
+use crate::{Rebac, RebacError};
+
+/// A store as OpenFGA describes it (times in unix milliseconds).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Store {
+    pub id: String,
+    pub name: String,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+impl Rebac {
+    /// Creates a store with a new ULID id.
+    pub async fn create_store(&self, name: &str) -> Result<Store, RebacError> {
+        let now = now_millis();
+        let store = Store { id: crate::ulid::new(), name: name.to_string(), created_at: now, updated_at: now };
+        sqlx::query("INSERT INTO stores (id, name, created_at, updated_at) VALUES ($1, $2, $3, $3)")
+            .bind(&store.id)
+            .bind(&store.name)
+            .bind(now)
+            .execute(self.db.pool())
+            .await?;
+        Ok(store)
+    }
+
+    /// A live store.
+    pub async fn store(&self, id: &str) -> Result<Option<Store>, RebacError> {
+        let row: Option<(String, String, i64, i64)> =
+            sqlx::query_as("SELECT id, name, created_at, updated_at FROM stores WHERE id = $1 AND deleted_at IS NULL")
+                .bind(id)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.map(|(id, name, created_at, updated_at)| Store { id, name, created_at, updated_at }))
+    }
+
+    /// Live stores, oldest first, `limit` from `offset`.
+    pub async fn stores(&self, offset: i64, limit: i64) -> Result<Vec<Store>, RebacError> {
+        let rows: Vec<(String, String, i64, i64)> = sqlx::query_as(
+            "SELECT id, name, created_at, updated_at FROM stores WHERE deleted_at IS NULL ORDER BY id LIMIT $1 OFFSET $2",
+        )
+        .bind(limit)
+        .bind(offset)
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, created_at, updated_at)| Store { id, name, created_at, updated_at })
+            .collect())
+    }
+
+    /// Marks a store deleted and drops its tuples (its model history and change log are kept).
+    pub async fn delete_store(&self, id: &str) -> Result<bool, RebacError> {
+        let n = sqlx::query("UPDATE stores SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
+            .bind(now_millis())
+            .bind(id)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected();
+        if n > 0 {
+            self.tenants.write().remove(id);
+            self.models.write().remove(id);
+            sqlx::query("DELETE FROM tuples WHERE tenant = $1").bind(id).execute(self.db.pool()).await?;
+        }
+        Ok(n > 0)
+    }
+}
