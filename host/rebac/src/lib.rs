@@ -70,6 +70,8 @@ pub struct Rebac {
     db: Db,
     tenants: RwLock<HashMap<String, TenantIndex>>,
     models: RwLock<HashMap<String, ActiveModel>>,
+    /// Ids of live OpenFGA stores, so API requests need no query to find theirs.
+    stores: RwLock<std::collections::HashSet<String>>,
 }
 
 impl Rebac {
@@ -96,7 +98,11 @@ impl Rebac {
             let model = model::dsl::parse(&dsl).map_err(|e| RebacError::StoredModel(id.clone(), e))?;
             models.insert(tenant, ActiveModel { id, model: Arc::new(model) });
         }
-        Ok(Rebac { db, tenants: RwLock::new(tenants), models: RwLock::new(models) })
+        let live: Vec<(String,)> = airlock_store::sqlx::query_as("SELECT id FROM stores WHERE deleted_at IS NULL")
+            .fetch_all(db.pool())
+            .await?;
+        let stores = RwLock::new(live.into_iter().map(|(id,)| id).collect());
+        Ok(Rebac { db, tenants: RwLock::new(tenants), models: RwLock::new(models), stores })
     }
 
     /// Parses, stores and activates a model for `tenant`; returns its id.

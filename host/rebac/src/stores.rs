@@ -26,7 +26,13 @@ impl Rebac {
             .bind(now)
             .execute(self.db.pool())
             .await?;
+        self.stores.write().insert(store.id.clone());
         Ok(store)
+    }
+
+    /// Whether a store is live, from memory.
+    pub fn store_exists(&self, id: &str) -> bool {
+        self.stores.read().contains(id)
     }
 
     /// A live store.
@@ -63,6 +69,7 @@ impl Rebac {
             .await?
             .rows_affected();
         if n > 0 {
+            self.stores.write().remove(id);
             self.tenants.write().remove(id);
             self.models.write().remove(id);
             sqlx::query("DELETE FROM tuples WHERE tenant = $1").bind(id).execute(self.db.pool()).await?;

@@ -121,9 +121,10 @@ fn store_json(s: &airlock_rebac::stores::Store) -> Value {
 
 /// The store named in the path, or OpenFGA's 404.
 async fn live_store(host: &Airlock, store: &str) -> Result<()> {
-    match host.rebac.store(store).await.map_err(rebac_error)? {
-        Some(_) => Ok(()),
-        None => Err(FgaError(StatusCode::NOT_FOUND, "store_id_not_found", format!("store `{store}` not found"))),
+    if host.rebac.store_exists(store) {
+        Ok(())
+    } else {
+        Err(FgaError(StatusCode::NOT_FOUND, "store_id_not_found", format!("store `{store}` not found")))
     }
 }
 
