@@ -72,11 +72,18 @@ pub struct Rebac {
     models: RwLock<HashMap<String, ActiveModel>>,
     /// Ids of live OpenFGA stores, so API requests need no query to find theirs.
     stores: RwLock<std::collections::HashSet<String>>,
+    /// Per tenant, the revision the in-memory mirror reflects (see [`Rebac::sync`]).
+    applied: parking_lot::Mutex<HashMap<String, i64>>,
 }
 
 impl Rebac {
     /// Loads every stored tuple into memory.
     pub async fn open(db: Db) -> Result<Rebac, RebacError> {
+        // Revisions first: a write that lands while the tuples load has a newer revision
+        // and is applied (again, harmlessly) by the next sync.
+        let revs: Vec<(String, i64)> =
+            airlock_store::sqlx::query_as("SELECT tenant, rev FROM tuple_revisions").fetch_all(db.pool()).await?;
+        let applied = parking_lot::Mutex::new(revs.into_iter().collect());
         let rows: Vec<(String, String, String, String, Option<String>, Option<String>)> =
             airlock_store::sqlx::query_as(
                 "SELECT tenant, object, relation, subject, condition_name, condition_context FROM tuples",
@@ -102,7 +109,7 @@ impl Rebac {
             .fetch_all(db.pool())
             .await?;
         let stores = RwLock::new(live.into_iter().map(|(id,)| id).collect());
-        Ok(Rebac { db, tenants: RwLock::new(tenants), models: RwLock::new(models), stores })
+        Ok(Rebac { db, tenants: RwLock::new(tenants), models: RwLock::new(models), stores, applied })
     }
 
     /// Parses, stores and activates a model for `tenant`; returns its id.
@@ -110,6 +117,8 @@ impl Rebac {
         let parsed = Arc::new(model::dsl::parse(dsl)?);
         let now = now_millis();
         let id = ulid::new();
+        let mut tx = self.db.pool().begin().await?;
+        let rev = writes::bump_revision(&mut tx, tenant).await?;
         airlock_store::sqlx::query(
             "INSERT INTO authorization_models (tenant, id, dsl, created_at) VALUES ($1, $2, $3, $4)",
         )
@@ -117,8 +126,10 @@ impl Rebac {
         .bind(&id)
         .bind(dsl)
         .bind(now)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?;
+        writes::log_change(&mut tx, tenant, rev, &Tuple::new("", "", id.as_str()), None, "model", now).await?;
+        tx.commit().await?;
         let active = ActiveModel { id, model: parsed };
         self.models.write().insert(tenant.to_string(), active.clone());
         Ok(active)
@@ -128,6 +139,91 @@ impl Rebac {
     pub async fn write_model_json(&self, tenant: &str, json: &serde_json::Value) -> Result<ActiveModel, RebacError> {
         let parsed = model::json::from_json(json).map_err(RebacError::InvalidModelJson)?;
         self.write_model(tenant, &parsed.to_string()).await
+    }
+
+    /// Brings the in-memory mirror of `tenant` up to the database's revision.
+    ///
+    /// On PostgreSQL several hosts share the tuples; a host calls this before
+    /// answering, so that a tuple revoked through another host is never
+    /// answered "allowed" here. It costs one primary-key read when nothing
+    /// changed. On SQLite one host owns the file and this returns at once.
+    pub async fn sync(&self, tenant: &str) -> Result<(), RebacError> {
+        if self.db.backend() != airlock_store::Backend::Postgres {
+            return Ok(());
+        }
+        let current: Option<(i64,)> =
+            airlock_store::sqlx::query_as("SELECT rev FROM tuple_revisions WHERE tenant = $1")
+                .bind(tenant)
+                .fetch_optional(self.db.pool())
+                .await?;
+        let current = current.map(|(r,)| r).unwrap_or(0);
+        let applied = self.applied.lock().get(tenant).copied().unwrap_or(0);
+        if current <= applied {
+            return Ok(());
+        }
+        let changed: Vec<(String, String, String, String)> = airlock_store::sqlx::query_as(
+            "SELECT DISTINCT object, relation, subject, operation FROM tuple_changes WHERE tenant = $1 AND rev > $2 AND rev <= $3",
+        )
+        .bind(tenant)
+        .bind(applied)
+        .bind(current)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut model_changed = false;
+        for (object, relation, subject, operation) in changed {
+            if operation == "model" {
+                model_changed = true;
+                continue;
+            }
+            // The tuple's state now, whatever the sequence of changes was.
+            let row: Option<(Option<String>, Option<String>)> = airlock_store::sqlx::query_as(
+                "SELECT condition_name, condition_context FROM tuples WHERE tenant = $1 AND object = $2 AND relation = $3 AND subject = $4",
+            )
+            .bind(tenant)
+            .bind(&object)
+            .bind(&relation)
+            .bind(&subject)
+            .fetch_optional(self.db.pool())
+            .await?;
+            let mut tenants = self.tenants.write();
+            let index = tenants.entry(tenant.to_string()).or_default();
+            match row {
+                Some((cname, cctx)) => {
+                    index.insert(&object, &relation, &subject, writes::condition_from_columns(cname, cctx))
+                }
+                None => {
+                    index.remove(&object, &relation, &subject);
+                }
+            }
+        }
+        if model_changed {
+            let latest: Option<(String, String)> = airlock_store::sqlx::query_as(
+                "SELECT id, dsl FROM authorization_models WHERE tenant = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+            )
+            .bind(tenant)
+            .fetch_optional(self.db.pool())
+            .await?;
+            if let Some((id, dsl)) = latest {
+                let model = model::dsl::parse(&dsl).map_err(|e| RebacError::StoredModel(id.clone(), e))?;
+                self.models.write().insert(tenant.to_string(), ActiveModel { id, model: Arc::new(model) });
+            }
+        }
+        let mut applied_map = self.applied.lock();
+        let entry = applied_map.entry(tenant.to_string()).or_insert(0);
+        *entry = (*entry).max(current);
+        Ok(())
+    }
+
+    /// [`Rebac::check`] after [`Rebac::sync`]: the call for request paths.
+    pub async fn check_now(
+        &self,
+        tenant: &str,
+        subject: &str,
+        relation: &str,
+        object: &str,
+    ) -> Result<bool, RebacError> {
+        self.sync(tenant).await?;
+        self.check(tenant, subject, relation, object)
     }
 
     /// The tenant's active model, if it has one.

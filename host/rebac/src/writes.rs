@@ -131,6 +131,7 @@ impl Rebac {
     ) -> Result<u64, sqlx::Error> {
         let now = now_millis();
         let mut tx = self.db.pool().begin().await?;
+        let rev = bump_revision(&mut tx, tenant).await?;
         let mut deleted = 0;
         for t in deletes {
             let n =
@@ -143,7 +144,7 @@ impl Rebac {
                     .await?
                     .rows_affected();
             if n > 0 {
-                log_change(&mut tx, tenant, t, None, "delete", now).await?;
+                log_change(&mut tx, tenant, rev, t, None, "delete", now).await?;
             }
             deleted += n;
         }
@@ -164,7 +165,7 @@ impl Rebac {
             .await?
             .rows_affected();
             if inserted > 0 {
-                log_change(&mut tx, tenant, t, c.as_ref().map(|c| c.name.as_str()), "write", now).await?;
+                log_change(&mut tx, tenant, rev, t, c.as_ref().map(|c| c.name.as_str()), "write", now).await?;
             }
         }
         tx.commit().await?;
@@ -220,7 +221,8 @@ impl Rebac {
         let prefix = object_type.map(|t| format!("{t}:")).unwrap_or_default();
         let rows: Vec<(i64, String, String, String, Option<String>, String, i64)> = sqlx::query_as(
             "SELECT seq, object, relation, subject, condition_name, operation, ts FROM tuple_changes \
-             WHERE tenant = $1 AND seq > $2 AND ($3 = '' OR substr(object, 1, length($3)) = $3) ORDER BY seq LIMIT $4",
+             WHERE tenant = $1 AND seq > $2 AND operation <> 'model' \
+             AND ($3 = '' OR substr(object, 1, length($3)) = $3) ORDER BY seq LIMIT $4",
         )
         .bind(tenant)
         .bind(after)
@@ -241,17 +243,31 @@ impl Rebac {
     }
 }
 
-async fn log_change(
+/// Takes the tenant's next revision; the row lock orders concurrent writers (also across hosts).
+pub(crate) async fn bump_revision(tx: &mut sqlx::Transaction<'_, sqlx::Any>, tenant: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query("INSERT INTO tuple_revisions (tenant, rev) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING")
+        .bind(tenant)
+        .execute(&mut **tx)
+        .await?;
+    let (rev,): (i64,) = sqlx::query_as("UPDATE tuple_revisions SET rev = rev + 1 WHERE tenant = $1 RETURNING rev")
+        .bind(tenant)
+        .fetch_one(&mut **tx)
+        .await?;
+    Ok(rev)
+}
+
+pub(crate) async fn log_change(
     tx: &mut sqlx::Transaction<'_, sqlx::Any>,
     tenant: &str,
+    rev: i64,
     t: &Tuple,
     condition: Option<&str>,
     operation: &str,
     now: i64,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO tuple_changes (tenant, object, relation, subject, condition_name, operation, ts) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        "INSERT INTO tuple_changes (tenant, rev, object, relation, subject, condition_name, operation, ts) \
+         VALUES ($1, $8, $2, $3, $4, $5, $6, $7)",
     )
     .bind(tenant)
     .bind(&t.object)
@@ -260,6 +276,7 @@ async fn log_change(
     .bind(condition)
     .bind(operation)
     .bind(now)
+    .bind(rev)
     .execute(&mut **tx)
     .await?;
     Ok(())

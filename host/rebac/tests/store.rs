@@ -132,3 +132,30 @@ async fn a_tenant_model_gives_openfga_semantics_and_survives_a_reopen() {
         assert_eq!(rebac.model("acme").unwrap().id, active.id, "a refused model changes nothing");
     }
 }
+
+/// Two hosts over one PostgreSQL database: a revoke through one is never answered "allowed" by the other.
+#[tokio::test]
+async fn a_revoke_through_one_host_is_seen_by_the_next_check_on_another() {
+    let Some(t) = testing::postgres().await else { return };
+    let a = Rebac::open(t.db.clone()).await.unwrap();
+    let b = Rebac::open(t.db.clone()).await.unwrap();
+    let tuple = Tuple::new("tool:billing.refund", "can_use", "agent:refunder");
+    a.write("acme", &[tuple.clone()]).await.unwrap();
+    assert!(b.check_now("acme", "agent:refunder", "can_use", "tool:billing.refund").await.unwrap(), "a write is seen");
+    a.delete("acme", &[tuple.clone()]).await.unwrap();
+    assert!(!b.check_now("acme", "agent:refunder", "can_use", "tool:billing.refund").await.unwrap(), "a revoke is seen");
+
+    // A model written through one host governs checks on the other.
+    a.write_model("acme", MODEL).await.unwrap();
+    a.write("acme", &[Tuple::new("tool:x", "blocked", "agent:refunder"), Tuple::new("tool:x", "can_use", "agent:refunder")])
+        .await
+        .unwrap();
+    assert!(!b.check_now("acme", "agent:refunder", "can_use", "tool:x").await.unwrap(), "exclusion from A's model");
+    assert_eq!(b.model("acme").map(|m| m.id), a.model("acme").map(|m| m.id));
+
+    // A host that starts later sees everything, and syncing again changes nothing.
+    let c = Rebac::open(t.db.clone()).await.unwrap();
+    assert!(!c.check_now("acme", "agent:refunder", "can_use", "tool:x").await.unwrap());
+    a.delete("acme", &[Tuple::new("tool:x", "blocked", "agent:refunder")]).await.unwrap();
+    assert!(c.check_now("acme", "agent:refunder", "can_use", "tool:x").await.unwrap(), "un-blocking is seen too");
+}

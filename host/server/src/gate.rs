@@ -36,9 +36,10 @@ pub struct CallReport {
 
 impl Airlock {
     /// Whether `agent` may use `tool` (`component.tool`) right now.
-    pub fn may_use(&self, agent: &Agent, tool: &str) -> Result<bool, GateError> {
+    pub async fn may_use(&self, agent: &Agent, tool: &str) -> Result<bool, GateError> {
         self.rebac
-            .check(&agent.tenant, &agent.subject(), "can_use", &format!("tool:{tool}"))
+            .check_now(&agent.tenant, &agent.subject(), "can_use", &format!("tool:{tool}"))
+            .await
             .map_err(|e| GateError::AuthzUnavailable(e.to_string()))
     }
 
@@ -58,7 +59,7 @@ impl Airlock {
             self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), None));
             return Err(err);
         };
-        match self.may_use(agent, tool) {
+        match self.may_use(agent, tool).await {
             Ok(true) => {}
             Ok(false) => {
                 let err = GateError::Forbidden { agent: agent.subject(), tool: tool.to_string() };

@@ -50,7 +50,7 @@ async fn fetch_as(
     grant: Option<&str>,
 ) -> Result<HttpResponse, Error> {
     let object = format!("connection:{connection}");
-    match services.rebac.check(tenant, agent, "can_use", &object) {
+    match services.rebac.check_now(tenant, agent, "can_use", &object).await {
         Ok(true) => {}
         Ok(false) => return Err(Error::Denied(format!("`{agent}` is not `can_use` on `{object}`"))),
         Err(e) => return Err(Error::Denied(format!("authorization failed closed: {e}"))),

@@ -407,7 +407,7 @@ pub(super) async fn decide_approval(
     })?;
     let pending = host.approvals.get(tenant, &id).await.map_err(approval_error)?;
     if let Some(role) = &pending.role {
-        let holds = host.rebac.check(tenant, &d.approver, role, &format!("tenant:{tenant}")).unwrap_or(false);
+        let holds = host.rebac.check_now(tenant, &d.approver, role, &format!("tenant:{tenant}")).await.unwrap_or(false);
         if !holds {
             host.audit.record(admin_event(
                 tenant,

@@ -37,7 +37,7 @@ pub(super) async fn list_tools(State(host): State<Arc<Airlock>>, headers: Header
     for component in host.runtime.components() {
         for tool in &component.tools {
             let id = format!("{}.{}", component.name, tool.name);
-            if host.may_use(&agent, &id).unwrap_or(false) {
+            if host.may_use(&agent, &id).await.unwrap_or(false) {
                 tools.push(json!({ "name": id, "description": tool.description, "input_schema": tool.input_schema }));
             }
         }

@@ -119,10 +119,10 @@ fn store_json(s: &airlock_rebac::stores::Store) -> Value {
     json!({ "id": s.id, "name": s.name, "created_at": rfc3339(s.created_at), "updated_at": rfc3339(s.updated_at) })
 }
 
-/// The store named in the path, or OpenFGA's 404.
+/// The store named in the path, synced with the database, or OpenFGA's 404.
 async fn live_store(host: &Airlock, store: &str) -> Result<()> {
     if host.rebac.store_exists(store) {
-        Ok(())
+        host.rebac.sync(store).await.map_err(rebac_error)
     } else {
         Err(FgaError(StatusCode::NOT_FOUND, "store_id_not_found", format!("store `{store}` not found")))
     }
