@@ -18,6 +18,7 @@ pub mod conditions;
 pub mod engine;
 mod index;
 pub mod model;
+pub mod remote;
 pub mod stores;
 mod tuple;
 pub mod ulid;
@@ -48,6 +49,8 @@ pub enum RebacError {
     InvalidModel(#[from] model::dsl::DslError),
     #[error("invalid model: {0}")]
     InvalidModelJson(String),
+    #[error("{0}")]
+    Remote(String),
     #[error("cannot write a tuple which already exists: `{0}`")]
     Duplicate(String),
     #[error("cannot delete a tuple which does not exist: `{0}`")]
@@ -74,6 +77,8 @@ pub struct Rebac {
     stores: RwLock<std::collections::HashSet<String>>,
     /// Per tenant, the revision the in-memory mirror reflects (see [`Rebac::sync`]).
     applied: parking_lot::Mutex<HashMap<String, i64>>,
+    /// When set, request-path checks go to this external OpenFGA server instead.
+    remote: Option<remote::RemoteFga>,
 }
 
 impl Rebac {
@@ -109,7 +114,13 @@ impl Rebac {
             .fetch_all(db.pool())
             .await?;
         let stores = RwLock::new(live.into_iter().map(|(id,)| id).collect());
-        Ok(Rebac { db, tenants: RwLock::new(tenants), models: RwLock::new(models), stores, applied })
+        Ok(Rebac { db, tenants: RwLock::new(tenants), models: RwLock::new(models), stores, applied, remote: None })
+    }
+
+    /// Sends request-path checks ([`Rebac::check_now`], [`Rebac::list_objects_now`]) to an external OpenFGA server.
+    pub fn with_remote(mut self, config: remote::RemoteConfig) -> Result<Rebac, RebacError> {
+        self.remote = Some(remote::RemoteFga::new(config)?);
+        Ok(self)
     }
 
     /// Parses, stores and activates a model for `tenant`; returns its id.
@@ -214,7 +225,8 @@ impl Rebac {
         Ok(())
     }
 
-    /// [`Rebac::check`] after [`Rebac::sync`]: the call for request paths.
+    /// The call for request paths: [`Rebac::check`] after [`Rebac::sync`], or the
+    /// external OpenFGA server's answer when one is configured.
     pub async fn check_now(
         &self,
         tenant: &str,
@@ -222,8 +234,26 @@ impl Rebac {
         relation: &str,
         object: &str,
     ) -> Result<bool, RebacError> {
+        if let Some(remote) = &self.remote {
+            return remote.check(tenant, subject, relation, object).await;
+        }
         self.sync(tenant).await?;
         self.check(tenant, subject, relation, object)
+    }
+
+    /// [`Rebac::list_objects`] for request paths, like [`Rebac::check_now`].
+    pub async fn list_objects_now(
+        &self,
+        tenant: &str,
+        subject: &str,
+        relation: &str,
+        object_type: &str,
+    ) -> Result<Vec<String>, RebacError> {
+        if let Some(remote) = &self.remote {
+            return remote.list_objects(tenant, subject, relation, object_type).await;
+        }
+        self.sync(tenant).await?;
+        self.list_objects(tenant, subject, relation, object_type)
     }
 
     /// The tenant's active model, if it has one.

@@ -143,13 +143,19 @@ async fn a_revoke_through_one_host_is_seen_by_the_next_check_on_another() {
     a.write("acme", &[tuple.clone()]).await.unwrap();
     assert!(b.check_now("acme", "agent:refunder", "can_use", "tool:billing.refund").await.unwrap(), "a write is seen");
     a.delete("acme", &[tuple.clone()]).await.unwrap();
-    assert!(!b.check_now("acme", "agent:refunder", "can_use", "tool:billing.refund").await.unwrap(), "a revoke is seen");
+    assert!(
+        !b.check_now("acme", "agent:refunder", "can_use", "tool:billing.refund").await.unwrap(),
+        "a revoke is seen"
+    );
 
     // A model written through one host governs checks on the other.
     a.write_model("acme", MODEL).await.unwrap();
-    a.write("acme", &[Tuple::new("tool:x", "blocked", "agent:refunder"), Tuple::new("tool:x", "can_use", "agent:refunder")])
-        .await
-        .unwrap();
+    a.write(
+        "acme",
+        &[Tuple::new("tool:x", "blocked", "agent:refunder"), Tuple::new("tool:x", "can_use", "agent:refunder")],
+    )
+    .await
+    .unwrap();
     assert!(!b.check_now("acme", "agent:refunder", "can_use", "tool:x").await.unwrap(), "exclusion from A's model");
     assert_eq!(b.model("acme").map(|m| m.id), a.model("acme").map(|m| m.id));
 

@@ -65,7 +65,11 @@ impl Airlock {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
         let db = Db::connect(&config.database_url()).await?;
-        let rebac = Arc::new(Rebac::open(db.clone()).await?);
+        let mut rebac = Rebac::open(db.clone()).await?;
+        if let Some(remote) = &config.openfga {
+            rebac = rebac.with_remote(remote.clone())?;
+        }
+        let rebac = Arc::new(rebac);
         let approvals = Arc::new(Approvals::new(db.clone()));
         let key = MasterKey::load_or_create(dir)?;
         let vault = Arc::new(Vault::open(db.clone(), key, FetchLimits::default()).await?);

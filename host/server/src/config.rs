@@ -16,6 +16,8 @@ pub struct Config {
     pub limits: Limits,
     /// Register [`crate::bundled::DEFAULT_COMPONENTS`] on start.
     pub register_bundled: bool,
+    /// Answer request-path checks from an external OpenFGA server instead of the embedded engine.
+    pub openfga: Option<airlock_rebac::remote::RemoteConfig>,
 }
 
 impl Config {
@@ -27,6 +29,7 @@ impl Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             limits: Limits::default(),
             register_bundled: true,
+            openfga: None,
         }
     }
 

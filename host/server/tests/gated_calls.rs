@@ -415,3 +415,75 @@ async fn the_official_openfga_sdk_works_against_the_openfga_api() {
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("openfga-sdk: all steps passed"), "{stdout}");
 }
+
+/// With an external OpenFGA server configured, the gate asks it, and denies when it cannot be asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn checks_can_be_sent_to_an_external_openfga_server_and_fail_closed() {
+    // The external server: any OpenFGA-compatible API; here a second host's `/stores` API.
+    let external = TestHost::start().await;
+    let http = reqwest::Client::new();
+    let store: Value = http
+        .post(format!("{}/stores", external.url))
+        .bearer_auth(&external.admin)
+        .json(&json!({ "name": "fleet" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let store_id = store["id"].as_str().unwrap().to_string();
+    let model = json!({ "schema_version": "1.1", "type_definitions": [
+        { "type": "agent" },
+        { "type": "tool", "relations": { "can_use": { "this": {} } },
+          "metadata": { "relations": { "can_use": { "directly_related_user_types": [{ "type": "agent" }] } } } } ] });
+    let resp = http
+        .post(format!("{}/stores/{store_id}/authorization-models", external.url))
+        .bearer_auth(&external.admin)
+        .json(&model)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let write = |deletes: bool| {
+        let key =
+            json!({ "tuple_keys": [{ "user": "agent:helper", "relation": "can_use", "object": "tool:hello.greet" }] });
+        let body = if deletes { json!({ "deletes": key }) } else { json!({ "writes": key }) };
+        http.post(format!("{}/stores/{store_id}/write", external.url)).bearer_auth(&external.admin).json(&body).send()
+    };
+    assert_eq!(write(false).await.unwrap().status().as_u16(), 200);
+
+    let remote = airlock_rebac::remote::RemoteConfig {
+        url: external.url.clone(),
+        token: Some(external.admin.clone()),
+        default_store: Some(store_id.clone()),
+        stores: Default::default(),
+        timeout: Duration::from_secs(2),
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let t = TestHost::start_configured(tmp.path().to_path_buf(), |c| c.openfga = Some(remote)).await;
+    let token = t.agent("helper").await;
+    // No local tuple: the answer comes from the external server.
+    let (status, body) = t.call(&token, "hello.greet", json!({ "name": "remote" })).await;
+    assert_eq!(status, 200, "{body}");
+
+    assert_eq!(write(true).await.unwrap().status().as_u16(), 200);
+    let (status, body) = t.call(&token, "hello.greet", json!({ "name": "remote" })).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")), "{body}");
+
+    // An unreachable server is a denial that says why.
+    let dead = airlock_rebac::remote::RemoteConfig {
+        url: "http://127.0.0.1:9".into(),
+        token: None,
+        default_store: Some(store_id),
+        stores: Default::default(),
+        timeout: Duration::from_secs(2),
+    };
+    let tmp2 = tempfile::tempdir().unwrap();
+    let t2 = TestHost::start_configured(tmp2.path().to_path_buf(), |c| c.openfga = Some(dead)).await;
+    let token2 = t2.agent("helper").await;
+    t2.grant(&[("agent:helper", "can_use", "tool:hello.greet")]).await;
+    let (status, body) = t2.call(&token2, "hello.greet", json!({ "name": "x" })).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("authz_unavailable")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("external OpenFGA unreachable"), "{body}");
+}

@@ -35,10 +35,7 @@ impl authz::Host for CallState {
             Ok(a) => a.to_string(),
             Err(e) => return Ok(Err(e)),
         };
-        let answer = match self.services.rebac.sync(&self.ctx.tenant).await {
-            Ok(()) => self.services.rebac.list_objects(&self.ctx.tenant, &agent, &relation, &object_type),
-            Err(e) => Err(e),
-        };
+        let answer = self.services.rebac.list_objects_now(&self.ctx.tenant, &agent, &relation, &object_type).await;
         let detail = json!({ "relation": relation, "object_type": object_type,
                              "count": answer.as_ref().map(Vec::len).unwrap_or(0) });
         let outcome = if answer.is_ok() { "ok" } else { "error" };

@@ -34,6 +34,47 @@ pub struct Remote {
     pub tenant: String,
 }
 
+/// An external OpenFGA server to answer checks instead of the embedded engine (fail closed).
+#[derive(Args, Debug, Clone)]
+pub struct ExternalOpenFga {
+    /// Base URL of the external OpenFGA server, e.g. `http://openfga:8080`.
+    #[arg(long, env = "AIRLOCK_OPENFGA_URL")]
+    pub openfga_url: Option<String>,
+    /// Store used for every tenant without its own `--openfga-tenant-store`.
+    #[arg(long, env = "AIRLOCK_OPENFGA_STORE")]
+    pub openfga_store: Option<String>,
+    /// `TENANT=STORE_ID`, repeatable.
+    #[arg(long = "openfga-tenant-store")]
+    pub openfga_tenant_stores: Vec<String>,
+    /// Pre-shared key for the external server.
+    #[arg(long, env = "AIRLOCK_OPENFGA_TOKEN")]
+    pub openfga_token: Option<String>,
+}
+
+impl ExternalOpenFga {
+    /// The remote configuration, if a URL was given.
+    pub fn config(&self) -> Result<Option<airlock_rebac::remote::RemoteConfig>, String> {
+        let Some(url) = &self.openfga_url else { return Ok(None) };
+        let mut stores = std::collections::HashMap::new();
+        for pair in &self.openfga_tenant_stores {
+            let (tenant, store) = pair
+                .split_once('=')
+                .ok_or_else(|| format!("--openfga-tenant-store `{pair}` must be TENANT=STORE_ID"))?;
+            stores.insert(tenant.to_string(), store.to_string());
+        }
+        if stores.is_empty() && self.openfga_store.is_none() {
+            return Err("--openfga-url needs --openfga-store (or --openfga-tenant-store TENANT=STORE_ID)".into());
+        }
+        Ok(Some(airlock_rebac::remote::RemoteConfig {
+            url: url.clone(),
+            token: self.openfga_token.clone(),
+            default_store: self.openfga_store.clone(),
+            stores,
+            timeout: std::time::Duration::from_secs(5),
+        }))
+    }
+}
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Start the host.
@@ -47,6 +88,8 @@ pub enum Command {
         /// `postgres://...` to share state between hosts (default: SQLite in the data directory).
         #[arg(long, env = "AIRLOCK_DATABASE_URL")]
         database_url: Option<String>,
+        #[command(flatten)]
+        openfga: ExternalOpenFga,
     },
     /// Manage tool components.
     #[command(subcommand)]
@@ -246,7 +289,10 @@ pub enum ApprovalCmd {
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Serve { listen, data_dir, database_url } => serve::run(listen, data_dir, database_url).await,
+        Command::Serve { listen, data_dir, database_url, openfga } => match openfga.config() {
+            Ok(remote) => serve::run(listen, data_dir, database_url, remote).await,
+            Err(e) => Err(e),
+        },
         other => client::run(other).await,
     };
     match result {

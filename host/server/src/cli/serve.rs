@@ -8,10 +8,19 @@ use axum::serve::ListenerExt;
 
 use crate::{Airlock, Config};
 
-pub(super) async fn run(listen: SocketAddr, data_dir: PathBuf, database_url: Option<String>) -> Result<(), String> {
+pub(super) async fn run(
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+    openfga: Option<airlock_rebac::remote::RemoteConfig>,
+) -> Result<(), String> {
     let mut config = Config::new(data_dir);
     config.listen = listen;
     config.database_url = database_url;
+    if let Some(remote) = &openfga {
+        eprintln!("airlock: checks go to the external OpenFGA server at {} (fail closed)", remote.url);
+    }
+    config.openfga = openfga;
     eprintln!("airlock: opening {} (compiling components on first start)", config.data_dir.display());
     let host = Arc::new(Airlock::open(&config).await.map_err(|e| e.to_string())?);
     let listener = tokio::net::TcpListener::bind(listen)

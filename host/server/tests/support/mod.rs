@@ -52,9 +52,18 @@ impl TestHost {
 
     /// A host over `dir` (and `database_url`, when given).
     pub async fn start_in(dir: PathBuf, database_url: Option<String>, limits: Limits) -> TestHost {
+        Self::start_configured(dir, |c| {
+            c.database_url = database_url;
+            c.limits = limits;
+        })
+        .await
+    }
+
+    /// A host over `dir` with `configure` applied to its config.
+    pub async fn start_configured(dir: PathBuf, configure: impl FnOnce(&mut Config)) -> TestHost {
         let mut config = Config::new(dir.clone());
-        config.database_url = database_url;
-        config.limits = limits;
+        config.limits = test_limits();
+        configure(&mut config);
         let host = Arc::new(Airlock::open(&config).await.unwrap());
         if host.runtime.component("probe").is_none() {
             host.add_component("probe", airlock::bundled::SANDBOX_PROBE, "test").await.unwrap();
