@@ -311,6 +311,64 @@ impl<'a> Engine<'a> {
         failure.map_or(Ok(found), Err)
     }
 
+    /// One level of the userset tree of `object#relation`, as OpenFGA's Expand returns it:
+    /// direct users as a leaf, computed relations and tuple-to-usersets as references to expand next.
+    pub fn expand(&self, object: &str, relation: &str) -> Result<serde_json::Value, EngineError> {
+        let ty = object_type(object)
+            .ok_or_else(|| EngineError::Validation(format!("object `{object}` is not `type:id`")))?;
+        let td = self.model.type_def(ty).ok_or_else(|| EngineError::TypeNotFound(ty.to_string()))?;
+        let rel = td.relation(relation).ok_or_else(|| EngineError::RelationNotFound(relation.to_string()))?;
+        let name = format!("{object}#{relation}");
+        Ok(serde_json::json!({ "root": self.expand_node(&name, &rel.rewrite, rel, object) }))
+    }
+
+    fn expand_node(&self, name: &str, rw: &Rewrite, rel: &RelationDef, object: &str) -> serde_json::Value {
+        use serde_json::json;
+        let nodes = |cs: &[Rewrite]| cs.iter().map(|c| self.expand_node(name, c, rel, object)).collect::<Vec<_>>();
+        match rw {
+            Rewrite::This => {
+                let mut users: Vec<String> = self
+                    .read(object, &rel.name)
+                    .into_iter()
+                    .filter(|(u, c)| {
+                        parse_user(u)
+                            .map(|w| {
+                                let cname = c.map(|c| c.name.as_str());
+                                rel.directly_related
+                                    .iter()
+                                    .any(|d| d.admits(w.type_name, w.relation, w.wildcard, cname))
+                            })
+                            .unwrap_or(false)
+                    })
+                    .map(|(u, _)| u.to_string())
+                    .collect();
+                users.sort();
+                users.dedup();
+                json!({ "name": name, "leaf": { "users": { "users": users } } })
+            }
+            Rewrite::Computed(r) => {
+                json!({ "name": name, "leaf": { "computed": { "userset": format!("{object}#{r}") } } })
+            }
+            Rewrite::TupleToUserset { tupleset, computed } => {
+                let mut parents: Vec<String> = self
+                    .read(object, tupleset)
+                    .into_iter()
+                    .filter(|(u, _)| parse_user(u).map(|p| p.relation.is_none() && !p.wildcard).unwrap_or(false))
+                    .map(|(u, _)| u.to_string())
+                    .collect();
+                parents.sort();
+                parents.dedup();
+                let computed: Vec<_> =
+                    parents.iter().map(|p| json!({ "userset": format!("{p}#{computed}") })).collect();
+                json!({ "name": name, "leaf": { "tupleToUserset": { "tupleset": format!("{object}#{tupleset}"), "computed": computed } } })
+            }
+            Rewrite::Union(cs) => json!({ "name": name, "union": { "nodes": nodes(cs) } }),
+            Rewrite::Intersection(cs) => json!({ "name": name, "intersection": { "nodes": nodes(cs) } }),
+            Rewrite::Difference(a, b) => json!({ "name": name, "difference": {
+                "base": self.expand_node(name, a, rel, object), "subtract": self.expand_node(name, b, rel, object) } }),
+        }
+    }
+
     fn validate_user(&self, user: &str) -> Result<(), EngineError> {
         let u = parse_user(user).ok_or_else(|| {
             EngineError::Validation(format!("user `{user}` is not `type:id`, `type:*` or `type:id#relation`"))
@@ -550,5 +608,10 @@ mod tests {
             vec!["user:*", "user:jon"]
         );
         assert!(engine.check("document:public", "viewer", "user:anyone").unwrap(), "check: the wildcard is everyone");
+        let tree = engine.expand("document:public", "viewer").unwrap();
+        assert_eq!(tree["root"]["name"], "document:public#viewer");
+        assert_eq!(tree["root"]["union"]["nodes"][0]["leaf"]["users"]["users"], serde_json::json!(["user:jon"]));
+        assert_eq!(tree["root"]["union"]["nodes"][1]["leaf"]["computed"]["userset"], "document:public#writer");
+        assert!(matches!(engine.expand("document:public", "nope"), Err(EngineError::RelationNotFound(_))));
     }
 }

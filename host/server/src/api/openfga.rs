@@ -606,7 +606,31 @@ async fn list_users(
     Ok(Json(json!({ "users": users })))
 }
 
-async fn expand(State(host): Host, headers: HeaderMap) -> Result<Json<Value>> {
+#[derive(Deserialize)]
+struct ExpandBody {
+    tuple_key: TupleKey,
+    #[serde(default)]
+    contextual_tuples: Option<TupleKeys>,
+    #[serde(default)]
+    authorization_model_id: Option<String>,
+}
+
+async fn expand(
+    State(host): Host,
+    headers: HeaderMap,
+    Path(store): Path<String>,
+    b: std::result::Result<Json<ExpandBody>, JsonRejection>,
+) -> Result<Json<Value>> {
     authorize(&host, &headers)?;
-    Err(FgaError(StatusCode::NOT_IMPLEMENTED, "unimplemented", "expand is not implemented by Airlock yet".into()))
+    live_store(&host, &store).await?;
+    let req = body(b)?;
+    let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
+    let k = &req.tuple_key;
+    let tree = host
+        .rebac
+        .with_engine(&store, &model.model, &contextual(&req.contextual_tuples), None, |e| {
+            e.expand(&k.object, &k.relation)
+        })
+        .map_err(rebac_error)?;
+    Ok(Json(json!({ "tree": tree })))
 }

@@ -16,6 +16,7 @@ from openfga_sdk.client.models import (
     ClientBatchCheckItem,
     ClientBatchCheckRequest,
     ClientCheckRequest,
+    ClientExpandRequest,
     ClientListObjectsRequest,
     ClientTuple,
     ClientWriteRequest,
@@ -114,6 +115,9 @@ async def main(url, token, fga):
 
         read = await client.read(ReadRequestTupleKey(object="document:roadmap", relation="blocked"))
         expect("read with a filter", [(t.key.user, t.key.relation) for t in read.tuples], [("user:carl", "blocked")])
+
+        tree = await client.expand(ClientExpandRequest(relation="viewer", object="document:roadmap"))
+        expect("expand names the root", tree.tree.root.name, "document:roadmap#viewer")
 
         changes = await client.read_changes(ClientReadChangesRequest(type="document"))
         expect("read changes", len(changes.changes), 3)
