@@ -1,8 +1,9 @@
 //! Agent identities at first depth: a name in a tenant and a bearer token.
 //!
-//! The token is shown once at creation and stored only as its sha256. Lookups
-//! are answered from memory (loaded at start, updated by create and revoke),
-//! so authenticating a call costs a hash and a map lookup.
+//! The token is shown once at creation and stored only as its sha256. On
+//! SQLite (one host) lookups are answered from memory, loaded at start and
+//! updated by create and revoke; on PostgreSQL the database answers, so a
+//! revoke through any host takes effect everywhere at once.
 
 use std::collections::HashMap;
 
@@ -104,7 +105,19 @@ impl Agents {
     }
 
     /// The agent a bearer token belongs to, if it is live.
-    pub fn authenticate(&self, token: &str) -> Option<Agent> {
-        self.by_token_hash.read().get(&token_hash(token)).cloned()
+    ///
+    /// On PostgreSQL, where another host may have revoked the agent, the
+    /// database answers (one indexed read); on SQLite the in-memory map does.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Agent>, AgentError> {
+        let hash = token_hash(token);
+        if self.db.backend() != airlock_store::Backend::Postgres {
+            return Ok(self.by_token_hash.read().get(&hash).cloned());
+        }
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT tenant, name FROM agents WHERE token_hash = $1 AND revoked_at IS NULL")
+                .bind(&hash)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.map(|(tenant, name)| Agent { tenant, name }))
     }
 }

@@ -336,6 +336,16 @@ async fn the_same_host_runs_on_postgresql() {
     assert_eq!(tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap().0, 200);
     assert_eq!(seen.paths(), vec!["/refunds".to_string()]);
 
+    // A second host on the same database: an agent revoked through it is refused here at once.
+    // Hosts sharing a database share its master key (a different one is refused at start).
+    let tmp2 = tempfile::tempdir().unwrap();
+    std::fs::copy(tmp.path().join("master.key"), tmp2.path().join("master.key")).unwrap();
+    let other = TestHost::start_in(tmp2.path().to_path_buf(), Some(url.clone()), support::test_limits()).await;
+    let (status, _) = other.request(reqwest::Method::DELETE, "/v1/agents/offboarder", &other.admin, None).await;
+    assert_eq!(status, 200);
+    let (status, _) = t.request(reqwest::Method::GET, "/v1/tools", &token, None).await;
+    assert_eq!(status, 401, "revoked through the other host");
+
     // The components, tuples and trail are in PostgreSQL, not in the data directory.
     assert!(!tmp.path().join("airlock.db").exists());
     let (_, verify) = t.admin_get("/v1/audit/verify").await;

@@ -15,8 +15,11 @@ use crate::Airlock;
 use airlock_runtime::CallError;
 
 /// The agent behind the bearer token; refusals are audited.
-fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
-    let agent = bearer(headers).and_then(|t| host.agents.authenticate(t));
+async fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
+    let agent = match bearer(headers) {
+        Some(token) => host.agents.authenticate(token).await.map_err(|e| ApiError::internal("agent store", e))?,
+        None => None,
+    };
     agent.ok_or_else(|| {
         host.audit.record(airlock_audit::AuditEvent {
             tenant: crate::config::DEFAULT_TENANT.into(),
@@ -32,7 +35,7 @@ fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent
 
 /// `GET /v1/tools`: the tools this agent may use right now, with their input schemas.
 pub(super) async fn list_tools(State(host): State<Arc<Airlock>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
-    let agent = authenticate(&host, &headers, "")?;
+    let agent = authenticate(&host, &headers, "").await?;
     let mut tools = Vec::new();
     for component in host.runtime.components() {
         for tool in &component.tools {
@@ -52,7 +55,7 @@ pub(super) async fn call_tool(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let agent = authenticate(&host, &headers, &tool)?;
+    let agent = authenticate(&host, &headers, &tool).await?;
     let input = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8 JSON"))?;
     let input = if input.trim().is_empty() { "{}" } else { input };
     if !serde_json::from_str::<Value>(input).map(|v| v.is_object()).unwrap_or(false) {
