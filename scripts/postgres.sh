@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Starts a throwaway PostgreSQL server on a free loopback port for the test suite.
 # Usage: source scripts/postgres.sh   (exports AIRLOCK_TEST_POSTGRES_URL; stop with pg_stop)
+# It leaves `set -euo pipefail` on in the caller: scripts/test relies on pipefail.
 # Finds initdb/pg_ctl on PATH or in /usr/lib/postgresql/*/bin, installing postgresql-15 when absent.
 set -euo pipefail
 
@@ -34,4 +35,4 @@ export AIRLOCK_TEST_POSTGRES_URL="postgres://airlock@127.0.0.1:$PG_PORT/postgres
 export PG_DIR PG_BIN
 pg_stop() { as_pg "$PG_BIN/pg_ctl" -D "$PG_DIR/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$PG_DIR"; }
 echo "postgres: throwaway server on 127.0.0.1:$PG_PORT ($PG_DIR)" >&2
-set +euo pipefail
+

@@ -31,6 +31,10 @@ const POLL: Duration = Duration::from_secs(1);
 pub struct NewApproval {
     pub agent: String,
     pub tool: String,
+    /// The call that asks; its grant can be spent by that call only. `None` binds to no call
+    /// (a grant for a later call, e.g. a workflow's entry approval).
+    #[serde(default)]
+    pub call_id: Option<String>,
     pub action: String,
     pub summary: String,
     pub role: Option<String>,
@@ -192,8 +196,8 @@ impl Approvals {
             decided_at: None,
         };
         sqlx::query(
-            "INSERT INTO approvals (id, tenant, agent, tool, action, summary, role, details, args_digest, status, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11)",
+            "INSERT INTO approvals (id, tenant, agent, tool, action, summary, role, details, args_digest, status, created_at, expires_at, call_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12)",
         )
         .bind(&approval.id)
         .bind(&approval.tenant)
@@ -206,6 +210,7 @@ impl Approvals {
         .bind(&approval.args_digest)
         .bind(approval.created_at)
         .bind(approval.expires_at)
+        .bind(&req.call_id)
         .execute(self.db.pool())
         .await?;
         Ok(approval)
@@ -299,17 +304,26 @@ impl Approvals {
         result
     }
 
-    /// Spends an approved grant, exactly once, for the agent, tool and action it was issued for.
-    pub async fn consume(&self, tenant: &str, grant: &str, agent: &str, tool: &str) -> Result<Approval, ApprovalError> {
+    /// Spends an approved grant, exactly once, for the agent, tool and call it was issued to.
+    pub async fn consume(
+        &self,
+        tenant: &str,
+        grant: &str,
+        agent: &str,
+        tool: &str,
+        call_id: &str,
+    ) -> Result<Approval, ApprovalError> {
         let changed = sqlx::query(
             "UPDATE approvals SET status = 'consumed', consumed_at = $1 \
-             WHERE tenant = $2 AND id = $3 AND agent = $4 AND tool = $5 AND status = 'approved'",
+             WHERE tenant = $2 AND id = $3 AND agent = $4 AND tool = $5 AND status = 'approved' \
+             AND (call_id IS NULL OR call_id = $6)",
         )
         .bind(now_millis())
         .bind(tenant)
         .bind(grant)
         .bind(agent)
         .bind(tool)
+        .bind(call_id)
         .execute(self.db.pool())
         .await?
         .rows_affected();

@@ -10,6 +10,7 @@ fn refund(ttl: Option<Duration>) -> NewApproval {
     NewApproval {
         agent: "agent:offboarder".into(),
         tool: "billing.refund".into(),
+        call_id: Some("call_1".into()),
         action: "refund".into(),
         summary: "refund 120.00 EUR to customer 42".into(),
         role: Some("cfo".into()),
@@ -68,19 +69,29 @@ async fn a_grant_is_spent_once_and_only_by_its_agent_and_tool() {
         let a = approvals.create("acme", refund(None)).await.unwrap();
         approvals.decide("acme", &a.id, "user:carol", true, None).await.unwrap();
 
-        assert!(approvals.consume("acme", &a.id, "agent:offboarder", "crm.delete").await.is_err(), "other tool");
-        assert!(approvals.consume("acme", &a.id, "agent:other", "billing.refund").await.is_err(), "other agent");
         assert!(
-            approvals.consume("globex", &a.id, "agent:offboarder", "billing.refund").await.is_err(),
+            approvals.consume("acme", &a.id, "agent:offboarder", "crm.delete", "call_1").await.is_err(),
+            "other tool"
+        );
+        assert!(
+            approvals.consume("acme", &a.id, "agent:other", "billing.refund", "call_1").await.is_err(),
+            "other agent"
+        );
+        assert!(
+            approvals.consume("globex", &a.id, "agent:offboarder", "billing.refund", "call_1").await.is_err(),
             "other tenant"
+        );
+        assert!(
+            approvals.consume("acme", &a.id, "agent:offboarder", "billing.refund", "call_2").await.is_err(),
+            "another call of the same agent and tool"
         );
 
         let attempts = (0..20).map(|_| {
             let approvals = approvals.clone();
             let id = a.id.clone();
-            tokio::spawn(
-                async move { approvals.consume("acme", &id, "agent:offboarder", "billing.refund").await.is_ok() },
-            )
+            tokio::spawn(async move {
+                approvals.consume("acme", &id, "agent:offboarder", "billing.refund", "call_1").await.is_ok()
+            })
         });
         let mut wins = 0;
         for attempt in attempts {

@@ -103,7 +103,15 @@ impl AuditLog {
     }
 
     /// Records an event; returns at once. The time is taken now, not at commit.
-    pub fn record(&self, event: AuditEvent) {
+    ///
+    /// NUL characters (PostgreSQL refuses them in text) are replaced, so that no
+    /// input can make an event unstorable and stall the trail behind it.
+    pub fn record(&self, mut event: AuditEvent) {
+        for field in [&mut event.tenant, &mut event.kind, &mut event.outcome, &mut event.agent, &mut event.tool] {
+            if field.contains('\0') {
+                *field = field.replace('\0', "\u{FFFD}");
+            }
+        }
         let len = {
             let mut q = self.queue.messages.lock();
             q.push(Message::Event(event, airlock_store::now_millis()));

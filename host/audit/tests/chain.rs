@@ -23,7 +23,12 @@ async fn chains_verify_per_tenant_and_tampering_is_found() {
             log.record(event("acme", n));
             log.record(event("globex", n));
         }
+        // A NUL (which PostgreSQL refuses in text) must not make the trail unstorable.
+        let mut hostile = event("hostile", 0);
+        hostile.tool = "x\0y".into();
+        log.record(hostile);
         log.flush().await.unwrap();
+        assert_eq!(log.list("hostile", 0, 10).await.unwrap()[0].event.tool, "x\u{FFFD}y", "{:?}", t.backend);
 
         let acme = log.list("acme", 0, 100).await.unwrap();
         assert_eq!(acme.len(), 25, "{:?}", t.backend);

@@ -117,6 +117,11 @@ impl Rebac {
         Ok(Rebac { db, tenants: RwLock::new(tenants), models: RwLock::new(models), stores, applied, remote: None })
     }
 
+    /// Whether checks go to an external OpenFGA server (local tuples and models are then not consulted).
+    pub fn is_remote(&self) -> bool {
+        self.remote.is_some()
+    }
+
     /// Sends request-path checks ([`Rebac::check_now`], [`Rebac::list_objects_now`]) to an external OpenFGA server.
     pub fn with_remote(mut self, config: remote::RemoteConfig) -> Result<Rebac, RebacError> {
         self.remote = Some(remote::RemoteFga::new(config)?);
@@ -180,6 +185,11 @@ impl Rebac {
         .bind(current)
         .fetch_all(self.db.pool())
         .await?;
+        if changed.iter().any(|c| c.3 == stores::STORE_DELETED) {
+            self.forget_tenant(tenant);
+            self.applied.lock().insert(tenant.to_string(), current);
+            return Ok(());
+        }
         let mut model_changed = false;
         for (object, relation, subject, operation) in changed {
             if operation == "model" {

@@ -17,7 +17,8 @@ pub struct RemoteConfig {
     pub url: String,
     /// Pre-shared key sent as a bearer token, if the server wants one.
     pub token: Option<String>,
-    /// Store for every tenant not listed in `stores`.
+    /// Store for the `default` tenant. Other tenants need an entry in `stores`: agents of
+    /// different tenants may share a name, so they must never share a store.
     pub default_store: Option<String>,
     /// tenant -> store id.
     pub stores: HashMap<String, String>,
@@ -45,7 +46,7 @@ impl RemoteFga {
         self.config
             .stores
             .get(tenant)
-            .or(self.config.default_store.as_ref())
+            .or(self.config.default_store.as_ref().filter(|_| tenant == "default"))
             .map(String::as_str)
             .ok_or_else(|| RebacError::Remote(format!("no external OpenFGA store is configured for tenant `{tenant}`")))
     }

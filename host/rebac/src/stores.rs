@@ -6,6 +6,9 @@ use serde::Serialize;
 
 use crate::{Rebac, RebacError};
 
+/// The change-log operation that records a store's deletion.
+pub(crate) const STORE_DELETED: &str = "store_deleted";
+
 /// A store as OpenFGA describes it (times in unix milliseconds).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Store {
@@ -30,9 +33,17 @@ impl Rebac {
         Ok(store)
     }
 
-    /// Whether a store is live, from memory.
-    pub fn store_exists(&self, id: &str) -> bool {
-        self.stores.read().contains(id)
+    /// Whether a store is live: from memory, else from the database (it may have been
+    /// created through another host sharing it).
+    pub async fn store_live(&self, id: &str) -> Result<bool, RebacError> {
+        if self.stores.read().contains(id) {
+            return Ok(true);
+        }
+        let live = self.store(id).await?.is_some();
+        if live {
+            self.stores.write().insert(id.to_string());
+        }
+        Ok(live)
     }
 
     /// A live store.
@@ -60,20 +71,32 @@ impl Rebac {
             .collect())
     }
 
-    /// Marks a store deleted and drops its tuples (its model history and change log are kept).
+    /// Marks a store deleted and drops its tuples, in one transaction that other hosts
+    /// see through the tenant's revision (its model history and change log are kept).
     pub async fn delete_store(&self, id: &str) -> Result<bool, RebacError> {
+        let now = now_millis();
+        let mut tx = self.db.pool().begin().await?;
         let n = sqlx::query("UPDATE stores SET deleted_at = $1 WHERE id = $2 AND deleted_at IS NULL")
-            .bind(now_millis())
+            .bind(now)
             .bind(id)
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-        if n > 0 {
-            self.stores.write().remove(id);
-            self.tenants.write().remove(id);
-            self.models.write().remove(id);
-            sqlx::query("DELETE FROM tuples WHERE tenant = $1").bind(id).execute(self.db.pool()).await?;
+        if n == 0 {
+            return Ok(false);
         }
-        Ok(n > 0)
+        sqlx::query("DELETE FROM tuples WHERE tenant = $1").bind(id).execute(&mut *tx).await?;
+        let rev = crate::writes::bump_revision(&mut tx, id).await?;
+        crate::writes::log_change(&mut tx, id, rev, &crate::Tuple::new("", "", ""), None, STORE_DELETED, now).await?;
+        tx.commit().await?;
+        self.forget_tenant(id);
+        Ok(true)
+    }
+
+    /// Drops a deleted store's tuples, model and liveness from memory.
+    pub(crate) fn forget_tenant(&self, id: &str) {
+        self.stores.write().remove(id);
+        self.tenants.write().remove(id);
+        self.models.write().remove(id);
     }
 }

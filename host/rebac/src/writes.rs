@@ -104,11 +104,14 @@ impl Rebac {
             }
         }
         match self.persist(tenant, writes, deletes).await {
-            Ok(deleted) => {
+            Ok((deleted, inserted)) => {
+                // Only what the database took: an ignored duplicate keeps its stored condition.
                 let mut tenants = self.tenants.write();
                 let index = tenants.entry(tenant.to_string()).or_default();
-                for (t, c) in writes {
-                    index.insert(&t.object, &t.relation, &t.subject, c.clone());
+                for ((t, c), took) in writes.iter().zip(inserted) {
+                    if took {
+                        index.insert(&t.object, &t.relation, &t.subject, c.clone());
+                    }
                 }
                 Ok(deleted)
             }
@@ -128,7 +131,7 @@ impl Rebac {
         tenant: &str,
         writes: &[(Tuple, Option<TupleCondition>)],
         deletes: &[Tuple],
-    ) -> Result<u64, sqlx::Error> {
+    ) -> Result<(u64, Vec<bool>), sqlx::Error> {
         let now = now_millis();
         let mut tx = self.db.pool().begin().await?;
         let rev = bump_revision(&mut tx, tenant).await?;
@@ -148,6 +151,7 @@ impl Rebac {
             }
             deleted += n;
         }
+        let mut took = Vec::with_capacity(writes.len());
         for (t, c) in writes {
             let context = c.as_ref().map(|c| serde_json::Value::Object(c.context.clone()).to_string());
             let inserted = sqlx::query(
@@ -167,9 +171,10 @@ impl Rebac {
             if inserted > 0 {
                 log_change(&mut tx, tenant, rev, t, c.as_ref().map(|c| c.name.as_str()), "write", now).await?;
             }
+            took.push(inserted > 0);
         }
         tx.commit().await?;
-        Ok(deleted)
+        Ok((deleted, took))
     }
 
     /// Stored tuples matching `filter`, in a stable order, `limit` from `offset`.
@@ -221,7 +226,7 @@ impl Rebac {
         let prefix = object_type.map(|t| format!("{t}:")).unwrap_or_default();
         let rows: Vec<(i64, String, String, String, Option<String>, String, i64)> = sqlx::query_as(
             "SELECT seq, object, relation, subject, condition_name, operation, ts FROM tuple_changes \
-             WHERE tenant = $1 AND seq > $2 AND operation <> 'model' \
+             WHERE tenant = $1 AND seq > $2 AND operation IN ('write', 'delete') \
              AND ($3 = '' OR substr(object, 1, length($3)) = $3) ORDER BY seq LIMIT $4",
         )
         .bind(tenant)

@@ -165,3 +165,21 @@ async fn a_revoke_through_one_host_is_seen_by_the_next_check_on_another() {
     a.delete("acme", &[Tuple::new("tool:x", "blocked", "agent:refunder")]).await.unwrap();
     assert!(c.check_now("acme", "agent:refunder", "can_use", "tool:x").await.unwrap(), "un-blocking is seen too");
 }
+
+/// A store created and deleted through one host is seen so by another host on the same database.
+#[tokio::test]
+async fn stores_created_and_deleted_through_one_host_are_seen_by_another() {
+    let Some(t) = testing::postgres().await else { return };
+    let a = Rebac::open(t.db.clone()).await.unwrap();
+    let b = Rebac::open(t.db.clone()).await.unwrap();
+    let store = a.create_store("shared").await.unwrap();
+    a.write(&store.id, &[Tuple::new("doc:1", "viewer", "user:x")]).await.unwrap();
+    assert!(b.store_live(&store.id).await.unwrap(), "created elsewhere");
+    assert!(b.check_now(&store.id, "user:x", "viewer", "doc:1").await.unwrap());
+    assert!(a.delete_store(&store.id).await.unwrap());
+    assert!(
+        !b.check_now(&store.id, "user:x", "viewer", "doc:1").await.unwrap(),
+        "deleted elsewhere: nothing is allowed"
+    );
+    assert!(!b.store_live(&store.id).await.unwrap());
+}

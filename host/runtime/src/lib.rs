@@ -166,6 +166,11 @@ impl Runtime {
         Ok(loaded)
     }
 
+    /// Puts back a component that [`Runtime::add`] replaced (when storing the new one failed).
+    pub fn restore(&self, component: Arc<LoadedComponent>) {
+        self.components.write().insert(component.name.clone(), component);
+    }
+
     /// Forgets a component; calls already running finish.
     pub fn remove(&self, name: &str) -> bool {
         self.components.write().remove(name).is_some()

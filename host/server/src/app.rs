@@ -111,6 +111,7 @@ impl Airlock {
         wasm: &[u8],
         by: &str,
     ) -> Result<Arc<LoadedComponent>, ComponentError> {
+        let previous = self.runtime.component(name);
         let loaded = self.runtime.add(name, wasm).await?;
         let saved = sqlx::query(
             "INSERT INTO components (name, sha256, wasm, added_at) VALUES ($1, $2, $3, $4) \
@@ -123,8 +124,13 @@ impl Airlock {
         .execute(self.db.pool())
         .await;
         if let Err(e) = saved {
-            // Not stored means not added: keep memory and database in step.
-            self.runtime.remove(name);
+            // Not stored means not added: put back what the database still holds.
+            match previous {
+                Some(old) => self.runtime.restore(old),
+                None => {
+                    self.runtime.remove(name);
+                }
+            }
             return Err(e.into());
         }
         self.audit.record(AuditEvent {
@@ -138,8 +144,11 @@ impl Airlock {
         Ok(loaded)
     }
 
-    /// Whether `token` is the admin token (constant-time comparison of digests).
+    /// Whether `token` is the admin token (constant-time comparison of digests). Never for an empty token.
     pub fn is_admin(&self, token: &str) -> bool {
+        if token.is_empty() || self.admin_token.is_empty() {
+            return false;
+        }
         let a = Sha256::digest(token.as_bytes());
         let b = Sha256::digest(self.admin_token.as_bytes());
         a.iter().zip(b.iter()).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
@@ -162,7 +171,11 @@ fn admin_token(dir: &Path) -> std::io::Result<String> {
     }
     let path = dir.join("admin.token");
     match std::fs::read_to_string(&path) {
-        Ok(t) => Ok(t.trim().to_string()),
+        Ok(t) if !t.trim().is_empty() => Ok(t.trim().to_string()),
+        Ok(_) => Err(std::io::Error::other(format!(
+            "`{}` is empty: delete it to have a new admin token generated, or set AIRLOCK_ADMIN_TOKEN",
+            path.display()
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut raw = [0u8; 32];
             rand::thread_rng().fill_bytes(&mut raw);

@@ -473,6 +473,14 @@ async fn checks_can_be_sent_to_an_external_openfga_server_and_fail_closed() {
     let tmp = tempfile::tempdir().unwrap();
     let t = TestHost::start_configured(tmp.path().to_path_buf(), |c| c.openfga = Some(remote)).await;
     let token = t.agent("helper").await;
+    // Local tuples would never be read: writing them is refused with the reason.
+    let (status, body) = t
+        .admin_post(
+            "/v1/tuples",
+            json!({ "writes": [{ "user": "agent:helper", "relation": "can_use", "object": "tool:x" }] }),
+        )
+        .await;
+    assert_eq!(status, 409, "{body}");
     // No local tuple: the answer comes from the external server.
     let (status, body) = t.call(&token, "hello.greet", json!({ "name": "remote" })).await;
     assert_eq!(status, 200, "{body}");
@@ -492,8 +500,18 @@ async fn checks_can_be_sent_to_an_external_openfga_server_and_fail_closed() {
     let tmp2 = tempfile::tempdir().unwrap();
     let t2 = TestHost::start_configured(tmp2.path().to_path_buf(), |c| c.openfga = Some(dead)).await;
     let token2 = t2.agent("helper").await;
-    t2.grant(&[("agent:helper", "can_use", "tool:hello.greet")]).await;
     let (status, body) = t2.call(&token2, "hello.greet", json!({ "name": "x" })).await;
     assert_eq!((status, body["code"].as_str()), (403, Some("authz_unavailable")), "{body}");
     assert!(body["message"].as_str().unwrap().contains("external OpenFGA unreachable"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_admin_token_file_stops_the_start_instead_of_opening_the_api() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("admin.token"), "\n").unwrap();
+    let mut config = airlock::Config::new(tmp.path().to_path_buf());
+    config.limits = support::test_limits();
+    std::env::remove_var("AIRLOCK_ADMIN_TOKEN");
+    let err = airlock::Airlock::open(&config).await.err().expect("refused");
+    assert!(err.to_string().contains("is empty: delete it"), "{err}");
 }

@@ -46,7 +46,13 @@ pub(crate) fn check_url(conn: &Connection, raw: &str) -> Result<Url, VaultError>
             Some((h, p)) if !h.is_empty() && !h.ends_with(':') && p.chars().all(|c| c.is_ascii_digit()) => {
                 h.trim_matches(['[', ']']) == host.trim_matches(['[', ']']) && p.parse() == Ok(port)
             }
-            _ => entry.trim_matches(['[', ']']) == host.trim_matches(['[', ']']) && default_port,
+            // A bare host admits only https on its default port: a credential never goes out in
+            // clear unless an entry names the port explicitly (as local test servers do).
+            _ => {
+                entry.trim_matches(['[', ']']) == host.trim_matches(['[', ']'])
+                    && default_port
+                    && url.scheme() == "https"
+            }
         }
     });
     if !allowed {
@@ -80,6 +86,9 @@ pub(crate) async fn send(
     for (name, value) in &req.headers {
         let name = HeaderName::from_bytes(name.as_bytes())
             .map_err(|_| VaultError::InvalidRequest(format!("header name `{name}` is not valid")))?;
+        if name == reqwest::header::HOST {
+            return Err(VaultError::InvalidRequest("the `host` header is set by the vault from the URL".into()));
+        }
         let value = HeaderValue::from_str(value)
             .map_err(|_| VaultError::InvalidRequest(format!("value of header `{name}` is not valid")))?;
         headers.append(name, value);

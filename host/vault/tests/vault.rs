@@ -29,7 +29,18 @@ async fn serve_api() -> SocketAddr {
             "/bounce",
             get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://evil.example/steal")], "") }),
         )
-        .route("/big", get(|| async { "x".repeat(10_000) }));
+        .route("/big", get(|| async { "x".repeat(10_000) }))
+        .route(
+            "/by-query",
+            get(|q: axum::extract::Query<std::collections::HashMap<String, String>>, headers: HeaderMap| async move {
+                let ok = q.get("token").map(String::as_str) == Some("k") && !headers.contains_key("authorization");
+                if ok {
+                    axum::http::StatusCode::OK
+                } else {
+                    axum::http::StatusCode::UNAUTHORIZED
+                }
+            }),
+        );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
@@ -136,8 +147,11 @@ async fn query_placement_and_grant_requirement() {
     vault.put("acme", &conn, Zeroizing::new("k".into())).await.unwrap();
     let err = vault.fetch("acme", "pager", get_req(addr, "/contacts"), false).await.unwrap_err();
     assert!(matches!(err, VaultError::GrantRequired(_)), "{err}");
-    // With a grant the request goes out (the stand-in refuses it: wrong credential form for it).
-    assert_eq!(vault.fetch("acme", "pager", get_req(addr, "/contacts"), true).await.unwrap().status, 401);
+    // With a grant the request goes out, the secret in the query and nowhere else.
+    assert_eq!(vault.fetch("acme", "pager", get_req(addr, "/by-query"), true).await.unwrap().status, 200);
+    let mut spoof = get_req(addr, "/by-query?token=mine");
+    spoof.headers.clear();
+    assert!(matches!(vault.fetch("acme", "pager", spoof, true).await, Err(VaultError::InvalidRequest(_))));
 }
 
 #[tokio::test]
@@ -157,4 +171,36 @@ async fn a_wrong_master_key_is_refused_at_open() {
     );
     assert_eq!(mode & 0o777, 0o600);
     MasterKey::load_or_create(dir.path()).unwrap();
+}
+
+#[tokio::test]
+async fn a_bare_host_entry_admits_only_https() {
+    let t = testing::sqlite().await;
+    let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let conn = Connection {
+        name: "hubspot".into(),
+        kind: ConnectionKind::Bearer,
+        placement: None,
+        base_url: None,
+        allowed_hosts: vec!["api.hubapi.example".into()],
+        requires_grant: false,
+    };
+    vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+    let plain = OutboundRequest {
+        method: "GET".into(),
+        url: "http://api.hubapi.example/crm".into(),
+        headers: vec![],
+        body: None,
+    };
+    assert!(
+        matches!(vault.fetch("acme", "hubspot", plain, false).await, Err(VaultError::EgressRefused(_))),
+        "no secret in clear"
+    );
+    let host = OutboundRequest {
+        method: "GET".into(),
+        url: "https://api.hubapi.example/crm".into(),
+        headers: vec![("Host".into(), "evil.example".into())],
+        body: None,
+    };
+    assert!(matches!(vault.fetch("acme", "hubspot", host, false).await, Err(VaultError::InvalidRequest(_))));
 }

@@ -153,7 +153,7 @@ impl Parser {
             check_name(&name, number, col0 + 7, "relation")?;
             let body_col = col0 + 7 + rest.find(':').map(|i| i + 1).unwrap_or(0);
             let tokens = tokenize(body, number, body_col)?;
-            let mut ep = ExprParser { tokens, at: 0, line: number, end_col: col0 + line.text.len() };
+            let mut ep = ExprParser { tokens, at: 0, line: number, end_col: col0 + line.text.len(), depth: 0 };
             let mut direct = Vec::new();
             let rewrite = ep.expression(&mut direct)?;
             ep.expect_end()?;
@@ -261,7 +261,11 @@ struct ExprParser {
     at: usize,
     line: usize,
     end_col: usize,
+    depth: usize,
 }
+
+/// How deeply parentheses may nest in one definition (a guard for the parser's stack).
+const MAX_NESTING: usize = 32;
 
 impl ExprParser {
     fn col(&self) -> usize {
@@ -369,9 +373,14 @@ impl ExprParser {
                 }
                 Ok(Rewrite::This)
             }
-            Some((Tok::Open, _)) => {
+            Some((Tok::Open, col)) => {
                 self.at += 1;
+                self.depth += 1;
+                if self.depth > MAX_NESTING {
+                    return Err(err(self.line, col, format!("parentheses nested more than {MAX_NESTING} deep")));
+                }
                 let inner = self.expression(direct)?;
+                self.depth -= 1;
                 match self.tokens.get(self.at) {
                     Some((Tok::Close, _)) => {
                         self.at += 1;
@@ -669,5 +678,12 @@ condition xcond(x: int) {\n  x < 100\n}\n";
         assert!(e.message.contains("mixed without parentheses"), "{e}");
         let e = parse("model\n  schema 1.1\ntype u\n  relations\n    define a: b\n").unwrap_err();
         assert!(e.message.contains("relation `b` is not defined"), "{e}");
+        let deep = format!(
+            "model\n  schema 1.1\ntype u\n  relations\n    define a: {}[u]{}\n",
+            "(".repeat(5000),
+            ")".repeat(5000)
+        );
+        let e = parse(&deep).unwrap_err();
+        assert!(e.message.contains("nested more than 32 deep"), "{e}");
     }
 }

@@ -18,6 +18,7 @@ impl approval::Host for CallState {
         let new = NewApproval {
             agent,
             tool: self.ctx.tool.clone(),
+            call_id: Some(self.ctx.call_id.clone()),
             action: req.action.clone(),
             summary: req.summary,
             role: req.role,

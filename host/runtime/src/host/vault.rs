@@ -58,7 +58,11 @@ async fn fetch_as(
     let granted = match grant {
         None => false,
         Some(id) => {
-            services.approvals.consume(tenant, id, agent, &ctx.tool).await.map_err(|e| Error::Denied(e.to_string()))?;
+            services
+                .approvals
+                .consume(tenant, id, agent, &ctx.tool, &ctx.call_id)
+                .await
+                .map_err(|e| Error::Denied(e.to_string()))?;
             true
         }
     };

@@ -120,6 +120,16 @@ pub(super) struct TupleJson {
     object: String,
 }
 
+/// With an external OpenFGA server, local tuples and models would be written but never read.
+fn refuse_when_remote(host: &Airlock) -> Result<(), ApiError> {
+    if host.rebac.is_remote() {
+        return Err(ApiError::conflict(
+            "checks go to the external OpenFGA server: write tuples and models there, not here",
+        ));
+    }
+    Ok(())
+}
+
 fn rebac_error(e: RebacError) -> ApiError {
     match e {
         RebacError::InvalidTuple(e) => ApiError::bad_request(e.to_string()),
@@ -140,6 +150,7 @@ pub(super) async fn write_model(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&host, &headers)?;
     let Query(q) = query?;
+    refuse_when_remote(&host)?;
     let dsl = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the model must be UTF-8 DSL text"))?;
     let active = host.rebac.write_model(q.tenant(), dsl).await.map_err(rebac_error)?;
     host.audit.record(admin_event(q.tenant(), "model.write", "ok", "", json!({ "model_id": active.id })));
@@ -169,6 +180,7 @@ pub(super) async fn write_tuples(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&host, &headers)?;
     let Json(body) = body?;
+    refuse_when_remote(&host)?;
     let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
     let convert = |ts: &[TupleJson]| ts.iter().map(|t| Tuple::new(&t.object, &t.relation, &t.user)).collect::<Vec<_>>();
     let (writes, deletes) = (convert(&body.writes), convert(&body.deletes));
@@ -178,12 +190,10 @@ pub(super) async fn write_tuples(
     for t in writes.iter().chain(&deletes) {
         t.validate().map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
-    if !deletes.is_empty() {
-        host.rebac.delete(tenant, &deletes).await.map_err(rebac_error)?;
-    }
-    if !writes.is_empty() {
-        host.rebac.write(tenant, &writes).await.map_err(rebac_error)?;
-    }
+    // One transaction: a refused write leaves the deletes undone too.
+    let with_conditions: Vec<_> = writes.iter().map(|t| (t.clone(), None)).collect();
+    let options = airlock_rebac::writes::WriteOptions { ignore_duplicates: true, ignore_missing: true };
+    host.rebac.write_tuples(tenant, &with_conditions, &deletes, options).await.map_err(rebac_error)?;
     host.audit.record(admin_event(tenant, "tuples.write", "ok", "", json!({ "writes": writes, "deletes": deletes })));
     Ok(Json(json!({ "written": writes.len(), "deleted": deletes.len() })))
 }

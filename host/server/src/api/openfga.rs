@@ -121,8 +121,10 @@ fn store_json(s: &airlock_rebac::stores::Store) -> Value {
 
 /// The store named in the path, synced with the database, or OpenFGA's 404.
 async fn live_store(host: &Airlock, store: &str) -> Result<()> {
-    if host.rebac.store_exists(store) {
-        host.rebac.sync(store).await.map_err(rebac_error)
+    // Sync first: the store may have been deleted (or created) through another host.
+    host.rebac.sync(store).await.map_err(rebac_error)?;
+    if host.rebac.store_live(store).await.map_err(rebac_error)? {
+        Ok(())
     } else {
         Err(FgaError(StatusCode::NOT_FOUND, "store_id_not_found", format!("store `{store}` not found")))
     }

@@ -40,7 +40,7 @@ pub struct ExternalOpenFga {
     /// Base URL of the external OpenFGA server, e.g. `http://openfga:8080`.
     #[arg(long, env = "AIRLOCK_OPENFGA_URL")]
     pub openfga_url: Option<String>,
-    /// Store used for every tenant without its own `--openfga-tenant-store`.
+    /// Store for the `default` tenant (other tenants need `--openfga-tenant-store`).
     #[arg(long, env = "AIRLOCK_OPENFGA_STORE")]
     pub openfga_store: Option<String>,
     /// `TENANT=STORE_ID`, repeatable.
