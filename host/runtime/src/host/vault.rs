@@ -55,6 +55,11 @@ async fn fetch_as(
         Ok(false) => return Err(Error::Denied(format!("`{agent}` is not `can_use` on `{object}`"))),
         Err(e) => return Err(Error::Denied(format!("authorization failed closed: {e}"))),
     }
+    // The connection must exist before a grant is spent on it.
+    services.vault.get(tenant, connection).await.map_err(|e| match e {
+        VaultError::NotFound(_) => Error::NotFound(e.to_string()),
+        other => Error::Unavailable(other.to_string()),
+    })?;
     let granted = match grant {
         None => false,
         Some(id) => {

@@ -215,7 +215,11 @@ fn page_of(p: &Page) -> Result<(i64, i64)> {
     let size = p.page_size.unwrap_or(50).clamp(1, 100);
     let offset = match p.continuation_token.as_deref().filter(|t| !t.is_empty()) {
         None => 0,
-        Some(t) => t.parse::<i64>().map_err(|_| invalid(format!("invalid continuation token `{t}`")))?,
+        Some(t) => t
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| invalid(format!("invalid continuation token `{t}`")))?,
     };
     Ok((offset, size))
 }
