@@ -12,6 +12,21 @@ pub enum ConnectionKind {
     ApiKey,
     /// A static bearer token: `Authorization: Bearer SECRET`.
     Bearer,
+    /// OAuth2 with a refresh token: the host refreshes access tokens before they expire and
+    /// keeps rotated refresh tokens. Secret: `{"refresh_token": ..., "client_secret": ...}`.
+    Oauth2Refresh,
+    /// OAuth2 client credentials: the host obtains access tokens as the client.
+    /// Secret: `{"client_secret": ...}`.
+    Oauth2ClientCredentials,
+}
+
+/// Where an OAuth2 connection gets its access tokens.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OAuthConfig {
+    pub token_url: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub scope: Option<String>,
 }
 
 impl ConnectionKind {
@@ -19,6 +34,8 @@ impl ConnectionKind {
         match self {
             ConnectionKind::ApiKey => "api_key",
             ConnectionKind::Bearer => "bearer",
+            ConnectionKind::Oauth2Refresh => "oauth2_refresh",
+            ConnectionKind::Oauth2ClientCredentials => "oauth2_client_credentials",
         }
     }
 
@@ -26,6 +43,8 @@ impl ConnectionKind {
         match s {
             "api_key" => Ok(ConnectionKind::ApiKey),
             "bearer" => Ok(ConnectionKind::Bearer),
+            "oauth2_refresh" => Ok(ConnectionKind::Oauth2Refresh),
+            "oauth2_client_credentials" => Ok(ConnectionKind::Oauth2ClientCredentials),
             other => Err(VaultError::InvalidConnection(format!("unknown kind `{other}`"))),
         }
     }
@@ -61,6 +80,9 @@ pub struct Connection {
     /// Whether every request needs an approval grant.
     #[serde(default)]
     pub requires_grant: bool,
+    /// For OAuth2 kinds: the token endpoint and client.
+    #[serde(default)]
+    pub oauth: Option<OAuthConfig>,
 }
 
 impl Connection {
@@ -68,9 +90,10 @@ impl Connection {
     pub fn placement(&self) -> Placement {
         match (&self.placement, self.kind) {
             (Some(p), _) => p.clone(),
-            (None, ConnectionKind::Bearer) => {
-                Placement::Header { name: "authorization".into(), prefix: "Bearer ".into() }
-            }
+            (
+                None,
+                ConnectionKind::Bearer | ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials,
+            ) => Placement::Header { name: "authorization".into(), prefix: "Bearer ".into() },
             (None, ConnectionKind::ApiKey) => Placement::Header { name: "x-api-key".into(), prefix: String::new() },
         }
     }
@@ -89,6 +112,16 @@ impl Connection {
             if h.is_empty() || h.contains('/') || h.contains('*') || h.contains('@') {
                 return bad(format!("allowed host `{h}` must be `host` or `host:port`"));
             }
+        }
+        let oauth_kind = matches!(self.kind, ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials);
+        match (&self.oauth, oauth_kind) {
+            (None, true) => return bad("an OAuth2 connection needs `oauth`: token_url and client_id".into()),
+            (Some(o), true) => match url::Url::parse(&o.token_url) {
+                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                _ => return bad(format!("token url `{}` must be an absolute http or https url", o.token_url)),
+            },
+            (Some(_), false) => return bad("`oauth` applies only to the oauth2 kinds".into()),
+            (None, false) => {}
         }
         if let Some(base) = &self.base_url {
             match url::Url::parse(base) {
@@ -119,11 +152,11 @@ pub(crate) fn aad(tenant: &str, name: &str) -> Vec<u8> {
     format!("airlock-connection\0{tenant}\0{name}").into_bytes()
 }
 
-pub(crate) const COLUMNS: &str = "name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret";
-pub(crate) type Row = (String, String, String, Option<String>, String, i64, Vec<u8>);
+pub(crate) const COLUMNS: &str = "name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret, oauth";
+pub(crate) type Row = (String, String, String, Option<String>, String, i64, Vec<u8>, Option<String>);
 
 pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
-    let (name, kind, placement, base_url, hosts, requires_grant, sealed) = r;
+    let (name, kind, placement, base_url, hosts, requires_grant, sealed, oauth) = r;
     let corrupt = |what: &str| VaultError::InvalidConnection(format!("stored {what} of `{name}` is unreadable"));
     let conn = Connection {
         kind: ConnectionKind::parse(&kind)?,
@@ -131,6 +164,10 @@ pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
         base_url,
         allowed_hosts: serde_json::from_str(&hosts).map_err(|_| corrupt("host list"))?,
         requires_grant: requires_grant != 0,
+        oauth: match oauth {
+            Some(o) => Some(serde_json::from_str(&o).map_err(|_| corrupt("oauth settings"))?),
+            None => None,
+        },
         name: name.clone(),
     };
     Ok((conn, sealed))

@@ -14,13 +14,14 @@
 mod connection;
 mod egress;
 mod master_key;
+mod oauth;
 
 use std::time::Duration;
 
 use airlock_store::{now_millis, sqlx, Db};
 use zeroize::Zeroizing;
 
-pub use connection::{Connection, ConnectionKind, Placement};
+pub use connection::{Connection, ConnectionKind, OAuthConfig, Placement};
 pub use egress::{OutboundRequest, OutboundResponse};
 pub use master_key::{write_private, MasterKey};
 
@@ -30,11 +31,18 @@ pub struct FetchLimits {
     pub timeout: Duration,
     pub max_request_bytes: usize,
     pub max_response_bytes: usize,
+    /// OAuth2 access tokens are refreshed this long before they expire.
+    pub refresh_margin: Duration,
 }
 
 impl Default for FetchLimits {
     fn default() -> Self {
-        FetchLimits { timeout: Duration::from_secs(30), max_request_bytes: 1 << 20, max_response_bytes: 4 << 20 }
+        FetchLimits {
+            timeout: Duration::from_secs(30),
+            max_request_bytes: 1 << 20,
+            max_response_bytes: 4 << 20,
+            refresh_margin: Duration::from_secs(60),
+        }
     }
 }
 
@@ -57,6 +65,8 @@ pub enum VaultError {
     ResponseTooLarge(usize),
     #[error("{0}")]
     MasterKey(String),
+    #[error("connection `{connection}` needs to be reconnected: the provider refused its stored grant ({reason})")]
+    ReconnectNeeded { connection: String, reason: String },
     #[error("the sealed secret of `{0}` does not open with this master key")]
     Unseal(String),
     #[error("vault store unavailable: {0}")]
@@ -69,6 +79,7 @@ pub struct Vault {
     key: MasterKey,
     http: reqwest::Client,
     limits: FetchLimits,
+    refresh_locks: oauth::RefreshLocks,
 }
 
 impl Vault {
@@ -80,7 +91,7 @@ impl Vault {
             .timeout(limits.timeout)
             .build()
             .map_err(|e| VaultError::Transport(e.to_string()))?;
-        Ok(Vault { db, key, http, limits })
+        Ok(Vault { db, key, http, limits, refresh_locks: oauth::RefreshLocks::default() })
     }
 
     /// Creates or replaces a connection and seals its secret.
@@ -89,13 +100,16 @@ impl Vault {
         if secret.is_empty() {
             return Err(VaultError::InvalidConnection("the secret is empty".into()));
         }
+        if matches!(conn.kind, ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials) {
+            oauth::validate_initial(conn.kind, &secret)?;
+        }
         let sealed = self.key.seal(&connection::aad(tenant, &conn.name), secret.as_bytes());
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9) \
+            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url, oauth) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) \
              ON CONFLICT (tenant, name) DO UPDATE SET kind = $3, placement = $4, allowed_hosts = $5, \
-             requires_grant = $6, sealed_secret = $7, updated_at = $8, base_url = $9",
+             requires_grant = $6, sealed_secret = $7, updated_at = $8, base_url = $9, oauth = $10",
         )
         .bind(tenant)
         .bind(&conn.name)
@@ -106,6 +120,7 @@ impl Vault {
         .bind(sealed)
         .bind(now)
         .bind(&conn.base_url)
+        .bind(conn.oauth.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()))
         .execute(self.db.pool())
         .await?;
         Ok(())
@@ -151,11 +166,22 @@ impl Vault {
             return Err(VaultError::GrantRequired(conn.name));
         }
         let url = egress::check_url(&conn, &req.url)?;
-        let secret = Zeroizing::new(
-            self.key.open(&connection::aad(tenant, name), &sealed).map_err(|_| VaultError::Unseal(name.to_string()))?,
-        );
-        let secret = std::str::from_utf8(&secret).map_err(|_| VaultError::Unseal(name.to_string()))?;
-        egress::send(&self.http, &self.limits, &conn, url, req, secret).await
+        let secret: Zeroizing<String> = match conn.kind {
+            ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials => {
+                self.access_token(tenant, name).await?
+            }
+            ConnectionKind::ApiKey | ConnectionKind::Bearer => {
+                let plain = Zeroizing::new(
+                    self.key
+                        .open(&connection::aad(tenant, name), &sealed)
+                        .map_err(|_| VaultError::Unseal(name.to_string()))?,
+                );
+                Zeroizing::new(
+                    std::str::from_utf8(&plain).map_err(|_| VaultError::Unseal(name.to_string()))?.to_string(),
+                )
+            }
+        };
+        egress::send(&self.http, &self.limits, &conn, url, req, &secret).await
     }
 
     async fn load(&self, tenant: &str, name: &str) -> Result<(Connection, Vec<u8>), VaultError> {

@@ -69,6 +69,7 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
             base_url: Some(format!("http://{addr}/")),
             allowed_hosts: vec![addr.to_string()],
             requires_grant: false,
+            oauth: None,
         };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
 
@@ -143,6 +144,7 @@ async fn query_placement_and_grant_requirement() {
         base_url: None,
         allowed_hosts: vec![addr.to_string()],
         requires_grant: true,
+        oauth: None,
     };
     vault.put("acme", &conn, Zeroizing::new("k".into())).await.unwrap();
     let err = vault.fetch("acme", "pager", get_req(addr, "/contacts"), false).await.unwrap_err();
@@ -184,6 +186,7 @@ async fn a_bare_host_entry_admits_only_https() {
         base_url: None,
         allowed_hosts: vec!["api.hubapi.example".into()],
         requires_grant: false,
+        oauth: None,
     };
     vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     let plain = OutboundRequest {

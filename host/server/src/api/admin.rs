@@ -286,6 +286,10 @@ pub(super) struct PutConnection {
     allowed_hosts: Vec<String>,
     #[serde(default)]
     requires_grant: bool,
+    /// For the oauth2 kinds: `{"token_url", "client_id", "scope"}`.
+    #[serde(default)]
+    oauth: Option<airlock_vault::OAuthConfig>,
+    /// For the oauth2 kinds, JSON: `{"refresh_token", "client_secret"}`.
     secret: String,
 }
 
@@ -314,6 +318,7 @@ pub(super) async fn put_connection(
         base_url: body.base_url,
         allowed_hosts: body.allowed_hosts,
         requires_grant: body.requires_grant,
+        oauth: body.oauth,
     };
     host.vault.put(tenant, &conn, secret).await.map_err(vault_error)?;
     host.audit.record(admin_event(

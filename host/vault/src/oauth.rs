@@ -1,0 +1,167 @@
+//! OAuth2 access tokens for connections: refreshed by the host before they
+//! expire, with rotated refresh tokens kept, and a clear "reconnect needed"
+//! when the provider refuses the stored grant.
+//!
+//! The token state (refresh token, client secret, current access token and
+//! its expiry) is one sealed JSON value in the connection's row. A refresh
+//! replaces it with a conditional UPDATE on the old sealed bytes, so two
+//! refreshes never both win; in one process a per-connection lock keeps them
+//! from racing at all (with rotating refresh tokens the loser's token would
+//! already be spent).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use airlock_store::{now_millis, sqlx};
+use serde::{Deserialize, Serialize};
+use zeroize::{Zeroize, Zeroizing};
+
+use crate::{Connection, ConnectionKind, Vault, VaultError};
+
+/// The sealed state of an OAuth2 connection.
+#[derive(Serialize, Deserialize, Default)]
+pub(crate) struct TokenState {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_token: Option<String>,
+    /// Unix milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<i64>,
+}
+
+impl Drop for TokenState {
+    fn drop(&mut self) {
+        for s in [&mut self.refresh_token, &mut self.client_secret, &mut self.access_token].into_iter().flatten() {
+            s.zeroize();
+        }
+    }
+}
+
+/// Checks what an admin supplies as the secret of an OAuth2 connection.
+pub(crate) fn validate_initial(kind: ConnectionKind, secret: &str) -> Result<(), VaultError> {
+    let state: TokenState = serde_json::from_str(secret).map_err(|_| {
+        VaultError::InvalidConnection(
+            "the secret of an OAuth2 connection is JSON: {\"refresh_token\": ..., \"client_secret\": ...}".into(),
+        )
+    })?;
+    match kind {
+        ConnectionKind::Oauth2Refresh if state.refresh_token.is_none() => {
+            Err(VaultError::InvalidConnection("an oauth2_refresh secret needs `refresh_token`".into()))
+        }
+        ConnectionKind::Oauth2ClientCredentials if state.client_secret.is_none() => {
+            Err(VaultError::InvalidConnection("an oauth2_client_credentials secret needs `client_secret`".into()))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    #[serde(default)]
+    expires_in: Option<i64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+}
+
+/// Per-connection locks so that one process refreshes a connection once at a time.
+#[derive(Default)]
+pub(crate) struct RefreshLocks(parking_lot::Mutex<HashMap<(String, String), Arc<tokio::sync::Mutex<()>>>>);
+
+impl Vault {
+    /// A valid access token for an OAuth2 connection, refreshing it first when needed.
+    pub(crate) async fn access_token(&self, tenant: &str, name: &str) -> Result<Zeroizing<String>, VaultError> {
+        let lock = self.refresh_locks.0.lock().entry((tenant.to_string(), name.to_string())).or_default().clone();
+        let _held = lock.lock().await;
+        // Read under the lock: a refresh by the previous holder is seen.
+        let (conn, sealed) = self.load(tenant, name).await?;
+        let state = self.open_state(tenant, name, &sealed)?;
+        let margin = self.limits.refresh_margin.as_millis() as i64;
+        if let (Some(token), Some(expires_at)) = (&state.access_token, state.expires_at) {
+            if expires_at - margin > now_millis() {
+                return Ok(Zeroizing::new(token.clone()));
+            }
+        }
+        let fresh = self.request_token(&conn, &state).await?;
+        let token = Zeroizing::new(fresh.access_token.clone());
+        let next = TokenState {
+            // A provider that rotates sends a new refresh token; otherwise the old one stays valid.
+            refresh_token: fresh.refresh_token.clone().or_else(|| state.refresh_token.clone()),
+            client_secret: state.client_secret.clone(),
+            access_token: Some(fresh.access_token.clone()),
+            expires_at: Some(now_millis() + fresh.expires_in.unwrap_or(3600) * 1000),
+        };
+        let plain = Zeroizing::new(serde_json::to_vec(&next).map_err(|e| VaultError::Transport(e.to_string()))?);
+        let resealed = self.key.seal(&crate::connection::aad(tenant, name), &plain);
+        let stored = sqlx::query(
+            "UPDATE connections SET sealed_secret = $1, updated_at = $2 WHERE tenant = $3 AND name = $4 AND sealed_secret = $5",
+        )
+        .bind(resealed)
+        .bind(now_millis())
+        .bind(tenant)
+        .bind(name)
+        .bind(&sealed)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        if stored == 0 {
+            // Another host refreshed (or an admin replaced the connection) meanwhile: theirs wins.
+            let (_, current) = self.load(tenant, name).await?;
+            let theirs = self.open_state(tenant, name, &current)?;
+            if let Some(t) = &theirs.access_token {
+                return Ok(Zeroizing::new(t.clone()));
+            }
+        }
+        Ok(token)
+    }
+
+    fn open_state(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<TokenState, VaultError> {
+        let plain = Zeroizing::new(
+            self.key
+                .open(&crate::connection::aad(tenant, name), sealed)
+                .map_err(|_| VaultError::Unseal(name.to_string()))?,
+        );
+        serde_json::from_slice(&plain).map_err(|_| VaultError::Unseal(name.to_string()))
+    }
+
+    async fn request_token(&self, conn: &Connection, state: &TokenState) -> Result<TokenResponse, VaultError> {
+        let oauth = conn
+            .oauth
+            .as_ref()
+            .ok_or_else(|| VaultError::InvalidConnection(format!("`{}` has no oauth settings", conn.name)))?;
+        let mut form: Vec<(&str, &str)> = vec![("client_id", oauth.client_id.as_str())];
+        match conn.kind {
+            ConnectionKind::Oauth2Refresh => {
+                form.push(("grant_type", "refresh_token"));
+                form.push(("refresh_token", state.refresh_token.as_deref().unwrap_or_default()));
+            }
+            _ => form.push(("grant_type", "client_credentials")),
+        }
+        if let Some(secret) = &state.client_secret {
+            form.push(("client_secret", secret));
+        }
+        if let Some(scope) = &oauth.scope {
+            form.push(("scope", scope));
+        }
+        let resp = self
+            .http
+            .post(&oauth.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| VaultError::Transport(format!("token endpoint: {}", e.without_url())))?;
+        let status = resp.status();
+        if status.is_client_error() {
+            let body: serde_json::Value = resp.json().await.unwrap_or_default();
+            let code = body.get("error").and_then(|e| e.as_str()).unwrap_or("refused");
+            return Err(VaultError::ReconnectNeeded { connection: conn.name.clone(), reason: code.to_string() });
+        }
+        if !status.is_success() {
+            return Err(VaultError::Transport(format!("token endpoint answered {status}")));
+        }
+        resp.json().await.map_err(|_| VaultError::Transport("token endpoint sent no token".into()))
+    }
+}

@@ -1,0 +1,168 @@
+//! OAuth2 connections against a local token endpoint that rotates refresh tokens
+//! (as HubSpot's does) and a stand-in API that accepts only the current access token.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use airlock_store::{sqlx, testing};
+use airlock_vault::{
+    Connection, ConnectionKind, FetchLimits, MasterKey, OAuthConfig, OutboundRequest, Vault, VaultError,
+};
+use axum::extract::{Form, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+#[derive(Default)]
+struct Provider {
+    refresh_token: String,
+    access_token: String,
+    issued: u32,
+    refuse: bool,
+    seen_grants: Vec<String>,
+}
+
+type Shared = Arc<Mutex<Provider>>;
+
+async fn token(
+    State(p): State<Shared>,
+    Form(form): Form<std::collections::HashMap<String, String>>,
+) -> (StatusCode, Json<Value>) {
+    let mut p = p.lock().unwrap();
+    let grant = form.get("grant_type").cloned().unwrap_or_default();
+    p.seen_grants.push(grant.clone());
+    let ok = match grant.as_str() {
+        "refresh_token" => !p.refuse && form.get("refresh_token") == Some(&p.refresh_token),
+        "client_credentials" => {
+            form.get("client_secret").map(String::as_str) == Some("cs_live")
+                && form.get("client_id").map(String::as_str) == Some("airlock")
+        }
+        _ => false,
+    };
+    if !ok {
+        return (StatusCode::BAD_REQUEST, Json(json!({ "error": "invalid_grant" })));
+    }
+    p.issued += 1;
+    p.access_token = format!("at_{}", p.issued);
+    p.refresh_token = format!("rt_{}", p.issued + 1);
+    (
+        StatusCode::OK,
+        Json(
+            json!({ "access_token": p.access_token, "expires_in": 1800, "refresh_token": p.refresh_token, "token_type": "bearer" }),
+        ),
+    )
+}
+
+async fn me(State(p): State<Shared>, headers: HeaderMap) -> StatusCode {
+    let want = format!("Bearer {}", p.lock().unwrap().access_token);
+    if headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(want.as_str()) {
+        StatusCode::OK
+    } else {
+        StatusCode::UNAUTHORIZED
+    }
+}
+
+async fn provider() -> (SocketAddr, Shared) {
+    let shared: Shared = Arc::new(Mutex::new(Provider { refresh_token: "rt_1".into(), ..Default::default() }));
+    let app =
+        Router::new().route("/oauth/v1/token", post(token)).route("/crm/v3/me", get(me)).with_state(shared.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, shared)
+}
+
+fn key() -> MasterKey {
+    MasterKey::from_base64("MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=").unwrap()
+}
+
+fn conn(addr: SocketAddr, kind: ConnectionKind) -> Connection {
+    Connection {
+        name: "hubspot".into(),
+        kind,
+        placement: None,
+        base_url: Some(format!("http://{addr}")),
+        allowed_hosts: vec![addr.to_string()],
+        requires_grant: false,
+        oauth: Some(OAuthConfig {
+            token_url: format!("http://{addr}/oauth/v1/token"),
+            client_id: "airlock".into(),
+            scope: None,
+        }),
+    }
+}
+
+fn me_req() -> OutboundRequest {
+    OutboundRequest { method: "GET".into(), url: "/crm/v3/me".into(), headers: vec![], body: None }
+}
+
+#[tokio::test]
+async fn refresh_tokens_are_used_rotated_kept_and_a_refusal_asks_for_a_reconnect() {
+    let (addr, p) = provider().await;
+    for t in testing::all().await {
+        *p.lock().unwrap() = Provider { refresh_token: "rt_1".into(), ..Default::default() };
+        let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+        let secret = Zeroizing::new(json!({ "refresh_token": "rt_1", "client_secret": "cs_live" }).to_string());
+        vault.put("acme", &conn(addr, ConnectionKind::Oauth2Refresh), secret).await.unwrap();
+
+        assert_eq!(vault.fetch("acme", "hubspot", me_req(), false).await.unwrap().status, 200, "{:?}", t.backend);
+        assert_eq!(vault.fetch("acme", "hubspot", me_req(), false).await.unwrap().status, 200);
+        assert_eq!(p.lock().unwrap().issued, 1, "the access token is reused until it nears expiry");
+
+        // A vault that refreshes every time: the rotated refresh token must have been kept.
+        let eager = Vault::open(
+            t.db.clone(),
+            key(),
+            FetchLimits { refresh_margin: Duration::from_secs(3600), ..Default::default() },
+        )
+        .await
+        .unwrap();
+        assert_eq!(eager.fetch("acme", "hubspot", me_req(), false).await.unwrap().status, 200);
+        assert_eq!(eager.fetch("acme", "hubspot", me_req(), false).await.unwrap().status, 200);
+        assert_eq!(p.lock().unwrap().issued, 3);
+
+        // Nothing in the table is readable: no refresh or access token in clear.
+        let rows: Vec<(Vec<u8>,)> =
+            sqlx::query_as("SELECT sealed_secret FROM connections").fetch_all(t.db.pool()).await.unwrap();
+        for (blob,) in rows {
+            for needle in [b"rt_".as_slice(), b"at_".as_slice(), b"cs_live".as_slice()] {
+                assert!(!blob.windows(needle.len()).any(|w| w == needle));
+            }
+        }
+
+        // The provider revokes the grant: the error says to reconnect, and nothing is sent.
+        p.lock().unwrap().refuse = true;
+        let err = eager.fetch("acme", "hubspot", me_req(), false).await.unwrap_err();
+        assert!(matches!(err, VaultError::ReconnectNeeded { .. }), "{err}");
+        assert!(err.to_string().contains("needs to be reconnected"), "{err}");
+        assert!(err.to_string().contains("invalid_grant"), "{err}");
+    }
+}
+
+#[tokio::test]
+async fn client_credentials_and_malformed_oauth_secrets() {
+    let (addr, p) = provider().await;
+    let t = testing::sqlite().await;
+    let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let secret = Zeroizing::new(json!({ "client_secret": "cs_live" }).to_string());
+    vault.put("acme", &conn(addr, ConnectionKind::Oauth2ClientCredentials), secret).await.unwrap();
+    assert_eq!(vault.fetch("acme", "hubspot", me_req(), false).await.unwrap().status, 200);
+    assert_eq!(p.lock().unwrap().seen_grants, vec!["client_credentials".to_string()]);
+
+    let err = vault
+        .put("acme", &conn(addr, ConnectionKind::Oauth2Refresh), Zeroizing::new("rt_plain".into()))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("is JSON"), "{err}");
+    let err =
+        vault.put("acme", &conn(addr, ConnectionKind::Oauth2Refresh), Zeroizing::new("{}".into())).await.unwrap_err();
+    assert!(err.to_string().contains("needs `refresh_token`"), "{err}");
+    let mut no_oauth = conn(addr, ConnectionKind::Oauth2Refresh);
+    no_oauth.oauth = None;
+    let err =
+        vault.put("acme", &no_oauth, Zeroizing::new(json!({ "refresh_token": "x" }).to_string())).await.unwrap_err();
+    assert!(err.to_string().contains("needs `oauth`"), "{err}");
+}
