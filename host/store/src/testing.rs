@@ -14,6 +14,13 @@ pub struct TestDb {
     _dir: Option<tempfile::TempDir>,
 }
 
+impl TestDb {
+    /// The directory holding the SQLite files, for tests that read them raw.
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self._dir.as_ref().map(|d| d.path())
+    }
+}
+
 /// The PostgreSQL server URL for tests, or `None` (after a notice) when absent outside CI.
 pub fn postgres_server_url() -> Option<String> {
     match std::env::var("AIRLOCK_TEST_POSTGRES_URL") {

@@ -124,6 +124,19 @@ async fn refresh_tokens_are_used_rotated_kept_and_a_refusal_asks_for_a_reconnect
         assert_eq!(eager.fetch("acme", "hubspot", me_req(), false).await.unwrap().status, 200);
         assert_eq!(p.lock().unwrap().issued, 3);
 
+        // The whole SQLite file (WAL included) holds no token or secret in clear.
+        if let Some(dir) = t.dir() {
+            for entry in std::fs::read_dir(dir).unwrap().flatten() {
+                let bytes = std::fs::read(entry.path()).unwrap();
+                for needle in [b"rt_".as_slice(), b"at_1".as_slice(), b"cs_live".as_slice()] {
+                    assert!(
+                        !bytes.windows(needle.len()).any(|w| w == needle),
+                        "{} holds a secret",
+                        entry.path().display()
+                    );
+                }
+            }
+        }
         // Nothing in the table is readable: no refresh or access token in clear.
         let rows: Vec<(Vec<u8>,)> =
             sqlx::query_as("SELECT sealed_secret FROM connections").fetch_all(t.db.pool()).await.unwrap();
