@@ -6,13 +6,15 @@
 //! without following redirects, caps the response size, and returns the
 //! response. The secret is decrypted only for that moment and zeroized after.
 //!
-//! Secrets are sealed at rest with XChaCha20-Poly1305 under the master key,
-//! with the tenant and connection name as associated data, so a sealed secret
-//! copied to another row does not open. Whether an *agent* may use a
+//! Secrets are sealed at rest with XChaCha20-Poly1305 under a per-tenant data
+//! key, itself sealed by the master key ([`keys`]); the tenant and connection
+//! name are associated data, so a sealed secret copied to another row does not
+//! open. Either key can be rotated without stopping. Whether an *agent* may use a
 //! connection is the authorization engine's question, asked by the caller.
 
 mod connection;
 mod egress;
+mod keys;
 mod master_key;
 mod oauth;
 
@@ -76,7 +78,8 @@ pub enum VaultError {
 /// The vault service.
 pub struct Vault {
     db: Db,
-    key: MasterKey,
+    master: parking_lot::RwLock<std::sync::Arc<MasterKey>>,
+    data_keys: keys::DataKeys,
     http: reqwest::Client,
     limits: FetchLimits,
     refresh_locks: oauth::RefreshLocks,
@@ -91,7 +94,14 @@ impl Vault {
             .timeout(limits.timeout)
             .build()
             .map_err(|e| VaultError::Transport(e.to_string()))?;
-        Ok(Vault { db, key, http, limits, refresh_locks: oauth::RefreshLocks::default() })
+        Ok(Vault {
+            db,
+            master: parking_lot::RwLock::new(std::sync::Arc::new(key)),
+            data_keys: keys::DataKeys::default(),
+            http,
+            limits,
+            refresh_locks: oauth::RefreshLocks::default(),
+        })
     }
 
     /// Creates or replaces a connection and seals its secret.
@@ -103,7 +113,7 @@ impl Vault {
         if matches!(conn.kind, ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials) {
             oauth::validate_initial(conn.kind, &secret)?;
         }
-        let sealed = self.key.seal(&connection::aad(tenant, &conn.name), secret.as_bytes());
+        let sealed = self.seal_secret(tenant, &conn.name, secret.as_bytes()).await?;
         let now = now_millis();
         sqlx::query(
             "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url, oauth) \
@@ -171,11 +181,7 @@ impl Vault {
                 self.access_token(tenant, name).await?
             }
             ConnectionKind::ApiKey | ConnectionKind::Bearer => {
-                let plain = Zeroizing::new(
-                    self.key
-                        .open(&connection::aad(tenant, name), &sealed)
-                        .map_err(|_| VaultError::Unseal(name.to_string()))?,
-                );
+                let plain = self.open_secret(tenant, name, &sealed).await?;
                 Zeroizing::new(
                     std::str::from_utf8(&plain).map_err(|_| VaultError::Unseal(name.to_string()))?.to_string(),
                 )

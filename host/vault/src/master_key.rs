@@ -34,6 +34,12 @@ impl MasterKey {
         Ok(MasterKey { cipher })
     }
 
+    /// A key from 32 raw bytes (tenant data keys use the same cipher).
+    pub(crate) fn from_bytes(bytes: &[u8]) -> Result<MasterKey, VaultError> {
+        let cipher = XChaCha20Poly1305::new_from_slice(bytes).map_err(|e| VaultError::MasterKey(e.to_string()))?;
+        Ok(MasterKey { cipher })
+    }
+
     /// `AIRLOCK_MASTER_KEY` if set, else `DIR/master.key`, created (mode 0600) on first start.
     pub fn load_or_create(data_dir: &Path) -> Result<MasterKey, VaultError> {
         if let Ok(text) = std::env::var("AIRLOCK_MASTER_KEY") {
@@ -73,6 +79,11 @@ impl MasterKey {
         }
         let (nonce, ct) = sealed.split_at(NONCE_LEN);
         self.cipher.decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad }).map_err(|_| ())
+    }
+
+    /// The check value this key writes, proving it is the database's key.
+    pub(crate) fn key_check(&self) -> Vec<u8> {
+        self.seal(b"key-check", KEY_CHECK)
     }
 
     /// Stores a check value on first use; afterwards refuses a key that does not open it.

@@ -78,7 +78,7 @@ impl Vault {
         let _held = lock.lock().await;
         // Read under the lock: a refresh by the previous holder is seen.
         let (conn, sealed) = self.load(tenant, name).await?;
-        let state = self.open_state(tenant, name, &sealed)?;
+        let state = self.open_state(tenant, name, &sealed).await?;
         let margin = self.limits.refresh_margin.as_millis() as i64;
         if let (Some(token), Some(expires_at)) = (&state.access_token, state.expires_at) {
             if expires_at - margin > now_millis() {
@@ -95,7 +95,7 @@ impl Vault {
             expires_at: Some(now_millis() + fresh.expires_in.unwrap_or(3600) * 1000),
         };
         let plain = Zeroizing::new(serde_json::to_vec(&next).map_err(|e| VaultError::Transport(e.to_string()))?);
-        let resealed = self.key.seal(&crate::connection::aad(tenant, name), &plain);
+        let resealed = self.seal_secret(tenant, name, &plain).await?;
         let stored = sqlx::query(
             "UPDATE connections SET sealed_secret = $1, updated_at = $2 WHERE tenant = $3 AND name = $4 AND sealed_secret = $5",
         )
@@ -110,7 +110,7 @@ impl Vault {
         if stored == 0 {
             // Another host refreshed (or an admin replaced the connection) meanwhile: theirs wins.
             let (_, current) = self.load(tenant, name).await?;
-            let theirs = self.open_state(tenant, name, &current)?;
+            let theirs = self.open_state(tenant, name, &current).await?;
             if let Some(t) = &theirs.access_token {
                 return Ok(Zeroizing::new(t.clone()));
             }
@@ -118,12 +118,8 @@ impl Vault {
         Ok(token)
     }
 
-    fn open_state(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<TokenState, VaultError> {
-        let plain = Zeroizing::new(
-            self.key
-                .open(&crate::connection::aad(tenant, name), sealed)
-                .map_err(|_| VaultError::Unseal(name.to_string()))?,
-        );
+    async fn open_state(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<TokenState, VaultError> {
+        let plain = self.open_secret(tenant, name, sealed).await?;
         serde_json::from_slice(&plain).map_err(|_| VaultError::Unseal(name.to_string()))
     }
 

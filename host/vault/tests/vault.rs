@@ -207,3 +207,56 @@ async fn a_bare_host_entry_admits_only_https() {
     };
     assert!(matches!(vault.fetch("acme", "hubspot", host, false).await, Err(VaultError::InvalidRequest(_))));
 }
+
+#[tokio::test]
+async fn tenant_and_master_keys_rotate_without_stopping() {
+    let addr = serve_api().await;
+    for t in testing::all().await {
+        let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+        let conn = Connection {
+            name: "hubspot".into(),
+            kind: ConnectionKind::Bearer,
+            placement: None,
+            base_url: Some(format!("http://{addr}")),
+            allowed_hosts: vec![addr.to_string()],
+            requires_grant: false,
+            oauth: None,
+        };
+        vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+        vault.put("globex", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+        let sealed = |tenant: &'static str| {
+            let db = t.db.clone();
+            async move {
+                let (b,): (Vec<u8>,) = sqlx::query_as("SELECT sealed_secret FROM connections WHERE tenant = $1")
+                    .bind(tenant)
+                    .fetch_one(db.pool())
+                    .await
+                    .unwrap();
+                b
+            }
+        };
+        let before = sealed("acme").await;
+        assert_eq!(vault.rotate_tenant_key("acme").await.unwrap(), 2, "{:?}", t.backend);
+        assert_ne!(sealed("acme").await, before, "re-sealed under the new data key");
+        assert_eq!(vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await.unwrap().status, 200);
+
+        let new_master = MasterKey::from_base64("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=").unwrap();
+        let untouched = sealed("globex").await;
+        assert_eq!(vault.rotate_master_key(new_master).await.unwrap(), 3, "three data keys re-sealed");
+        assert_eq!(sealed("globex").await, untouched, "secrets are not touched by a master rotation");
+        for tenant in ["acme", "globex"] {
+            assert_eq!(vault.fetch(tenant, "hubspot", get_req(addr, "/contacts"), false).await.unwrap().status, 200);
+        }
+        // A restart needs the new key; the old one is refused with a clear message.
+        let err = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.err().unwrap();
+        assert!(err.to_string().contains("does not match"), "{err}");
+        let reopened = Vault::open(
+            t.db.clone(),
+            MasterKey::from_base64("ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=").unwrap(),
+            FetchLimits::default(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(reopened.fetch("globex", "hubspot", get_req(addr, "/contacts"), false).await.unwrap().status, 200);
+    }
+}
