@@ -26,6 +26,8 @@ pub struct Airlock {
     pub agents: Agents,
     /// The admin API's bearer token.
     pub admin_token: String,
+    /// Where the state lives (the master key file, when not from the environment).
+    pub data_dir: std::path::PathBuf,
 }
 
 /// Why the host could not start. Each message says what to do.
@@ -84,7 +86,7 @@ impl Airlock {
             .map_err(|e| OpenError::Runtime(format!("{e:#}")))?;
         let agents = Agents::open(db.clone()).await?;
         let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
-        let host = Airlock { db, rebac, approvals, vault, audit, runtime, agents, admin_token };
+        let host = Airlock { db, rebac, approvals, vault, audit, runtime, agents, admin_token, data_dir: dir.clone() };
 
         let stored: Vec<(String, Vec<u8>)> =
             sqlx::query_as("SELECT name, wasm FROM components").fetch_all(host.db.pool()).await?;

@@ -515,3 +515,39 @@ async fn an_empty_admin_token_file_stops_the_start_instead_of_opening_the_api() 
     let err = airlock::Airlock::open(&config).await.err().expect("refused");
     assert!(err.to_string().contains("is empty: delete it"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_rotate_through_the_api_and_the_host_restarts_with_the_new_master_key() {
+    std::env::remove_var("AIRLOCK_MASTER_KEY");
+    let tmp = tempfile::tempdir().unwrap();
+    let (api, seen) = billing_api(SECRET).await;
+    {
+        let t = TestHost::start_in(tmp.path().to_path_buf(), None, support::test_limits()).await;
+        t.billing_connection(api, SECRET).await;
+        let (status, body) = t.admin_post("/v1/vault/rotate-tenant-key", json!({})).await;
+        assert_eq!((status, body["data_key_version"].as_i64()), (200, Some(2)), "{body}");
+        let old = std::fs::read_to_string(tmp.path().join("master.key")).unwrap();
+        let (status, body) = t
+            .admin_post(
+                "/v1/vault/rotate-master-key",
+                json!({ "new_key": "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=" }),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        assert_ne!(std::fs::read_to_string(tmp.path().join("master.key")).unwrap(), old);
+        let (status, body) = t.admin_post("/v1/vault/rotate-master-key", json!({ "new_key": "short" })).await;
+        assert_eq!(status, 400, "{body}");
+    }
+    // After a restart the host opens with the rotated key and the secret still works.
+    let t = TestHost::start_in(tmp.path().to_path_buf(), None, support::test_limits()).await;
+    let token = t.agent("support-bot").await;
+    t.grant(&[
+        ("agent:support-bot", "can_use", "tool:billing.lookup-customer"),
+        ("agent:support-bot", "viewer", "customer:42"),
+        ("agent:support-bot", "can_use", "connection:billing-api"),
+    ])
+    .await;
+    let (status, body) = t.call(&token, "billing.lookup-customer", json!({ "customer_id": "42" })).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(seen.requests.lock().unwrap().last().unwrap().1.as_deref(), Some(format!("Bearer {SECRET}").as_str()));
+}

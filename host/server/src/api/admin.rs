@@ -356,6 +356,61 @@ pub(super) async fn delete_connection(
     Ok(Json(json!({ "deleted": name })))
 }
 
+/// `POST /v1/vault/rotate-tenant-key`: a new data key for the tenant; its secrets are re-sealed.
+pub(super) async fn rotate_tenant_key(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let version = host.vault.rotate_tenant_key(q.tenant()).await.map_err(vault_error)?;
+    host.audit.record(admin_event(q.tenant(), "vault.rotate_tenant_key", "ok", "", json!({ "version": version })));
+    Ok(Json(json!({ "tenant": q.tenant(), "data_key_version": version })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct NewMasterKey {
+    /// Base64 of 32 random bytes.
+    new_key: String,
+}
+
+/// `POST /v1/vault/rotate-master-key`: re-seals every tenant's data keys under a new master key,
+/// and writes it to `DATA_DIR/master.key` when that is where the key came from.
+pub(super) async fn rotate_master_key(
+    State(host): Host,
+    headers: HeaderMap,
+    body: Result<Json<NewMasterKey>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Json(b) = body?;
+    let new_key =
+        airlock_vault::MasterKey::from_base64(&b.new_key).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let from_env = std::env::var("AIRLOCK_MASTER_KEY").is_ok();
+    let path = host.data_dir.join("master.key");
+    let staged = host.data_dir.join("master.key.new");
+    if !from_env {
+        // Stage the new key first: if the host stops half-way, the file and the database can be matched up.
+        let _ = std::fs::remove_file(&staged);
+        airlock_vault::write_private(&staged, b.new_key.trim().as_bytes())
+            .map_err(|e| ApiError::internal("staging the new master key", e))?;
+    }
+    let resealed = host.vault.rotate_master_key(new_key).await.map_err(vault_error)?;
+    if !from_env {
+        std::fs::rename(&staged, &path).map_err(|e| ApiError::internal("installing the new master key", e))?;
+    }
+    host.audit.record(admin_event(
+        DEFAULT_TENANT,
+        "vault.rotate_master_key",
+        "ok",
+        "",
+        json!({ "data_keys": resealed }),
+    ));
+    let next =
+        if from_env { "set AIRLOCK_MASTER_KEY to the new key before the next start" } else { "written to master.key" };
+    Ok(Json(json!({ "data_keys_resealed": resealed, "next": next })))
+}
+
 // ---- approvals -------------------------------------------------------------------
 
 #[derive(Deserialize)]

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::{AgentCmd, ApprovalCmd, Command, ComponentCmd, ConnectionCmd, ModelCmd, Remote, TupleCmd};
+use super::{AgentCmd, ApprovalCmd, Command, ComponentCmd, ConnectionCmd, ModelCmd, Remote, TupleCmd, VaultCmd};
 
 /// A small client of the host's HTTP API.
 pub struct Client {
@@ -144,6 +144,22 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
         Command::Connection(ConnectionCmd::Delete { remote, name }) => {
             let path = format!("/v1/connections/{}?tenant={}", enc(&name), enc(&remote.tenant));
             print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
+        }
+        Command::Vault(VaultCmd::RotateTenantKey { remote }) => {
+            let path = format!("/v1/vault/rotate-tenant-key?tenant={}", enc(&remote.tenant));
+            print(&Client::admin(&remote)?.send(Method::POST, &path, Some(Body::Json(json!({})))).await?);
+        }
+        Command::Vault(VaultCmd::RotateMasterKey { remote, new_key_env }) => {
+            let new_key = zeroize::Zeroizing::new(
+                std::env::var(&new_key_env)
+                    .map_err(|_| format!("set the new master key (base64, 32 bytes) in `{new_key_env}`"))?,
+            );
+            let body = json!({ "new_key": new_key.as_str() });
+            print(
+                &Client::admin(&remote)?
+                    .send(Method::POST, "/v1/vault/rotate-master-key", Some(Body::Json(body)))
+                    .await?,
+            );
         }
         Command::Tools { remote, token } => {
             print(&Client::new(&remote.server, &token).send(Method::GET, "/v1/tools", None).await?)

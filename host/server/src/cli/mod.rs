@@ -106,6 +106,9 @@ pub enum Command {
     /// Store credentials tools may use through the vault.
     #[command(subcommand)]
     Connection(ConnectionCmd),
+    /// Rotate the vault's keys without stopping.
+    #[command(subcommand)]
+    Vault(VaultCmd),
     /// List the tools an agent may use.
     Tools {
         #[command(flatten)]
@@ -252,6 +255,23 @@ pub enum ConnectionCmd {
         #[command(flatten)]
         remote: Remote,
         name: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum VaultCmd {
+    /// Give the tenant a new data key and re-seal its secrets with it.
+    RotateTenantKey {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Re-seal every data key under a new master key (base64 of 32 bytes, read from an environment variable).
+    RotateMasterKey {
+        #[command(flatten)]
+        remote: Remote,
+        /// Name of the environment variable holding the new key.
+        #[arg(long, default_value = "AIRLOCK_NEW_MASTER_KEY")]
+        new_key_env: String,
     },
 }
 
