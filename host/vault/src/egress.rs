@@ -93,6 +93,52 @@ pub(crate) async fn send(
             .map_err(|_| VaultError::InvalidRequest(format!("value of header `{name}` is not valid")))?;
         headers.append(name, value);
     }
+    let mut method = method;
+    let mut body = req.body;
+    // Redirects are followed by hand, and only to hosts the connection allows: every hop is
+    // checked like the first, the credential is attached afresh, and a redirect elsewhere
+    // goes back to the tool unfollowed, so the credential never reaches another host.
+    for _hop in 0..=MAX_REDIRECTS {
+        let mut hop_url = url.clone();
+        let mut hop_headers = headers.clone();
+        place_credential(conn, secret, &mut hop_url, &mut hop_headers)?;
+        let mut builder = http.request(method.clone(), hop_url).headers(hop_headers);
+        if let Some(b) = &body {
+            builder = builder.body(b.clone());
+        }
+        // reqwest's error text can include the URL, which may hold a query credential: keep it out.
+        let resp = builder.send().await.map_err(|e| VaultError::Transport(describe(e)))?;
+        let next = if resp.status().is_redirection() {
+            resp.headers()
+                .get(reqwest::header::LOCATION)
+                .and_then(|l| l.to_str().ok())
+                .and_then(|l| url.join(l).ok())
+                .filter(|target| check_url(conn, target.as_str()).is_ok())
+        } else {
+            None
+        };
+        match next {
+            Some(target) => {
+                if resp.status() == reqwest::StatusCode::SEE_OTHER
+                    || (method == reqwest::Method::POST
+                        && matches!(resp.status(), reqwest::StatusCode::MOVED_PERMANENTLY | reqwest::StatusCode::FOUND))
+                {
+                    method = reqwest::Method::GET;
+                    body = None;
+                }
+                url = target;
+            }
+            None => return read_response(resp, limits).await,
+        }
+    }
+    Err(VaultError::Transport(format!("more than {MAX_REDIRECTS} redirects")))
+}
+
+/// Redirects followed within a connection's allowed hosts.
+const MAX_REDIRECTS: usize = 5;
+
+/// Puts the credential where the connection says, refusing a request that already has it.
+fn place_credential(conn: &Connection, secret: &str, url: &mut Url, headers: &mut HeaderMap) -> Result<(), VaultError> {
     match conn.placement() {
         Placement::Header { name, prefix } => {
             let name = HeaderName::from_bytes(name.as_bytes())
@@ -114,12 +160,13 @@ pub(crate) async fn send(
             url.query_pairs_mut().append_pair(&name, secret);
         }
     }
-    let mut builder = http.request(method, url).headers(headers);
-    if let Some(body) = req.body {
-        builder = builder.body(body);
-    }
-    // reqwest's error text can include the URL, which may hold a query credential: keep it out.
-    let mut resp = builder.send().await.map_err(|e| VaultError::Transport(describe(e)))?;
+    Ok(())
+}
+
+async fn read_response(
+    mut resp: reqwest::Response,
+    limits: &FetchLimits,
+) -> Result<crate::OutboundResponse, VaultError> {
     let status = resp.status().as_u16();
     let headers = resp
         .headers()

@@ -30,6 +30,7 @@ async fn serve_api() -> SocketAddr {
             get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://evil.example/steal")], "") }),
         )
         .route("/big", get(|| async { "x".repeat(10_000) }))
+        .route("/moved", get(|| async { (axum::http::StatusCode::FOUND, [("location", "/contacts")], "") }))
         .route(
             "/by-query",
             get(|q: axum::extract::Query<std::collections::HashMap<String, String>>, headers: HeaderMap| async move {
@@ -91,9 +92,12 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
         let err = vault.fetch("acme", "hubspot", other, false).await.unwrap_err();
         assert!(matches!(err, VaultError::EgressRefused(_)), "{err}");
 
-        // Redirects are returned, not followed: the credential never goes to the other host.
+        // A redirect to another host is returned, not followed: the credential never goes there.
         let resp = vault.fetch("acme", "hubspot", get_req(addr, "/bounce"), false).await.unwrap();
         assert_eq!(resp.status, 302);
+        // A redirect within the allowed hosts is followed, with the credential.
+        let resp = vault.fetch("acme", "hubspot", get_req(addr, "/moved"), false).await.unwrap();
+        assert_eq!(resp.status, 200, "followed to /contacts, which demands the credential");
 
         // The tool may not set the credential's header itself.
         let mut spoof = get_req(addr, "/contacts");
