@@ -39,6 +39,7 @@ fn main() {
             allowed_hosts: vec![addr.to_string()],
             requires_grant: false,
             oauth: None,
+            allow_private_network: false,
         };
         vault.put("acme", &conn, Zeroizing::new("pat_bench_secret".into())).await.expect("put");
         let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");

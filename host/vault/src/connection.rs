@@ -83,6 +83,11 @@ pub struct Connection {
     /// For OAuth2 kinds: the token endpoint and client.
     #[serde(default)]
     pub oauth: Option<OAuthConfig>,
+    /// Whether an allowed host *name* may resolve to a loopback, private or link-local address.
+    /// Off by default, so a DNS record cannot turn a SaaS connection into a way into the
+    /// internal network. (An allowed IP address is always taken as meant.)
+    #[serde(default)]
+    pub allow_private_network: bool,
 }
 
 impl Connection {
@@ -152,11 +157,12 @@ pub(crate) fn aad(tenant: &str, name: &str) -> Vec<u8> {
     format!("airlock-connection\0{tenant}\0{name}").into_bytes()
 }
 
-pub(crate) const COLUMNS: &str = "name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret, oauth";
-pub(crate) type Row = (String, String, String, Option<String>, String, i64, Vec<u8>, Option<String>);
+pub(crate) const COLUMNS: &str =
+    "name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret, oauth, allow_private";
+pub(crate) type Row = (String, String, String, Option<String>, String, i64, Vec<u8>, Option<String>, i64);
 
 pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
-    let (name, kind, placement, base_url, hosts, requires_grant, sealed, oauth) = r;
+    let (name, kind, placement, base_url, hosts, requires_grant, sealed, oauth, allow_private) = r;
     let corrupt = |what: &str| VaultError::InvalidConnection(format!("stored {what} of `{name}` is unreadable"));
     let conn = Connection {
         kind: ConnectionKind::parse(&kind)?,
@@ -164,6 +170,7 @@ pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
         base_url,
         allowed_hosts: serde_json::from_str(&hosts).map_err(|_| corrupt("host list"))?,
         requires_grant: requires_grant != 0,
+        allow_private_network: allow_private != 0,
         oauth: match oauth {
             Some(o) => Some(serde_json::from_str(&o).map_err(|_| corrupt("oauth settings"))?),
             None => None,

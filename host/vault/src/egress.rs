@@ -99,6 +99,7 @@ pub(crate) async fn send(
     // checked like the first, the credential is attached afresh, and a redirect elsewhere
     // goes back to the tool unfollowed, so the credential never reaches another host.
     for _hop in 0..=MAX_REDIRECTS {
+        refuse_private_names(conn, &url).await?;
         let mut hop_url = url.clone();
         let mut hop_headers = headers.clone();
         place_credential(conn, secret, &mut hop_url, &mut hop_headers)?;
@@ -132,6 +133,45 @@ pub(crate) async fn send(
         }
     }
     Err(VaultError::Transport(format!("more than {MAX_REDIRECTS} redirects")))
+}
+
+/// Refuses a host *name* that resolves to loopback, private, link-local or unspecified
+/// addresses, unless the connection allows it. IP literals were allowed explicitly.
+async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultError> {
+    let Some(url::Host::Domain(name)) = url.host() else { return Ok(()) };
+    if conn.allow_private_network {
+        return Ok(());
+    }
+    let port = url.port_or_known_default().unwrap_or(443);
+    let addrs = tokio::net::lookup_host((name, port))
+        .await
+        .map_err(|_| VaultError::Transport(format!("cannot resolve `{name}`")))?;
+    for addr in addrs {
+        let ip = addr.ip();
+        let internal = match ip {
+            std::net::IpAddr::V4(v4) => {
+                v4.is_loopback()
+                    || v4.is_private()
+                    || v4.is_link_local()
+                    || v4.is_unspecified()
+                    || v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64
+            }
+            std::net::IpAddr::V6(v6) => {
+                v6.is_loopback()
+                    || v6.is_unspecified()
+                    || (v6.segments()[0] & 0xfe00) == 0xfc00
+                    || (v6.segments()[0] & 0xffc0) == 0xfe80
+                    || v6.to_ipv4_mapped().map(|m| m.is_loopback() || m.is_private()).unwrap_or(false)
+            }
+        };
+        if internal {
+            return Err(VaultError::EgressRefused(format!(
+                "`{name}` resolves to the internal address {ip}; set `allow_private_network` on connection `{}` if that is meant",
+                conn.name
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Redirects followed within a connection's allowed hosts.

@@ -116,10 +116,10 @@ impl Vault {
         let sealed = self.seal_secret(tenant, &conn.name, secret.as_bytes()).await?;
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url, oauth) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10) \
+            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url, oauth, allow_private) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11) \
              ON CONFLICT (tenant, name) DO UPDATE SET kind = $3, placement = $4, allowed_hosts = $5, \
-             requires_grant = $6, sealed_secret = $7, updated_at = $8, base_url = $9, oauth = $10",
+             requires_grant = $6, sealed_secret = $7, updated_at = $8, base_url = $9, oauth = $10, allow_private = $11",
         )
         .bind(tenant)
         .bind(&conn.name)
@@ -131,6 +131,7 @@ impl Vault {
         .bind(now)
         .bind(&conn.base_url)
         .bind(conn.oauth.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()))
+        .bind(conn.allow_private_network as i64)
         .execute(self.db.pool())
         .await?;
         Ok(())

@@ -92,6 +92,7 @@ fn conn(addr: SocketAddr, kind: ConnectionKind) -> Connection {
             client_id: "airlock".into(),
             scope: None,
         }),
+        allow_private_network: false,
     }
 }
 

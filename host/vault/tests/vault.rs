@@ -71,6 +71,7 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
             allowed_hosts: vec![addr.to_string()],
             requires_grant: false,
             oauth: None,
+            allow_private_network: false,
         };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
 
@@ -149,6 +150,7 @@ async fn query_placement_and_grant_requirement() {
         allowed_hosts: vec![addr.to_string()],
         requires_grant: true,
         oauth: None,
+        allow_private_network: false,
     };
     vault.put("acme", &conn, Zeroizing::new("k".into())).await.unwrap();
     let err = vault.fetch("acme", "pager", get_req(addr, "/contacts"), false).await.unwrap_err();
@@ -191,6 +193,7 @@ async fn a_bare_host_entry_admits_only_https() {
         allowed_hosts: vec!["api.hubapi.example".into()],
         requires_grant: false,
         oauth: None,
+        allow_private_network: false,
     };
     vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     let plain = OutboundRequest {
@@ -225,6 +228,7 @@ async fn tenant_and_master_keys_rotate_without_stopping() {
             allowed_hosts: vec![addr.to_string()],
             requires_grant: false,
             oauth: None,
+            allow_private_network: false,
         };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
         vault.put("globex", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
@@ -263,4 +267,28 @@ async fn tenant_and_master_keys_rotate_without_stopping() {
         .unwrap();
         assert_eq!(reopened.fetch("globex", "hubspot", get_req(addr, "/contacts"), false).await.unwrap().status, 200);
     }
+}
+
+#[tokio::test]
+async fn a_host_name_resolving_to_an_internal_address_is_refused_unless_allowed() {
+    let addr = serve_api().await;
+    let t = testing::sqlite().await;
+    let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let mut conn = Connection {
+        name: "internal".into(),
+        kind: ConnectionKind::Bearer,
+        placement: None,
+        base_url: Some(format!("http://localhost:{}", addr.port())),
+        allowed_hosts: vec![format!("localhost:{}", addr.port())],
+        requires_grant: false,
+        oauth: None,
+        allow_private_network: false,
+    };
+    vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+    let req = OutboundRequest { method: "GET".into(), url: "/contacts".into(), headers: vec![], body: None };
+    let err = vault.fetch("acme", "internal", req.clone(), false).await.unwrap_err();
+    assert!(matches!(err, VaultError::EgressRefused(_)) && err.to_string().contains("internal address"), "{err}");
+    conn.allow_private_network = true;
+    vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+    assert_eq!(vault.fetch("acme", "internal", req, false).await.unwrap().status, 200);
 }

@@ -289,6 +289,8 @@ pub(super) struct PutConnection {
     /// For the oauth2 kinds: `{"token_url", "client_id", "scope"}`.
     #[serde(default)]
     oauth: Option<airlock_vault::OAuthConfig>,
+    #[serde(default)]
+    allow_private_network: bool,
     /// For the oauth2 kinds, JSON: `{"refresh_token", "client_secret"}`.
     secret: String,
 }
@@ -319,6 +321,7 @@ pub(super) async fn put_connection(
         allowed_hosts: body.allowed_hosts,
         requires_grant: body.requires_grant,
         oauth: body.oauth,
+        allow_private_network: body.allow_private_network,
     };
     host.vault.put(tenant, &conn, secret).await.map_err(vault_error)?;
     host.audit.record(admin_event(
