@@ -135,6 +135,7 @@ impl Vault {
             .await?;
         }
         tx.commit().await?;
+        self.forget(tenant, None);
         Ok(version)
     }
 

@@ -83,6 +83,9 @@ pub struct Vault {
     http: reqwest::Client,
     limits: FetchLimits,
     refresh_locks: oauth::RefreshLocks,
+    /// Connections as stored (secrets still sealed), kept on SQLite where this host is the only
+    /// writer; every write path forgets its entry. PostgreSQL hosts always read the database.
+    cache: parking_lot::Mutex<std::collections::HashMap<(String, String), (Connection, Vec<u8>)>>,
 }
 
 impl Vault {
@@ -101,6 +104,7 @@ impl Vault {
             http,
             limits,
             refresh_locks: oauth::RefreshLocks::default(),
+            cache: Default::default(),
         })
     }
 
@@ -134,6 +138,7 @@ impl Vault {
         .bind(conn.allow_private_network as i64)
         .execute(self.db.pool())
         .await?;
+        self.forget(tenant, Some(&conn.name));
         Ok(())
     }
 
@@ -160,6 +165,7 @@ impl Vault {
             .execute(self.db.pool())
             .await?
             .rows_affected();
+        self.forget(tenant, Some(name));
         Ok(n > 0)
     }
 
@@ -192,12 +198,28 @@ impl Vault {
     }
 
     async fn load(&self, tenant: &str, name: &str) -> Result<(Connection, Vec<u8>), VaultError> {
+        let cacheable = self.db.backend() == airlock_store::Backend::Sqlite;
+        let key = (tenant.to_string(), name.to_string());
+        if cacheable {
+            if let Some(hit) = self.cache.lock().get(&key) {
+                return Ok(hit.clone());
+            }
+        }
         let row: Option<connection::Row> =
             sqlx::query_as(&format!("SELECT {} FROM connections WHERE tenant = $1 AND name = $2", connection::COLUMNS))
                 .bind(tenant)
                 .bind(name)
                 .fetch_optional(self.db.pool())
                 .await?;
-        connection::from_row(row.ok_or_else(|| VaultError::NotFound(name.to_string()))?)
+        let loaded = connection::from_row(row.ok_or_else(|| VaultError::NotFound(name.to_string()))?)?;
+        if cacheable {
+            self.cache.lock().insert(key, loaded.clone());
+        }
+        Ok(loaded)
+    }
+
+    /// Drops cached connections of `tenant` (all of them when `name` is `None`).
+    pub(crate) fn forget(&self, tenant: &str, name: Option<&str>) {
+        self.cache.lock().retain(|(t, n), _| !(t == tenant && name.map(|x| x == n).unwrap_or(true)));
     }
 }

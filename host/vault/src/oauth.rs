@@ -107,6 +107,7 @@ impl Vault {
         .execute(self.db.pool())
         .await?
         .rows_affected();
+        self.forget(tenant, Some(name));
         if stored == 0 {
             // Another host refreshed (or an admin replaced the connection) meanwhile: theirs wins.
             let (_, current) = self.load(tenant, name).await?;
