@@ -74,7 +74,25 @@ impl Airlock {
         let rebac = Arc::new(rebac);
         let approvals = Arc::new(Approvals::new(db.clone()));
         let key = MasterKey::load_or_create(dir)?;
-        let vault = Arc::new(Vault::open(db.clone(), key, FetchLimits::default()).await?);
+        let vault = match Vault::open(db.clone(), key, FetchLimits::default()).await {
+            Ok(v) => v,
+            // A master-key rotation that stopped between the database commit and installing the
+            // staged key file: the staged key is the database's key, so install it now.
+            Err(airlock_vault::VaultError::MasterKey(m)) if dir.join("master.key.new").exists() => {
+                let staged = std::fs::read_to_string(dir.join("master.key.new")).unwrap_or_default();
+                let key =
+                    MasterKey::from_base64(&staged).map_err(|_| airlock_vault::VaultError::MasterKey(m.clone()))?;
+                let v = Vault::open(db.clone(), key, FetchLimits::default())
+                    .await
+                    .map_err(|_| airlock_vault::VaultError::MasterKey(m))?;
+                std::fs::rename(dir.join("master.key.new"), dir.join("master.key"))
+                    .map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
+                tracing::warn!("installed master.key.new left by an interrupted key rotation");
+                v
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let vault = Arc::new(vault);
         let audit = AuditLog::start(db.clone());
         let services = Arc::new(Services {
             rebac: rebac.clone(),

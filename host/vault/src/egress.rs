@@ -114,6 +114,9 @@ pub(crate) async fn send(
                 .get(reqwest::header::LOCATION)
                 .and_then(|l| l.to_str().ok())
                 .and_then(|l| url.join(l).ok())
+                .map(|target| without_credential(conn, target))
+                // Never from https down to http, whatever the allow-list says.
+                .filter(|target| !(url.scheme() == "https" && target.scheme() == "http"))
                 .filter(|target| check_url(conn, target.as_str()).is_ok())
         } else {
             None
@@ -129,7 +132,7 @@ pub(crate) async fn send(
                 }
                 url = target;
             }
-            None => return read_response(resp, limits).await,
+            None => return read_response(resp, limits, secret).await,
         }
     }
     Err(VaultError::Transport(format!("more than {MAX_REDIRECTS} redirects")))
@@ -148,20 +151,23 @@ async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultE
         .map_err(|_| VaultError::Transport(format!("cannot resolve `{name}`")))?;
     for addr in addrs {
         let ip = addr.ip();
+        let internal_v4 = |v4: std::net::Ipv4Addr| {
+            v4.is_loopback()
+                || v4.is_private()
+                || v4.is_link_local()
+                || v4.is_unspecified()
+                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64)
+        };
         let internal = match ip {
-            std::net::IpAddr::V4(v4) => {
-                v4.is_loopback()
-                    || v4.is_private()
-                    || v4.is_link_local()
-                    || v4.is_unspecified()
-                    || v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64
-            }
+            std::net::IpAddr::V4(v4) => internal_v4(v4),
             std::net::IpAddr::V6(v6) => {
                 v6.is_loopback()
                     || v6.is_unspecified()
                     || (v6.segments()[0] & 0xfe00) == 0xfc00
                     || (v6.segments()[0] & 0xffc0) == 0xfe80
-                    || v6.to_ipv4_mapped().map(|m| m.is_loopback() || m.is_private()).unwrap_or(false)
+                    || v6.to_ipv4_mapped().map(internal_v4).unwrap_or(false)
+                    // NAT64 (64:ff9b::/96) reaches IPv4 addresses too.
+                    || (v6.segments()[0] == 0x64 && v6.segments()[1] == 0xff9b)
             }
         };
         if internal {
@@ -203,15 +209,38 @@ fn place_credential(conn: &Connection, secret: &str, url: &mut Url, headers: &mu
     Ok(())
 }
 
+/// The URL with the connection's query credential removed (a server may echo it in `Location`).
+fn without_credential(conn: &Connection, mut target: Url) -> Url {
+    if let Placement::Query { name } = conn.placement() {
+        let kept: Vec<(String, String)> = target
+            .query_pairs()
+            .filter(|(k, _)| k != name.as_str())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        target.set_query(None);
+        if !kept.is_empty() {
+            target.query_pairs_mut().extend_pairs(kept);
+        }
+    }
+    target
+}
+
 async fn read_response(
     mut resp: reqwest::Response,
     limits: &FetchLimits,
+    secret: &str,
 ) -> Result<crate::OutboundResponse, VaultError> {
     let status = resp.status().as_u16();
+    // A server may echo the credential (e.g. a query key in `Location`): the tool never sees it.
+    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
     let headers = resp
         .headers()
         .iter()
-        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), v.to_string())))
+        .filter_map(|(k, v)| {
+            v.to_str()
+                .ok()
+                .map(|v| (k.as_str().to_string(), v.replace(secret, "[redacted]").replace(&encoded, "[redacted]")))
+        })
         .collect();
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| VaultError::Transport(describe(e)))? {

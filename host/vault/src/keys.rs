@@ -94,6 +94,8 @@ impl Vault {
 
     /// Adds data key `version` for `tenant` (a concurrent creator of the same version wins harmlessly).
     async fn create_data_key(&self, tenant: &str, version: i64) -> Result<i64, VaultError> {
+        // Not while the master key rotates: a key sealed by the old master would be missed.
+        let _shared = self.key_lock.read().await;
         let mut raw = Zeroizing::new([0u8; 32]);
         rand::thread_rng().fill_bytes(&mut raw[..]);
         let sealed = self.master().seal(&key_aad(tenant, version), &raw[..]);
@@ -142,6 +144,9 @@ impl Vault {
     /// Re-seals every data key under `new_master` and makes it the vault's master key.
     /// Secrets are not touched, so fetches go on throughout; restart other hosts with the new key.
     pub async fn rotate_master_key(&self, new_master: MasterKey) -> Result<usize, VaultError> {
+        // Exclusive from reading the data keys to installing the new master: no key is created meanwhile,
+        // and two rotations cannot interleave.
+        let _exclusive = self.key_lock.write().await;
         let rows: Vec<(String, i64, Vec<u8>)> =
             sqlx::query_as("SELECT tenant, version, sealed_key FROM tenant_keys").fetch_all(self.db.pool()).await?;
         let mut tx = self.db.pool().begin().await?;

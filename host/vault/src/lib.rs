@@ -86,6 +86,10 @@ pub struct Vault {
     /// Connections as stored (secrets still sealed), kept on SQLite where this host is the only
     /// writer; every write path forgets its entry. PostgreSQL hosts always read the database.
     cache: parking_lot::Mutex<std::collections::HashMap<(String, String), (Connection, Vec<u8>)>>,
+    /// Bumped by every `forget`: a read that began before a write never repopulates the cache.
+    generation: std::sync::atomic::AtomicU64,
+    /// Held shared while a data key is created, exclusively while the master key rotates.
+    key_lock: tokio::sync::RwLock<()>,
 }
 
 impl Vault {
@@ -105,6 +109,8 @@ impl Vault {
             limits,
             refresh_locks: oauth::RefreshLocks::default(),
             cache: Default::default(),
+            generation: std::sync::atomic::AtomicU64::new(0),
+            key_lock: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -205,21 +211,32 @@ impl Vault {
                 return Ok(hit.clone());
             }
         }
+        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let loaded = self.load_fresh(tenant, name).await?;
+        if cacheable {
+            let mut cache = self.cache.lock();
+            if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+                cache.insert(key, loaded.clone());
+            }
+        }
+        Ok(loaded)
+    }
+
+    /// The connection as the database has it now, bypassing the cache.
+    async fn load_fresh(&self, tenant: &str, name: &str) -> Result<(Connection, Vec<u8>), VaultError> {
         let row: Option<connection::Row> =
             sqlx::query_as(&format!("SELECT {} FROM connections WHERE tenant = $1 AND name = $2", connection::COLUMNS))
                 .bind(tenant)
                 .bind(name)
                 .fetch_optional(self.db.pool())
                 .await?;
-        let loaded = connection::from_row(row.ok_or_else(|| VaultError::NotFound(name.to_string()))?)?;
-        if cacheable {
-            self.cache.lock().insert(key, loaded.clone());
-        }
-        Ok(loaded)
+        connection::from_row(row.ok_or_else(|| VaultError::NotFound(name.to_string()))?)
     }
 
     /// Drops cached connections of `tenant` (all of them when `name` is `None`).
     pub(crate) fn forget(&self, tenant: &str, name: Option<&str>) {
-        self.cache.lock().retain(|(t, n), _| !(t == tenant && name.map(|x| x == n).unwrap_or(true)));
+        let mut cache = self.cache.lock();
+        self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        cache.retain(|(t, n), _| !(t == tenant && name.map(|x| x == n).unwrap_or(true)));
     }
 }

@@ -77,7 +77,7 @@ impl Vault {
         let lock = self.refresh_locks.0.lock().entry((tenant.to_string(), name.to_string())).or_default().clone();
         let _held = lock.lock().await;
         // Read under the lock: a refresh by the previous holder is seen.
-        let (conn, sealed) = self.load(tenant, name).await?;
+        let (conn, sealed) = self.load_fresh(tenant, name).await?;
         let state = self.open_state(tenant, name, &sealed).await?;
         let margin = self.limits.refresh_margin.as_millis() as i64;
         if let (Some(token), Some(expires_at)) = (&state.access_token, state.expires_at) {
@@ -92,7 +92,9 @@ impl Vault {
             refresh_token: fresh.refresh_token.clone().or_else(|| state.refresh_token.clone()),
             client_secret: state.client_secret.clone(),
             access_token: Some(fresh.access_token.clone()),
-            expires_at: Some(now_millis() + fresh.expires_in.unwrap_or(3600) * 1000),
+            expires_at: Some(
+                now_millis().saturating_add(fresh.expires_in.unwrap_or(3600).clamp(0, 365 * 86_400) * 1000),
+            ),
         };
         let plain = Zeroizing::new(serde_json::to_vec(&next).map_err(|e| VaultError::Transport(e.to_string()))?);
         let resealed = self.seal_secret(tenant, name, &plain).await?;
@@ -109,10 +111,22 @@ impl Vault {
         .rows_affected();
         self.forget(tenant, Some(name));
         if stored == 0 {
-            // Another host refreshed (or an admin replaced the connection) meanwhile: theirs wins.
-            let (_, current) = self.load(tenant, name).await?;
+            let (_, current) = self.load_fresh(tenant, name).await?;
             let theirs = self.open_state(tenant, name, &current).await?;
-            if let Some(t) = &theirs.access_token {
+            if theirs.refresh_token == state.refresh_token && theirs.access_token == state.access_token {
+                // Only re-sealed meanwhile (a key rotation): the new tokens must not be lost.
+                let resealed = self.seal_secret(tenant, name, &plain).await?;
+                sqlx::query("UPDATE connections SET sealed_secret = $1, updated_at = $2 WHERE tenant = $3 AND name = $4 AND sealed_secret = $5")
+                    .bind(resealed)
+                    .bind(now_millis())
+                    .bind(tenant)
+                    .bind(name)
+                    .bind(&current)
+                    .execute(self.db.pool())
+                    .await?;
+                self.forget(tenant, Some(name));
+            } else if let Some(t) = &theirs.access_token {
+                // Another host refreshed meanwhile: theirs wins.
                 return Ok(Zeroizing::new(t.clone()));
             }
         }
@@ -151,7 +165,7 @@ impl Vault {
             .await
             .map_err(|e| VaultError::Transport(format!("token endpoint: {}", e.without_url())))?;
         let status = resp.status();
-        if status.is_client_error() {
+        if status == reqwest::StatusCode::BAD_REQUEST || status == reqwest::StatusCode::UNAUTHORIZED {
             let body: serde_json::Value = resp.json().await.unwrap_or_default();
             let code = body.get("error").and_then(|e| e.as_str()).unwrap_or("refused");
             return Err(VaultError::ReconnectNeeded { connection: conn.name.clone(), reason: code.to_string() });

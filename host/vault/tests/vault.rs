@@ -32,6 +32,13 @@ async fn serve_api() -> SocketAddr {
         .route("/big", get(|| async { "x".repeat(10_000) }))
         .route("/moved", get(|| async { (axum::http::StatusCode::FOUND, [("location", "/contacts")], "") }))
         .route(
+            "/echo-away",
+            get(|uri: axum::http::Uri| async move {
+                let to = format!("http://elsewhere.example/x?{}", uri.query().unwrap_or(""));
+                (axum::http::StatusCode::FOUND, [("location", to)], "")
+            }),
+        )
+        .route(
             "/by-query",
             get(|q: axum::extract::Query<std::collections::HashMap<String, String>>, headers: HeaderMap| async move {
                 let ok = q.get("token").map(String::as_str) == Some("k") && !headers.contains_key("authorization");
@@ -291,4 +298,27 @@ async fn a_host_name_resolving_to_an_internal_address_is_refused_unless_allowed(
     conn.allow_private_network = true;
     vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     assert_eq!(vault.fetch("acme", "internal", req, false).await.unwrap().status, 200);
+}
+
+#[tokio::test]
+async fn a_query_credential_echoed_in_a_redirect_never_reaches_the_tool() {
+    let addr = serve_api().await;
+    let t = testing::sqlite().await;
+    let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let conn = Connection {
+        name: "keyed".into(),
+        kind: ConnectionKind::ApiKey,
+        placement: Some(Placement::Query { name: "api_key".into() }),
+        base_url: Some(format!("http://{addr}")),
+        allowed_hosts: vec![addr.to_string()],
+        requires_grant: false,
+        oauth: None,
+        allow_private_network: false,
+    };
+    vault.put("acme", &conn, Zeroizing::new("qk_live_0123456789abcdef".into())).await.unwrap();
+    let req = OutboundRequest { method: "GET".into(), url: "/echo-away".into(), headers: vec![], body: None };
+    let resp = vault.fetch("acme", "keyed", req, false).await.unwrap();
+    assert_eq!(resp.status, 302, "not followed: another host");
+    let location = resp.headers.iter().find(|(k, _)| k == "location").map(|(_, v)| v.clone()).unwrap();
+    assert!(!location.contains("qk_live_0123456789abcdef") && location.contains("[redacted]"), "{location}");
 }

@@ -387,6 +387,9 @@ pub(super) async fn rotate_master_key(
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&host, &headers)?;
     let Json(b) = body?;
+    // One rotation at a time: the staged file is shared.
+    static ROTATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    let _one = ROTATION.lock().await;
     let new_key =
         airlock_vault::MasterKey::from_base64(&b.new_key).map_err(|e| ApiError::bad_request(e.to_string()))?;
     let from_env = std::env::var("AIRLOCK_MASTER_KEY").is_ok();
@@ -401,6 +404,9 @@ pub(super) async fn rotate_master_key(
     let resealed = host.vault.rotate_master_key(new_key).await.map_err(vault_error)?;
     if !from_env {
         std::fs::rename(&staged, &path).map_err(|e| ApiError::internal("installing the new master key", e))?;
+        if let Ok(dir) = std::fs::File::open(&host.data_dir) {
+            let _ = dir.sync_all();
+        }
     }
     host.audit.record(admin_event(
         DEFAULT_TENANT,
