@@ -329,11 +329,7 @@ impl Rebac {
         Tuple::validate_relation(relation)?;
         Tuple::validate_subject(subject)?;
         if let Some(active) = self.model(tenant) {
-            let tenants = self.tenants.read();
-            let empty = TenantIndex::default();
-            let index = tenants.get(tenant).unwrap_or(&empty);
-            let engine = engine::Engine::new(&active.model, index, &[], None)?;
-            return Ok(engine.check(object, relation, subject)?);
+            return self.with_engine(tenant, &active.model, &[], None, |e| e.check(object, relation, subject));
         }
         let tenants = self.tenants.read();
         let Some(index) = tenants.get(tenant) else { return Ok(false) };
@@ -352,11 +348,8 @@ impl Rebac {
         Tuple::validate_subject(subject)?;
         Tuple::validate_type(object_type)?;
         if let Some(active) = self.model(tenant) {
-            let tenants = self.tenants.read();
-            let empty = TenantIndex::default();
-            let index = tenants.get(tenant).unwrap_or(&empty);
-            let engine = engine::Engine::new(&active.model, index, &[], None)?;
-            return Ok(engine.list_objects(object_type, relation, subject)?);
+            return self
+                .with_engine(tenant, &active.model, &[], None, |e| e.list_objects(object_type, relation, subject));
         }
         let tenants = self.tenants.read();
         let Some(index) = tenants.get(tenant) else { return Ok(Vec::new()) };

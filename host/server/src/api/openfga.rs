@@ -92,6 +92,18 @@ fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
     b.map(|Json(v)| v).map_err(|r| invalid(format!("request body: {}", r.body_text())))
 }
 
+/// The prologue of every store request: the admin token, a live (synced) store, the parsed body.
+async fn open<T>(
+    host: &Airlock,
+    headers: &HeaderMap,
+    store: &str,
+    b: std::result::Result<Json<T>, JsonRejection>,
+) -> Result<T> {
+    authorize(host, headers)?;
+    live_store(host, store).await?;
+    body(b)
+}
+
 fn authorize(host: &Airlock, headers: &HeaderMap) -> Result<()> {
     let token = headers
         .get(axum::http::header::AUTHORIZATION)
@@ -343,9 +355,7 @@ async fn write(
     Path(store): Path<String>,
     b: std::result::Result<Json<WriteBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
-    live_store(&host, &store).await?;
-    let req = body(b)?;
+    let req = open(&host, &headers, &store, b).await?;
     let (w, d) = (req.writes.unwrap_or_default(), req.deletes.unwrap_or_default());
     if w.tuple_keys.is_empty() && d.tuple_keys.is_empty() {
         return Err(invalid("invalid WriteRequest: no tuples to write or delete"));
@@ -374,9 +384,7 @@ async fn read(
     Path(store): Path<String>,
     b: std::result::Result<Json<ReadBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
-    live_store(&host, &store).await?;
-    let req = body(b)?;
+    let req = open(&host, &headers, &store, b).await?;
     let (offset, size) =
         page_of(&Page { page_size: req.page_size, continuation_token: req.continuation_token, object_type: None })?;
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -453,9 +461,7 @@ async fn check(
     Path(store): Path<String>,
     b: std::result::Result<Json<CheckBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
-    live_store(&host, &store).await?;
-    let req = body(b)?;
+    let req = open(&host, &headers, &store, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let allowed = run_check(&host, &store, &model, &req).await?;
     Ok(Json(json!({ "allowed": allowed, "resolution": "" })))
@@ -484,9 +490,7 @@ async fn batch_check(
     Path(store): Path<String>,
     b: std::result::Result<Json<BatchCheckBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
-    live_store(&host, &store).await?;
-    let req = body(b)?;
+    let req = open(&host, &headers, &store, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let mut result = Map::new();
     for item in req.checks {
@@ -527,9 +531,7 @@ async fn list_objects(
     Path(store): Path<String>,
     b: std::result::Result<Json<ListObjectsBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
-    live_store(&host, &store).await?;
-    let req = body(b)?;
+    let req = open(&host, &headers, &store, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let objects = host
         .rebac
@@ -574,9 +576,7 @@ async fn list_users(
     Path(store): Path<String>,
     b: std::result::Result<Json<ListUsersBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
-    live_store(&host, &store).await?;
-    let req = body(b)?;
+    let req = open(&host, &headers, &store, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let object = format!("{}:{}", req.object.object_type, req.object.id);
     let filters: Vec<String> = req
@@ -627,9 +627,7 @@ async fn expand(
     Path(store): Path<String>,
     b: std::result::Result<Json<ExpandBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
-    live_store(&host, &store).await?;
-    let req = body(b)?;
+    let req = open(&host, &headers, &store, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let k = &req.tuple_key;
     let tree = host
