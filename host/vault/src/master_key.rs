@@ -61,8 +61,10 @@ impl MasterKey {
         }
     }
 
-    /// nonce || ciphertext+tag.
-    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
+    /// Seals `plaintext` bound to `aad` (a sealed value opens only with the same `aad`):
+    /// nonce || ciphertext+tag. Other crates use it for their own secrets at rest
+    /// (the identity crate's signing keys).
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::thread_rng().fill_bytes(&mut nonce);
         let mut out = nonce.to_vec();
@@ -73,7 +75,9 @@ impl MasterKey {
         out
     }
 
-    pub(crate) fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ()> {
+    /// Opens what [`MasterKey::seal`] sealed with the same `aad`; `Err` when the key, the
+    /// `aad` or the bytes differ.
+    pub fn open(&self, aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>, ()> {
         if sealed.len() < NONCE_LEN + 16 {
             return Err(());
         }
