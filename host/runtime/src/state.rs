@@ -51,25 +51,19 @@ impl CallContext {
     }
 
     /// The delegation chain as the audit shows it: user -> agent -> tool [-> external].
-    pub fn chain(&self, external: Option<&str>) -> Vec<String> {
+    pub fn chain(&self, beyond: &[&str]) -> Vec<String> {
         let mut chain: Vec<String> = self.on_behalf_of.iter().cloned().collect();
         chain.push(self.agent.clone());
         chain.push(format!("tool:{}", self.tool));
-        chain.extend(external.map(str::to_string));
+        chain.extend(beyond.iter().map(|hop| hop.to_string()));
         chain
     }
 
     /// An audit event about this call.
-    pub fn event(
-        &self,
-        kind: &str,
-        outcome: &str,
-        mut detail: serde_json::Value,
-        external: Option<&str>,
-    ) -> AuditEvent {
+    pub fn event(&self, kind: &str, outcome: &str, mut detail: serde_json::Value, beyond: &[&str]) -> AuditEvent {
         if let Some(map) = detail.as_object_mut() {
             map.insert("call_id".into(), self.call_id.clone().into());
-            map.insert("chain".into(), self.chain(external).into());
+            map.insert("chain".into(), self.chain(beyond).into());
         }
         AuditEvent {
             tenant: self.tenant.clone(),

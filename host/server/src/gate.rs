@@ -56,18 +56,18 @@ impl Airlock {
         };
         let Some((component, name)) = tool.split_once('.') else {
             let err = GateError::BadToolId(tool.to_string());
-            self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), None));
+            self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
             return Err(err);
         };
         match self.may_use(agent, tool).await {
             Ok(true) => {}
             Ok(false) => {
                 let err = GateError::Forbidden { agent: agent.subject(), tool: tool.to_string() };
-                self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), None));
+                self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
                 return Err(err);
             }
             Err(err) => {
-                self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), None));
+                self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
                 return Err(err);
             }
         }
@@ -79,7 +79,7 @@ impl Airlock {
                 ("allowed", json!({ "result": error_kind(e), "error": e.to_string(), "fuel": outcome.fuel_used }))
             }
         };
-        self.audit.record(ctx.event("tool.call", label, detail, None));
+        self.audit.record(ctx.event("tool.call", label, detail, &[]));
         Ok(CallReport { call_id, outcome })
     }
 }

@@ -40,6 +40,7 @@ fn main() {
             requires_grant: false,
             oauth: None,
             allow_private_network: false,
+            expose_token: false,
         };
         vault.put("acme", &conn, Zeroizing::new("pat_bench_secret".into())).await.expect("put");
         let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");

@@ -88,6 +88,11 @@ pub struct Connection {
     /// internal network. (An allowed IP address is always taken as meant.)
     #[serde(default)]
     pub allow_private_network: bool,
+    /// Whether `vault.token` (and the token-exchange endpoint) may hand this connection's
+    /// short-lived access token to the caller. Off by default: the host uses the credential,
+    /// nobody holds it. Only OAuth2 kinds have short-lived tokens to hand out.
+    #[serde(default)]
+    pub expose_token: bool,
 }
 
 impl Connection {
@@ -103,12 +108,38 @@ impl Connection {
         }
     }
 
+    /// The agent whose private namespace holds this connection (`AGENT/NAME`), if any.
+    pub fn owner(&self) -> Option<&str> {
+        self.name.split_once('/').map(|(agent, _)| agent)
+    }
+
+    /// The name of connection `name` in `agent`'s private namespace.
+    pub fn in_namespace(agent: &str, name: &str) -> String {
+        format!("{agent}/{name}")
+    }
+
     pub(crate) fn validate(&self) -> Result<(), VaultError> {
         let bad = |m: String| Err(VaultError::InvalidConnection(m));
-        if self.name.is_empty()
-            || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-        {
+        let (owner, local) = match self.name.split_once('/') {
+            Some((owner, local)) => (Some(owner), local),
+            None => (None, self.name.as_str()),
+        };
+        if local.is_empty() || !local.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.') {
             return bad(format!("name `{}` must be letters, digits, `-`, `_` or `.`", self.name));
+        }
+        if let Some(owner) = owner {
+            if owner.is_empty() || !owner.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
+                return bad(format!(
+                    "`{}`: an agent namespace must be an agent name (lower-case letters, digits, `-`) before one `/`",
+                    self.name
+                ));
+            }
+        }
+        let oauth_kind = matches!(self.kind, ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials);
+        if self.expose_token && !oauth_kind {
+            return bad(
+                "`expose_token` needs an OAuth2 kind: a static key is not short-lived and is never handed out".into()
+            );
         }
         if self.allowed_hosts.is_empty() {
             return bad("`allowed_hosts` is empty: name the hosts this credential may be sent to".into());
@@ -118,7 +149,6 @@ impl Connection {
                 return bad(format!("allowed host `{h}` must be `host` or `host:port`"));
             }
         }
-        let oauth_kind = matches!(self.kind, ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials);
         match (&self.oauth, oauth_kind) {
             (None, true) => return bad("an OAuth2 connection needs `oauth`: token_url and client_id".into()),
             (Some(o), true) => match url::Url::parse(&o.token_url) {
@@ -158,11 +188,11 @@ pub(crate) fn aad(tenant: &str, name: &str) -> Vec<u8> {
 }
 
 pub(crate) const COLUMNS: &str =
-    "name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret, oauth, allow_private";
-pub(crate) type Row = (String, String, String, Option<String>, String, i64, Vec<u8>, Option<String>, i64);
+    "name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret, oauth, allow_private, expose_token";
+pub(crate) type Row = (String, String, String, Option<String>, String, i64, Vec<u8>, Option<String>, i64, i64);
 
 pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
-    let (name, kind, placement, base_url, hosts, requires_grant, sealed, oauth, allow_private) = r;
+    let (name, kind, placement, base_url, hosts, requires_grant, sealed, oauth, allow_private, expose) = r;
     let corrupt = |what: &str| VaultError::InvalidConnection(format!("stored {what} of `{name}` is unreadable"));
     let conn = Connection {
         kind: ConnectionKind::parse(&kind)?,
@@ -171,6 +201,7 @@ pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
         allowed_hosts: serde_json::from_str(&hosts).map_err(|_| corrupt("host list"))?,
         requires_grant: requires_grant != 0,
         allow_private_network: allow_private != 0,
+        expose_token: expose != 0,
         oauth: match oauth {
             Some(o) => Some(serde_json::from_str(&o).map_err(|_| corrupt("oauth settings"))?),
             None => None,

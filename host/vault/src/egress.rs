@@ -96,13 +96,22 @@ pub(crate) async fn send(
     let mut method = method;
     let mut body = req.body;
     // Redirects are followed by hand, and only to hosts the connection allows: every hop is
-    // checked like the first, the credential is attached afresh, and a redirect elsewhere
-    // goes back to the tool unfollowed, so the credential never reaches another host.
+    // checked like the first; the credential is attached afresh on hops to the first request's
+    // host and port only (a redirect to another allowed host, such as GitHub's API sending a
+    // download to `codeload`, goes there without it); a redirect outside the list goes back to
+    // the tool unfollowed.
+    let credential_origin = (url.scheme().to_string(), url.host_str().map(str::to_string), url.port_or_known_default());
     for _hop in 0..=MAX_REDIRECTS {
         refuse_private_names(conn, &url).await?;
         let mut hop_url = url.clone();
         let mut hop_headers = headers.clone();
-        place_credential(conn, secret, &mut hop_url, &mut hop_headers)?;
+        let same_origin = (url.scheme().to_string(), url.host_str().map(str::to_string), url.port_or_known_default())
+            == credential_origin;
+        if same_origin {
+            place_credential(conn, secret, &mut hop_url, &mut hop_headers)?;
+        } else {
+            refuse_reserved(conn, &hop_url, &hop_headers)?;
+        }
         let mut builder = http.request(method.clone(), hop_url).headers(hop_headers);
         if let Some(b) = &body {
             builder = builder.body(b.clone());
@@ -182,6 +191,14 @@ async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultE
 
 /// Redirects followed within a connection's allowed hosts.
 const MAX_REDIRECTS: usize = 5;
+
+/// Refuses a request that sets the credential's header or query parameter itself, on a hop
+/// that carries no credential (the tool must not smuggle its own either).
+fn refuse_reserved(conn: &Connection, url: &Url, headers: &HeaderMap) -> Result<(), VaultError> {
+    let mut probe_url = url.clone();
+    let mut probe_headers = headers.clone();
+    place_credential(conn, "", &mut probe_url, &mut probe_headers)
+}
 
 /// Puts the credential where the connection says, refusing a request that already has it.
 fn place_credential(conn: &Connection, secret: &str, url: &mut Url, headers: &mut HeaderMap) -> Result<(), VaultError> {

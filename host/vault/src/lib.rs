@@ -59,6 +59,8 @@ pub enum VaultError {
     InvalidRequest(String),
     #[error("egress refused: {0}")]
     EgressRefused(String),
+    #[error("connection `{0}` does not allow its token to be handed out: the host uses it, nobody holds it (set `expose_token` on an OAuth2 connection to allow it)")]
+    NotExposable(String),
     #[error("connection `{0}` requires an approval grant for every request")]
     GrantRequired(String),
     #[error("request failed: {0}")]
@@ -126,10 +128,11 @@ impl Vault {
         let sealed = self.seal_secret(tenant, &conn.name, secret.as_bytes()).await?;
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url, oauth, allow_private) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11) \
+            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url, oauth, allow_private, expose_token) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12) \
              ON CONFLICT (tenant, name) DO UPDATE SET kind = $3, placement = $4, allowed_hosts = $5, \
-             requires_grant = $6, sealed_secret = $7, updated_at = $8, base_url = $9, oauth = $10, allow_private = $11",
+             requires_grant = $6, sealed_secret = $7, updated_at = $8, base_url = $9, oauth = $10, allow_private = $11, \
+             expose_token = $12",
         )
         .bind(tenant)
         .bind(&conn.name)
@@ -142,6 +145,7 @@ impl Vault {
         .bind(&conn.base_url)
         .bind(conn.oauth.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()))
         .bind(conn.allow_private_network as i64)
+        .bind(conn.expose_token as i64)
         .execute(self.db.pool())
         .await?;
         self.forget(tenant, Some(&conn.name));
@@ -161,6 +165,45 @@ impl Vault {
                 .fetch_all(self.db.pool())
                 .await?;
         rows.into_iter().map(|r| connection::from_row(r).map(|(c, _)| c)).collect()
+    }
+
+    /// The connection a tool of `agent` means by `requested`: the agent's own namespace
+    /// (`AGENT/NAME`) first, then the tenant's. A tool names connections unqualified, so it
+    /// can never reach into another agent's namespace.
+    pub async fn resolve(&self, tenant: &str, agent: &str, requested: &str) -> Result<Connection, VaultError> {
+        if requested.contains('/') {
+            return Err(VaultError::InvalidRequest(format!(
+                "connection `{requested}`: name connections without a namespace; the host looks in the agent's own first"
+            )));
+        }
+        match self.get(tenant, &Connection::in_namespace(agent, requested)).await {
+            Err(VaultError::NotFound(_)) => self.get(tenant, requested).await,
+            found => found,
+        }
+    }
+
+    /// A short-lived access token of connection `name`, for a caller the policy lets hold it
+    /// (`expose_token`, OAuth2 kinds only). Returns the token and its unix millisecond expiry.
+    pub async fn token(&self, tenant: &str, name: &str) -> Result<(Zeroizing<String>, i64), VaultError> {
+        let conn = self.get(tenant, name).await?;
+        if !conn.expose_token {
+            return Err(VaultError::NotExposable(conn.name));
+        }
+        self.access_token_until(tenant, name).await
+    }
+
+    /// Deletes every connection in `agent`'s private namespace (uninstall); returns how many.
+    pub async fn delete_namespace(&self, tenant: &str, agent: &str) -> Result<u64, VaultError> {
+        let prefix = Connection::in_namespace(agent, "");
+        let n = sqlx::query("DELETE FROM connections WHERE tenant = $1 AND substr(name, 1, $2) = $3")
+            .bind(tenant)
+            .bind(prefix.len() as i64)
+            .bind(&prefix)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected();
+        self.forget(tenant, None);
+        Ok(n)
     }
 
     /// Deletes a connection and its sealed secret; returns whether it existed.

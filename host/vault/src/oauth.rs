@@ -74,6 +74,15 @@ pub(crate) struct RefreshLocks(parking_lot::Mutex<HashMap<(String, String), Arc<
 impl Vault {
     /// A valid access token for an OAuth2 connection, refreshing it first when needed.
     pub(crate) async fn access_token(&self, tenant: &str, name: &str) -> Result<Zeroizing<String>, VaultError> {
+        Ok(self.access_token_until(tenant, name).await?.0)
+    }
+
+    /// [`Vault::access_token`] with the unix millisecond time it stops being valid.
+    pub(crate) async fn access_token_until(
+        &self,
+        tenant: &str,
+        name: &str,
+    ) -> Result<(Zeroizing<String>, i64), VaultError> {
         let lock = self.refresh_locks.0.lock().entry((tenant.to_string(), name.to_string())).or_default().clone();
         let _held = lock.lock().await;
         // Read under the lock: a refresh by the previous holder is seen.
@@ -82,19 +91,18 @@ impl Vault {
         let margin = self.limits.refresh_margin.as_millis() as i64;
         if let (Some(token), Some(expires_at)) = (&state.access_token, state.expires_at) {
             if expires_at - margin > now_millis() {
-                return Ok(Zeroizing::new(token.clone()));
+                return Ok((Zeroizing::new(token.clone()), expires_at));
             }
         }
         let fresh = self.request_token(&conn, &state).await?;
         let token = Zeroizing::new(fresh.access_token.clone());
+        let expires_at = now_millis().saturating_add(fresh.expires_in.unwrap_or(3600).clamp(0, 365 * 86_400) * 1000);
         let next = TokenState {
             // A provider that rotates sends a new refresh token; otherwise the old one stays valid.
             refresh_token: fresh.refresh_token.clone().or_else(|| state.refresh_token.clone()),
             client_secret: state.client_secret.clone(),
             access_token: Some(fresh.access_token.clone()),
-            expires_at: Some(
-                now_millis().saturating_add(fresh.expires_in.unwrap_or(3600).clamp(0, 365 * 86_400) * 1000),
-            ),
+            expires_at: Some(expires_at),
         };
         let plain = Zeroizing::new(serde_json::to_vec(&next).map_err(|e| VaultError::Transport(e.to_string()))?);
         let resealed = self.seal_secret(tenant, name, &plain).await?;
@@ -127,10 +135,10 @@ impl Vault {
                 self.forget(tenant, Some(name));
             } else if let Some(t) = &theirs.access_token {
                 // Another host refreshed meanwhile: theirs wins.
-                return Ok(Zeroizing::new(t.clone()));
+                return Ok((Zeroizing::new(t.clone()), theirs.expires_at.unwrap_or(expires_at)));
             }
         }
-        Ok(token)
+        Ok((token, expires_at))
     }
 
     async fn open_state(&self, tenant: &str, name: &str, sealed: &[u8]) -> Result<TokenState, VaultError> {

@@ -93,6 +93,7 @@ fn conn(addr: SocketAddr, kind: ConnectionKind) -> Connection {
             scope: None,
         }),
         allow_private_network: false,
+        expose_token: false,
     }
 }
 
@@ -179,4 +180,28 @@ async fn client_credentials_and_malformed_oauth_secrets() {
     let err =
         vault.put("acme", &no_oauth, Zeroizing::new(json!({ "refresh_token": "x" }).to_string())).await.unwrap_err();
     assert!(err.to_string().contains("needs `oauth`"), "{err}");
+}
+
+#[tokio::test]
+async fn only_an_exposing_oauth_connection_hands_out_its_short_lived_token() {
+    let (addr, p) = provider().await;
+    for t in testing::all().await {
+        *p.lock().unwrap() = Provider { refresh_token: "rt_1".into(), ..Default::default() };
+        let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+        let secret = || Zeroizing::new(json!({ "refresh_token": "rt_1", "client_secret": "cs_live" }).to_string());
+        vault.put("acme", &conn(addr, ConnectionKind::Oauth2Refresh), secret()).await.unwrap();
+        let err = vault.token("acme", "hubspot").await.unwrap_err();
+        assert!(matches!(err, VaultError::NotExposable(_)), "{err}");
+        assert_eq!(p.lock().unwrap().issued, 0, "a refused exposure asks the provider for nothing");
+
+        let exposing = Connection { expose_token: true, ..conn(addr, ConnectionKind::Oauth2Refresh) };
+        vault.put("acme", &exposing, secret()).await.unwrap();
+        let (token, expires_at) = vault.token("acme", "hubspot").await.unwrap();
+        assert_eq!(token.as_str(), p.lock().unwrap().access_token, "the provider's current access token");
+        let left = expires_at - airlock_store::now_millis();
+        assert!((1_700_000..=1_800_000).contains(&left), "expires with the provider's 1800 s: {left}");
+        // The refresh token is never what comes out.
+        assert!(!token.starts_with("rt_"));
+        assert_eq!(vault.get("acme", "hubspot").await.unwrap().expose_token, true);
+    }
 }

@@ -79,6 +79,7 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
             requires_grant: false,
             oauth: None,
             allow_private_network: false,
+            expose_token: false,
         };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
 
@@ -158,6 +159,7 @@ async fn query_placement_and_grant_requirement() {
         requires_grant: true,
         oauth: None,
         allow_private_network: false,
+        expose_token: false,
     };
     vault.put("acme", &conn, Zeroizing::new("k".into())).await.unwrap();
     let err = vault.fetch("acme", "pager", get_req(addr, "/contacts"), false).await.unwrap_err();
@@ -201,6 +203,7 @@ async fn a_bare_host_entry_admits_only_https() {
         requires_grant: false,
         oauth: None,
         allow_private_network: false,
+        expose_token: false,
     };
     vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     let plain = OutboundRequest {
@@ -236,6 +239,7 @@ async fn tenant_and_master_keys_rotate_without_stopping() {
             requires_grant: false,
             oauth: None,
             allow_private_network: false,
+            expose_token: false,
         };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
         vault.put("globex", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
@@ -290,6 +294,7 @@ async fn a_host_name_resolving_to_an_internal_address_is_refused_unless_allowed(
         requires_grant: false,
         oauth: None,
         allow_private_network: false,
+        expose_token: false,
     };
     vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     let req = OutboundRequest { method: "GET".into(), url: "/contacts".into(), headers: vec![], body: None };
@@ -314,6 +319,7 @@ async fn a_query_credential_echoed_in_a_redirect_never_reaches_the_tool() {
         requires_grant: false,
         oauth: None,
         allow_private_network: false,
+        expose_token: false,
     };
     vault.put("acme", &conn, Zeroizing::new("qk_live_0123456789abcdef".into())).await.unwrap();
     let req = OutboundRequest { method: "GET".into(), url: "/echo-away".into(), headers: vec![], body: None };
@@ -321,4 +327,176 @@ async fn a_query_credential_echoed_in_a_redirect_never_reaches_the_tool() {
     assert_eq!(resp.status, 302, "not followed: another host");
     let location = resp.headers.iter().find(|(k, _)| k == "location").map(|(_, v)| v.clone()).unwrap();
     assert!(!location.contains("qk_live_0123456789abcdef") && location.contains("[redacted]"), "{location}");
+}
+
+/// What the GitHub and codeload stand-ins saw: (path, authorization header).
+type SeenRequests = std::sync::Arc<std::sync::Mutex<Vec<(String, Option<String>)>>>;
+
+/// A stand-in for GitHub's REST API (its real request shapes: `Authorization: Bearer`,
+/// `Accept: application/vnd.github+json`, a required `User-Agent`, a 301 for a renamed
+/// repository, a 302 from `/tarball` to a signed `codeload` URL) and for `codeload` itself.
+async fn serve_github() -> (SocketAddr, SocketAddr, SeenRequests) {
+    use axum::extract::{Path, State};
+    let seen: SeenRequests = Default::default();
+    let codeload = Router::new()
+        .route(
+            "/{owner}/{repo}/legacy.tar.gz/refs/heads/{branch}",
+            get(|State(seen): State<SeenRequests>, uri: axum::http::Uri, headers: HeaderMap| async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+                seen.lock().unwrap().push((uri.to_string(), auth));
+                if uri.query() == Some("token=signed-download") {
+                    (axum::http::StatusCode::OK, "tarball-bytes")
+                } else {
+                    (axum::http::StatusCode::NOT_FOUND, "")
+                }
+            }),
+        )
+        .with_state(seen.clone());
+    let codeload_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let codeload_addr = codeload_listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(codeload_listener, codeload).await.unwrap() });
+
+    let authorized = |headers: &HeaderMap| {
+        headers.get("authorization").and_then(|v| v.to_str().ok()) == Some(&format!("Bearer {SECRET}"))
+            && headers.get("accept").and_then(|v| v.to_str().ok()) == Some("application/vnd.github+json")
+            && headers.contains_key("user-agent")
+    };
+    let api = Router::new()
+        .route(
+            "/repos/{owner}/{repo}/pulls/{number}",
+            get(
+                move |Path((owner, repo, number)): Path<(String, String, u64)>,
+                      State(seen): State<SeenRequests>,
+                      headers: HeaderMap| async move {
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).map(str::to_string);
+                    seen.lock().unwrap().push((format!("/repos/{owner}/{repo}/pulls/{number}"), auth));
+                    if !authorized(&headers) {
+                        return (axum::http::StatusCode::UNAUTHORIZED, [("location", String::new())], String::new());
+                    }
+                    if repo == "old-name" {
+                        // GitHub answers a renamed repository with a permanent redirect on the same host.
+                        let to = format!("/repos/{owner}/new-name/pulls/{number}");
+                        return (axum::http::StatusCode::MOVED_PERMANENTLY, [("location", to)], String::new());
+                    }
+                    let body = serde_json::json!({ "number": number, "state": "open", "title": "Fix the flux capacitor",
+                                               "base": { "repo": { "full_name": format!("{owner}/{repo}") } } });
+                    (axum::http::StatusCode::OK, [("location", String::new())], body.to_string())
+                },
+            ),
+        )
+        .route(
+            "/repos/{owner}/{repo}/tarball/{branch}",
+            get(move |Path((owner, repo, branch)): Path<(String, String, String)>, headers: HeaderMap| async move {
+                if !authorized(&headers) {
+                    return (axum::http::StatusCode::UNAUTHORIZED, [("location", String::new())]);
+                }
+                let to = format!(
+                    "http://{codeload_addr}/{owner}/{repo}/legacy.tar.gz/refs/heads/{branch}?token=signed-download"
+                );
+                (axum::http::StatusCode::FOUND, [("location", to)])
+            }),
+        )
+        .with_state(seen.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, api).await.unwrap() });
+    (addr, codeload_addr, seen)
+}
+
+#[tokio::test]
+async fn github_stand_in_same_host_redirects_keep_the_credential_other_hosts_never_get_it() {
+    let (api, codeload, seen) = serve_github().await;
+    for t in testing::all().await {
+        seen.lock().unwrap().clear();
+        let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+        let conn = Connection {
+            name: "github".into(),
+            kind: ConnectionKind::Bearer,
+            placement: None,
+            base_url: Some(format!("http://{api}")),
+            allowed_hosts: vec![api.to_string(), codeload.to_string()],
+            requires_grant: false,
+            oauth: None,
+            allow_private_network: false,
+            expose_token: false,
+        };
+        vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+        let github = |path: &str| OutboundRequest {
+            method: "GET".into(),
+            url: path.into(),
+            headers: vec![
+                ("accept".into(), "application/vnd.github+json".into()),
+                ("user-agent".into(), "airlock-code-review".into()),
+                ("x-github-api-version".into(), "2022-11-28".into()),
+            ],
+            body: None,
+        };
+
+        let resp = vault.fetch("acme", "github", github("/repos/acme/widgets/pulls/42"), false).await.unwrap();
+        assert_eq!(resp.status, 200, "{:?}: {}", t.backend, String::from_utf8_lossy(&resp.body));
+        let pr: serde_json::Value = serde_json::from_slice(&resp.body).unwrap();
+        assert_eq!((pr["number"].as_u64(), pr["state"].as_str()), (Some(42), Some("open")));
+
+        // A renamed repository: the 301 on the same host is followed, with the credential.
+        let resp = vault.fetch("acme", "github", github("/repos/acme/old-name/pulls/7"), false).await.unwrap();
+        assert_eq!(resp.status, 200);
+        assert_eq!(
+            serde_json::from_slice::<serde_json::Value>(&resp.body).unwrap()["base"]["repo"]["full_name"],
+            "acme/new-name"
+        );
+
+        // The tarball: the API redirects to codeload, another (allowed) host: followed, without the credential.
+        let resp = vault.fetch("acme", "github", github("/repos/acme/widgets/tarball/main"), false).await.unwrap();
+        assert_eq!((resp.status, resp.body.as_slice()), (200, b"tarball-bytes".as_slice()));
+        let seen = seen.lock().unwrap().clone();
+        let download = seen.iter().find(|(p, _)| p.contains("legacy.tar.gz")).expect("codeload was reached");
+        assert_eq!(download.1, None, "the GitHub token never goes to codeload");
+        let api_calls: Vec<_> = seen.iter().filter(|(p, _)| p.starts_with("/repos/")).collect();
+        assert_eq!(api_calls.len(), 3, "{api_calls:?}");
+        assert!(api_calls.iter().all(|(_, auth)| auth.as_deref() == Some(&format!("Bearer {SECRET}"))));
+    }
+}
+
+#[tokio::test]
+async fn agent_namespaces_resolve_their_own_connection_first() {
+    let addr = serve_api().await;
+    let t = testing::sqlite().await;
+    let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let conn = |name: &str| Connection {
+        name: name.into(),
+        kind: ConnectionKind::Bearer,
+        placement: None,
+        base_url: None,
+        allowed_hosts: vec![addr.to_string()],
+        requires_grant: false,
+        oauth: None,
+        allow_private_network: false,
+        expose_token: false,
+    };
+    vault.put("acme", &conn("hubspot"), Zeroizing::new("tenant-wide".into())).await.unwrap();
+    vault.put("acme", &conn("crm/hubspot"), Zeroizing::new(SECRET.into())).await.unwrap();
+
+    assert_eq!(vault.resolve("acme", "crm", "hubspot").await.unwrap().name, "crm/hubspot");
+    assert_eq!(vault.resolve("acme", "crm", "hubspot").await.unwrap().owner(), Some("crm"));
+    assert_eq!(vault.resolve("acme", "mailer", "hubspot").await.unwrap().name, "hubspot", "others get the tenant's");
+    let err = vault.resolve("acme", "mailer", "crm/hubspot").await.unwrap_err();
+    assert!(matches!(err, VaultError::InvalidRequest(_)), "a tool cannot name another agent's namespace: {err}");
+    // The agent's own credential is the one sent.
+    let resp = vault.fetch("acme", "crm/hubspot", get_req(addr, "/contacts"), false).await.unwrap();
+    assert_eq!(resp.status, 200);
+    assert_eq!(vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await.unwrap().status, 401);
+
+    for bad in ["CRM/hubspot", "/hubspot", "crm/", "a/b/c"] {
+        let err = vault.put("acme", &conn(bad), Zeroizing::new("x".into())).await.unwrap_err();
+        assert!(matches!(err, VaultError::InvalidConnection(_)), "{bad}: {err}");
+    }
+    // Static keys are never handed out, whatever the setting says.
+    let exposed = Connection { expose_token: true, ..conn("static") };
+    assert!(matches!(
+        vault.put("acme", &exposed, Zeroizing::new("x".into())).await,
+        Err(VaultError::InvalidConnection(_))
+    ));
+    vault.put("acme", &conn("crm/other"), Zeroizing::new("x".into())).await.unwrap();
+    assert_eq!(vault.delete_namespace("acme", "crm").await.unwrap(), 2);
+    assert_eq!(vault.list("acme").await.unwrap().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["hubspot"]);
 }

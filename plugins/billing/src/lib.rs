@@ -52,7 +52,8 @@ impl Guest for Billing {
     }
 
     fn call(name: String, input: String) -> Result<String, ToolError> {
-        let input: Value = serde_json::from_str(&input).map_err(|e| ToolError::InvalidInput(format!("input is not JSON: {e}")))?;
+        let input: Value =
+            serde_json::from_str(&input).map_err(|e| ToolError::InvalidInput(format!("input is not JSON: {e}")))?;
         match name.as_str() {
             "lookup-customer" => lookup(&input),
             "refund" => refund(&input),
@@ -62,7 +63,10 @@ impl Guest for Billing {
 }
 
 fn field<'a>(input: &'a Value, name: &str) -> Result<&'a str, ToolError> {
-    input.get(name).and_then(Value::as_str).ok_or_else(|| ToolError::InvalidInput(format!("`{name}` is required and must be a string")))
+    input
+        .get(name)
+        .and_then(Value::as_str)
+        .ok_or_else(|| ToolError::InvalidInput(format!("`{name}` is required and must be a string")))
 }
 
 fn require(relation: &str, object: &str) -> Result<(), ToolError> {
@@ -89,8 +93,10 @@ fn send(method: &str, path: &str, body: Option<Value>, grant: Option<&str>) -> R
         headers: vec![("content-type".into(), "application/json".into())],
         body: body.map(|b| b.to_string().into_bytes()),
     };
-    let resp = vault::fetch(CONNECTION, &req, grant).map_err(|e| ToolError::Refused(format!("vault: {}", describe(&e))))?;
-    let parsed: Value = serde_json::from_slice(&resp.body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&resp.body)));
+    let resp =
+        vault::fetch(CONNECTION, &req, grant).map_err(|e| ToolError::Refused(format!("vault: {}", describe(&e))))?;
+    let parsed: Value =
+        serde_json::from_slice(&resp.body).unwrap_or_else(|_| json!(String::from_utf8_lossy(&resp.body)));
     if !(200..300).contains(&resp.status) {
         return Err(ToolError::Failed(format!("billing API answered {}: {parsed}", resp.status)));
     }

@@ -25,6 +25,7 @@ impl Guest for Probe {
             tool("huge-output", "Return a string of `bytes` bytes."),
             tool("check", "Ask authz about `relation` on `object`."),
             tool("fetch", "Fetch `url` through `connection`; with `dump_memory`, return all of linear memory as hex."),
+            tool("token", "Ask the vault for a short-lived token of `connection`."),
             tool("env", "Report what the sandbox lets it see: environment, files, clock."),
         ]
     }
@@ -61,13 +62,17 @@ impl Guest for Probe {
                 .map_err(|e| ToolError::Refused(format!("{e:?}"))),
             "fetch" => {
                 let req = vault::HttpRequest { method: "GET".into(), url: text("url"), headers: vec![], body: None };
-                let resp = vault::fetch(&text("connection"), &req, None).map_err(|e| ToolError::Refused(format!("{e:?}")))?;
+                let resp =
+                    vault::fetch(&text("connection"), &req, None).map_err(|e| ToolError::Refused(format!("{e:?}")))?;
                 let mut out = json!({ "status": resp.status, "body": String::from_utf8_lossy(&resp.body) });
                 if input.get("dump_memory").and_then(Value::as_bool).unwrap_or(false) {
                     out["memory_hex"] = json!(dump_memory());
                 }
                 Ok(out.to_string())
             }
+            "token" => vault::token(&text("connection"))
+                .map(|t| json!({ "token": t.token, "expires_in": t.expires_in }).to_string())
+                .map_err(|e| ToolError::Refused(format!("{e:?}"))),
             "env" => Ok(json!({
                 "env": std::env::vars().collect::<Vec<_>>(),
                 "root_readable": std::fs::read_dir("/").is_ok(),

@@ -32,7 +32,7 @@ impl approval::Host for CallState {
         };
         let detail = json!({ "approval_id": pending.id, "action": pending.action, "role": pending.role,
                              "summary": pending.summary, "args_digest": pending.args_digest });
-        self.services.audit.record(self.ctx.event("approval.request", "pending", detail, None));
+        self.services.audit.record(self.ctx.event("approval.request", "pending", detail, &[]));
 
         let waiting_since = Instant::now();
         let decided = approvals.wait(&self.ctx.tenant, &pending.id).await;
@@ -60,7 +60,7 @@ impl approval::Host for CallState {
                 ("error", Err(ApprovalError::Unavailable(format!("approval ended in state {:?}", decided.status))))
             }
         };
-        self.services.audit.record(self.ctx.event("approval.decision", outcome, detail, None));
+        self.services.audit.record(self.ctx.event("approval.decision", outcome, detail, &[]));
         Ok(answer)
     }
 }

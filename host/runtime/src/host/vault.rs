@@ -4,7 +4,7 @@ use airlock_vault::{OutboundRequest, VaultError};
 use serde_json::json;
 
 use crate::bindings::airlock::tool::types::Error;
-use crate::bindings::airlock::tool::vault::{self, HttpRequest, HttpResponse};
+use crate::bindings::airlock::tool::vault::{self, HttpRequest, HttpResponse, ShortLivedToken};
 use crate::state::{CallContext, CallState, Services};
 
 impl vault::Host for CallState {
@@ -18,12 +18,14 @@ impl vault::Host for CallState {
             Ok(a) => a.to_string(),
             Err(e) => return Ok(Err(e)),
         };
-        let tenant = self.ctx.tenant.clone();
         let external = external_host(&req.url);
         let mut detail = json!({ "connection": connection, "method": req.method, "url": strip_query(&req.url),
                                  "grant": grant });
         let (services, ctx) = (self.services.clone(), self.ctx.clone());
-        let outcome = fetch_as(&services, &ctx, &tenant, &agent, &connection, req, grant.as_deref()).await;
+        let mut resolved = None;
+        let outcome = fetch_as(&services, &ctx, &agent, &connection, &mut resolved, req, grant.as_deref()).await;
+        let via = format!("connection:{}", resolved.as_deref().unwrap_or(&connection));
+        detail["connection"] = resolved.as_deref().unwrap_or(&connection).into();
         let (label, answer) = match outcome {
             Ok(resp) => {
                 detail["status"] = resp.status.into();
@@ -34,8 +36,80 @@ impl vault::Host for CallState {
                 (if matches!(e, Error::Denied(_)) { "denied" } else { "error" }, Err(e))
             }
         };
-        self.services.audit.record(self.ctx.event("vault.fetch", label, detail, external.as_deref()));
+        let mut hops = vec![via.as_str()];
+        hops.extend(external.as_deref());
+        self.services.audit.record(self.ctx.event("vault.fetch", label, detail, &hops));
         Ok(answer)
+    }
+
+    async fn token(&mut self, connection: String) -> wasmtime::Result<Result<ShortLivedToken, Error>> {
+        let agent = match super::agent(self) {
+            Ok(a) => a.to_string(),
+            Err(e) => return Ok(Err(e)),
+        };
+        let tenant = self.ctx.tenant.clone();
+        let services = self.services.clone();
+        let mut detail = json!({ "connection": connection });
+        let mut via = None;
+        let outcome = async {
+            let conn = resolve_usable(&services, &tenant, &agent, &connection).await?;
+            detail["connection"] = conn.name.clone().into();
+            via = Some(format!("connection:{}", conn.name));
+            let (token, expires_at) = services.vault.token(&tenant, &conn.name).await.map_err(vault_error)?;
+            let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64);
+            let expires_in = ((expires_at - now.unwrap_or(i64::MAX)).max(0) / 1000) as u64;
+            Ok::<_, Error>(ShortLivedToken { token: token.to_string(), expires_in })
+        }
+        .await;
+        let label = match &outcome {
+            Ok(t) => {
+                // The token itself never goes to the audit; that it left the host does.
+                detail["exposed"] = true.into();
+                detail["expires_in"] = t.expires_in.into();
+                "allowed"
+            }
+            Err(Error::Denied(m)) => {
+                detail["error"] = m.clone().into();
+                "denied"
+            }
+            Err(e) => {
+                detail["error"] = format!("{e:?}").into();
+                "error"
+            }
+        };
+        let hops: Vec<&str> = via.as_deref().into_iter().collect();
+        self.services.audit.record(self.ctx.event("vault.token", label, detail, &hops));
+        Ok(outcome)
+    }
+}
+
+/// The connection `requested` names for `agent` (its own namespace first), once the agent
+/// is `can_use` on it.
+async fn resolve_usable(
+    services: &Services,
+    tenant: &str,
+    agent: &str,
+    requested: &str,
+) -> Result<airlock_vault::Connection, Error> {
+    // `agent` is the authz subject (`agent:NAME`); namespaces are named by the bare name.
+    let namespace = agent.strip_prefix("agent:").unwrap_or(agent);
+    let conn = services.vault.resolve(tenant, namespace, requested).await.map_err(vault_error)?;
+    let object = format!("connection:{}", conn.name);
+    match services.rebac.check_now(tenant, agent, "can_use", &object).await {
+        Ok(true) => Ok(conn),
+        Ok(false) => Err(Error::Denied(format!("`{agent}` is not `can_use` on `{object}`"))),
+        Err(e) => Err(Error::Denied(format!("authorization failed closed: {e}"))),
+    }
+}
+
+fn vault_error(e: VaultError) -> Error {
+    match e {
+        VaultError::NotFound(_) => Error::NotFound(e.to_string()),
+        VaultError::EgressRefused(_) | VaultError::GrantRequired(_) | VaultError::NotExposable(_) => {
+            Error::Denied(e.to_string())
+        }
+        VaultError::InvalidRequest(_) => Error::Invalid(e.to_string()),
+        other => Error::Unavailable(other.to_string()),
     }
 }
 
@@ -43,23 +117,16 @@ impl vault::Host for CallState {
 async fn fetch_as(
     services: &Services,
     ctx: &CallContext,
-    tenant: &str,
     agent: &str,
     connection: &str,
+    resolved: &mut Option<String>,
     req: HttpRequest,
     grant: Option<&str>,
 ) -> Result<HttpResponse, Error> {
-    let object = format!("connection:{connection}");
-    match services.rebac.check_now(tenant, agent, "can_use", &object).await {
-        Ok(true) => {}
-        Ok(false) => return Err(Error::Denied(format!("`{agent}` is not `can_use` on `{object}`"))),
-        Err(e) => return Err(Error::Denied(format!("authorization failed closed: {e}"))),
-    }
-    // The connection must exist before a grant is spent on it.
-    services.vault.get(tenant, connection).await.map_err(|e| match e {
-        VaultError::NotFound(_) => Error::NotFound(e.to_string()),
-        other => Error::Unavailable(other.to_string()),
-    })?;
+    let tenant = ctx.tenant.as_str();
+    // The connection must exist, and be usable, before a grant is spent on it.
+    let conn = resolve_usable(services, tenant, agent, connection).await?;
+    *resolved = Some(conn.name.clone());
     let granted = match grant {
         None => false,
         Some(id) => {
@@ -72,12 +139,7 @@ async fn fetch_as(
         }
     };
     let outbound = OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
-    let resp = services.vault.fetch(tenant, connection, outbound, granted).await.map_err(|e| match e {
-        VaultError::NotFound(_) => Error::NotFound(e.to_string()),
-        VaultError::EgressRefused(_) | VaultError::GrantRequired(_) => Error::Denied(e.to_string()),
-        VaultError::InvalidRequest(_) => Error::Invalid(e.to_string()),
-        other => Error::Unavailable(other.to_string()),
-    })?;
+    let resp = services.vault.fetch(tenant, &conn.name, outbound, granted).await.map_err(vault_error)?;
     Ok(HttpResponse { status: resp.status, headers: resp.headers, body: resp.body })
 }
 

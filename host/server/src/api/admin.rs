@@ -291,14 +291,36 @@ pub(super) struct PutConnection {
     oauth: Option<airlock_vault::OAuthConfig>,
     #[serde(default)]
     allow_private_network: bool,
+    /// Let `vault.token` and the token exchange hand out this OAuth2 connection's access token.
+    #[serde(default)]
+    expose_token: bool,
+    /// Put the connection in this agent's private namespace (`AGENT/NAME`) instead of the tenant's.
+    #[serde(default)]
+    agent: Option<String>,
     /// For the oauth2 kinds, JSON: `{"refresh_token", "client_secret"}`.
     secret: String,
+}
+
+/// `?tenant=&agent=`: a connection in the tenant's namespace or in one agent's.
+#[derive(Deserialize)]
+pub(super) struct ConnectionQuery {
+    tenant: Option<String>,
+    agent: Option<String>,
+}
+
+/// The stored name of connection `name`, in `agent`'s namespace when one is given.
+fn qualified(agent: Option<&str>, name: &str) -> String {
+    match agent {
+        Some(agent) => Connection::in_namespace(agent, name),
+        None => name.to_string(),
+    }
 }
 
 fn vault_error(e: VaultError) -> ApiError {
     match e {
         VaultError::NotFound(_) => ApiError::not_found(e.to_string()),
-        VaultError::InvalidConnection(_) => ApiError::bad_request(e.to_string()),
+        VaultError::InvalidConnection(_) | VaultError::InvalidRequest(_) => ApiError::bad_request(e.to_string()),
+        VaultError::ReconnectNeeded { .. } => ApiError::conflict(e.to_string()),
         other => ApiError::internal("vault", other),
     }
 }
@@ -313,6 +335,7 @@ pub(super) async fn put_connection(
     let Json(body) = body?;
     let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
     let secret = Zeroizing::new(body.secret);
+    let name = qualified(body.agent.as_deref(), &name);
     let conn = Connection {
         name: name.clone(),
         kind: body.kind,
@@ -322,6 +345,7 @@ pub(super) async fn put_connection(
         requires_grant: body.requires_grant,
         oauth: body.oauth,
         allow_private_network: body.allow_private_network,
+        expose_token: body.expose_token,
     };
     host.vault.put(tenant, &conn, secret).await.map_err(vault_error)?;
     host.audit.record(admin_event(
@@ -329,9 +353,34 @@ pub(super) async fn put_connection(
         "connection.put",
         "ok",
         "",
-        json!({ "connection": name, "hosts": conn.allowed_hosts }),
+        json!({ "connection": name, "hosts": conn.allowed_hosts, "expose_token": conn.expose_token }),
     ));
     Ok(Json(json!({ "connection": conn })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RotateSecret {
+    tenant: Option<String>,
+    #[serde(default)]
+    agent: Option<String>,
+    secret: String,
+}
+
+/// `POST /v1/connections/{name}/secret`: replaces the secret, keeping everything else.
+pub(super) async fn rotate_connection_secret(
+    State(host): Host,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<RotateSecret>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Json(body) = body?;
+    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let name = qualified(body.agent.as_deref(), &name);
+    let conn = host.vault.get(tenant, &name).await.map_err(vault_error)?;
+    host.vault.put(tenant, &conn, Zeroizing::new(body.secret)).await.map_err(vault_error)?;
+    host.audit.record(admin_event(tenant, "connection.rotate", "ok", "", json!({ "connection": name })));
+    Ok(Json(json!({ "rotated": name })))
 }
 
 pub(super) async fn list_connections(
@@ -348,14 +397,16 @@ pub(super) async fn delete_connection(
     State(host): Host,
     Path(name): Path<String>,
     headers: HeaderMap,
-    query: Result<Query<TenantQuery>, QueryRejection>,
+    query: Result<Query<ConnectionQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     require_admin(&host, &headers)?;
     let Query(q) = query?;
-    if !host.vault.delete(q.tenant(), &name).await.map_err(vault_error)? {
+    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let name = qualified(q.agent.as_deref(), &name);
+    if !host.vault.delete(tenant, &name).await.map_err(vault_error)? {
         return Err(ApiError::not_found(format!("no connection `{name}` in this tenant")));
     }
-    host.audit.record(admin_event(q.tenant(), "connection.delete", "ok", "", json!({ "connection": name })));
+    host.audit.record(admin_event(tenant, "connection.delete", "ok", "", json!({ "connection": name })));
     Ok(Json(json!({ "deleted": name })))
 }
 

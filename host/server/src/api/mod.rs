@@ -37,6 +37,7 @@ pub fn router(host: Arc<Airlock>) -> Router {
         .route("/v1/agents/{name}", delete(admin::revoke_agent))
         .route("/v1/connections", get(admin::list_connections))
         .route("/v1/connections/{name}", put(admin::put_connection).delete(admin::delete_connection))
+        .route("/v1/connections/{name}/secret", post(admin::rotate_connection_secret))
         .route("/v1/vault/rotate-tenant-key", post(admin::rotate_tenant_key))
         .route("/v1/vault/rotate-master-key", post(admin::rotate_master_key))
         .route("/v1/approvals", get(admin::list_approvals))

@@ -127,22 +127,51 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             let path = format!("/v1/agents/{}?tenant={}", enc(&name), enc(&remote.tenant));
             print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
         }
-        Command::Connection(ConnectionCmd::Put { remote, name, kind, hosts, base_url, requires_grant, secret_env }) => {
-            let secret = zeroize::Zeroizing::new(
-                std::env::var(&secret_env)
-                    .map_err(|_| format!("set the secret in the environment variable `{secret_env}`"))?,
-            );
+        Command::Connection(ConnectionCmd::Put {
+            remote,
+            name,
+            kind,
+            agent,
+            token_url,
+            client_id,
+            scope,
+            expose_token,
+            allow_private_network,
+            hosts,
+            base_url,
+            requires_grant,
+            secret_env,
+        }) => {
+            let secret = secret_from_env(&secret_env)?;
+            let oauth = match (token_url, client_id) {
+                (Some(token_url), Some(client_id)) => {
+                    json!({ "token_url": token_url, "client_id": client_id, "scope": scope })
+                }
+                (None, None) => Value::Null,
+                _ => return Err("an OAuth2 connection needs both `--token-url` and `--client-id`".into()),
+            };
             let body = json!({ "tenant": remote.tenant, "kind": kind, "allowed_hosts": hosts, "base_url": base_url,
-                               "requires_grant": requires_grant, "secret": secret.as_str() });
+                               "requires_grant": requires_grant, "agent": agent, "oauth": oauth,
+                               "expose_token": expose_token, "allow_private_network": allow_private_network,
+                               "secret": secret.as_str() });
             let path = format!("/v1/connections/{}", enc(&name));
             print(&Client::admin(&remote)?.send(Method::PUT, &path, Some(Body::Json(body))).await?);
+        }
+        Command::Connection(ConnectionCmd::Rotate { remote, name, agent, secret_env }) => {
+            let secret = secret_from_env(&secret_env)?;
+            let body = json!({ "tenant": remote.tenant, "agent": agent, "secret": secret.as_str() });
+            let path = format!("/v1/connections/{}/secret", enc(&name));
+            print(&Client::admin(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
         }
         Command::Connection(ConnectionCmd::List { remote }) => {
             let path = format!("/v1/connections?tenant={}", enc(&remote.tenant));
             print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
         }
-        Command::Connection(ConnectionCmd::Delete { remote, name }) => {
-            let path = format!("/v1/connections/{}?tenant={}", enc(&name), enc(&remote.tenant));
+        Command::Connection(ConnectionCmd::Delete { remote, name, agent }) => {
+            let mut path = format!("/v1/connections/{}?tenant={}", enc(&name), enc(&remote.tenant));
+            if let Some(agent) = agent {
+                path.push_str(&format!("&agent={}", enc(&agent)));
+            }
             print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
         }
         Command::Vault(VaultCmd::RotateTenantKey { remote }) => {
@@ -198,4 +227,11 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// A secret read from the environment variable `name`, so it stays out of shell history.
+fn secret_from_env(name: &str) -> Result<zeroize::Zeroizing<String>, String> {
+    std::env::var(name)
+        .map(zeroize::Zeroizing::new)
+        .map_err(|_| format!("set the secret in the environment variable `{name}`"))
 }

@@ -229,9 +229,27 @@ pub enum ConnectionCmd {
         #[command(flatten)]
         remote: Remote,
         name: String,
-        /// `bearer` or `api_key`.
+        /// `bearer`, `api_key`, `oauth2_refresh` or `oauth2_client_credentials`.
         #[arg(long, default_value = "bearer")]
         kind: String,
+        /// Put it in this agent's private namespace instead of the tenant's.
+        #[arg(long)]
+        agent: Option<String>,
+        /// OAuth2 kinds: the provider's token endpoint.
+        #[arg(long)]
+        token_url: Option<String>,
+        /// OAuth2 kinds: the client id at the provider.
+        #[arg(long)]
+        client_id: Option<String>,
+        /// OAuth2 kinds: the scope to ask for.
+        #[arg(long)]
+        scope: Option<String>,
+        /// OAuth2 kinds: let `vault.token` hand out short-lived access tokens.
+        #[arg(long)]
+        expose_token: bool,
+        /// Let a host name resolve to loopback or private addresses.
+        #[arg(long)]
+        allow_private_network: bool,
         /// A host (or host:port) the credential may be sent to; repeat for several.
         #[arg(long = "host", required = true)]
         hosts: Vec<String>,
@@ -250,11 +268,23 @@ pub enum ConnectionCmd {
         #[command(flatten)]
         remote: Remote,
     },
+    /// Replace a connection's secret (from `--secret-env`), keeping its settings.
+    Rotate {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+        #[arg(long)]
+        agent: Option<String>,
+        #[arg(long, default_value = "AIRLOCK_SECRET")]
+        secret_env: String,
+    },
     /// Delete a connection and its secret.
     Delete {
         #[command(flatten)]
         remote: Remote,
         name: String,
+        #[arg(long)]
+        agent: Option<String>,
     },
 }
 
