@@ -55,6 +55,12 @@ pub(crate) async fn list(db: &Db, tenant: &str, after: i64, limit: i64) -> Resul
     Ok(raw_page(db, tenant, after, limit).await?.into_iter().map(|r| from_row(tenant, r)).collect())
 }
 
+pub(crate) async fn head(db: &Db, tenant: &str) -> Result<i64, AuditError> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT seq FROM audit_heads WHERE tenant = $1").bind(tenant).fetch_optional(db.pool()).await?;
+    Ok(row.map(|(seq,)| seq).unwrap_or(0))
+}
+
 async fn raw_page(db: &Db, tenant: &str, after: i64, limit: i64) -> Result<Vec<Row>, AuditError> {
     Ok(sqlx::query_as(
         "SELECT seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash FROM audit_events \

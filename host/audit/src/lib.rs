@@ -77,10 +77,17 @@ enum Message {
 }
 
 /// Events waiting for the writer, and the bell for when it should not wait.
-#[derive(Default)]
 struct Queue {
     messages: Mutex<Vec<Message>>,
     bell: Notify,
+    /// Bumped after every committed batch, so live readers (the events stream) wake up.
+    committed: tokio::sync::watch::Sender<u64>,
+}
+
+impl Default for Queue {
+    fn default() -> Queue {
+        Queue { messages: Mutex::default(), bell: Notify::new(), committed: tokio::sync::watch::Sender::new(0) }
+    }
 }
 
 /// Queue length at which `record` rings the writer instead of letting it wake on its own.
@@ -128,6 +135,18 @@ impl AuditLog {
         self.queue.messages.lock().push(Message::Flush(done));
         self.queue.bell.notify_one();
         wait.await.map_err(|_| AuditError::WriterGone)
+    }
+
+    /// A receiver that changes after each batch this host commits: a live reader waits on it
+    /// and then lists from its last sequence number, so it misses nothing and sees no event
+    /// before it is durable. (Other hosts' commits are not signalled: poll as well.)
+    pub fn committed(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.queue.committed.subscribe()
+    }
+
+    /// The newest sequence number of a tenant's chain (0 when empty).
+    pub async fn head(&self, tenant: &str) -> Result<i64, AuditError> {
+        chain::head(&self.db, tenant).await
     }
 
     /// Events of a tenant with `seq > after`, oldest first, at most `limit`.

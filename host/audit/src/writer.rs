@@ -50,6 +50,9 @@ pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
                 delay = (delay * 2).min(Duration::from_secs(5));
             }
         }
+        if let Some(q) = queue.upgrade() {
+            q.committed.send_modify(|n| *n += 1);
+        }
         for done in waiting {
             let _ = done.send(());
         }

@@ -26,7 +26,7 @@ use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
 
-fn require_admin(host: &Airlock, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn require_admin(host: &Airlock, headers: &HeaderMap) -> Result<(), ApiError> {
     match bearer(headers) {
         Some(token) if host.is_admin(token) => Ok(()),
         Some(_) => Err(ApiError::unauthenticated("the bearer token is not the admin token")),

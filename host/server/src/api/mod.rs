@@ -3,6 +3,7 @@
 //! - `GET /healthz`: liveness, no authentication;
 //! - `/v1/tools...`: for agents, with the agent's bearer token;
 //! - everything else under `/v1`: for the tenant admin, with the admin token;
+//! - `GET /v1/events`: the tenant's audit events live, as Server-Sent Events (admin token);
 //! - `/stores/...`: the OpenFGA API (each store a tenant), with the admin token.
 //!
 //! Errors are JSON bodies `{"code": "...", "message": "..."}` with a stable
@@ -11,6 +12,7 @@
 mod admin;
 mod agent;
 mod error;
+mod events;
 mod openfga;
 
 use std::sync::Arc;
@@ -45,6 +47,7 @@ pub fn router(host: Arc<Airlock>) -> Router {
         .route("/v1/approvals/{id}/decision", post(admin::decide_approval))
         .route("/v1/audit", get(admin::read_audit))
         .route("/v1/audit/verify", get(admin::verify_audit))
+        .route("/v1/events", get(events::stream_events))
         .merge(openfga::routes())
         .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
         .with_state(host)
