@@ -7,6 +7,10 @@ pub const BILLING: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/
 /// Hello: `greet`, no host interface; the first tool to try on a new host.
 pub const HELLO: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/hello.wasm"));
 
+/// Customer offboarding: five steps through the vault, two of them behind CFO / DPO approval
+/// policies. Installed from the marketplace, not registered by `serve`.
+pub const OFFBOARDING: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/offboarding.wasm"));
+
 /// A deliberately hostile component for testing the sandbox. Not registered by `serve`.
 pub const SANDBOX_PROBE: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/sandbox_probe.wasm"));
 
