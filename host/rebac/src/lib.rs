@@ -79,6 +79,9 @@ pub struct Rebac {
     applied: parking_lot::Mutex<HashMap<String, i64>>,
     /// When set, request-path checks go to this external OpenFGA server instead.
     remote: Option<remote::RemoteFga>,
+    /// Another process writes this SQLite file too (`airlock mcp` beside `airlock serve`):
+    /// sync before answering, as on PostgreSQL.
+    shared_file: std::sync::atomic::AtomicBool,
 }
 
 impl Rebac {
@@ -114,7 +117,15 @@ impl Rebac {
             .fetch_all(db.pool())
             .await?;
         let stores = RwLock::new(live.into_iter().map(|(id,)| id).collect());
-        Ok(Rebac { db, tenants: RwLock::new(tenants), models: RwLock::new(models), stores, applied, remote: None })
+        Ok(Rebac {
+            db,
+            tenants: RwLock::new(tenants),
+            models: RwLock::new(models),
+            stores,
+            applied,
+            remote: None,
+            shared_file: std::sync::atomic::AtomicBool::new(false),
+        })
     }
 
     /// Whether checks go to an external OpenFGA server (local tuples and models are then not consulted).
@@ -157,6 +168,12 @@ impl Rebac {
         self.write_model(tenant, &parsed.to_string()).await
     }
 
+    /// Declares that another process writes this SQLite database too, so request-path
+    /// answers sync with it first (a revoke by `airlock serve` reaches `airlock mcp`).
+    pub fn share_sqlite_file(&self) {
+        self.shared_file.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Brings the in-memory mirror of `tenant` up to the database's revision.
     ///
     /// On PostgreSQL several hosts share the tuples; a host calls this before
@@ -164,7 +181,9 @@ impl Rebac {
     /// answered "allowed" here. It costs one primary-key read when nothing
     /// changed. On SQLite one host owns the file and this returns at once.
     pub async fn sync(&self, tenant: &str) -> Result<(), RebacError> {
-        if self.db.backend() != airlock_store::Backend::Postgres {
+        if self.db.backend() != airlock_store::Backend::Postgres
+            && !self.shared_file.load(std::sync::atomic::Ordering::Relaxed)
+        {
             return Ok(());
         }
         let current: Option<(i64,)> =

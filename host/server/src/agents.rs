@@ -104,6 +104,17 @@ impl Agents {
         Ok(())
     }
 
+    /// Whether agent `name` exists in `tenant` and is not revoked (asks the database).
+    pub async fn exists(&self, tenant: &str, name: &str) -> Result<bool, AgentError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM agents WHERE tenant = $1 AND name = $2 AND revoked_at IS NULL")
+                .bind(tenant)
+                .bind(name)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.is_some())
+    }
+
     /// The agent a bearer token belongs to, if it is live.
     ///
     /// On PostgreSQL, where another host may have revoked the agent, the

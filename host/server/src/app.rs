@@ -28,6 +28,8 @@ pub struct Airlock {
     pub admin_token: String,
     /// Where the state lives (the master key file, when not from the environment).
     pub data_dir: std::path::PathBuf,
+    /// `Host` header values `/mcp` accepts (see [`Config::mcp_allowed_hosts`]).
+    pub mcp_allowed_hosts: Vec<String>,
 }
 
 /// Why the host could not start. Each message says what to do.
@@ -71,6 +73,9 @@ impl Airlock {
         if let Some(remote) = &config.openfga {
             rebac = rebac.with_remote(remote.clone())?;
         }
+        if config.shared_sqlite {
+            rebac.share_sqlite_file();
+        }
         let rebac = Arc::new(rebac);
         let approvals = Arc::new(Approvals::new(db.clone()));
         let key = MasterKey::load_or_create(dir)?;
@@ -92,6 +97,9 @@ impl Airlock {
             }
             Err(e) => return Err(e.into()),
         };
+        if config.shared_sqlite {
+            vault.share_sqlite_file();
+        }
         let vault = Arc::new(vault);
         let audit = AuditLog::start(db.clone());
         let services = Arc::new(Services {
@@ -104,7 +112,18 @@ impl Airlock {
             .map_err(|e| OpenError::Runtime(format!("{e:#}")))?;
         let agents = Agents::open(db.clone()).await?;
         let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
-        let host = Airlock { db, rebac, approvals, vault, audit, runtime, agents, admin_token, data_dir: dir.clone() };
+        let host = Airlock {
+            db,
+            rebac,
+            approvals,
+            vault,
+            audit,
+            runtime,
+            agents,
+            admin_token,
+            data_dir: dir.clone(),
+            mcp_allowed_hosts: config.mcp_allowed_hosts.clone(),
+        };
 
         let stored: Vec<(String, Vec<u8>)> =
             sqlx::query_as("SELECT name, wasm FROM components").fetch_all(host.db.pool()).await?;

@@ -18,6 +18,12 @@ pub struct Config {
     pub register_bundled: bool,
     /// Answer request-path checks from an external OpenFGA server instead of the embedded engine.
     pub openfga: Option<airlock_rebac::remote::RemoteConfig>,
+    /// `Host` header values `/mcp` accepts (DNS-rebinding protection); empty accepts any.
+    /// Defaults to the loopback names; add the names clients use to reach a public listener.
+    pub mcp_allowed_hosts: Vec<String>,
+    /// Another process (`airlock serve` beside `airlock mcp`) writes the same SQLite file:
+    /// read through to the database instead of trusting in-memory mirrors.
+    pub shared_sqlite: bool,
 }
 
 impl Config {
@@ -30,6 +36,8 @@ impl Config {
             limits: Limits::default(),
             register_bundled: true,
             openfga: None,
+            mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            shared_sqlite: false,
         }
     }
 

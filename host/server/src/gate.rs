@@ -43,9 +43,39 @@ impl Airlock {
             .map_err(|e| GateError::AuthzUnavailable(e.to_string()))
     }
 
+    /// The tools `agent` may use right now (`component.tool` ids), for `tools/list`-like
+    /// answers. A check that fails counts as "no": the list fails closed.
+    pub async fn visible_tools(&self, agent: &Agent) -> Vec<VisibleTool> {
+        let mut tools = Vec::new();
+        for component in self.runtime.components() {
+            for tool in &component.tools {
+                let id = format!("{}.{}", component.name, tool.name);
+                if self.may_use(agent, &id).await.unwrap_or(false) {
+                    tools.push(VisibleTool {
+                        id,
+                        description: tool.description.clone(),
+                        input_schema: tool.input_schema.clone(),
+                    });
+                }
+            }
+        }
+        tools
+    }
+
     /// Runs `tool` as `agent` with JSON `input`, through the whole gate.
     pub async fn call_tool(&self, agent: &Agent, tool: &str, input: &str) -> Result<CallReport, GateError> {
-        let call_id = next_call_id();
+        self.call_tool_as(agent, tool, input, next_call_id()).await
+    }
+
+    /// [`Airlock::call_tool`] under a call id the caller chose (from [`new_call_id`]), so it
+    /// can follow the call (e.g. report its pending approvals) while it runs.
+    pub async fn call_tool_as(
+        &self,
+        agent: &Agent,
+        tool: &str,
+        input: &str,
+        call_id: String,
+    ) -> Result<CallReport, GateError> {
         let ctx = CallContext {
             tenant: agent.tenant.clone(),
             agent: agent.subject(),
@@ -82,6 +112,21 @@ impl Airlock {
         self.audit.record(ctx.event("tool.call", label, detail, &[]));
         Ok(CallReport { call_id, outcome })
     }
+}
+
+/// A tool as an agent sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VisibleTool {
+    /// `component.tool`.
+    pub id: String,
+    pub description: String,
+    /// The input's JSON Schema.
+    pub input_schema: serde_json::Value,
+}
+
+/// A fresh call id for [`Airlock::call_tool_as`].
+pub fn new_call_id() -> String {
+    next_call_id()
 }
 
 /// A unique call id without a syscall per call: a random per-process prefix and a counter.

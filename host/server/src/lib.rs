@@ -3,7 +3,8 @@
 //!
 //! - [`app::Airlock`] opens storage and every engine from a [`config::Config`];
 //! - [`gate`] is the path of one call: authenticate, authorize, run, audit;
-//! - [`api`] serves it over HTTP (axum); [`cli`] is the client side.
+//! - [`api`] serves it over HTTP (axum), [`mcp`] over the Model Context Protocol;
+//!   [`cli`] is the command line.
 
 pub mod agents;
 pub mod api;
@@ -12,6 +13,7 @@ pub mod bundled;
 pub mod cli;
 pub mod config;
 pub mod gate;
+pub mod mcp;
 
 pub use app::Airlock;
 pub use config::Config;

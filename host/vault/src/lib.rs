@@ -92,6 +92,8 @@ pub struct Vault {
     generation: std::sync::atomic::AtomicU64,
     /// Held shared while a data key is created, exclusively while the master key rotates.
     key_lock: tokio::sync::RwLock<()>,
+    /// Another process writes this SQLite file too: never cache connections.
+    shared_file: std::sync::atomic::AtomicBool,
 }
 
 impl Vault {
@@ -113,7 +115,14 @@ impl Vault {
             cache: Default::default(),
             generation: std::sync::atomic::AtomicU64::new(0),
             key_lock: tokio::sync::RwLock::new(()),
+            shared_file: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Declares that another process writes this SQLite database too: connections are then
+    /// read from the database at each use, as on PostgreSQL.
+    pub fn share_sqlite_file(&self) {
+        self.shared_file.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Creates or replaces a connection and seals its secret.
@@ -247,7 +256,8 @@ impl Vault {
     }
 
     async fn load(&self, tenant: &str, name: &str) -> Result<(Connection, Vec<u8>), VaultError> {
-        let cacheable = self.db.backend() == airlock_store::Backend::Sqlite;
+        let cacheable = self.db.backend() == airlock_store::Backend::Sqlite
+            && !self.shared_file.load(std::sync::atomic::Ordering::Relaxed);
         let key = (tenant.to_string(), name.to_string());
         if cacheable {
             if let Some(hit) = self.cache.lock().get(&key) {

@@ -15,7 +15,7 @@ use crate::Airlock;
 use airlock_runtime::CallError;
 
 /// The agent behind the bearer token; refusals are audited.
-async fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
+pub(crate) async fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
     let agent = match bearer(headers) {
         Some(token) => host.agents.authenticate(token).await.map_err(|e| ApiError::internal("agent store", e))?,
         None => None,
@@ -36,15 +36,12 @@ async fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result
 /// `GET /v1/tools`: the tools this agent may use right now, with their input schemas.
 pub(super) async fn list_tools(State(host): State<Arc<Airlock>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
-    let mut tools = Vec::new();
-    for component in host.runtime.components() {
-        for tool in &component.tools {
-            let id = format!("{}.{}", component.name, tool.name);
-            if host.may_use(&agent, &id).await.unwrap_or(false) {
-                tools.push(json!({ "name": id, "description": tool.description, "input_schema": tool.input_schema }));
-            }
-        }
-    }
+    let tools: Vec<Value> = host
+        .visible_tools(&agent)
+        .await
+        .into_iter()
+        .map(|t| json!({ "name": t.id, "description": t.description, "input_schema": t.input_schema }))
+        .collect();
     Ok(Json(json!({ "tools": tools })))
 }
 

@@ -80,7 +80,9 @@ fn enc(s: &str) -> String {
 pub(super) async fn run(command: Command) -> Result<(), String> {
     use reqwest::Method;
     match command {
-        Command::Serve { .. } => return Err("`serve` starts a host; it is not a client command".into()),
+        Command::Serve { .. } | Command::Mcp { .. } => {
+            return Err("`serve` and `mcp` run a host; they are not client commands".into())
+        }
         Command::Component(ComponentCmd::Add { remote, name, file }) => {
             let wasm = std::fs::read(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
             eprintln!("uploading and compiling `{name}` ({} KiB)...", wasm.len() / 1024);

@@ -91,6 +91,19 @@ pub enum Command {
         #[command(flatten)]
         openfga: ExternalOpenFga,
     },
+    /// Serve MCP on stdin/stdout as one agent, for local clients that spawn a process.
+    Mcp {
+        /// The agent to act as (it must exist: `airlock agent create NAME`).
+        #[arg(long)]
+        agent: String,
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// The data directory `airlock serve` uses.
+        #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data")]
+        data_dir: PathBuf,
+        #[arg(long, env = "AIRLOCK_DATABASE_URL")]
+        database_url: Option<String>,
+    },
     /// Manage tool components.
     #[command(subcommand)]
     Component(ComponentCmd),
@@ -343,6 +356,9 @@ pub async fn run(cli: Cli) -> i32 {
             Ok(remote) => serve::run(listen, data_dir, database_url, remote).await,
             Err(e) => Err(e),
         },
+        Command::Mcp { agent, tenant, data_dir, database_url } => {
+            serve::mcp_stdio(crate::agents::Agent { tenant, name: agent }, data_dir, database_url).await
+        }
         other => client::run(other).await,
     };
     match result {

@@ -50,3 +50,19 @@ pub(super) async fn run(
     host.flush().await;
     Ok(())
 }
+
+/// `airlock mcp`: open the host's state beside a possibly running `airlock serve` and serve
+/// MCP on stdio as `agent`.
+pub(super) async fn mcp_stdio(
+    agent: crate::agents::Agent,
+    data_dir: PathBuf,
+    database_url: Option<String>,
+) -> Result<(), String> {
+    let mut config = Config::new(data_dir);
+    config.database_url = database_url;
+    config.shared_sqlite = true;
+    let host = Arc::new(Airlock::open(&config).await.map_err(|e| e.to_string())?);
+    let served = crate::mcp::stdio::serve(host.clone(), agent).await;
+    host.flush().await;
+    served
+}

@@ -1,0 +1,52 @@
+//! `/mcp`: MCP over Streamable HTTP, stateless, with plain JSON responses.
+//!
+//! Stateless because every request carries its own bearer token: no session can be picked
+//! up by another agent's token, and nothing is kept per client between calls. JSON responses
+//! because they cost the least per call; a call that sends progress while it waits for a
+//! human switches to an SSE response on its own. A request without a valid agent token is
+//! refused with 401 (audited) before the MCP layer sees it.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
+
+use super::AirlockMcp;
+use crate::Airlock;
+
+/// The `/mcp` routes over `host`. `allowed_hosts` are the `Host` header values accepted
+/// (DNS-rebinding protection); empty accepts any.
+pub fn routes<S: Clone + Send + Sync + 'static>(host: Arc<Airlock>, allowed_hosts: &[String]) -> Router<S> {
+    let mut config = StreamableHttpServerConfig::default().with_legacy_session_mode(false).with_json_response(true);
+    config = if allowed_hosts.is_empty() {
+        config.disable_allowed_hosts()
+    } else {
+        config.with_allowed_hosts(allowed_hosts.iter().cloned())
+    };
+    let handler = AirlockMcp::new(host.clone());
+    let service: StreamableHttpService<AirlockMcp, LocalSessionManager> =
+        StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);
+    Router::new().route_service("/mcp", service).layer(middleware::from_fn_with_state(host, authenticate))
+}
+
+/// Puts the authenticated [`crate::agents::Agent`] in the request's extensions, or answers 401.
+async fn authenticate(State(host): State<Arc<Airlock>>, mut req: Request, next: Next) -> Response {
+    match crate::api::agent::authenticate(&host, req.headers(), "mcp").await {
+        Ok(agent) => {
+            req.extensions_mut().insert(agent);
+            next.run(req).await
+        }
+        Err(e) => {
+            let mut resp = e.into_response();
+            resp.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"airlock\""),
+            );
+            resp
+        }
+    }
+}

@@ -1,0 +1,219 @@
+//! Agents reach their tools over the Model Context Protocol (the official Rust SDK, `rmcp`).
+//!
+//! One handler serves both doors: Streamable HTTP at `/mcp` ([`http`]) and stdio
+//! (`airlock mcp`, [`stdio`]). It adds nothing to the gate, it only translates:
+//! - `tools/list` is [`Airlock::visible_tools`]: what the authorization engine lets this agent
+//!   use right now, so a revoked tool vanishes from the next listing;
+//! - `tools/call` is [`Airlock::call_tool_as`]: authz, approvals, vault and audit as for any
+//!   call. While the call waits for a human, progress notifications say so (and which
+//!   approval); a refusal comes back as a tool error (`isError: true`) whose structured
+//!   content names the failed check and what to do next, never as a protocol error, so the
+//!   agent's model can read it.
+
+pub mod http;
+pub mod stdio;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_approvals::Status;
+use airlock_runtime::CallError;
+use rmcp::model::{
+    CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject, ListToolsResult,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+};
+use rmcp::service::RequestContext;
+use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
+use serde_json::{json, Value};
+
+use crate::agents::Agent;
+use crate::gate::{error_kind, new_call_id, GateError};
+use crate::Airlock;
+
+/// How often a waiting call reports progress.
+const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+
+/// The MCP face of a host, for one agent (stdio) or for whoever each request authenticated as (HTTP).
+#[derive(Clone)]
+pub struct AirlockMcp {
+    host: Arc<Airlock>,
+    /// Over stdio there is no request to carry an identity: the process serves one agent.
+    fixed_agent: Option<Agent>,
+}
+
+impl AirlockMcp {
+    /// A handler whose callers authenticate per request (HTTP).
+    pub fn new(host: Arc<Airlock>) -> AirlockMcp {
+        AirlockMcp { host, fixed_agent: None }
+    }
+
+    /// A handler that serves `agent` only (stdio).
+    pub fn for_agent(host: Arc<Airlock>, agent: Agent) -> AirlockMcp {
+        AirlockMcp { host, fixed_agent: Some(agent) }
+    }
+
+    /// The agent behind this request: the one the HTTP middleware authenticated, or the
+    /// fixed one, which must still be live (a revoke ends a stdio agent's access at once).
+    async fn agent(&self, ctx: &RequestContext<RoleServer>) -> Result<Agent, McpError> {
+        let from_http = ctx.extensions.get::<axum::http::request::Parts>().and_then(|p| p.extensions.get::<Agent>());
+        if let Some(agent) = from_http {
+            return Ok(agent.clone());
+        }
+        let Some(agent) = &self.fixed_agent else {
+            return Err(McpError::invalid_request(
+                "not authenticated: send `Authorization: Bearer <agent token>`",
+                None,
+            ));
+        };
+        match self.host.agents.exists(&agent.tenant, &agent.name).await {
+            Ok(true) => Ok(agent.clone()),
+            Ok(false) => Err(McpError::invalid_request(
+                format!("agent `{}` has been revoked: ask a tenant admin", agent.name),
+                None,
+            )),
+            Err(e) => Err(McpError::internal_error(format!("agent store unavailable: {e}"), None)),
+        }
+    }
+
+    /// Tells the client, while `call_id` waits for a human, which approval it waits for.
+    async fn report_waiting(&self, ctx: &RequestContext<RoleServer>, agent: &Agent, tool: &str, tick: u32) {
+        let Some(token) = ctx.meta.get_progress_token() else { return };
+        let pending = self.host.approvals.list(&agent.tenant, Some(Status::Pending)).await.unwrap_or_default();
+        let mine: Vec<_> = pending.iter().filter(|a| a.agent == agent.subject() && a.tool == tool).collect();
+        let message = match mine.as_slice() {
+            [] => format!("`{tool}` is still running"),
+            [one] => format!(
+                "waiting for a human to approve `{}` ({}){}: approval `{}`",
+                one.action,
+                one.summary,
+                one.role.as_deref().map(|r| format!(" by a `{r}`")).unwrap_or_default(),
+                one.id
+            ),
+            many => format!("waiting for {} approvals of `{tool}`", many.len()),
+        };
+        let param = ProgressNotificationParam::new(token, f64::from(tick)).with_message(message);
+        let _ = ctx.peer.notify_progress(param).await;
+    }
+}
+
+impl ServerHandler for AirlockMcp {
+    fn get_info(&self) -> ServerConfig {
+        ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
+            .with_server_info(Implementation::new("airlock", env!("CARGO_PKG_VERSION")))
+            .with_instructions(
+                "Tools run sandboxed; some need a human's approval and wait for it (progress notifications \
+                 say which). A refused call returns isError with `code` and `next_step` in structuredContent.",
+            )
+    }
+
+    async fn list_tools(
+        &self,
+        _request: Option<PaginatedRequestParams>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<ListToolsResult, McpError> {
+        let agent = self.agent(&ctx).await?;
+        let tools = self
+            .host
+            .visible_tools(&agent)
+            .await
+            .into_iter()
+            .map(|t| Tool::new(t.id, t.description, Arc::new(schema_object(t.input_schema))))
+            .collect();
+        Ok(ListToolsResult::with_all_items(tools))
+    }
+
+    async fn call_tool(
+        &self,
+        request: CallToolRequestParams,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<CallToolResponse, McpError> {
+        let agent = self.agent(&ctx).await?;
+        let tool = request.name.to_string();
+        let input = Value::Object(request.arguments.unwrap_or_default()).to_string();
+        let call = self.host.call_tool_as(&agent, &tool, &input, new_call_id());
+        tokio::pin!(call);
+        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
+        let mut tick = 0u32;
+        let report = loop {
+            tokio::select! {
+                report = &mut call => break report,
+                _ = ticks.tick() => {
+                    tick += 1;
+                    self.report_waiting(&ctx, &agent, &tool, tick).await;
+                }
+            }
+        };
+        Ok(answer(&agent, &tool, report).into())
+    }
+}
+
+/// A component's JSON Schema as the object MCP wants (an empty object schema if it is not one).
+fn schema_object(schema: Value) -> JsonObject {
+    match schema {
+        Value::Object(map) => map,
+        _ => json!({ "type": "object" }).as_object().cloned().unwrap_or_default(),
+    }
+}
+
+/// The gate's answer as an MCP tool result.
+fn answer(agent: &Agent, tool: &str, report: Result<crate::gate::CallReport, GateError>) -> CallToolResult {
+    let refusal = |code: &str, message: String, next_step: String, call_id: Option<&str>| {
+        CallToolResult::structured_error(json!({
+            "code": code, "message": message, "next_step": next_step, "call_id": call_id,
+        }))
+    };
+    let report = match report {
+        Ok(report) => report,
+        Err(e @ GateError::Forbidden { .. }) => {
+            let next = format!(
+                "ask a tenant admin to grant it: `airlock tuple write {} can_use tool:{tool}`",
+                agent.subject()
+            );
+            return refusal("forbidden", e.to_string(), next, None);
+        }
+        Err(e @ GateError::BadToolId(_)) => {
+            return refusal("not_found", e.to_string(), "call `tools/list` for the tools you may use".into(), None)
+        }
+        Err(e @ GateError::AuthzUnavailable(_)) => {
+            return refusal("authz_unavailable", e.to_string(), "retry later; nothing was run".into(), None)
+        }
+    };
+    let call_id = report.call_id.as_str();
+    match report.outcome.result {
+        Ok(value @ Value::Object(_)) => CallToolResult::structured(value),
+        Ok(other) => CallToolResult::success(vec![rmcp::model::ContentBlock::text(other.to_string())]),
+        Err(e) => {
+            let message = e.to_string();
+            refusal(error_kind(&e), message.clone(), next_step(&e, &message), Some(call_id))
+        }
+    }
+}
+
+/// What the agent (or its user) can do about a failed call.
+fn next_step(e: &CallError, message: &str) -> String {
+    let lower = message.to_lowercase();
+    match e {
+        CallError::Refused(_) if lower.contains("no connection") => {
+            "a tenant admin must add the connection: `airlock connection put NAME --host HOST` \
+             (and grant `can_use` on `connection:NAME`)"
+                .into()
+        }
+        CallError::Refused(_) if lower.contains("denied by") || lower.contains("approval denied") => {
+            "the approver refused this action: do not retry it unchanged; tell the user why".into()
+        }
+        CallError::Refused(_) if lower.contains("expired") => {
+            "nobody decided in time: call again to ask again, or ask the approver to watch for it".into()
+        }
+        CallError::Refused(_) if lower.contains("can_use") || lower.contains("not `") => {
+            "a permission is missing: ask a tenant admin for the relation named above".into()
+        }
+        CallError::Refused(_) => "a host check refused the call; the message says which".into(),
+        CallError::InvalidInput(_) => "fix the arguments to match the tool's input schema".into(),
+        CallError::UnknownComponent(_) | CallError::UnknownTool { .. } => {
+            "call `tools/list` for the tools you may use".into()
+        }
+        CallError::Failed(_) => "the external service failed; retry later".into(),
+        CallError::Limit(_) => "the tool hit a sandbox limit; use smaller input".into(),
+        CallError::Trap(_) => "the tool crashed; report it to its publisher".into(),
+    }
+}
