@@ -27,6 +27,8 @@ pub enum IdentityError {
     BadExternalIssuer(String),
     #[error("issuer `{issuer}` with audience `{audience}` is already configured for another tenant")]
     IssuerTaken { issuer: String, audience: String },
+    #[error("cannot build the http client for external key sets: {0}")]
+    HttpClient(String),
     #[error("no external issuer `{issuer}` configured in tenant `{tenant}`")]
     IssuerNotConfigured { tenant: String, issuer: String },
 }

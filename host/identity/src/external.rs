@@ -98,14 +98,14 @@ pub(crate) struct JwksCache {
 }
 
 impl JwksCache {
-    /// An empty cache with an HTTP client that follows no redirects.
-    pub fn new() -> JwksCache {
+    /// An empty cache with an HTTP client that follows no redirects and gives up after [`FETCH_TIMEOUT`].
+    pub fn new() -> Result<JwksCache, IdentityError> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(FETCH_TIMEOUT)
             .build()
-            .unwrap_or_default();
-        JwksCache { http, sets: Mutex::new(HashMap::new()) }
+            .map_err(|e| IdentityError::HttpClient(e.to_string()))?;
+        Ok(JwksCache { http, sets: Mutex::new(HashMap::new()) })
     }
 
     /// The key for `kid` from the issuer's set, fetching or refetching as the policy allows.
@@ -278,7 +278,11 @@ impl Identity {
     }
 
     /// One external issuer of a tenant.
-    pub async fn get_external_issuer(&self, tenant: &str, issuer: &str) -> Result<Option<ExternalIssuer>, IdentityError> {
+    pub async fn get_external_issuer(
+        &self,
+        tenant: &str,
+        issuer: &str,
+    ) -> Result<Option<ExternalIssuer>, IdentityError> {
         let row: Option<IssuerRow> = sqlx::query_as(
             "SELECT tenant, issuer, audience, jwks_url, subject_claim FROM identity_external_issuers \
              WHERE tenant = $1 AND issuer = $2",
@@ -372,7 +376,11 @@ impl Identity {
     }
 
     /// The subject mappings of one issuer in a tenant.
-    pub async fn list_external_subjects(&self, tenant: &str, issuer: &str) -> Result<Vec<SubjectMapping>, IdentityError> {
+    pub async fn list_external_subjects(
+        &self,
+        tenant: &str,
+        issuer: &str,
+    ) -> Result<Vec<SubjectMapping>, IdentityError> {
         let rows: Vec<(String, String)> = sqlx::query_as(
             "SELECT external_subject, agent FROM identity_external_subjects WHERE tenant = $1 AND issuer = $2 \
              ORDER BY external_subject",

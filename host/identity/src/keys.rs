@@ -71,8 +71,8 @@ fn generate(master: &MasterKey) -> Result<NewKey, IdentityError> {
     let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
         .map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
     let pkcs8 = Zeroizing::new(pkcs8.as_ref().to_vec());
-    let pair = ring::signature::Ed25519KeyPair::from_pkcs8(&pkcs8)
-        .map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
+    let pair =
+        ring::signature::Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
     let x = URL_SAFE_NO_PAD.encode(pair.public_key().as_ref());
     let thumbprint = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
     let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint.as_bytes()));
@@ -153,7 +153,8 @@ pub(crate) async fn load(db: &Db, master: &MasterKey) -> Result<Option<KeyRing>,
         let x = jwk_value.get("x").and_then(|x| x.as_str()).ok_or_else(|| bad("public jwk has no `x`".into()))?;
         let key = DecodingKey::from_ed_components(x).map_err(|e| bad(e.to_string()))?;
         if is_active == Some(1) {
-            let plain = Zeroizing::new(master.open(&aad(&kid), &sealed).map_err(|()| IdentityError::Unseal(kid.clone()))?);
+            let plain =
+                Zeroizing::new(master.open(&aad(&kid), &sealed).map_err(|()| IdentityError::Unseal(kid.clone()))?);
             active = Some((kid.clone(), EncodingKey::from_ed_der(&plain)));
         }
         verifying.insert(kid, VerifyingKey { key, jwk: jwk_value, retired_at });

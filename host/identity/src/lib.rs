@@ -108,7 +108,7 @@ impl Identity {
             issuer,
             ring: RwLock::new(Arc::new(ring)),
             ring_loaded: Mutex::new(Instant::now()),
-            external: external::JwksCache::new(),
+            external: external::JwksCache::new()?,
         })
     }
 

@@ -45,13 +45,13 @@ impl Identity {
             return Err(TokenError::UnsupportedAlg(format!("{:?}", header.alg)));
         }
         let kid = header.kid.as_deref().ok_or_else(|| TokenError::Malformed("token header has no `kid`".into()))?;
+        // A host that only verifies still learns of retirements done by other hosts.
+        self.refresh_if_stale().await.map_err(|e| TokenError::KeysUnavailable(e.to_string()))?;
         let key = match self.own_key(kid) {
             Some(key) => key,
             None => {
                 // Another host may have rotated since the ring was read.
-                if self.reload_for_unknown_kid()
-                    .await
-                    .map_err(|e| TokenError::KeysUnavailable(e.to_string()))? {
+                if self.reload_for_unknown_kid().await.map_err(|e| TokenError::KeysUnavailable(e.to_string()))? {
                     self.own_key(kid).ok_or_else(|| TokenError::UnknownKid(kid.to_string()))?
                 } else {
                     return Err(TokenError::UnknownKid(kid.to_string()));

@@ -1,5 +1,8 @@
 //! RFC 8693 token exchange: delegation from users to agents with a nested `act` chain.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
@@ -85,7 +88,9 @@ async fn the_result_never_outlives_its_inputs() {
     let agent = id.issue_agent_token("acme", "planner", AUD, None).await.unwrap().access_token;
     let out = id.exchange(&alice.access_token, &agent, AUD, Some(Duration::from_secs(3600))).await.unwrap();
     assert!(out.expires_in <= 120, "{}", out.expires_in);
-    assert!(payload(&out.access_token)["exp"].as_i64().unwrap() <= payload(&alice.access_token)["exp"].as_i64().unwrap());
+    assert!(
+        payload(&out.access_token)["exp"].as_i64().unwrap() <= payload(&alice.access_token)["exp"].as_i64().unwrap()
+    );
 
     // Nor the actor's own token.
     let alice = id.issue_user_token("acme", "alice", AUD, None).await.unwrap().access_token;
@@ -165,6 +170,9 @@ async fn external_user_token_as_subject() {
 
         // A globex agent cannot act for acme's external user.
         let foreign = id.issue_agent_token("globex", "planner", AUD, None).await.unwrap().access_token;
-        assert!(matches!(id.exchange(&user, &foreign, AUD, None).await.unwrap_err(), ExchangeError::CrossTenant { .. }));
+        assert!(matches!(
+            id.exchange(&user, &foreign, AUD, None).await.unwrap_err(),
+            ExchangeError::CrossTenant { .. }
+        ));
     }
 }

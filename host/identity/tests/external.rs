@@ -1,5 +1,8 @@
 //! Tokens of external issuers (RS256, ES256) verified through a JWKS served on loopback, on both backends.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use airlock_identity::{ExternalIssuer, IdentityError, TokenError};
@@ -81,7 +84,10 @@ async fn unmapped_subject_is_refused() {
         configure(&id, &server).await;
         let token = sign_external("rsa1", Algorithm::RS256, "test-rsa1", &ext_claims("stranger@clients"));
         let err = id.verify(&token, AUD).await.unwrap_err();
-        assert!(matches!(err, TokenError::UnmappedSubject { ref subject, .. } if subject == "stranger@clients"), "{err}");
+        assert!(
+            matches!(err, TokenError::UnmappedSubject { ref subject, .. } if subject == "stranger@clients"),
+            "{err}"
+        );
         assert!(err.to_string().contains("`stranger@clients`"), "{err}");
 
         // Unmapping a subject refuses its tokens from then on.

@@ -3,6 +3,9 @@
 //! Runs when `AIRLOCK_PYTHON` names a python with `pyjwt[crypto]` (scripts/test sets it); skipped
 //! with a notice when unset outside CI, a failure when unset under CI.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::path::PathBuf;

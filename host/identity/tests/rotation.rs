@@ -1,5 +1,8 @@
 //! Key rotation, the grace period, and hosts sharing one database, on both backends.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::collections::HashSet;

@@ -1,5 +1,8 @@
 //! Issuing and verifying the host's own tokens, and every refusal, on both backends.
 
+// Test helpers outside #[test] functions unwrap too: a failure is a test failure.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::time::Duration;
@@ -94,7 +97,12 @@ async fn refuses_unlisted_alg() {
     // RS256 is allowed for external issuers but never for this host's own tokens.
     let mut rs = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
     rs.kid = Some(id.active_kid());
-    let token = jsonwebtoken::encode(&rs, &agent_claims("acme", "a"), &jsonwebtoken::EncodingKey::from_rsa_pem(&pem("rsa1")).unwrap()).unwrap();
+    let token = jsonwebtoken::encode(
+        &rs,
+        &agent_claims("acme", "a"),
+        &jsonwebtoken::EncodingKey::from_rsa_pem(&pem("rsa1")).unwrap(),
+    )
+    .unwrap();
     let err = id.verify(&token, AUD).await.unwrap_err();
     assert!(matches!(err, TokenError::UnsupportedAlg(_)), "{err}");
 }
@@ -130,7 +138,10 @@ async fn refuses_tampered_signature_and_payload() {
     let mut claims = payload(&token);
     claims["tenant"] = json!("other-tenant");
     let mut parts = token.split('.');
-    let forged = format!("{}.{}.{}", parts.next().unwrap(), b64(&claims), { parts.next(); parts.next().unwrap() });
+    let forged = format!("{}.{}.{}", parts.next().unwrap(), b64(&claims), {
+        parts.next();
+        parts.next().unwrap()
+    });
     assert!(matches!(id.verify(&forged, AUD).await.unwrap_err(), TokenError::BadSignature));
 }
 
