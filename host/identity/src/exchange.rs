@@ -1,0 +1,84 @@
+//! RFC 8693 token exchange: a user's token (the subject) and an agent's own token (the actor)
+//! become a token that says "this agent, acting for this user".
+//!
+//! Rules, each refused with its own [`ExchangeError`]:
+//! - both input tokens must verify and be addressed to this host's issuer or to the requested
+//!   audience (a token meant for another service cannot be exchanged here);
+//! - the subject stands for a user: a user token of this host, an external issuer's token whose
+//!   subject is not mapped to an agent, or an already delegated token (then the chain grows,
+//!   RFC 8693 section 4.1: `act: {sub: new actor, act: {previous}}`);
+//! - the actor is an agent presenting its OWN token: a delegated token is refused as actor, so an
+//!   agent cannot splice another user's delegation into this one (the chain records only agents
+//!   that proved themselves directly);
+//! - both belong to the same tenant; the chain stays within [`MAX_CHAIN`] actors;
+//! - the result never outlives the subject token, nor the actor token.
+
+use std::time::Duration;
+
+use serde_json::{json, Map, Value};
+
+use crate::error::ExchangeError;
+use crate::issue::{lifetime, now_secs};
+use crate::{Identity, IssuedToken, MAX_CHAIN, TOKEN_TYPE_ACCESS_TOKEN};
+
+impl Identity {
+    /// Exchanges a user's `subject_token` and an agent's `actor_token` for a delegated token
+    /// addressed to `audience`: `sub` is the user, `act.sub` the agent. `ttl` defaults to
+    /// [`crate::DEFAULT_TTL`], is capped at [`crate::MAX_TTL`] and by both input tokens' expiry.
+    pub async fn exchange(
+        &self,
+        subject_token: &str,
+        actor_token: &str,
+        audience: &str,
+        ttl: Option<Duration>,
+    ) -> Result<IssuedToken, ExchangeError> {
+        if audience.is_empty() {
+            return Err(crate::IdentityError::Empty { field: "audience" }.into());
+        }
+        let requested = lifetime(ttl)?;
+        let accepted = [self.issuer.as_str(), audience];
+        let subject = self.verify_for(subject_token, &accepted, true).await.map_err(ExchangeError::SubjectToken)?;
+        let actor = self.verify_for(actor_token, &accepted, false).await.map_err(ExchangeError::ActorToken)?;
+        let user = subject.user.clone().ok_or_else(|| ExchangeError::SubjectNotUser(subject.subject.clone()))?;
+        if !actor.act.is_empty() {
+            return Err(ExchangeError::ActorDelegated(actor.subject));
+        }
+        let agent = match (&actor.agent, &actor.user) {
+            (Some(agent), None) => agent.clone(),
+            _ => return Err(ExchangeError::ActorNotAgent(actor.subject)),
+        };
+        if subject.tenant != actor.tenant {
+            return Err(ExchangeError::CrossTenant { subject: subject.tenant, actor: actor.tenant });
+        }
+        if subject.act.len() + 1 > MAX_CHAIN {
+            return Err(ExchangeError::ChainTooLong(subject.act.len() + 1));
+        }
+        let remaining = subject.exp.min(actor.exp) - now_secs();
+        if remaining < 1 {
+            return Err(ExchangeError::TooShortLived);
+        }
+        let ttl = requested.min(Duration::from_secs(remaining as u64));
+        let actor_sub = format!("agent:{agent}");
+        let mut chain = vec![actor_sub.as_str()];
+        chain.extend(subject.act.iter().map(String::as_str));
+        let mut extra = Map::new();
+        extra.insert("user".into(), Value::String(user.clone()));
+        extra.insert("agent".into(), Value::String(agent));
+        extra.insert("act".into(), nest(&chain));
+        let mut issued = self.issue(&subject.tenant, &format!("user:{user}"), audience, ttl, extra).await?;
+        issued.issued_token_type = Some(TOKEN_TYPE_ACCESS_TOKEN.into());
+        Ok(issued)
+    }
+}
+
+/// The nested `act` claim for a chain given outermost first.
+fn nest(chain: &[&str]) -> Value {
+    let mut act: Option<Value> = None;
+    for sub in chain.iter().rev() {
+        act = Some(match act {
+            None => json!({ "sub": sub }),
+            Some(inner) => json!({ "sub": sub, "act": inner }),
+        });
+    }
+    act.unwrap_or(Value::Null)
+}
