@@ -1,0 +1,461 @@
+//! Human approval of single actions, and the grants those decisions put in the ledger.
+//!
+//! A tool (or the host's policy) asks for approval of one action; the request waits as
+//! `pending` until a human decides it or it expires. Approving issues a grant in the
+//! [`Ledger`] in the same transaction, bound to the request's tenant, agent, tool, action,
+//! argument digest, call and run (denying records a `denied` grant); the grant's id is the
+//! approval's id. The grant lives as long as the request was allowed to wait, counted from
+//! the decision. Spending it ([`Approvals::consume`]) is a claim and a consumption in the
+//! ledger, so it happens once.
+//!
+//! Waiting holds no thread: [`Approvals::wait`] is woken in-process by
+//! [`Approvals::decide`], and re-reads the database every second so that a decision taken
+//! by another process sharing the database (or before a restart) is seen too. After a
+//! restart, [`Approvals::pending_for_resume`] lists the requests still waiting.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_store::sqlx::any::AnyRow;
+use airlock_store::sqlx::{AnyConnection, Row};
+use airlock_store::{now_millis, sqlx, Db};
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tokio::sync::Notify;
+
+use crate::canonical::args_digest_of_text;
+use crate::ledger::{self, Cancellation, GrantSpec, GrantState, Ledger, LedgerError, Presented};
+
+/// Longest an approval may wait, whatever the requester asks.
+pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
+/// Wait when the requester names none.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
+const POLL: Duration = Duration::from_secs(1);
+
+/// What someone asks a human to approve.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewApproval {
+    pub agent: String,
+    pub tool: String,
+    /// The call that asks; its grant can be spent by that call only. `None` binds to no call
+    /// (a grant for a later call, e.g. a workflow's entry approval).
+    #[serde(default)]
+    pub call_id: Option<String>,
+    pub action: String,
+    pub summary: String,
+    pub role: Option<String>,
+    /// JSON text; the grant is bound to its digest.
+    pub details: String,
+    pub ttl: Option<Duration>,
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Approved,
+    Denied,
+    Expired,
+    Consumed,
+}
+
+impl Status {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Approved => "approved",
+            Status::Denied => "denied",
+            Status::Expired => "expired",
+            Status::Consumed => "consumed",
+        }
+    }
+
+    pub(crate) fn parse(s: &str) -> Status {
+        match s {
+            "pending" => Status::Pending,
+            "approved" => Status::Approved,
+            "consumed" => Status::Consumed,
+            "expired" => Status::Expired,
+            // Anything unknown is treated as a refusal: fail closed.
+            _ => Status::Denied,
+        }
+    }
+}
+
+/// A stored approval request and its decision.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Approval {
+    pub id: String,
+    pub tenant: String,
+    pub agent: String,
+    pub tool: String,
+    pub action: String,
+    pub summary: String,
+    pub role: Option<String>,
+    pub details: String,
+    /// Hex sha256 of the canonical JSON of `details` ([`crate::canonical::args_digest`]).
+    pub args_digest: String,
+    pub status: Status,
+    pub approver: Option<String>,
+    pub reason: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub decided_at: Option<i64>,
+    /// The call that asked, which alone may spend the grant; a resumed host finds it here.
+    #[serde(default)]
+    pub call_id: Option<String>,
+    /// The run whose entry this approves ([`crate::runs`]).
+    #[serde(default)]
+    pub run_id: Option<String>,
+}
+
+/// Failures of approval operations.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("invalid approval request: {0}")]
+    Invalid(String),
+    #[error("no approval `{0}` in this tenant")]
+    NotFound(String),
+    #[error("approval `{id}` is already {status:?}, it cannot be decided again")]
+    AlreadyDecided { id: String, status: Status },
+    #[error("grant `{0}` is not usable: it does not exist, was not approved, was already used, or belongs to another agent, tool or action")]
+    GrantUnusable(String),
+    #[error("approval store unavailable: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+impl From<LedgerError> for ApprovalError {
+    /// Only storage failures cross over; callers map refusals themselves.
+    fn from(e: LedgerError) -> ApprovalError {
+        match e {
+            LedgerError::Store(e) => ApprovalError::Store(e),
+            LedgerError::NotFound(id) => ApprovalError::NotFound(id),
+            LedgerError::Invalid(m) => ApprovalError::Invalid(m),
+            other => ApprovalError::GrantUnusable(other.to_string()),
+        }
+    }
+}
+
+/// The approval service.
+pub struct Approvals {
+    db: Db,
+    ledger: Ledger,
+    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+}
+
+/// sha256 of the raw text of `details`. Approvals bind to the canonical digest instead
+/// ([`crate::canonical::args_digest`]), which does not depend on key order or whitespace.
+pub fn digest(details: &str) -> String {
+    hex::encode(Sha256::digest(details.as_bytes()))
+}
+
+const COLUMNS: &str = "id, tenant, agent, tool, action, summary, role, details, args_digest, status, approver, \
+                       reason, created_at, expires_at, decided_at, call_id, run_id";
+
+fn from_row(r: &AnyRow) -> Result<Approval, sqlx::Error> {
+    Ok(Approval {
+        id: r.try_get(0)?,
+        tenant: r.try_get(1)?,
+        agent: r.try_get(2)?,
+        tool: r.try_get(3)?,
+        action: r.try_get(4)?,
+        summary: r.try_get(5)?,
+        role: r.try_get(6)?,
+        details: r.try_get(7)?,
+        args_digest: r.try_get(8)?,
+        status: Status::parse(&r.try_get::<String, _>(9)?),
+        approver: r.try_get(10)?,
+        reason: r.try_get(11)?,
+        created_at: r.try_get(12)?,
+        expires_at: r.try_get(13)?,
+        decided_at: r.try_get(14)?,
+        call_id: r.try_get(15)?,
+        run_id: r.try_get(16)?,
+    })
+}
+
+/// Validates and stores a pending request inside the caller's transaction (runs use this).
+pub(crate) async fn insert(
+    conn: &mut AnyConnection,
+    tenant: &str,
+    req: NewApproval,
+    run_id: Option<String>,
+) -> Result<Approval, ApprovalError> {
+    if req.action.trim().is_empty() {
+        return Err(ApprovalError::Invalid("`action` is empty".into()));
+    }
+    let args_digest =
+        args_digest_of_text(&req.details).ok_or_else(|| ApprovalError::Invalid("`details` is not JSON".into()))?;
+    let ttl = req.ttl.unwrap_or(DEFAULT_TTL).min(MAX_TTL);
+    let now = now_millis();
+    let approval = Approval {
+        id: format!("apr_{}", uuid::Uuid::new_v4().simple()),
+        tenant: tenant.to_string(),
+        args_digest,
+        agent: req.agent,
+        tool: req.tool,
+        action: req.action,
+        summary: req.summary,
+        role: req.role,
+        details: req.details,
+        status: Status::Pending,
+        approver: None,
+        reason: None,
+        created_at: now,
+        expires_at: now + ttl.as_millis() as i64,
+        decided_at: None,
+        call_id: req.call_id,
+        run_id,
+    };
+    sqlx::query(
+        "INSERT INTO approvals (id, tenant, agent, tool, action, summary, role, details, args_digest, status, \
+         created_at, expires_at, call_id, run_id) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'pending', $10, $11, $12, $13)",
+    )
+    .bind(&approval.id)
+    .bind(&approval.tenant)
+    .bind(&approval.agent)
+    .bind(&approval.tool)
+    .bind(&approval.action)
+    .bind(&approval.summary)
+    .bind(&approval.role)
+    .bind(&approval.details)
+    .bind(&approval.args_digest)
+    .bind(approval.created_at)
+    .bind(approval.expires_at)
+    .bind(&approval.call_id)
+    .bind(&approval.run_id)
+    .execute(&mut *conn)
+    .await?;
+    Ok(approval)
+}
+
+async fn fetch(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Option<Approval>, sqlx::Error> {
+    let row = sqlx::query(&format!("SELECT {COLUMNS} FROM approvals WHERE tenant = $1 AND id = $2"))
+        .bind(tenant)
+        .bind(id)
+        .fetch_optional(&mut *conn)
+        .await?;
+    row.as_ref().map(from_row).transpose()
+}
+
+impl Approvals {
+    /// The service over `db`, with its ledger in the same database.
+    pub fn new(db: Db) -> Approvals {
+        Approvals { ledger: Ledger::new(db.clone()), db, waiters: Mutex::new(HashMap::new()) }
+    }
+
+    /// The ledger the decisions are recorded in, for claims with a full binding and for history.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Stores a pending request and returns it.
+    pub async fn create(&self, tenant: &str, req: NewApproval) -> Result<Approval, ApprovalError> {
+        let mut conn = self.db.pool().acquire().await?;
+        insert(&mut conn, tenant, req, None).await
+    }
+
+    /// One approval of a tenant.
+    pub async fn get(&self, tenant: &str, id: &str) -> Result<Approval, ApprovalError> {
+        let mut conn = self.db.pool().acquire().await?;
+        fetch(&mut conn, tenant, id).await?.ok_or_else(|| ApprovalError::NotFound(id.to_string()))
+    }
+
+    /// A tenant's approvals, newest first, optionally only those in `status`.
+    pub async fn list(&self, tenant: &str, status: Option<Status>) -> Result<Vec<Approval>, ApprovalError> {
+        self.expire_due(Some(tenant)).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM approvals WHERE tenant = $1 AND ($2 = '' OR status = $2) ORDER BY created_at DESC LIMIT 500"
+        ))
+        .bind(tenant)
+        .bind(status.map(Status::as_str).unwrap_or(""))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// The requests still waiting for a decision, oldest first, in one tenant or all: what a
+    /// host that restarted must resume waiting on (each names its call and run).
+    pub async fn pending_for_resume(&self, tenant: Option<&str>) -> Result<Vec<Approval>, ApprovalError> {
+        self.expire_due(tenant).await?;
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM approvals WHERE ($1 = '' OR tenant = $1) AND status = 'pending' ORDER BY created_at, id"
+        ))
+        .bind(tenant.unwrap_or(""))
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
+    /// Records a human's decision on a pending, unexpired request, and in the same transaction
+    /// the grant it makes: `issued` when approved, `denied` when not.
+    ///
+    /// Whether `approver` holds the request's role is the caller's check (it
+    /// lives in the authorization engine); this records who decided.
+    pub async fn decide(
+        &self,
+        tenant: &str,
+        id: &str,
+        approver: &str,
+        approve: bool,
+        reason: Option<&str>,
+    ) -> Result<Approval, ApprovalError> {
+        let now = now_millis();
+        let status = if approve { Status::Approved } else { Status::Denied };
+        let mut tx = self.db.pool().begin().await?;
+        // The write comes first, so that SQLite takes its write lock before any read.
+        let changed = sqlx::query(
+            "UPDATE approvals SET status = $1, approver = $2, reason = $3, decided_at = $4 \
+             WHERE tenant = $5 AND id = $6 AND status = 'pending' AND expires_at > $4",
+        )
+        .bind(status.as_str())
+        .bind(approver)
+        .bind(reason)
+        .bind(now)
+        .bind(tenant)
+        .bind(id)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        if changed == 0 {
+            tx.rollback().await?;
+            self.expire_due(Some(tenant)).await?;
+            let current = self.get(tenant, id).await?;
+            return Err(ApprovalError::AlreadyDecided { id: id.to_string(), status: current.status });
+        }
+        let decided = fetch(&mut tx, tenant, id).await?.ok_or_else(|| ApprovalError::NotFound(id.to_string()))?;
+        let spec = GrantSpec {
+            agent: decided.agent.clone(),
+            tool: decided.tool.clone(),
+            action: decided.action.clone(),
+            args_digest: decided.args_digest.clone(),
+            run_id: decided.run_id.clone(),
+            call_id: decided.call_id.clone(),
+            approver: approver.to_string(),
+            role: decided.role.clone(),
+            expires_at: now + (decided.expires_at - decided.created_at),
+        };
+        let state = if approve { GrantState::Issued } else { GrantState::Denied };
+        ledger::insert_grant(&mut tx, tenant, id, &spec, state, now, reason).await?;
+        tx.commit().await?;
+        self.wake(id);
+        Ok(decided)
+    }
+
+    /// Waits until the request is decided or expires, and returns it then. Works on a request
+    /// made by another process or before a restart: the state is read from the database.
+    pub async fn wait(&self, tenant: &str, id: &str) -> Result<Approval, ApprovalError> {
+        let notify = self.waiters.lock().entry(id.to_string()).or_default().clone();
+        let result = loop {
+            // Register interest before reading, so a decision in between is not missed.
+            let notified = notify.notified();
+            let approval = match self.get(tenant, id).await {
+                Ok(a) => a,
+                Err(e) => break Err(e),
+            };
+            if approval.status != Status::Pending {
+                break Ok(approval);
+            }
+            let remaining = approval.expires_at - now_millis();
+            if remaining <= 0 {
+                if let Err(e) = self.expire_due(Some(tenant)).await {
+                    break Err(e);
+                }
+                continue;
+            }
+            let nap = POLL.min(Duration::from_millis(remaining as u64));
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep(nap) => {}
+            }
+        };
+        self.waiters.lock().remove(id);
+        result
+    }
+
+    /// Spends an approved grant, exactly once, for the agent, tool and call it was issued to.
+    ///
+    /// In the ledger this is a claim and a consumption in one transaction, made before the
+    /// action runs (the caller cannot report an outcome here); the action and argument digest
+    /// presented are the grant's own, since this caller does not know them. Callers that do
+    /// should use [`Ledger::claim`] and [`Ledger::consume`] around the action instead. Any
+    /// refusal is recorded in the ledger and reported as [`ApprovalError::GrantUnusable`].
+    pub async fn consume(
+        &self,
+        tenant: &str,
+        grant: &str,
+        agent: &str,
+        tool: &str,
+        call_id: &str,
+    ) -> Result<Approval, ApprovalError> {
+        let known = match self.get(tenant, grant).await {
+            Ok(a) => Some(a),
+            Err(ApprovalError::NotFound(_)) => None,
+            Err(e) => return Err(e),
+        };
+        let presented = Presented {
+            agent: agent.to_string(),
+            tool: tool.to_string(),
+            action: known.as_ref().map(|a| a.action.clone()).unwrap_or_default(),
+            args_digest: known.as_ref().map(|a| a.args_digest.clone()).unwrap_or_default(),
+            call_id: Some(call_id.to_string()),
+            // A run's entry grant is not spent by a single call.
+            run_id: None,
+        };
+        let now = now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        let spent = match ledger::claim_in(&mut tx, tenant, grant, &presented, now).await? {
+            Ok(_) => ledger::consume_in(&mut tx, tenant, grant, &format!("spent by call `{call_id}`"), now).await?,
+            Err(refused) => Err(refused),
+        };
+        if spent.is_ok() {
+            sqlx::query("UPDATE approvals SET status = 'consumed', consumed_at = $1 WHERE tenant = $2 AND id = $3")
+                .bind(now)
+                .bind(tenant)
+                .bind(grant)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Committed either way: a refusal is recorded in the ledger.
+        tx.commit().await?;
+        match spent {
+            Ok(_) => self.get(tenant, grant).await,
+            Err(LedgerError::Store(e)) => Err(ApprovalError::Store(e)),
+            Err(_) => Err(ApprovalError::GrantUnusable(grant.to_string())),
+        }
+    }
+
+    /// Ends an uninstalled agent's authority: issued grants are cancelled, pending requests
+    /// denied (their waiters wake with `denied`).
+    pub async fn cancel_for_agent(&self, tenant: &str, agent: &str) -> Result<Cancellation, ApprovalError> {
+        let done = self.ledger.cancel_for_agent(tenant, agent).await?;
+        let waiting: Vec<Arc<Notify>> = self.waiters.lock().values().cloned().collect();
+        for n in waiting {
+            n.notify_waiters();
+        }
+        Ok(done)
+    }
+
+    /// Marks overdue pending requests as expired, in one tenant or all.
+    async fn expire_due(&self, tenant: Option<&str>) -> Result<(), ApprovalError> {
+        sqlx::query(
+            "UPDATE approvals SET status = 'expired', decided_at = $1 \
+             WHERE ($2 = '' OR tenant = $2) AND status = 'pending' AND expires_at <= $1",
+        )
+        .bind(now_millis())
+        .bind(tenant.unwrap_or(""))
+        .execute(self.db.pool())
+        .await?;
+        Ok(())
+    }
+
+    fn wake(&self, id: &str) {
+        if let Some(n) = self.waiters.lock().get(id) {
+            n.notify_waiters();
+        }
+    }
+}

@@ -1,0 +1,218 @@
+//! Approval policies: which tool actions need a human, in which role, for how long.
+//!
+//! A policy is keyed by `(tenant, tool, action)`. `action` may be `*`, which covers every
+//! action of the tool that has no policy of its own. The role is a relation in the
+//! authorization engine held on `tenant:TENANT` (e.g. `cfo`); this crate only stores its
+//! name and checks its syntax, and whoever decides an approval checks the relation.
+//!
+//! An *entry* policy gates a whole run of an agent instead of one action: it is keyed by the
+//! agent subject in the `tool` column (`agent:offboarder`) and the action [`ENTRY_ACTION`],
+//! and [`crate::runs::Runs::start`] asks for it before any step of the run may go ahead.
+
+use std::time::Duration;
+
+use airlock_store::sqlx::any::AnyRow;
+use airlock_store::sqlx::Row;
+use airlock_store::{now_millis, sqlx, Db};
+use serde::{Deserialize, Serialize};
+
+use crate::MAX_TTL;
+
+/// The action an entry policy is stored under.
+pub const ENTRY_ACTION: &str = "run";
+/// The action that covers every action of a tool without a policy of its own.
+pub const ANY_ACTION: &str = "*";
+
+/// A policy as the caller states it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PolicySpec {
+    /// A tool name, or for an entry policy the agent subject (`agent:NAME`).
+    pub tool: String,
+    /// An action of the tool, `*`, or [`ENTRY_ACTION`] for an entry policy.
+    pub action: String,
+    /// The relation an approver must hold on `tenant:TENANT`.
+    pub role: String,
+    /// How long a request waits for a decision, and how long the grant lasts once approved.
+    pub ttl: Duration,
+    /// Whether this gates a run of the agent rather than one action.
+    pub entry: bool,
+}
+
+/// A stored policy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Policy {
+    pub tenant: String,
+    pub tool: String,
+    pub action: String,
+    pub role: String,
+    pub ttl: Duration,
+    pub entry: bool,
+    pub updated_at: i64,
+}
+
+/// Failures of policy operations.
+#[derive(Debug, thiserror::Error)]
+pub enum PolicyError {
+    #[error("invalid approval policy: {0}")]
+    Invalid(String),
+    #[error("policy store unavailable: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+/// The policy table of one database. Cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Policies {
+    db: Db,
+}
+
+const COLUMNS: &str = "tenant, tool, action, role, ttl_ms, entry, updated_at";
+
+impl Policies {
+    /// The policies stored in `db`.
+    pub fn new(db: Db) -> Policies {
+        Policies { db }
+    }
+
+    /// Creates or replaces the policy for `(spec.tool, spec.action)`.
+    pub async fn put(&self, tenant: &str, spec: PolicySpec) -> Result<Policy, PolicyError> {
+        validate(&spec)?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO approval_policies (tenant, tool, action, role, ttl_ms, entry, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant, tool, action) DO UPDATE SET role = excluded.role, ttl_ms = excluded.ttl_ms, \
+             entry = excluded.entry, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(&spec.tool)
+        .bind(&spec.action)
+        .bind(&spec.role)
+        .bind(spec.ttl.as_millis() as i64)
+        .bind(spec.entry as i64)
+        .bind(now)
+        .execute(self.db.pool())
+        .await?;
+        Ok(Policy {
+            tenant: tenant.to_string(),
+            tool: spec.tool,
+            action: spec.action,
+            role: spec.role,
+            ttl: spec.ttl,
+            entry: spec.entry,
+            updated_at: now,
+        })
+    }
+
+    /// Removes a policy; `false` when there was none.
+    pub async fn delete(&self, tenant: &str, tool: &str, action: &str) -> Result<bool, PolicyError> {
+        let gone = sqlx::query("DELETE FROM approval_policies WHERE tenant = $1 AND tool = $2 AND action = $3")
+            .bind(tenant)
+            .bind(tool)
+            .bind(action)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected();
+        Ok(gone > 0)
+    }
+
+    /// The policy a call of `tool`'s `action` falls under: its own, else the tool's `*` one.
+    /// `None` means no approval is needed.
+    pub async fn for_action(&self, tenant: &str, tool: &str, action: &str) -> Result<Option<Policy>, PolicyError> {
+        if let Some(p) = self.exact(tenant, tool, action).await? {
+            return Ok(Some(p));
+        }
+        self.exact(tenant, tool, ANY_ACTION).await
+    }
+
+    /// The entry policy of `agent` (a subject such as `agent:offboarder`), if its runs are gated.
+    pub async fn entry_for(&self, tenant: &str, agent: &str) -> Result<Option<Policy>, PolicyError> {
+        Ok(self.exact(tenant, agent, ENTRY_ACTION).await?.filter(|p| p.entry))
+    }
+
+    /// A tenant's policies, ordered by tool and action.
+    pub async fn list(&self, tenant: &str) -> Result<Vec<Policy>, PolicyError> {
+        let rows =
+            sqlx::query(&format!("SELECT {COLUMNS} FROM approval_policies WHERE tenant = $1 ORDER BY tool, action"))
+                .bind(tenant)
+                .fetch_all(self.db.pool())
+                .await?;
+        rows.iter().map(from_row).collect::<Result<_, _>>().map_err(PolicyError::from)
+    }
+
+    async fn exact(&self, tenant: &str, tool: &str, action: &str) -> Result<Option<Policy>, PolicyError> {
+        let row = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM approval_policies WHERE tenant = $1 AND tool = $2 AND action = $3"
+        ))
+        .bind(tenant)
+        .bind(tool)
+        .bind(action)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.as_ref().map(from_row).transpose()?)
+    }
+}
+
+/// Letters, digits, `_` or `-`, starting with a letter: the relation names of the authz engine.
+pub fn is_role_name(role: &str) -> bool {
+    let mut chars = role.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic())
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn validate(spec: &PolicySpec) -> Result<(), PolicyError> {
+    let invalid = |m: String| Err(PolicyError::Invalid(m));
+    if !is_role_name(&spec.role) {
+        return invalid(format!(
+            "role `{}` is not a relation name (letters, digits, `_` or `-`, starting with a letter)",
+            spec.role
+        ));
+    }
+    for (name, value) in [("tool", &spec.tool), ("action", &spec.action)] {
+        if value.is_empty() || value.chars().any(char::is_whitespace) {
+            return invalid(format!("{name} `{value}` is empty or contains whitespace"));
+        }
+    }
+    if spec.ttl < Duration::from_secs(1) || spec.ttl > MAX_TTL {
+        return invalid(format!("ttl of {} ms is outside 1 s ..= 7 days", spec.ttl.as_millis()));
+    }
+    let agent_key = spec.tool.starts_with("agent:");
+    if spec.entry && (!agent_key || spec.action != ENTRY_ACTION) {
+        return invalid(format!(
+            "an entry policy is keyed by an agent and the action `{ENTRY_ACTION}`, not `{}` / `{}`",
+            spec.tool, spec.action
+        ));
+    }
+    if !spec.entry && agent_key {
+        return invalid(format!("tool `{}` names an agent: only entry policies are keyed by agents", spec.tool));
+    }
+    Ok(())
+}
+
+fn from_row(r: &AnyRow) -> Result<Policy, sqlx::Error> {
+    let ttl_ms: i64 = r.try_get(4)?;
+    let entry: i64 = r.try_get(5)?;
+    Ok(Policy {
+        tenant: r.try_get(0)?,
+        tool: r.try_get(1)?,
+        action: r.try_get(2)?,
+        role: r.try_get(3)?,
+        ttl: Duration::from_millis(ttl_ms.max(0) as u64),
+        entry: entry != 0,
+        updated_at: r.try_get(6)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn role_names_follow_the_relation_syntax() {
+        for ok in ["cfo", "ops_manager", "dpo-eu", "a1"] {
+            assert!(is_role_name(ok), "{ok}");
+        }
+        for bad in ["", "1cfo", "_cfo", "cfo#member", "tenant:acme", "c fo", "cfö"] {
+            assert!(!is_role_name(bad), "{bad}");
+        }
+    }
+}
