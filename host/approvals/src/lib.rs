@@ -20,6 +20,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::sync::Notify;
 
+pub mod ciba;
+
 /// Longest an approval may wait, whatever the requester asks.
 pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Wait when the requester names none.
