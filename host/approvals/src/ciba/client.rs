@@ -116,8 +116,21 @@ pub struct CibaClient {
     waiters: Mutex<HashMap<String, Waiter>>,
 }
 
+/// A reqwest error with its causes ("error sending request" alone says little), without the URL.
+fn reason(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 fn transport(url: &str, e: reqwest::Error) -> CibaClientError {
-    CibaClientError::Transport { url: url.to_string(), reason: e.without_url().to_string() }
+    CibaClientError::Transport { url: url.to_string(), reason: reason(e) }
 }
 
 impl CibaClient {
@@ -147,11 +160,11 @@ impl CibaClient {
         mode: DeliveryMode,
     ) -> Result<OpEndpoints, CibaClientError> {
         let fail = |reason: String| CibaClientError::Discovery { url: url.to_string(), reason };
-        let resp = http.get(url).send().await.map_err(|e| fail(e.without_url().to_string()))?;
+        let resp = http.get(url).send().await.map_err(|e| fail(reason(e)))?;
         if !resp.status().is_success() {
             return Err(fail(format!("answered {}", resp.status())));
         }
-        let meta: serde_json::Value = resp.json().await.map_err(|e| fail(format!("not JSON: {}", e.without_url())))?;
+        let meta: serde_json::Value = resp.json().await.map_err(|e| fail(format!("not JSON: {}", reason(e))))?;
         let field = |name: &str| meta.get(name).and_then(|v| v.as_str()).map(str::to_string);
         // OpenID Discovery 4.3: the issuer is the discovery URL without the well-known suffix.
         if let (Some(issuer), Some(expected)) = (field("issuer"), url.strip_suffix(DISCOVERY_SUFFIX)) {
