@@ -3,6 +3,9 @@
 //! admin port. Also the client against Airlock's own provider behind a loopback HTTP server,
 //! for `slow_down`, which the real OP never sends.
 
+// Test helpers outside #[test] functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::{Arc, OnceLock};

@@ -1,6 +1,9 @@
 //! Airlock as a CIBA OpenID Provider, on both databases: every spec error in its situation,
 //! pacing, single redemption, pings and device webhooks over real loopback HTTP.
 
+// Test helpers outside #[test] functions fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
