@@ -6,9 +6,11 @@
 //! - [`policy`]: which tool actions need which approver role.
 //! - [`runs`]: runs of an agent gated by an entry approval.
 //! - [`canonical`]: the canonical JSON the argument digest is taken over.
+//! - [`ciba`]: OpenID CIBA, as the provider for Airlock's approvers and as a client of an external OP.
 
 pub mod approval;
 pub mod canonical;
+pub mod ciba;
 pub mod ledger;
 pub mod policy;
 pub mod runs;
