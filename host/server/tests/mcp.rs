@@ -1,0 +1,217 @@
+//! MCP, driven by the official MCP Python SDK client (PyPI `mcp`) over Streamable HTTP, and
+//! the protocol's edges checked over raw HTTP.
+
+mod support;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use support::{billing_api, wait_for_pending, TestHost};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+const SECRET: &str = "sk_live_mcp_4e11a5";
+
+/// The Python with the `mcp` SDK (scripts/test installs it); `None` outside CI when absent.
+fn python() -> Option<String> {
+    match std::env::var("AIRLOCK_PYTHON") {
+        Ok(p) => Some(p),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("AIRLOCK_PYTHON is not set: run the tests through scripts/test, which installs the MCP SDK")
+        }
+        Err(_) => {
+            eprintln!("skipping: AIRLOCK_PYTHON is not set (scripts/test sets it)");
+            None
+        }
+    }
+}
+
+struct Peer {
+    child: tokio::process::Child,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+impl Peer {
+    async fn next(&mut self) -> Value {
+        let line = tokio::time::timeout(Duration::from_secs(60), self.lines.next_line())
+            .await
+            .expect("the MCP client answers in time")
+            .unwrap()
+            .expect("the MCP client ended early (its stderr is above)");
+        serde_json::from_str(&line).unwrap_or_else(|e| panic!("not JSON from the client: {line}: {e}"))
+    }
+
+    async fn go_on(&mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").await.unwrap();
+        stdin.flush().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_python_sdk_lists_calls_is_denied_waits_for_approval_and_sees_a_revoke() {
+    let Some(python) = python() else { return };
+    let t = TestHost::start().await;
+    let (api, seen) = billing_api(SECRET).await;
+    t.billing_connection(api, SECRET).await;
+    let token = t.agent("assistant").await;
+    t.grant(&[
+        ("agent:assistant", "can_use", "tool:hello.greet"),
+        ("agent:assistant", "can_use", "tool:billing.refund"),
+        ("agent:assistant", "refunder", "customer:42"),
+        ("agent:assistant", "can_use", "connection:billing-api"),
+        ("user:carol", "cfo", "tenant:default"),
+    ])
+    .await;
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/mcp_client.py");
+    let mut child = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(format!("{}/mcp", t.url))
+        .arg(&token)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python starts");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut peer = Peer { child, lines };
+
+    let init = peer.next().await;
+    assert_eq!(init["step"], "initialize");
+    assert_eq!(init["server"], "airlock");
+    assert!(init["protocol"].as_str().unwrap().starts_with("20"), "{init}");
+
+    let list = peer.next().await;
+    assert_eq!(list["tools"], json!(["billing.refund", "hello.greet"]), "only what authz allows: {list}");
+    assert_eq!(list["schemas"]["billing.refund"]["required"], json!(["customer_id", "amount", "currency"]));
+
+    let allowed = peer.next().await;
+    assert_eq!(allowed["is_error"], false, "{allowed}");
+    assert!(allowed["structured"]["greeting"].as_str().unwrap().contains("Ada"), "{allowed}");
+
+    let forbidden = peer.next().await;
+    assert_eq!(forbidden["is_error"], true, "{forbidden}");
+    assert_eq!(forbidden["structured"]["code"], "forbidden");
+    assert!(forbidden["structured"]["next_step"].as_str().unwrap().contains("airlock tuple write agent:assistant"));
+
+    // The refund waits for the CFO; the MCP client gets progress meanwhile.
+    assert_eq!(peer.next().await["step"], "refund-started");
+    let pending = wait_for_pending(&t).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await; // at least two progress ticks
+    assert!(seen.paths().is_empty(), "nothing refunded before approval");
+    let id = pending["id"].as_str().unwrap();
+    let (status, body) = t
+        .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    peer.go_on().await;
+    let refund = peer.next().await;
+    assert_eq!(refund["is_error"], false, "{refund}");
+    assert_eq!(refund["structured"]["refund"]["status"], "succeeded");
+    let progress: Vec<&str> = refund["progress"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(!progress.is_empty(), "progress while waiting: {refund}");
+    assert!(progress[0].contains(id) && progress[0].contains("`cfo`"), "names the approval and role: {progress:?}");
+    assert_eq!(seen.paths(), vec!["/refunds".to_string()]);
+
+    // Revoking the tuple hides the tool from the next listing and refuses the call.
+    assert_eq!(peer.next().await["step"], "before-revoke");
+    let (status, _) = t
+        .request(
+            reqwest::Method::POST,
+            "/v1/tuples",
+            &t.admin,
+            Some(json!({ "deletes": [{ "user": "agent:assistant", "relation": "can_use", "object": "tool:hello.greet" }] })),
+        )
+        .await;
+    assert_eq!(status, 200);
+    peer.go_on().await;
+    let after = peer.next().await;
+    assert_eq!(after["tools"], json!(["billing.refund"]), "{after}");
+    let revoked = peer.next().await;
+    assert_eq!(
+        (revoked["is_error"].as_bool(), revoked["structured"]["code"].as_str()),
+        (Some(true), Some("forbidden"))
+    );
+
+    let status = tokio::time::timeout(Duration::from_secs(10), peer.child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+    // Every MCP call went through the gate and into the audit trail.
+    let events = t.audit().await;
+    let calls: Vec<(&str, &str)> = events
+        .iter()
+        .filter(|e| e["kind"] == "tool.call")
+        .map(|e| (e["tool"].as_str().unwrap(), e["outcome"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        calls,
+        [
+            ("hello.greet", "allowed"),
+            ("billing.lookup-customer", "denied"),
+            ("billing.refund", "allowed"),
+            ("hello.greet", "denied")
+        ]
+    );
+}
+
+async fn post_mcp(t: &TestHost, token: Option<&str>, body: Value) -> reqwest::Response {
+    let mut req = reqwest::Client::new()
+        .post(format!("{}/mcp", t.url))
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .json(&body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    req.send().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn raw_protocol_edges_auth_versions_and_unknown_tools() {
+    let t = TestHost::start().await;
+    let token = t.agent("raw").await;
+    t.grant(&[("agent:raw", "can_use", "tool:hello.greet")]).await;
+    let init = |version: &str| {
+        json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": version, "capabilities": {}, "clientInfo": { "name": "raw", "version": "0" } } })
+    };
+
+    // No token, a bad token: 401 before MCP, with a challenge, and audited.
+    let resp = post_mcp(&t, None, init("2025-06-18")).await;
+    assert_eq!(resp.status(), 401);
+    assert!(resp.headers()["www-authenticate"].to_str().unwrap().starts_with("Bearer"));
+    assert_eq!(post_mcp(&t, Some("not-a-token"), init("2025-06-18")).await.status(), 401);
+    let events = t.audit().await;
+    assert_eq!(events.iter().filter(|e| e["kind"] == "auth" && e["outcome"] == "denied").count(), 2);
+
+    // Older protocol versions a client asks for are answered with themselves.
+    for version in ["2024-11-05", "2025-03-26", "2025-06-18", "2025-11-25"] {
+        let resp = post_mcp(&t, Some(&token), init(version)).await;
+        assert_eq!(resp.status(), 200);
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(body["result"]["protocolVersion"], version, "{body}");
+        assert_eq!(body["result"]["capabilities"]["tools"].is_object(), true);
+    }
+
+    // tools/call on a tool that does not exist: a tool error saying what to do, not a crash.
+    let call = json!({ "jsonrpc": "2.0", "id": 2, "method": "tools/call",
+                       "params": { "name": "nope", "arguments": {} } });
+    let resp = post_mcp(&t, Some(&token), call).await;
+    let status = resp.status();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["result"]["isError"], true, "{body}");
+    assert_eq!(body["result"]["structuredContent"]["code"], "not_found");
+
+    // Malformed JSON-RPC gets a JSON-RPC error or a 4xx, never a 5xx.
+    let resp = reqwest::Client::new()
+        .post(format!("{}/mcp", t.url))
+        .bearer_auth(&token)
+        .header("accept", "application/json, text/event-stream")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert!(resp.status().is_client_error() || resp.status() == 200, "{}", resp.status());
+}
