@@ -10,13 +10,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use airlock_store::{now_millis, sqlx, Db};
-use airlock_vault::MasterKey;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use jsonwebtoken::{DecodingKey, EncodingKey};
 use ring::signature::KeyPair as _;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
+
+use crate::KeySealer;
 
 use crate::error::IdentityError;
 use crate::MAX_TTL;
@@ -53,11 +54,6 @@ pub(crate) struct KeyRing {
     pub signing: EncodingKey,
 }
 
-/// The sealed private key's associated data: a sealed key opens only under its own kid.
-fn aad(kid: &str) -> Vec<u8> {
-    format!("airlock-identity signing key {kid}").into_bytes()
-}
-
 /// A freshly generated key, ready to insert.
 struct NewKey {
     kid: String,
@@ -66,7 +62,7 @@ struct NewKey {
 }
 
 /// Generates an Ed25519 key; its kid is the RFC 7638 JWK thumbprint.
-fn generate(master: &MasterKey) -> Result<NewKey, IdentityError> {
+async fn generate(sealer: &dyn KeySealer) -> Result<NewKey, IdentityError> {
     let rng = ring::rand::SystemRandom::new();
     let pkcs8 = ring::signature::Ed25519KeyPair::generate_pkcs8(&rng)
         .map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
@@ -77,7 +73,8 @@ fn generate(master: &MasterKey) -> Result<NewKey, IdentityError> {
     let thumbprint = format!(r#"{{"crv":"Ed25519","kty":"OKP","x":"{x}"}}"#);
     let kid = URL_SAFE_NO_PAD.encode(Sha256::digest(thumbprint.as_bytes()));
     let jwk = serde_json::json!({"kty": "OKP", "crv": "Ed25519", "x": x, "kid": kid, "alg": OWN_ALG, "use": "sig"});
-    Ok(NewKey { sealed_private: master.seal(&aad(&kid), &pkcs8), public_jwk: jwk.to_string(), kid })
+    let sealed_private = sealer.seal(&kid, &pkcs8).await.map_err(|e| IdentityError::KeyGeneration(e.to_string()))?;
+    Ok(NewKey { sealed_private, public_jwk: jwk.to_string(), kid })
 }
 
 /// Inserts `key` as the active key unless another key is active (then nothing happens).
@@ -101,19 +98,19 @@ where
 
 /// Creates the first key when none is active; a concurrent creator on another host wins or loses
 /// cleanly through the unique index.
-pub(crate) async fn ensure_active(db: &Db, master: &MasterKey) -> Result<(), IdentityError> {
+pub(crate) async fn ensure_active(db: &Db, sealer: &dyn KeySealer) -> Result<(), IdentityError> {
     let active: Option<(String,)> =
         sqlx::query_as("SELECT kid FROM identity_keys WHERE active = 1").fetch_optional(db.pool()).await?;
     if active.is_none() {
-        insert_active(db.pool(), &generate(master)?).await?;
+        insert_active(db.pool(), &generate(sealer).await?).await?;
     }
     Ok(())
 }
 
 /// Retires the active key and makes a new one, atomically; keys retired past the grace period
 /// are deleted. Two hosts rotating at once produce one new key (the second insert yields).
-pub(crate) async fn rotate(db: &Db, master: &MasterKey) -> Result<(), IdentityError> {
-    let key = generate(master)?;
+pub(crate) async fn rotate(db: &Db, sealer: &dyn KeySealer) -> Result<(), IdentityError> {
+    let key = generate(sealer).await?;
     let now = now_millis();
     let mut tx = db.pool().begin().await?;
     sqlx::query("UPDATE identity_keys SET active = NULL, retired_at = $1 WHERE active = 1")
@@ -133,7 +130,7 @@ pub(crate) async fn rotate(db: &Db, master: &MasterKey) -> Result<(), IdentityEr
 type KeyRow = (String, String, Vec<u8>, String, Option<i64>, Option<i64>);
 
 /// Reads every key that still verifies and unseals the active one.
-pub(crate) async fn load(db: &Db, master: &MasterKey) -> Result<Option<KeyRing>, IdentityError> {
+pub(crate) async fn load(db: &Db, sealer: &dyn KeySealer) -> Result<Option<KeyRing>, IdentityError> {
     let cutoff = now_millis() - KEY_GRACE.as_millis() as i64;
     let rows: Vec<KeyRow> = sqlx::query_as(
         "SELECT kid, alg, sealed_private, public_jwk, retired_at, active FROM identity_keys \
@@ -153,8 +150,7 @@ pub(crate) async fn load(db: &Db, master: &MasterKey) -> Result<Option<KeyRing>,
         let x = jwk_value.get("x").and_then(|x| x.as_str()).ok_or_else(|| bad("public jwk has no `x`".into()))?;
         let key = DecodingKey::from_ed_components(x).map_err(|e| bad(e.to_string()))?;
         if is_active == Some(1) {
-            let plain =
-                Zeroizing::new(master.open(&aad(&kid), &sealed).map_err(|()| IdentityError::Unseal(kid.clone()))?);
+            let plain = sealer.open(&kid, &sealed).await.map_err(|_| IdentityError::Unseal(kid.clone()))?;
             active = Some((kid.clone(), EncodingKey::from_ed_der(&plain)));
         }
         verifying.insert(kid, VerifyingKey { key, jwk: jwk_value, retired_at });

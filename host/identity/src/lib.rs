@@ -14,6 +14,7 @@ mod external;
 mod issue;
 mod jwt;
 mod keys;
+mod sealer;
 mod secret;
 mod verify;
 
@@ -21,7 +22,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use airlock_store::Db;
-use airlock_vault::MasterKey;
 use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
@@ -29,6 +29,7 @@ pub use error::{ExchangeError, IdentityError, TokenError};
 pub use external::{ExternalIssuer, SubjectMapping};
 pub use jwt::LEEWAY_SECS;
 pub use keys::KEY_GRACE;
+pub use sealer::KeySealer;
 pub use secret::client_secret_matches;
 
 /// Lifetime of a token when the caller asks for none: short, so a leaked token is soon worthless.
@@ -85,7 +86,7 @@ pub struct Verified {
 /// The identity service of one host: its signing keys, issuing, verifying and exchanging.
 pub struct Identity {
     db: Db,
-    master: Arc<MasterKey>,
+    sealer: Arc<dyn KeySealer>,
     issuer: String,
     ring: RwLock<Arc<keys::KeyRing>>,
     /// When the ring was last read from the database.
@@ -96,15 +97,16 @@ pub struct Identity {
 impl Identity {
     /// Opens the identity service, creating the first signing key if the database has none.
     /// `issuer` is this host's `iss` (its public base URL), the same on every host sharing the database.
-    pub async fn open(db: Db, master: Arc<MasterKey>, issuer: String) -> Result<Identity, IdentityError> {
+    /// `sealer` keeps the private keys sealed at rest (the host passes its vault).
+    pub async fn open(db: Db, sealer: Arc<dyn KeySealer>, issuer: String) -> Result<Identity, IdentityError> {
         if issuer.is_empty() {
             return Err(IdentityError::Empty { field: "issuer" });
         }
-        keys::ensure_active(&db, &master).await?;
-        let ring = keys::load(&db, &master).await?.ok_or(IdentityError::NoActiveKey)?;
+        keys::ensure_active(&db, sealer.as_ref()).await?;
+        let ring = keys::load(&db, sealer.as_ref()).await?.ok_or(IdentityError::NoActiveKey)?;
         Ok(Identity {
             db,
-            master,
+            sealer,
             issuer,
             ring: RwLock::new(Arc::new(ring)),
             ring_loaded: Mutex::new(Instant::now()),
@@ -125,7 +127,7 @@ impl Identity {
     /// Makes a new active signing key; the previous one keeps verifying for [`KEY_GRACE`].
     /// Returns the new active kid (if another host rotated at the same moment, its key).
     pub async fn rotate_key(&self) -> Result<String, IdentityError> {
-        keys::rotate(&self.db, &self.master).await?;
+        keys::rotate(&self.db, self.sealer.as_ref()).await?;
         self.reload().await?;
         Ok(self.active_kid())
     }
@@ -143,7 +145,7 @@ impl Identity {
 
     /// Re-reads the key table (another host may have rotated).
     async fn reload(&self) -> Result<(), IdentityError> {
-        let ring = keys::load(&self.db, &self.master).await?.ok_or(IdentityError::NoActiveKey)?;
+        let ring = keys::load(&self.db, self.sealer.as_ref()).await?.ok_or(IdentityError::NoActiveKey)?;
         *self.ring.write() = Arc::new(ring);
         *self.ring_loaded.lock() = Instant::now();
         Ok(())

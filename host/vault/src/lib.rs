@@ -125,6 +125,22 @@ impl Vault {
         self.shared_file.store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Seals a secret of the host itself (e.g. the identity service's signing keys) under a data
+    /// key of `owner`, so master-key rotation re-seals it with everything else.
+    pub async fn seal_host_secret(&self, owner: &str, name: &str, plain: &[u8]) -> Result<Vec<u8>, VaultError> {
+        self.seal_secret(owner, name, plain).await
+    }
+
+    /// Opens what [`Vault::seal_host_secret`] sealed for the same `owner` and `name`.
+    pub async fn open_host_secret(
+        &self,
+        owner: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        self.open_secret(owner, name, sealed).await
+    }
+
     /// Creates or replaces a connection and seals its secret.
     pub async fn put(&self, tenant: &str, conn: &Connection, secret: Zeroizing<String>) -> Result<(), VaultError> {
         conn.validate()?;
