@@ -29,7 +29,7 @@ pub struct CallContext {
     /// `agent:NAME`; empty while the host asks a component to describe itself.
     pub agent: String,
     /// The user who delegated to the agent, when known (`user:NAME`).
-    pub on_behalf_of: Option<String>,
+    pub on_behalf_of: Vec<String>,
     pub component: String,
     /// `component.tool`.
     pub tool: String,
@@ -43,7 +43,7 @@ impl CallContext {
         CallContext {
             tenant: String::new(),
             agent: String::new(),
-            on_behalf_of: None,
+            on_behalf_of: vec![],
             component: component.to_string(),
             tool: format!("{component}.describe"),
             call_id: String::new(),
@@ -52,7 +52,7 @@ impl CallContext {
 
     /// The delegation chain as the audit shows it: user -> agent -> tool [-> external].
     pub fn chain(&self, beyond: &[&str]) -> Vec<String> {
-        let mut chain: Vec<String> = self.on_behalf_of.iter().cloned().collect();
+        let mut chain: Vec<String> = self.on_behalf_of.clone();
         chain.push(self.agent.clone());
         chain.push(format!("tool:{}", self.tool));
         chain.extend(beyond.iter().map(|hop| hop.to_string()));

@@ -126,7 +126,7 @@ fn main() {
             .write("default", &[airlock_rebac::Tuple::new("tool:probe.echo", "can_use", "agent:bench")])
             .await
             .expect("tuple");
-        (host, Agent { tenant: "default".into(), name: "bench".into() })
+        (host, Agent { tenant: "default".into(), name: "bench".into(), on_behalf_of: vec![] })
     });
     let engine = host.runtime.engine().clone();
     let pre = Arc::new(bare_pre(&engine));

@@ -17,6 +17,9 @@ use sha2::{Digest, Sha256};
 pub struct Agent {
     pub tenant: String,
     pub name: String,
+    /// Who the agent acts for, outermost first (`user:alice`, then any agent that delegated
+    /// further), from a delegated token (RFC 8693 `act`); empty when it acts on its own.
+    pub on_behalf_of: Vec<String>,
 }
 
 impl Agent {
@@ -56,7 +59,8 @@ impl Agents {
             sqlx::query_as("SELECT tenant, name, token_hash FROM agents WHERE revoked_at IS NULL")
                 .fetch_all(db.pool())
                 .await?;
-        let map = rows.into_iter().map(|(tenant, name, hash)| (hash, Agent { tenant, name })).collect();
+        let map =
+            rows.into_iter().map(|(tenant, name, hash)| (hash, Agent { tenant, name, on_behalf_of: vec![] })).collect();
         Ok(Agents { db, by_token_hash: RwLock::new(map) })
     }
 
@@ -84,7 +88,9 @@ impl Agents {
         if inserted == 0 {
             return Err(AgentError::Exists(name.to_string()));
         }
-        self.by_token_hash.write().insert(hash, Agent { tenant: tenant.to_string(), name: name.to_string() });
+        self.by_token_hash
+            .write()
+            .insert(hash, Agent { tenant: tenant.to_string(), name: name.to_string(), on_behalf_of: vec![] });
         Ok(token)
     }
 
@@ -129,6 +135,6 @@ impl Agents {
                 .bind(&hash)
                 .fetch_optional(self.db.pool())
                 .await?;
-        Ok(row.map(|(tenant, name)| Agent { tenant, name }))
+        Ok(row.map(|(tenant, name)| Agent { tenant, name, on_behalf_of: vec![] }))
     }
 }

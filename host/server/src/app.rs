@@ -30,6 +30,8 @@ pub struct Airlock {
     pub data_dir: std::path::PathBuf,
     /// `Host` header values `/mcp` accepts (see [`Config::mcp_allowed_hosts`]).
     pub mcp_allowed_hosts: Vec<String>,
+    /// Agent and user tokens: signing keys, JWTs, token exchange, external issuers.
+    pub identity: airlock_identity::Identity,
 }
 
 /// Why the host could not start. Each message says what to do.
@@ -41,6 +43,8 @@ pub enum OpenError {
     Store(#[from] airlock_store::StoreError),
     #[error("cannot load tuples: {0}")]
     Rebac(#[from] airlock_rebac::RebacError),
+    #[error("cannot open the identity service (token signing keys): {0}")]
+    Identity(#[from] airlock_identity::IdentityError),
     #[error("cannot open the vault: {0}")]
     Vault(#[from] airlock_vault::VaultError),
     #[error("cannot load agents: {0}")]
@@ -101,6 +105,7 @@ impl Airlock {
             vault.share_sqlite_file();
         }
         let vault = Arc::new(vault);
+        let identity = airlock_identity::Identity::open(db.clone(), vault.clone(), config.issuer()).await?;
         let audit = AuditLog::start(db.clone());
         let services = Arc::new(Services {
             rebac: rebac.clone(),
@@ -123,6 +128,7 @@ impl Airlock {
             admin_token,
             data_dir: dir.clone(),
             mcp_allowed_hosts: config.mcp_allowed_hosts.clone(),
+            identity,
         };
 
         let stored: Vec<(String, Vec<u8>)> =

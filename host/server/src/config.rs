@@ -24,6 +24,9 @@ pub struct Config {
     /// Another process (`airlock serve` beside `airlock mcp`) writes the same SQLite file:
     /// read through to the database instead of trusting in-memory mirrors.
     pub shared_sqlite: bool,
+    /// The URL agents and users reach this host at: the `iss` of the tokens it signs (the same on
+    /// every host sharing a database). Defaults to `http://LISTEN`.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -38,7 +41,13 @@ impl Config {
             openfga: None,
             mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             shared_sqlite: false,
+            public_url: None,
         }
+    }
+
+    /// This host's issuer URL (see [`Config::public_url`]), without a trailing `/`.
+    pub fn issuer(&self) -> String {
+        self.public_url.clone().unwrap_or_else(|| format!("http://{}", self.listen)).trim_end_matches('/').to_string()
     }
 
     /// The database URL in force.

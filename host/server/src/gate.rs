@@ -35,12 +35,22 @@ pub struct CallReport {
 }
 
 impl Airlock {
-    /// Whether `agent` may use `tool` (`component.tool`) right now.
+    /// Whether `agent` may use `tool` (`component.tool`) right now. A delegated agent may do
+    /// only what everyone in its chain may do: the user it acts for (and any agent between)
+    /// must be `can_use` on the tool too, so delegation never widens a user's reach.
     pub async fn may_use(&self, agent: &Agent, tool: &str) -> Result<bool, GateError> {
-        self.rebac
-            .check_now(&agent.tenant, &agent.subject(), "can_use", &format!("tool:{tool}"))
-            .await
-            .map_err(|e| GateError::AuthzUnavailable(e.to_string()))
+        let object = format!("tool:{tool}");
+        for subject in agent.on_behalf_of.iter().cloned().chain(std::iter::once(agent.subject())) {
+            let allowed = self
+                .rebac
+                .check_now(&agent.tenant, &subject, "can_use", &object)
+                .await
+                .map_err(|e| GateError::AuthzUnavailable(e.to_string()))?;
+            if !allowed {
+                return Ok(false);
+            }
+        }
+        Ok(true)
     }
 
     /// The tools `agent` may use right now (`component.tool` ids), for `tools/list`-like
@@ -79,7 +89,7 @@ impl Airlock {
         let ctx = CallContext {
             tenant: agent.tenant.clone(),
             agent: agent.subject(),
-            on_behalf_of: None,
+            on_behalf_of: agent.on_behalf_of.clone(),
             component: String::new(),
             tool: tool.to_string(),
             call_id: call_id.clone(),
@@ -92,7 +102,11 @@ impl Airlock {
         match self.may_use(agent, tool).await {
             Ok(true) => {}
             Ok(false) => {
-                let err = GateError::Forbidden { agent: agent.subject(), tool: tool.to_string() };
+                let who = match agent.on_behalf_of.as_slice() {
+                    [] => agent.subject(),
+                    chain => format!("{} (for {})", agent.subject(), chain.join(" -> ")),
+                };
+                let err = GateError::Forbidden { agent: who, tool: tool.to_string() };
                 self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
                 return Err(err);
             }

@@ -14,23 +14,61 @@ use crate::gate::{error_kind, GateError};
 use crate::Airlock;
 use airlock_runtime::CallError;
 
-/// The agent behind the bearer token; refusals are audited.
+/// The agent behind the bearer token; refusals are audited with their reason.
+///
+/// Two kinds of token are accepted: an agent's opaque token (`airlock agent create`) and a
+/// signed JWT (from `/oauth/token`, a token exchange, or a tenant's external issuer). A JWT
+/// names an agent that must still be live: revoking it refuses its tokens at once.
 pub(crate) async fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
-    let agent = match bearer(headers) {
-        Some(token) => host.agents.authenticate(token).await.map_err(|e| ApiError::internal("agent store", e))?,
-        None => None,
-    };
-    agent.ok_or_else(|| {
+    let refuse = |tenant: &str, who: &str, reason: String| {
         host.audit.record(airlock_audit::AuditEvent {
-            tenant: crate::config::DEFAULT_TENANT.into(),
+            tenant: tenant.into(),
             kind: "auth".into(),
             outcome: "denied".into(),
-            agent: "unknown".into(),
+            agent: who.into(),
             tool: tool.into(),
-            detail: json!({ "reason": "missing, unknown or revoked agent token" }),
+            detail: json!({ "reason": reason }),
         });
-        ApiError::unauthenticated("missing, unknown or revoked agent token: send `Authorization: Bearer <agent token>`")
-    })
+        ApiError::unauthenticated(format!("{reason}: send `Authorization: Bearer <agent token>`"))
+    };
+    let default = crate::config::DEFAULT_TENANT;
+    let Some(token) = bearer(headers) else {
+        return Err(refuse(default, "unknown", "missing bearer token".into()));
+    };
+    if !looks_like_jwt(token) {
+        return match host.agents.authenticate(token).await.map_err(|e| ApiError::internal("agent store", e))? {
+            Some(agent) => Ok(agent),
+            None => Err(refuse(default, "unknown", "unknown or revoked agent token".into())),
+        };
+    }
+    let verified = match host.identity.verify(token, host.identity.issuer()).await {
+        Ok(v) => v,
+        Err(e) => return Err(refuse(default, "unknown", format!("token refused: {e}"))),
+    };
+    let Some(name) = verified.agent.clone() else {
+        let reason = format!("token of `{}` names no agent: tools are called by agents", verified.subject);
+        return Err(refuse(&verified.tenant, &verified.subject, reason));
+    };
+    match host.agents.exists(&verified.tenant, &name).await {
+        Ok(true) => {}
+        Ok(false) => {
+            let reason = format!("agent `{name}` is revoked or unknown in tenant `{}`", verified.tenant);
+            return Err(refuse(&verified.tenant, &format!("agent:{name}"), reason));
+        }
+        Err(e) => return Err(ApiError::internal("agent store", e)),
+    }
+    // Outermost first: the user, then each agent that delegated further, up to the acting one.
+    let mut on_behalf_of = Vec::new();
+    if verified.user.is_some() {
+        on_behalf_of.push(verified.subject.clone());
+        on_behalf_of.extend(verified.act.iter().skip(1).rev().cloned());
+    }
+    Ok(Agent { tenant: verified.tenant, name, on_behalf_of })
+}
+
+/// A compact JWS has three base64url parts; agent tokens are hex.
+fn looks_like_jwt(token: &str) -> bool {
+    token.split('.').count() == 3
 }
 
 /// `GET /v1/tools`: the tools this agent may use right now, with their input schemas.

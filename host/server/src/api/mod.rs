@@ -1,7 +1,8 @@
 //! The HTTP API.
 //!
 //! - `GET /healthz`: liveness, no authentication;
-//! - `/v1/tools...`: for agents, with the agent's bearer token;
+//! - `/oauth/token`, `/.well-known/jwks.json`: agent tokens (JWT), delegation, Token Vault exchange;
+//! - `/v1/tools...`: for agents, with the agent's bearer token (opaque or JWT);
 //! - everything else under `/v1`: for the tenant admin, with the admin token;
 //! - `GET /v1/events`: the tenant's audit events live, as Server-Sent Events (admin token);
 //! - `/mcp`: the Model Context Protocol (Streamable HTTP) for agents, with the agent's bearer token;
@@ -14,6 +15,7 @@ mod admin;
 pub(crate) mod agent;
 mod error;
 mod events;
+mod oauth;
 mod openfga;
 
 use std::sync::Arc;
@@ -30,6 +32,8 @@ use crate::Airlock;
 pub fn router(host: Arc<Airlock>) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
+        .route("/oauth/token", post(oauth::token))
+        .route("/.well-known/jwks.json", get(oauth::jwks))
         .route("/v1/tools", get(agent::list_tools))
         .route("/v1/tools/{tool}/call", post(agent::call_tool))
         .route("/v1/components", get(admin::list_components))

@@ -357,7 +357,8 @@ pub async fn run(cli: Cli) -> i32 {
             Err(e) => Err(e),
         },
         Command::Mcp { agent, tenant, data_dir, database_url } => {
-            serve::mcp_stdio(crate::agents::Agent { tenant, name: agent }, data_dir, database_url).await
+            serve::mcp_stdio(crate::agents::Agent { tenant, name: agent, on_behalf_of: vec![] }, data_dir, database_url)
+                .await
         }
         other => client::run(other).await,
     };
