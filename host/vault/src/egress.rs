@@ -160,25 +160,7 @@ async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultE
         .map_err(|_| VaultError::Transport(format!("cannot resolve `{name}`")))?;
     for addr in addrs {
         let ip = addr.ip();
-        let internal_v4 = |v4: std::net::Ipv4Addr| {
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64)
-        };
-        let internal = match ip {
-            std::net::IpAddr::V4(v4) => internal_v4(v4),
-            std::net::IpAddr::V6(v6) => {
-                v6.is_loopback()
-                    || v6.is_unspecified()
-                    || (v6.segments()[0] & 0xfe00) == 0xfc00
-                    || (v6.segments()[0] & 0xffc0) == 0xfe80
-                    || v6.to_ipv4_mapped().map(internal_v4).unwrap_or(false)
-                    // NAT64 (64:ff9b::/96) reaches IPv4 addresses too.
-                    || (v6.segments()[0] == 0x64 && v6.segments()[1] == 0xff9b)
-            }
-        };
+        let internal = is_internal(ip);
         if internal {
             return Err(VaultError::EgressRefused(format!(
                 "`{name}` resolves to the internal address {ip}; set `allow_private_network` on connection `{}` if that is meant",
@@ -187,6 +169,50 @@ async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultE
         }
     }
     Ok(())
+}
+
+/// Loopback, private, link-local, unspecified, carrier-grade NAT, unique-local, and the IPv6
+/// forms that reach such IPv4 addresses (mapped, NAT64).
+pub(crate) fn is_internal(ip: std::net::IpAddr) -> bool {
+    let internal_v4 = |v4: std::net::Ipv4Addr| {
+        v4.is_loopback()
+            || v4.is_private()
+            || v4.is_link_local()
+            || v4.is_unspecified()
+            || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64)
+    };
+    match ip {
+        std::net::IpAddr::V4(v4) => internal_v4(v4),
+        std::net::IpAddr::V6(v6) => {
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || (v6.segments()[0] & 0xfe00) == 0xfc00
+                || (v6.segments()[0] & 0xffc0) == 0xfe80
+                || v6.to_ipv4_mapped().map(internal_v4).unwrap_or(false)
+                // NAT64 (64:ff9b::/96) reaches IPv4 addresses too.
+                || (v6.segments()[0] == 0x64 && v6.segments()[1] == 0xff9b)
+        }
+    }
+}
+
+/// The resolver of the vault's client for connections without `allow_private_network`: the
+/// addresses it hands to the connector are the ones it checked, so a DNS answer that changes
+/// between the egress check and the connect (DNS rebinding) cannot reach the internal network.
+pub(crate) struct PublicOnlyResolver;
+
+impl reqwest::dns::Resolve for PublicOnlyResolver {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let host = name.as_str().to_string();
+        Box::pin(async move {
+            let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((host.as_str(), 0)).await?.collect();
+            if let Some(bad) = addrs.iter().find(|a| is_internal(a.ip())) {
+                let message = format!("`{host}` resolves to the internal address {}", bad.ip());
+                return Err(Box::new(std::io::Error::new(std::io::ErrorKind::PermissionDenied, message))
+                    as Box<dyn std::error::Error + Send + Sync>);
+            }
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
 }
 
 /// Redirects followed within a connection's allowed hosts.
@@ -277,5 +303,37 @@ fn describe(e: reqwest::Error) -> String {
         "could not connect".into()
     } else {
         e.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::str::FromStr;
+
+    use reqwest::dns::Resolve;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn the_public_resolver_never_hands_out_an_internal_address() {
+        let refused = PublicOnlyResolver.resolve(reqwest::dns::Name::from_str("localhost").unwrap()).await;
+        let err = refused.err().expect("localhost is internal").to_string();
+        assert!(err.contains("internal address"), "{err}");
+        for ip in [
+            "10.1.2.3",
+            "192.168.0.1",
+            "169.254.169.254",
+            "100.64.0.1",
+            "::1",
+            "fd00::1",
+            "::ffff:127.0.0.1",
+            "64:ff9b::a00:1",
+        ] {
+            assert!(is_internal(ip.parse().unwrap()), "{ip}");
+        }
+        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
+            assert!(!is_internal(ip.parse().unwrap()), "{ip}");
+        }
     }
 }

@@ -82,7 +82,10 @@ pub struct Vault {
     db: Db,
     master: parking_lot::RwLock<std::sync::Arc<MasterKey>>,
     data_keys: keys::DataKeys,
+    /// For connections to the public internet: its resolver refuses internal addresses.
     http: reqwest::Client,
+    /// For connections with `allow_private_network`.
+    http_private: reqwest::Client,
     limits: FetchLimits,
     refresh_locks: oauth::RefreshLocks,
     /// Connections as stored (secrets still sealed), kept on SQLite where this host is the only
@@ -100,16 +103,21 @@ impl Vault {
     /// Opens the vault, proving that `key` is the key this database was sealed with.
     pub async fn open(db: Db, key: MasterKey, limits: FetchLimits) -> Result<Vault, VaultError> {
         key.prove_against(&db).await?;
-        let http = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .timeout(limits.timeout)
-            .build()
-            .map_err(|e| VaultError::Transport(e.to_string()))?;
+        let client = |public_only: bool| {
+            let mut builder =
+                reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).timeout(limits.timeout);
+            if public_only {
+                builder = builder.dns_resolver(std::sync::Arc::new(egress::PublicOnlyResolver));
+            }
+            builder.build().map_err(|e| VaultError::Transport(e.to_string()))
+        };
+        let (http, http_private) = (client(true)?, client(false)?);
         Ok(Vault {
             db,
             master: parking_lot::RwLock::new(std::sync::Arc::new(key)),
             data_keys: keys::DataKeys::default(),
             http,
+            http_private,
             limits,
             refresh_locks: oauth::RefreshLocks::default(),
             cache: Default::default(),
@@ -268,7 +276,8 @@ impl Vault {
                 )
             }
         };
-        egress::send(&self.http, &self.limits, &conn, url, req, &secret).await
+        let http = if conn.allow_private_network { &self.http_private } else { &self.http };
+        egress::send(http, &self.limits, &conn, url, req, &secret).await
     }
 
     async fn load(&self, tenant: &str, name: &str) -> Result<(Connection, Vec<u8>), VaultError> {

@@ -165,8 +165,8 @@ impl Vault {
         if let Some(scope) = &oauth.scope {
             form.push(("scope", scope));
         }
-        let resp = self
-            .http
+        let http = if conn.allow_private_network { &self.http_private } else { &self.http };
+        let resp = http
             .post(&oauth.token_url)
             .form(&form)
             .send()
