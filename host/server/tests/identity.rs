@@ -239,3 +239,70 @@ async fn token_vault_exchange_hands_out_an_exposing_connections_token_to_an_allo
     assert_eq!(outcomes, ["denied", "allowed", "denied"]);
     assert!(!serde_json::to_string(&events).unwrap().contains("ghu_exchanged"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_external_issuers_token_acts_as_the_mapped_agent_and_nothing_else() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../identity/tests/fixtures");
+    let mut jwk: Value =
+        serde_json::from_str(&std::fs::read_to_string(format!("{fixtures}/rsa1.jwk.json")).unwrap()).unwrap();
+    jwk["kid"] = json!("auth0-key-1");
+    jwk["alg"] = json!("RS256");
+    let jwks = json!({ "keys": [jwk] });
+    let app = axum::Router::new()
+        .route("/.well-known/jwks.json", axum::routing::get(move || async move { axum::Json(jwks) }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let jwks_addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+
+    let t = TestHost::start().await;
+    let _ = t.agent("crm-bot").await;
+    t.grant(&[("agent:crm-bot", "can_use", "tool:hello.greet")]).await;
+    let issuer = "https://acme.eu.auth0.test/";
+    let body = json!({ "issuer": issuer, "audience": "https://airlock.acme.test",
+                       "jwks_url": format!("http://{jwks_addr}/.well-known/jwks.json") });
+    let (status, resp) = t.request(reqwest::Method::PUT, "/v1/identity/issuers", &t.admin, Some(body)).await;
+    assert_eq!(status, 200, "{resp}");
+    let key = jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(format!("{fixtures}/rsa1.pem")).unwrap()).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let sign = |sub: &str| {
+        let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
+        header.kid = Some("auth0-key-1".into());
+        let claims = json!({ "iss": issuer, "aud": "https://airlock.acme.test", "sub": sub, "iat": now,
+                             "exp": now + 300, "gty": "client-credentials" });
+        jsonwebtoken::encode(&header, &claims, &key).unwrap()
+    };
+    let m2m = sign("k3Xq9@clients");
+
+    // Unmapped: refused. Mapped to an installed agent: it acts as that agent.
+    let (status, body) = t.call(&m2m, "hello.greet", json!({ "name": "Ada" })).await;
+    assert_eq!(status, 401, "{body}");
+    let map = json!({ "issuer": issuer, "subject": "k3Xq9@clients", "agent": "crm-bot" });
+    let (status, body) = t.request(reqwest::Method::PUT, "/v1/identity/subjects", &t.admin, Some(map)).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = t.call(&m2m, "hello.greet", json!({ "name": "Ada" })).await;
+    assert_eq!(status, 200, "{body}");
+    // Mapping to an agent that does not exist is refused.
+    let bad = json!({ "issuer": issuer, "subject": "other@clients", "agent": "ghost" });
+    assert_eq!(t.request(reqwest::Method::PUT, "/v1/identity/subjects", &t.admin, Some(bad)).await.0, 404);
+
+    // Revoking the agent refuses the external token too; so does deleting the issuer.
+    let (status, _) = t.request(reqwest::Method::DELETE, "/v1/agents/crm-bot", &t.admin, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(t.call(&m2m, "hello.greet", json!({})).await.0, 401);
+    let path = format!("/v1/identity/issuers?issuer={}", url_encode(issuer));
+    assert_eq!(t.request(reqwest::Method::DELETE, &path, &t.admin, None).await.0, 200);
+
+    // Key rotation: tokens signed before it keep working.
+    let secret = t.agent("after").await;
+    t.grant(&[("agent:after", "can_use", "tool:hello.greet")]).await;
+    let before = agent_jwt(&t, "after", &secret).await;
+    let (status, body) = t.admin_post("/v1/identity/rotate-key", json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(t.call(&before, "hello.greet", json!({ "name": "x" })).await.0, 200);
+    let after = agent_jwt(&t, "after", &secret).await;
+    assert_ne!(before.split('.').next(), after.split('.').next(), "a new kid signs new tokens");
+}
+
+fn url_encode(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}

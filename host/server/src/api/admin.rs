@@ -36,7 +36,7 @@ pub(super) fn require_admin(host: &Airlock, headers: &HeaderMap) -> Result<(), A
     }
 }
 
-fn admin_event(tenant: &str, kind: &str, outcome: &str, tool: &str, detail: Value) -> AuditEvent {
+pub(super) fn admin_event(tenant: &str, kind: &str, outcome: &str, tool: &str, detail: Value) -> AuditEvent {
     AuditEvent {
         tenant: tenant.into(),
         kind: kind.into(),

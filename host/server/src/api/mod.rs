@@ -15,6 +15,7 @@ mod admin;
 pub(crate) mod agent;
 mod error;
 mod events;
+mod identity_admin;
 mod oauth;
 mod openfga;
 
@@ -53,6 +54,12 @@ pub fn router(host: Arc<Airlock>) -> Router {
         .route("/v1/audit", get(admin::read_audit))
         .route("/v1/audit/verify", get(admin::verify_audit))
         .route("/v1/events", get(events::stream_events))
+        .route(
+            "/v1/identity/issuers",
+            get(identity_admin::list_issuers).put(identity_admin::put_issuer).delete(identity_admin::delete_issuer),
+        )
+        .route("/v1/identity/subjects", put(identity_admin::map_subject))
+        .route("/v1/identity/rotate-key", post(identity_admin::rotate_key))
         .merge(openfga::routes())
         .merge(crate::mcp::http::routes(host.clone(), &host.mcp_allowed_hosts))
         .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
