@@ -215,3 +215,49 @@ async fn raw_protocol_edges_auth_versions_and_unknown_tools() {
         .unwrap();
     assert!(resp.status().is_client_error() || resp.status() == 200, "{}", resp.status());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn airlock_mcp_serves_one_agent_over_stdio_beside_a_running_host() {
+    let Some(python) = python() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let t = TestHost::start_in(dir.path().to_path_buf(), None, support::test_limits()).await;
+    let _token = t.agent("local").await;
+    t.grant(&[("agent:local", "can_use", "tool:hello.greet")]).await;
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/mcp_stdio_client.py");
+    let out = tokio::time::timeout(
+        Duration::from_secs(120),
+        tokio::process::Command::new(&python)
+            .arg(script)
+            .arg(env!("CARGO_BIN_EXE_airlock"))
+            .arg(dir.path())
+            .arg("local")
+            .output(),
+    )
+    .await
+    .expect("the stdio session ends in time")
+    .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let result: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(result["tools"], json!(["hello.greet"]), "{result}");
+    assert!(result["greet"]["greeting"].as_str().unwrap().contains("Grace"), "{result}");
+    assert_eq!(result["denied"]["is_error"], true);
+    assert_eq!(result["denied"]["structured"]["code"], "forbidden");
+
+    // The stdio process wrote to the same audit trail, and the chain still verifies.
+    let events = t.audit().await;
+    assert!(events.iter().any(|e| e["kind"] == "tool.call" && e["agent"] == "agent:local" && e["outcome"] == "allowed"));
+    let (_, verify) = t.admin_get("/v1/audit/verify").await;
+    assert_eq!(verify["broken_at"], Value::Null, "{verify}");
+
+    // An unknown agent is refused with what to do.
+    let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["mcp", "--agent", "ghost", "--data-dir"])
+        .arg(dir.path())
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("airlock agent create ghost"));
+}
