@@ -221,6 +221,25 @@ async fn run_reqwest(url: &str, token: &str, inflight: usize, warmup: f64, secs:
     (all.len() as u64, elapsed, all)
 }
 
+/// CPU time (ns) this process's threads have run: (main thread = the client, all threads).
+/// Under contention from other processes this is steadier than wall-clock rates.
+fn cpu_ns() -> (u64, u64) {
+    let read = |path: &std::path::Path| -> u64 {
+        std::fs::read_to_string(path).ok().and_then(|s| s.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    };
+    let me = std::process::id().to_string();
+    let mut client = 0;
+    let mut all = 0;
+    for task in std::fs::read_dir("/proc/self/task").into_iter().flatten().flatten() {
+        let ns = read(&task.path().join("schedstat"));
+        if task.file_name().to_str() == Some(me.as_str()) {
+            client = ns;
+        }
+        all += ns;
+    }
+    (client, all)
+}
+
 fn env_f64(name: &str, default: f64) -> f64 {
     std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default)
 }
@@ -291,8 +310,12 @@ fn main() {
          one agent, {} client",
         if use_reqwest { "reqwest" } else { "raw HTTP/1.1" }
     );
-    println!("{:>8} {:>10} {:>9} {:>9} {:>9}   audit catch-up", "inflight", "calls/s", "p50 us", "p99 us", "max us");
+    println!(
+        "{:>8} {:>10} {:>9} {:>9} {:>9} {:>14} {:>14}   audit catch-up",
+        "inflight", "calls/s", "p50 us", "p99 us", "max us", "server cpu us", "client cpu us"
+    );
     for inflight in levels {
+        let cpu_before = cpu_ns();
         let (n, elapsed, mut lat) = client_rt.block_on(async {
             if use_reqwest {
                 run_reqwest(&url, &token, inflight, warmup, secs).await
@@ -303,12 +326,17 @@ fn main() {
         let catch_up = Instant::now();
         server_rt.block_on(host.flush());
         let catch_up = catch_up.elapsed();
+        let cpu_after = cpu_ns();
+        // CPU per call over warm-up and measured phases alike (both ran the same load).
+        let calls_all = n as f64 * (warmup + secs) / secs;
+        let client_cpu = (cpu_after.0 - cpu_before.0) as f64 / 1e3 / calls_all;
+        let server_cpu = (cpu_after.1 - cpu_before.1) as f64 / 1e3 / calls_all - client_cpu;
         // Calls that completed while measuring, over the measured time plus the audit catch-up.
         let rate = n as f64 / (elapsed + catch_up).as_secs_f64();
         lat.sort();
         let at = |p: f64| lat[((lat.len() - 1) as f64 * p).round() as usize].as_secs_f64() * 1e6;
         println!(
-            "{inflight:>8} {rate:>10.0} {:>9.1} {:>9.1} {:>9.1}   {catch_up:?}",
+            "{inflight:>8} {rate:>10.0} {:>9.1} {:>9.1} {:>9.1} {server_cpu:>14.1} {client_cpu:>14.1}   {catch_up:?}",
             at(0.5),
             at(0.99),
             at(1.0)
