@@ -132,14 +132,23 @@ impl ServerHandler for AirlockMcp {
         let input = Value::Object(request.arguments.unwrap_or_default()).to_string();
         let call = self.host.call_tool_as(&agent, &tool, &input, new_call_id());
         tokio::pin!(call);
-        let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + PROGRESS_EVERY, PROGRESS_EVERY);
-        let mut tick = 0u32;
-        let report = loop {
-            tokio::select! {
-                report = &mut call => break report,
-                _ = ticks.tick() => {
-                    tick += 1;
-                    self.report_waiting(&ctx, &agent, &tool, tick).await;
+        // Most calls end within their first poll: the timeout polls the call first and only
+        // arms its timer if the call is still pending, and the progress interval exists only
+        // for calls still running after PROGRESS_EVERY (waiting for a human, typically).
+        let report = match tokio::time::timeout(PROGRESS_EVERY, &mut call).await {
+            Ok(report) => report,
+            Err(_) => {
+                let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+                let mut tick = 0u32;
+                loop {
+                    tokio::select! {
+                        biased;
+                        report = &mut call => break report,
+                        _ = ticks.tick() => {
+                            tick += 1;
+                            self.report_waiting(&ctx, &agent, &tool, tick).await;
+                        }
+                    }
                 }
             }
         };
