@@ -218,7 +218,7 @@ impl Check {
         let mut seen = HashSet::new();
         for (i, p) in m.approval_policies.iter().enumerate() {
             let at = |field: &str| format!("approval_policies[{i}].{field}");
-            if let Err(reason) = own_tool(m, &p.tool) {
+            if let Err(reason) = own_tool(m, &p.tool, &p.tool) {
                 self.fail(at("tool"), reason);
             }
             if p.action != "*" && !is_relation(&p.action) {
@@ -278,15 +278,16 @@ fn unknown_placeholder(s: &str) -> Option<String> {
 }
 
 /// `COMPONENT.TOOL` with a component of this package.
-fn own_tool(m: &Manifest, tool: &str) -> Result<(), String> {
+/// `shown` is how the value appears in the manifest, for the message.
+fn own_tool(m: &Manifest, tool: &str, shown: &str) -> Result<(), String> {
     let Some((component, name)) = tool.split_once('.') else {
-        return Err(format!("`{tool}` is not `COMPONENT.TOOL`"));
+        return Err(format!("`{shown}` is not `COMPONENT.TOOL`"));
     };
     if !is_simple_name(name) {
-        return Err(format!("`{tool}`: `{name}` is not a tool name"));
+        return Err(format!("`{shown}`: `{name}` is not a tool name"));
     }
     if !m.tools.iter().any(|t| t.component == component) {
-        return Err(format!("`{tool}`: component `{component}` is not in this package"));
+        return Err(format!("`{shown}`: component `{component}` is not in this package"));
     }
     Ok(())
 }
@@ -308,7 +309,7 @@ fn object_allowed(m: &Manifest, defined: &Defined, relation: &str, object: &str)
     };
     match ty {
         "tool" => {
-            own_tool(m, id)?;
+            own_tool(m, id, object)?;
             can_use_only("tools")
         }
         "connection" => {
