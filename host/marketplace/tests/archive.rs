@@ -1,4 +1,6 @@
 //! The tar transport form: a good archive verifies; hostile entries are refused before writing.
+// Helpers outside `#[test]` fns unwrap too: a failed fixture is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
 

@@ -1,5 +1,5 @@
 //! Shared fixtures: hand-written components, an import checker, a signed package.
-#![allow(dead_code)]
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::path::{Path, PathBuf};
 
