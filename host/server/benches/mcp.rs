@@ -113,8 +113,8 @@ impl CallBody {
 
 /// Panics unless `body` is a successful `hello.greet` result for `id`.
 fn check_result(id: u64, status: u16, body: &[u8]) {
-    let v: Value = serde_json::from_slice(body)
-        .unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)));
+    let v: Value =
+        serde_json::from_slice(body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", String::from_utf8_lossy(body)));
     assert!(
         status == 200
             && v["id"] == id

@@ -246,7 +246,9 @@ async fn airlock_mcp_serves_one_agent_over_stdio_beside_a_running_host() {
 
     // The stdio process wrote to the same audit trail, and the chain still verifies.
     let events = t.audit().await;
-    assert!(events.iter().any(|e| e["kind"] == "tool.call" && e["agent"] == "agent:local" && e["outcome"] == "allowed"));
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "tool.call" && e["agent"] == "agent:local" && e["outcome"] == "allowed"));
     let (_, verify) = t.admin_get("/v1/audit/verify").await;
     assert_eq!(verify["broken_at"], Value::Null, "{verify}");
 

@@ -80,8 +80,8 @@ fn enc(s: &str) -> String {
 pub(super) async fn run(command: Command) -> Result<(), String> {
     use reqwest::Method;
     match command {
-        Command::Serve { .. } | Command::Mcp { .. } => {
-            return Err("`serve` and `mcp` run a host; they are not client commands".into())
+        Command::Serve { .. } | Command::Mcp { .. } | Command::Key { .. } | Command::Package { .. } => {
+            return Err("`serve`, `mcp`, `key` and `package` run locally; they are not client commands".into())
         }
         Command::Component(ComponentCmd::Add { remote, name, file }) => {
             let wasm = std::fs::read(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;

@@ -3,6 +3,7 @@
 //! or `DATA_DIR/admin.token`, agent token from `AIRLOCK_AGENT_TOKEN`).
 
 mod client;
+mod package;
 mod serve;
 
 use std::net::SocketAddr;
@@ -103,6 +104,25 @@ pub enum Command {
         data_dir: PathBuf,
         #[arg(long, env = "AIRLOCK_DATABASE_URL")]
         database_url: Option<String>,
+    },
+    /// Make an Ed25519 publisher key for signing agent packages.
+    Key {
+        /// Where to write the private key (created, mode 0600).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Build and sign an agent package from a folder holding `manifest.json`.
+    Package {
+        folder: PathBuf,
+        /// The publisher's private key (from `airlock key`).
+        #[arg(long)]
+        key: PathBuf,
+        /// The package directory to create.
+        #[arg(long)]
+        out: PathBuf,
+        /// Where to look for built components the manifest names (repeatable).
+        #[arg(long)]
+        search: Vec<PathBuf>,
     },
     /// Manage tool components.
     #[command(subcommand)]
@@ -356,6 +376,8 @@ pub async fn run(cli: Cli) -> i32 {
             Ok(remote) => serve::run(listen, data_dir, database_url, remote).await,
             Err(e) => Err(e),
         },
+        Command::Key { out } => package::key(&out),
+        Command::Package { folder, key, out, search } => package::package(&folder, &key, &out, &search),
         Command::Mcp { agent, tenant, data_dir, database_url } => {
             serve::mcp_stdio(crate::agents::Agent { tenant, name: agent, on_behalf_of: vec![] }, data_dir, database_url)
                 .await
