@@ -24,6 +24,10 @@ pub struct Config {
     /// Another process (`airlock serve` beside `airlock mcp`) writes the same SQLite file:
     /// read through to the database instead of trusting in-memory mirrors.
     pub shared_sqlite: bool,
+    /// The base URL clients reach this host at (`https://airlock.example`), the CIBA issuer in
+    /// discovery. Unset, it is derived from each request's `Host` header with scheme `http`,
+    /// which is right only on a trusted network or behind a proxy that sets `Host`.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -38,6 +42,7 @@ impl Config {
             openfga: None,
             mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             shared_sqlite: false,
+            public_url: None,
         }
     }
 
