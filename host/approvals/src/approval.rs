@@ -33,6 +33,8 @@ pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Wait when the requester names none.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 const POLL: Duration = Duration::from_secs(1);
+/// Created requests a slow subscriber may lag behind before it misses some.
+const CREATED_BACKLOG: usize = 256;
 
 /// What someone asks a human to approve.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -144,6 +146,10 @@ pub struct Approvals {
     db: Db,
     ledger: Ledger,
     waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    /// Every request [`Approvals::create`] stores, for whoever routes requests elsewhere
+    /// (the server asks a tenant's external OpenID Provider). Lossy by design: a lagging
+    /// subscriber misses requests, which then wait for a human in the console as before.
+    created: tokio::sync::broadcast::Sender<Approval>,
 }
 
 /// sha256 of the raw text of `details`. Approvals bind to the canonical digest instead
@@ -245,7 +251,14 @@ async fn fetch(conn: &mut AnyConnection, tenant: &str, id: &str) -> Result<Optio
 impl Approvals {
     /// The service over `db`, with its ledger in the same database.
     pub fn new(db: Db) -> Approvals {
-        Approvals { ledger: Ledger::new(db.clone()), db, waiters: Mutex::new(HashMap::new()) }
+        let (created, _) = tokio::sync::broadcast::channel(CREATED_BACKLOG);
+        Approvals { ledger: Ledger::new(db.clone()), db, waiters: Mutex::new(HashMap::new()), created }
+    }
+
+    /// Requests created from now on by [`Approvals::create`] in this process (not those of runs,
+    /// nor of other processes sharing the database).
+    pub fn subscribe_created(&self) -> tokio::sync::broadcast::Receiver<Approval> {
+        self.created.subscribe()
     }
 
     /// The ledger the decisions are recorded in, for claims with a full binding and for history.
@@ -256,7 +269,10 @@ impl Approvals {
     /// Stores a pending request and returns it.
     pub async fn create(&self, tenant: &str, req: NewApproval) -> Result<Approval, ApprovalError> {
         let mut conn = self.db.pool().acquire().await?;
-        insert(&mut conn, tenant, req, None).await
+        let approval = insert(&mut conn, tenant, req, None).await?;
+        // No subscriber is the usual case, not an error.
+        let _ = self.created.send(approval.clone());
+        Ok(approval)
     }
 
     /// One approval of a tenant.

@@ -3,6 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use airlock_approvals::ciba::CibaProvider;
 use airlock_approvals::Approvals;
 use airlock_audit::{AuditEvent, AuditLog};
 use airlock_rebac::Rebac;
@@ -32,6 +33,12 @@ pub struct Airlock {
     pub mcp_allowed_hosts: Vec<String>,
     /// Agent and user tokens: signing keys, JWTs, token exchange, external issuers.
     pub identity: airlock_identity::Identity,
+    /// Airlock as the OpenID Provider (CIBA) of its approvers.
+    pub ciba: CibaProvider,
+    /// Tenants' external OpenID Providers, asked for their approvals ([`crate::ciba`]).
+    pub external_ops: Arc<crate::ciba::ExternalOps>,
+    /// The base URL clients reach this host at (see [`Config::public_url`]).
+    pub public_url: Option<String>,
 }
 
 /// Why the host could not start. Each message says what to do.
@@ -55,6 +62,8 @@ pub enum OpenError {
     Component(String, AddError),
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("cannot start the CIBA provider: {0}")]
+    Ciba(#[from] airlock_approvals::ciba::CibaError),
 }
 
 /// Failures adding a component through the host.
@@ -106,7 +115,13 @@ impl Airlock {
         }
         let vault = Arc::new(vault);
         let identity = airlock_identity::Identity::open(db.clone(), vault.clone(), config.issuer()).await?;
+        // The vault owns its key; CIBA seals its few secrets (ping tokens, external OP client
+        // secrets) with the same key, loaded again now that any staged rotation is installed.
+        let sealer = Arc::new(MasterKey::load_or_create(dir)?);
+        let ciba = CibaProvider::new(db.clone(), approvals.clone(), sealer.clone())?;
+        let external_ops = Arc::new(crate::ciba::ExternalOps::new(db.clone(), sealer));
         let audit = AuditLog::start(db.clone());
+        crate::ciba::spawn_router(&approvals, &external_ops, audit.clone());
         let services = Arc::new(Services {
             rebac: rebac.clone(),
             approvals: approvals.clone(),
@@ -129,6 +144,9 @@ impl Airlock {
             data_dir: dir.clone(),
             mcp_allowed_hosts: config.mcp_allowed_hosts.clone(),
             identity,
+            ciba,
+            external_ops,
+            public_url: config.public_url.clone(),
         };
 
         let stored: Vec<(String, Vec<u8>)> =

@@ -24,8 +24,10 @@ pub struct Config {
     /// Another process (`airlock serve` beside `airlock mcp`) writes the same SQLite file:
     /// read through to the database instead of trusting in-memory mirrors.
     pub shared_sqlite: bool,
-    /// The URL agents and users reach this host at: the `iss` of the tokens it signs (the same on
-    /// every host sharing a database). Defaults to `http://LISTEN`.
+    /// The base URL clients reach this host at (`https://airlock.example`): the `iss` of the
+    /// tokens it signs (the same on every host sharing a database; defaults to `http://LISTEN`)
+    /// and the CIBA issuer in discovery (unset, derived from each request's `Host` header with
+    /// scheme `http`, right only on a trusted network or behind a proxy that sets `Host`).
     pub public_url: Option<String>,
 }
 

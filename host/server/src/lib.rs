@@ -4,12 +4,14 @@
 //! - [`app::Airlock`] opens storage and every engine from a [`config::Config`];
 //! - [`gate`] is the path of one call: authenticate, authorize, run, audit;
 //! - [`api`] serves it over HTTP (axum), [`mcp`] over the Model Context Protocol;
-//!   [`cli`] is the command line.
+//!   [`cli`] is the command line;
+//! - [`ciba`] sends a tenant's approvals to its external OpenID Provider (CIBA).
 
 pub mod agents;
 pub mod api;
 pub mod app;
 pub mod bundled;
+pub mod ciba;
 pub mod cli;
 pub mod config;
 pub mod gate;

@@ -522,7 +522,8 @@ pub(super) struct Decision {
 }
 
 /// Records a human's decision. When the request names a role, the approver
-/// must hold it on `tenant:TENANT` in the authorization engine.
+/// must hold it on `tenant:TENANT` in the authorization engine; a CIBA request
+/// may be decided only by the approver it names (`user:NAME`).
 pub(super) async fn decide_approval(
     State(host): Host,
     Path(id): Path<String>,
@@ -536,6 +537,13 @@ pub(super) async fn decide_approval(
         ApiError::bad_request(format!("approver `{}` must be a subject such as `user:carol`", d.approver))
     })?;
     let pending = host.approvals.get(tenant, &id).await.map_err(approval_error)?;
+    // A CIBA request is reserved for the approver it names, whatever roles others hold.
+    let ciba_approver = host.ciba.approver_for(tenant, &id).await.map_err(|e| ApiError::internal("CIBA store", e))?;
+    if let Some(named) = ciba_approver {
+        let decided =
+            super::ciba::decide(&host, tenant, &id, &named, &d.approver, d.approve, d.reason.as_deref()).await?;
+        return Ok(Json(decided));
+    }
     if let Some(role) = &pending.role {
         let holds = host.rebac.check_now(tenant, &d.approver, role, &format!("tenant:{tenant}")).await.unwrap_or(false);
         if !holds {

@@ -6,13 +6,16 @@
 //! - everything else under `/v1`: for the tenant admin, with the admin token;
 //! - `GET /v1/events`: the tenant's audit events live, as Server-Sent Events (admin token);
 //! - `/mcp`: the Model Context Protocol (Streamable HTTP) for agents, with the agent's bearer token;
-//! - `/stores/...`: the OpenFGA API (each store a tenant), with the admin token.
+//! - `/stores/...`: the OpenFGA API (each store a tenant), with the admin token;
+//! - `/ciba/...`, `/bc-authorize`, `/oauth/token`, `/.well-known/openid-configuration`: OpenID
+//!   CIBA, with client credentials (OAuth errors there); `/v1/ciba/...` its admin API.
 //!
 //! Errors are JSON bodies `{"code": "...", "message": "..."}` with a stable
 //! `code`; internals (SQL, file paths) stay in the server log.
 
 mod admin;
 pub(crate) mod agent;
+pub(crate) mod ciba;
 mod error;
 mod events;
 mod identity_admin;
@@ -61,6 +64,7 @@ pub fn router(host: Arc<Airlock>) -> Router {
         .route("/v1/identity/subjects", put(identity_admin::map_subject))
         .route("/v1/identity/rotate-key", post(identity_admin::rotate_key))
         .merge(openfga::routes())
+        .merge(ciba::routes())
         .merge(crate::mcp::http::routes(host.clone(), &host.mcp_allowed_hosts))
         .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
         .with_state(host)

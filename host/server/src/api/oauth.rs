@@ -7,6 +7,8 @@
 //! - `urn:ietf:params:oauth:grant-type:token-exchange` (RFC 8693): a user's token (subject) plus an
 //!   agent's token (actor) give a delegated token whose `act` names the agent; a delegated token
 //!   as subject nests the chain;
+//! - `urn:openid:params:grant-type:ciba`: a CIBA client redeems an approved `auth_req_id`
+//!   (see [`super::ciba`]);
 //! - Auth0 Token Vault's `...:federated-connection-access-token`: an agent's (or delegated) token
 //!   plus a connection name give that connection's short-lived access token, when the
 //!   connection's policy lets it leave the host (`expose_token`) and the agent is `can_use` on
@@ -17,7 +19,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use axum::extract::{Form, State};
+use axum::extract::{Form, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -61,11 +63,23 @@ fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, R
 pub(super) async fn token(
     State(host): State<Arc<Airlock>>,
     headers: HeaderMap,
+    query: Query<HashMap<String, String>>,
     form: Result<Form<HashMap<String, String>>, axum::extract::rejection::FormRejection>,
 ) -> Response {
-    let Ok(Form(form)) = form else {
+    let Ok(Form(mut form)) = form else {
         return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "send a form-encoded body");
     };
+    // A grant reads its tenant from the form; a `?tenant=` is carried there.
+    if let Some(t) = query.0.get("tenant") {
+        if form.get("tenant").is_some_and(|f| f != t) {
+            return oauth_error(
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                "the query and the body name different tenants",
+            );
+        }
+        form.insert("tenant".into(), t.clone());
+    }
     let grant_type = match field(&form, "grant_type") {
         Ok(g) => g,
         Err(resp) => return resp,
@@ -74,6 +88,7 @@ pub(super) async fn token(
         "client_credentials" => client_credentials(&host, &headers, &form).await,
         TOKEN_EXCHANGE => exchange(&host, &form).await,
         FEDERATED_CONNECTION => federated_connection(&host, &form).await,
+        airlock_approvals::ciba::GRANT_TYPE => Ok(super::ciba::ciba_token_grant(&host, &headers, &form).await),
         other => Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",

@@ -83,6 +83,7 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
         Command::Serve { .. } | Command::Mcp { .. } | Command::Key { .. } | Command::Package { .. } => {
             return Err("`serve`, `mcp`, `key` and `package` run locally; they are not client commands".into())
         }
+        Command::Ciba(cmd) => return super::ciba::run(cmd).await,
         Command::Component(ComponentCmd::Add { remote, name, file }) => {
             let wasm = std::fs::read(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
             eprintln!("uploading and compiling `{name}` ({} KiB)...", wasm.len() / 1024);
@@ -232,7 +233,7 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
 }
 
 /// A secret read from the environment variable `name`, so it stays out of shell history.
-fn secret_from_env(name: &str) -> Result<zeroize::Zeroizing<String>, String> {
+pub(super) fn secret_from_env(name: &str) -> Result<zeroize::Zeroizing<String>, String> {
     std::env::var(name)
         .map(zeroize::Zeroizing::new)
         .map_err(|_| format!("set the secret in the environment variable `{name}`"))

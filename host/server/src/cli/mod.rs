@@ -2,6 +2,7 @@
 //! client of a running host's HTTP API (admin token from `AIRLOCK_ADMIN_TOKEN`
 //! or `DATA_DIR/admin.token`, agent token from `AIRLOCK_AGENT_TOKEN`).
 
+mod ciba;
 mod client;
 mod package;
 mod serve;
@@ -91,6 +92,10 @@ pub enum Command {
         database_url: Option<String>,
         #[command(flatten)]
         openfga: ExternalOpenFga,
+        /// The base URL clients reach this host at, e.g. `https://airlock.example` (the CIBA
+        /// issuer in discovery); default: `http://` and each request's `Host` header.
+        #[arg(long, env = "AIRLOCK_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Serve MCP on stdin/stdout as one agent, for local clients that spawn a process.
     Mcp {
@@ -163,9 +168,12 @@ pub enum Command {
         #[arg(default_value = "{}")]
         input: String,
     },
-    /// List and decide approval requests.
+    /// List and decide approval requests (CIBA requests too: as the approver they name).
     #[command(subcommand)]
     Approvals(ApprovalCmd),
+    /// OpenID CIBA: approvers and clients of Airlock's provider, and the tenant's external OP.
+    #[command(subcommand)]
+    Ciba(ciba::CibaCmd),
     /// Read or verify the audit trail.
     Audit {
         #[command(flatten)]
@@ -372,8 +380,8 @@ pub enum ApprovalCmd {
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Serve { listen, data_dir, database_url, openfga } => match openfga.config() {
-            Ok(remote) => serve::run(listen, data_dir, database_url, remote).await,
+        Command::Serve { listen, data_dir, database_url, openfga, public_url } => match openfga.config() {
+            Ok(remote) => serve::run(listen, data_dir, database_url, remote, public_url).await,
             Err(e) => Err(e),
         },
         Command::Key { out } => package::key(&out),
@@ -382,6 +390,7 @@ pub async fn run(cli: Cli) -> i32 {
             serve::mcp_stdio(crate::agents::Agent { tenant, name: agent, on_behalf_of: vec![] }, data_dir, database_url)
                 .await
         }
+        Command::Ciba(cmd) => ciba::run(cmd).await,
         other => client::run(other).await,
     };
     match result {

@@ -13,9 +13,11 @@ pub(super) async fn run(
     data_dir: PathBuf,
     database_url: Option<String>,
     openfga: Option<airlock_rebac::remote::RemoteConfig>,
+    public_url: Option<String>,
 ) -> Result<(), String> {
     let mut config = Config::new(data_dir);
     config.listen = listen;
+    config.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
     config.database_url = database_url;
     if let Some(remote) = &openfga {
         eprintln!("airlock: checks go to the external OpenFGA server at {} (fail closed)", remote.url);

@@ -1,0 +1,548 @@
+//! OpenID CIBA over HTTP: Airlock as the OpenID Provider of its approvers, and the admin API
+//! of its registries and of a tenant's external OP.
+//!
+//! - `POST /ciba/backchannel` (and Auth0's `POST /bc-authorize`): backchannel authentication;
+//! - `POST /oauth/token` with `grant_type=urn:openid:params:grant-type:ciba`: redeem an `auth_req_id`;
+//! - `GET /.well-known/openid-configuration`: discovery;
+//! - `POST /ciba/callback/{tenant}`: the ping of a tenant's external OP;
+//! - `/v1/ciba/...`: approvers, clients and the external OP (admin token).
+//!
+//! The OAuth endpoints answer `{error, error_description}` (RFC 6749 5.2), not the API's
+//! `{code, message}`: CIBA clients are OAuth libraries. The provider decides every code and
+//! status; the handlers only carry requests to it. A request names its tenant in `?tenant=` or
+//! a `tenant` form field (default `default`): clients are registered per tenant.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use airlock_approvals::ciba::{
+    Approver, AuthRequest, CibaClientError, CibaError, CibaProvider, DeliveryMode, NewClient,
+};
+use airlock_audit::AuditEvent;
+use axum::body::Bytes;
+use axum::extract::rejection::{JsonRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use axum::{Json, Router};
+use base64::Engine as _;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use zeroize::Zeroizing;
+
+use super::admin::require_admin;
+use super::{bearer, ApiError};
+use crate::ciba::{ExternalOpConfig, ExternalOpError};
+use crate::config::DEFAULT_TENANT;
+use crate::Airlock;
+
+type Host = State<Arc<Airlock>>;
+
+/// Auth0's path of the backchannel authentication endpoint, served too so that clients written
+/// for Auth0 work with a changed base URL only.
+pub const AUTH0_BACKCHANNEL_PATH: &str = "/bc-authorize";
+
+/// The CIBA routes (OAuth endpoints, callback, admin API).
+pub(super) fn routes() -> Router<Arc<Airlock>> {
+    Router::new()
+        .route(airlock_approvals::ciba::BACKCHANNEL_PATH, post(backchannel))
+        .route(AUTH0_BACKCHANNEL_PATH, post(backchannel))
+        .route("/.well-known/openid-configuration", get(discovery))
+        .route("/ciba/callback/{tenant}", post(callback))
+        .route("/v1/ciba/approvers", get(list_approvers))
+        .route("/v1/ciba/approvers/{name}", put(put_approver).delete(delete_approver))
+        .route("/v1/ciba/clients", get(list_clients).post(register_client))
+        .route("/v1/ciba/clients/{client_id}", delete(delete_client))
+        .route("/v1/ciba/external-op", get(get_external_op).put(put_external_op).delete(delete_external_op))
+}
+
+#[derive(Deserialize)]
+pub(super) struct TenantQuery {
+    tenant: Option<String>,
+}
+
+// ---- OAuth plumbing ----------------------------------------------------------------
+
+/// An OAuth error response; `invalid_client` carries `WWW-Authenticate` (RFC 6749 5.2).
+fn oauth_error(e: &CibaError) -> Response {
+    if e.status() >= 500 {
+        tracing::error!(error = %e, "CIBA request failed");
+    }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let mut resp = (status, Json(e.to_json())).into_response();
+    if e.wants_authenticate_header() {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"airlock\""));
+    }
+    resp
+}
+
+/// Token endpoint answers must not be cached (RFC 6749 5.1), errors included.
+fn no_store(mut resp: Response) -> Response {
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    resp
+}
+
+/// A form body, refusing repeated parameters (CIBA Core 7.1 and RFC 6749 3.1 forbid them).
+fn parse_form(body: &[u8]) -> Result<HashMap<String, String>, CibaError> {
+    let mut form = HashMap::new();
+    for (k, v) in url::form_urlencoded::parse(body) {
+        if form.insert(k.to_string(), v.into_owned()).is_some() {
+            return Err(CibaError::InvalidRequest(format!("parameter `{k}` is repeated")));
+        }
+    }
+    Ok(form)
+}
+
+/// The form's `tenant`, else the query's, else the default; both and different is an error.
+fn tenant_of(query: Option<&str>, form: &HashMap<String, String>) -> Result<String, CibaError> {
+    match (query, form.get("tenant").map(String::as_str)) {
+        (Some(q), Some(f)) if q != f => {
+            Err(CibaError::InvalidRequest(format!("tenant `{q}` in the query and `{f}` in the body differ")))
+        }
+        (Some(t), _) | (None, Some(t)) => Ok(t.to_string()),
+        (None, None) => Ok(DEFAULT_TENANT.to_string()),
+    }
+}
+
+/// `client_secret_basic` or `client_secret_post`, exactly one of them (RFC 6749 2.3).
+fn client_credentials(headers: &HeaderMap, form: &HashMap<String, String>) -> Result<(String, String), CibaError> {
+    let basic = match headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) {
+        Some(v) if v.len() > 6 && v[..6].eq_ignore_ascii_case("basic ") => {
+            let raw = base64::engine::general_purpose::STANDARD
+                .decode(v[6..].trim())
+                .map_err(|_| CibaError::InvalidClient)?;
+            let pair = String::from_utf8(raw).map_err(|_| CibaError::InvalidClient)?;
+            let (id, secret) = pair.split_once(':').ok_or(CibaError::InvalidClient)?;
+            // RFC 6749 2.3.1: both parts are form-encoded before base64.
+            let dec =
+                |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+            Some((dec(id).unwrap_or_default(), dec(secret).unwrap_or_default()))
+        }
+        _ => None,
+    };
+    let post = match (form.get("client_id"), form.get("client_secret")) {
+        (Some(id), Some(secret)) => Some((id.clone(), secret.clone())),
+        _ => None,
+    };
+    match (basic, post) {
+        (Some(_), Some(_)) => Err(CibaError::InvalidRequest("use one client authentication method, not two".into())),
+        (Some(c), None) | (None, Some(c)) => Ok(c),
+        (None, None) => Err(CibaError::InvalidClient),
+    }
+}
+
+fn ciba_event(tenant: &str, kind: &str, outcome: &str, client_id: Option<&str>, detail: Value) -> AuditEvent {
+    AuditEvent {
+        tenant: tenant.into(),
+        kind: kind.into(),
+        outcome: outcome.into(),
+        agent: client_id.map(|c| format!("ciba-client:{c}")).unwrap_or_else(|| "ciba-client:unknown".into()),
+        tool: "ciba".into(),
+        detail,
+    }
+}
+
+// ---- backchannel -------------------------------------------------------------------
+
+/// `POST /ciba/backchannel` and `POST /bc-authorize`: a client asks an approver's consent.
+/// Every request is audited, refused or not.
+pub(super) async fn backchannel(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+    body: Bytes,
+) -> Response {
+    let query_tenant = query.ok().and_then(|Query(q)| q.tenant);
+    let form = match parse_form(&body) {
+        Ok(f) => f,
+        Err(e) => return oauth_error(&e),
+    };
+    let tenant = match tenant_of(query_tenant.as_deref(), &form) {
+        Ok(t) => t,
+        Err(e) => return oauth_error(&e),
+    };
+    let creds = client_credentials(&headers, &form);
+    let client_id = creds.as_ref().ok().map(|(id, _)| id.clone());
+    let req = AuthRequest {
+        scope: form.get("scope").cloned(),
+        login_hint: form.get("login_hint").cloned(),
+        login_hint_token: form.get("login_hint_token").cloned(),
+        id_token_hint: form.get("id_token_hint").cloned(),
+        binding_message: form.get("binding_message").cloned(),
+        requested_expiry: form.get("requested_expiry").cloned(),
+        user_code: form.get("user_code").cloned(),
+        client_notification_token: form.get("client_notification_token").cloned(),
+    };
+    let detail = json!({ "login_hint": req.login_hint, "scope": req.scope, "binding_message": req.binding_message });
+    let result = async {
+        let (id, secret) = creds?;
+        let client = host.ciba.authenticate_client(&tenant, &id, &secret).await?;
+        host.ciba.backchannel_authorize(&tenant, &client, req).await
+    }
+    .await;
+    match result {
+        Ok(answer) => {
+            let mut detail = detail;
+            detail["approval_id"] = json!(answer.approval_id);
+            host.audit.record(ciba_event(&tenant, "ciba.backchannel", "pending", client_id.as_deref(), detail));
+            (StatusCode::OK, Json(json!(answer))).into_response()
+        }
+        Err(e) => {
+            let mut detail = detail;
+            detail["error"] = json!(e.code());
+            detail["error_description"] = json!(e.description());
+            host.audit.record(ciba_event(&tenant, "ciba.backchannel", "refused", client_id.as_deref(), detail));
+            oauth_error(&e)
+        }
+    }
+}
+
+// ---- token -------------------------------------------------------------------------
+
+/// The token endpoint's CIBA grant (`form` is the token request, `tenant` in it or the
+/// default): the approver's tokens once approved, else the OAuth error the client acts on.
+/// Issuance and refusals are audited; `authorization_pending` and `slow_down` are not, as a
+/// polling client sends them every few seconds.
+pub(crate) async fn ciba_token_grant(host: &Airlock, headers: &HeaderMap, form: &HashMap<String, String>) -> Response {
+    let tenant = match tenant_of(None, form) {
+        Ok(t) => t,
+        Err(e) => return no_store(oauth_error(&e)),
+    };
+    let creds = client_credentials(headers, form);
+    let client_id = creds.as_ref().ok().map(|(id, _)| id.clone());
+    let result = async {
+        let (id, secret) = creds?;
+        let client = host.ciba.authenticate_client(&tenant, &id, &secret).await?;
+        CibaProvider::check_grant_type(form.get("grant_type").map(String::as_str).unwrap_or_default())?;
+        let auth_req_id = form
+            .get("auth_req_id")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| CibaError::InvalidRequest("`auth_req_id` is required".into()))?;
+        host.ciba.poll(&tenant, &client, auth_req_id).await
+    }
+    .await;
+    match result {
+        Ok(tokens) => {
+            let detail = json!({ "scope": tokens.scope, "expires_in": tokens.expires_in });
+            host.audit.record(ciba_event(&tenant, "ciba.token", "issued", client_id.as_deref(), detail));
+            no_store((StatusCode::OK, Json(json!(tokens))).into_response())
+        }
+        Err(e) => {
+            if !matches!(e, CibaError::AuthorizationPending | CibaError::SlowDown { .. }) {
+                let detail = json!({ "error": e.code(), "error_description": e.description() });
+                host.audit.record(ciba_event(&tenant, "ciba.token", "refused", client_id.as_deref(), detail));
+            }
+            no_store(oauth_error(&e))
+        }
+    }
+}
+
+// ---- discovery ---------------------------------------------------------------------
+
+/// `GET /.well-known/openid-configuration`: the issuer is the configured public URL, else
+/// `http://` and the request's `Host`.
+pub(super) async fn discovery(State(host): Host, headers: HeaderMap) -> Response {
+    let base = match &host.public_url {
+        Some(url) => url.clone(),
+        None => match headers.get(header::HOST).and_then(|v| v.to_str().ok()).filter(|h| valid_host(h)) {
+            Some(h) => format!("http://{h}"),
+            None => {
+                return ApiError::bad_request("no usable `Host` header: set the host's public URL (--public-url)")
+                    .into_response()
+            }
+        },
+    };
+    Json(CibaProvider::discovery(&base)).into_response()
+}
+
+/// A `Host` value that cannot smuggle a path or scheme into the issuer.
+fn valid_host(h: &str) -> bool {
+    !h.is_empty() && h.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | ':' | '[' | ']' | '_'))
+}
+
+// ---- the external OP's ping ----------------------------------------------------------
+
+#[derive(Deserialize)]
+pub(super) struct Ping {
+    auth_req_id: String,
+}
+
+/// `POST /ciba/callback/{tenant}`: the tenant's external OP says a request was decided.
+pub(super) async fn callback(
+    State(host): Host,
+    Path(tenant): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<Ping>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let Json(ping) = body?;
+    let token = bearer(&headers).ok_or_else(|| ApiError::unauthenticated("a ping carries `Authorization: Bearer`"))?;
+    match host.external_ops.ping(&tenant, &ping.auth_req_id, token) {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(e @ CibaClientError::BadNotificationToken(_)) => Err(ApiError::unauthenticated(e.to_string())),
+        Err(e) => Err(ApiError::not_found(e.to_string())),
+    }
+}
+
+// ---- deciding a CIBA approval ----------------------------------------------------------
+
+/// The decide path for an approval that is a CIBA request reserved for approver `named`:
+/// only `user:NAME` (or the bare name) may decide it, and the decision pings a ping-mode client.
+pub(super) async fn decide(
+    host: &Airlock,
+    tenant: &str,
+    id: &str,
+    named: &str,
+    approver: &str,
+    approve: bool,
+    reason: Option<&str>,
+) -> Result<Value, ApiError> {
+    let who = approver.strip_prefix("user:").unwrap_or(approver);
+    let event = |outcome: &str, detail: Value| AuditEvent {
+        tenant: tenant.into(),
+        kind: "approval.decision".into(),
+        outcome: outcome.into(),
+        agent: "admin".into(),
+        tool: "ciba".into(),
+        detail,
+    };
+    if who != named {
+        host.audit.record(event(
+            "refused",
+            json!({ "approval_id": id, "approver": approver, "reason": format!("the CIBA request is for `{named}`") }),
+        ));
+        return Err(ApiError::forbidden(format!(
+            "`{approver}` may not decide this CIBA request: only `user:{named}`, whose consent it asks, may"
+        )));
+    }
+    let decided = host.ciba.decide(tenant, id, named, approve, reason).await.map_err(ciba_admin_error)?;
+    host.audit.record(event(
+        if approve { "approved" } else { "denied" },
+        json!({ "approval_id": id, "approver": approver, "agent": decided.agent, "reason": reason }),
+    ));
+    Ok(json!(decided))
+}
+
+// ---- admin API -----------------------------------------------------------------------
+
+fn ciba_admin_error(e: CibaError) -> ApiError {
+    if e.status() >= 500 {
+        return ApiError::internal("CIBA store", e);
+    }
+    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+    let code = match &e {
+        CibaError::Approval(airlock_approvals::ApprovalError::AlreadyDecided { .. }) => "conflict",
+        CibaError::Approval(airlock_approvals::ApprovalError::NotFound(_)) => "not_found",
+        CibaError::Approval(_) | CibaError::InvalidRegistration(_) => "invalid_request",
+        other => other.code(),
+    };
+    ApiError::new(status, code, e.to_string())
+}
+
+fn admin_event(tenant: &str, kind: &str, detail: Value) -> AuditEvent {
+    AuditEvent {
+        tenant: tenant.into(),
+        kind: kind.into(),
+        outcome: "ok".into(),
+        agent: "admin".into(),
+        tool: "ciba".into(),
+        detail,
+    }
+}
+
+#[derive(Deserialize)]
+pub(super) struct PutApprover {
+    tenant: Option<String>,
+    #[serde(default)]
+    iss: Option<String>,
+    #[serde(default)]
+    sub: Option<String>,
+    #[serde(default)]
+    device_webhook: Option<String>,
+}
+
+/// `PUT /v1/ciba/approvers/{name}`: adds or replaces an approver clients may ask for by name.
+pub(super) async fn put_approver(
+    State(host): Host,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    body: Result<Json<PutApprover>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Json(b) = body?;
+    let tenant = b.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let approver = Approver { name, iss: b.iss, sub: b.sub, device_webhook: b.device_webhook };
+    host.ciba.put_approver(tenant, &approver).await.map_err(ciba_admin_error)?;
+    host.audit.record(admin_event(tenant, "ciba.approver.put", json!({ "approver": approver })));
+    Ok(Json(json!({ "approver": approver })))
+}
+
+pub(super) async fn list_approvers(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    Ok(Json(json!({ "approvers": host.ciba.approvers(tenant).await.map_err(ciba_admin_error)? })))
+}
+
+pub(super) async fn delete_approver(
+    State(host): Host,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    if !host.ciba.delete_approver(tenant, &name).await.map_err(ciba_admin_error)? {
+        return Err(ApiError::not_found(format!("no approver `{name}` in this tenant")));
+    }
+    host.audit.record(admin_event(tenant, "ciba.approver.delete", json!({ "approver": name })));
+    Ok(Json(json!({ "deleted": name })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct RegisterClient {
+    tenant: Option<String>,
+    client_id: String,
+    /// `poll` (default) or `ping`; `ping` needs `notification_endpoint`.
+    #[serde(default)]
+    delivery_mode: Option<String>,
+    #[serde(default)]
+    notification_endpoint: Option<String>,
+}
+
+/// `POST /v1/ciba/clients`: registers a client; its secret is in this answer only.
+pub(super) async fn register_client(
+    State(host): Host,
+    headers: HeaderMap,
+    body: Result<Json<RegisterClient>, JsonRejection>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    require_admin(&host, &headers)?;
+    let Json(b) = body?;
+    let tenant = b.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let mode = match b.delivery_mode.as_deref() {
+        None if b.notification_endpoint.is_some() => DeliveryMode::Ping,
+        None => DeliveryMode::Poll,
+        Some(m) => DeliveryMode::parse(m)
+            .ok_or_else(|| ApiError::bad_request(format!("`delivery_mode` `{m}` must be `poll` or `ping`")))?,
+    };
+    let new = NewClient { client_id: b.client_id, delivery_mode: mode, notification_endpoint: b.notification_endpoint };
+    let (client, secret) = host.ciba.register_client(tenant, &new).await.map_err(|e| match e {
+        CibaError::InvalidRegistration(m) if m.contains("already exists") => ApiError::conflict(m),
+        other => ciba_admin_error(other),
+    })?;
+    host.audit.record(admin_event(tenant, "ciba.client.register", json!({ "client": client })));
+    Ok((StatusCode::CREATED, Json(json!({ "client": client, "client_secret": secret }))))
+}
+
+pub(super) async fn list_clients(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    Ok(Json(json!({ "clients": host.ciba.clients(tenant).await.map_err(ciba_admin_error)? })))
+}
+
+pub(super) async fn delete_client(
+    State(host): Host,
+    Path(client_id): Path<String>,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    if !host.ciba.delete_client(tenant, &client_id).await.map_err(ciba_admin_error)? {
+        return Err(ApiError::not_found(format!("no client `{client_id}` in this tenant")));
+    }
+    host.audit.record(admin_event(tenant, "ciba.client.delete", json!({ "client_id": client_id })));
+    Ok(Json(json!({ "deleted": client_id })))
+}
+
+#[derive(Deserialize)]
+pub(super) struct PutExternalOp {
+    tenant: Option<String>,
+    discovery_url: String,
+    client_id: String,
+    client_secret: String,
+    #[serde(default)]
+    delivery_mode: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+    login_hints: BTreeMap<String, String>,
+    #[serde(default)]
+    requested_expiry: Option<u64>,
+}
+
+fn external_op_error(e: ExternalOpError) -> ApiError {
+    match e {
+        ExternalOpError::Invalid(_) => ApiError::bad_request(e.to_string()),
+        ExternalOpError::NotConfigured(_) => ApiError::not_found(e.to_string()),
+        other => ApiError::internal("external OP", other),
+    }
+}
+
+/// `PUT /v1/ciba/external-op`: the tenant's approvals go to this OP from now on.
+pub(super) async fn put_external_op(
+    State(host): Host,
+    headers: HeaderMap,
+    body: Result<Json<PutExternalOp>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Json(b) = body?;
+    let tenant = b.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let secret = Zeroizing::new(b.client_secret);
+    let mode = match b.delivery_mode.as_deref() {
+        None => DeliveryMode::Poll,
+        Some(m) => DeliveryMode::parse(m)
+            .ok_or_else(|| ApiError::bad_request(format!("`delivery_mode` `{m}` must be `poll` or `ping`")))?,
+    };
+    let config = ExternalOpConfig {
+        discovery_url: b.discovery_url,
+        client_id: b.client_id,
+        delivery_mode: mode,
+        scope: b.scope.unwrap_or_else(|| "openid".into()),
+        login_hints: b.login_hints,
+        requested_expiry: b.requested_expiry,
+    };
+    host.external_ops.put(tenant, &config, secret).await.map_err(external_op_error)?;
+    host.audit.record(admin_event(tenant, "ciba.external_op.put", json!({ "external_op": config })));
+    Ok(Json(json!({ "external_op": config, "callback_path": format!("/ciba/callback/{tenant}") })))
+}
+
+pub(super) async fn get_external_op(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    match host.external_ops.get(tenant).await.map_err(external_op_error)? {
+        Some(config) => Ok(Json(json!({ "external_op": config }))),
+        None => Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider"))),
+    }
+}
+
+pub(super) async fn delete_external_op(
+    State(host): Host,
+    headers: HeaderMap,
+    query: Result<Query<TenantQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    require_admin(&host, &headers)?;
+    let Query(q) = query?;
+    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    if !host.external_ops.delete(tenant).await.map_err(external_op_error)? {
+        return Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider")));
+    }
+    host.audit.record(admin_event(tenant, "ciba.external_op.delete", json!({})));
+    Ok(Json(json!({ "deleted": tenant })))
+}
