@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use airlock_approvals::Approvals;
+use airlock_approvals::{Approvals, Policies, Runs};
 use airlock_audit::{AuditEvent, AuditLog};
 use airlock_rebac::Rebac;
 use airlock_runtime::{AddError, LoadedComponent, Runtime, Services};
@@ -20,6 +20,10 @@ pub struct Airlock {
     pub db: Db,
     pub rebac: Arc<Rebac>,
     pub approvals: Arc<Approvals>,
+    /// Which tool actions need which approver ([`crate::policy_gate`]).
+    pub policies: Policies,
+    /// Runs of agents gated by an entry approval.
+    pub runs: Runs,
     pub vault: Arc<Vault>,
     pub audit: AuditLog,
     pub runtime: Runtime,
@@ -30,6 +34,8 @@ pub struct Airlock {
     pub data_dir: std::path::PathBuf,
     /// `Host` header values `/mcp` accepts (see [`Config::mcp_allowed_hosts`]).
     pub mcp_allowed_hosts: Vec<String>,
+    /// Expires overdue grants in the background; stops with the host.
+    _sweeper: crate::policy_gate::Sweeper,
 }
 
 /// Why the host could not start. Each message says what to do.
@@ -112,7 +118,11 @@ impl Airlock {
             .map_err(|e| OpenError::Runtime(format!("{e:#}")))?;
         let agents = Agents::open(db.clone()).await?;
         let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
+        let sweeper = crate::policy_gate::Sweeper::start(approvals.clone(), crate::policy_gate::SWEEP_EVERY);
         let host = Airlock {
+            policies: Policies::new(db.clone()),
+            runs: Runs::new(db.clone()),
+            _sweeper: sweeper,
             db,
             rebac,
             approvals,
@@ -140,6 +150,7 @@ impl Airlock {
                 }
             }
         }
+        host.report_held_calls().await;
         Ok(host)
     }
 

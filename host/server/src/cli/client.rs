@@ -69,19 +69,21 @@ pub enum Body {
     Text(String),
 }
 
-fn print(v: &Value) {
+pub(super) fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 pub(super) async fn run(command: Command) -> Result<(), String> {
     use reqwest::Method;
     match command {
-        Command::Serve { .. } | Command::Mcp { .. } => {
-            return Err("`serve` and `mcp` run a host; they are not client commands".into())
+        Command::Serve { .. } | Command::Mcp { .. } | Command::Policy(_) => {
+            return Err(
+                "`serve` and `mcp` run a host, and `policy` has its own client; they are not handled here".into()
+            )
         }
         Command::Component(ComponentCmd::Add { remote, name, file }) => {
             let wasm = std::fs::read(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;

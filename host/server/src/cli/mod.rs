@@ -3,6 +3,7 @@
 //! or `DATA_DIR/admin.token`, agent token from `AIRLOCK_AGENT_TOKEN`).
 
 mod client;
+mod policy;
 mod serve;
 
 use std::net::SocketAddr;
@@ -11,6 +12,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use client::Client;
+pub use policy::PolicyCmd;
 
 /// Airlock: run AI-agent tools in a sandbox, with authorization, human approval and a vault.
 #[derive(Parser, Debug)]
@@ -146,6 +148,9 @@ pub enum Command {
     /// List and decide approval requests.
     #[command(subcommand)]
     Approvals(ApprovalCmd),
+    /// Which tool calls (and agent runs) wait for a human's approval, in which role.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Read or verify the audit trail.
     Audit {
         #[command(flatten)]
@@ -359,6 +364,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Mcp { agent, tenant, data_dir, database_url } => {
             serve::mcp_stdio(crate::agents::Agent { tenant, name: agent }, data_dir, database_url).await
         }
+        Command::Policy(cmd) => policy::run(cmd).await,
         other => client::run(other).await,
     };
     match result {
