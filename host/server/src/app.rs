@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use airlock_approvals::ciba::CibaProvider;
-use airlock_approvals::Approvals;
+use airlock_approvals::{Approvals, Policies, Runs};
 use airlock_audit::{AuditEvent, AuditLog};
 use airlock_rebac::Rebac;
 use airlock_runtime::{AddError, LoadedComponent, Runtime, Services};
@@ -21,6 +21,10 @@ pub struct Airlock {
     pub db: Db,
     pub rebac: Arc<Rebac>,
     pub approvals: Arc<Approvals>,
+    /// Which tool actions need which approver ([`crate::policy_gate`]).
+    pub policies: Policies,
+    /// Runs of agents gated by an entry approval.
+    pub runs: Runs,
     pub vault: Arc<Vault>,
     pub audit: AuditLog,
     pub runtime: Runtime,
@@ -39,6 +43,8 @@ pub struct Airlock {
     pub external_ops: Arc<crate::ciba::ExternalOps>,
     /// The base URL clients reach this host at (see [`Config::public_url`]).
     pub public_url: Option<String>,
+    /// Expires overdue grants in the background; stops with the host.
+    _sweeper: crate::policy_gate::Sweeper,
 }
 
 /// Why the host could not start. Each message says what to do.
@@ -132,7 +138,11 @@ impl Airlock {
             .map_err(|e| OpenError::Runtime(format!("{e:#}")))?;
         let agents = Agents::open(db.clone()).await?;
         let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
+        let sweeper = crate::policy_gate::Sweeper::start(approvals.clone(), crate::policy_gate::SWEEP_EVERY);
         let host = Airlock {
+            policies: Policies::new(db.clone()),
+            runs: Runs::new(db.clone()),
+            _sweeper: sweeper,
             db,
             rebac,
             approvals,
@@ -164,6 +174,7 @@ impl Airlock {
                 }
             }
         }
+        host.report_held_calls().await;
         Ok(host)
     }
 

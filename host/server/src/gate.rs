@@ -2,17 +2,20 @@
 //!
 //! 1. the agent is already authenticated (HTTP bearer token, or in-process);
 //! 2. `authz`: `agent:NAME can_use tool:COMPONENT.TOOL`? No tuple, no call;
-//! 3. the runtime runs the component in a fresh sandbox, where every import
+//! 3. the host's own authority checks ([`crate::policy_gate`]): the run the call is a step
+//!    of, a grant the caller presents, or the tool's approval policy (waiting for a human);
+//! 4. the runtime runs the component in a fresh sandbox, where every import
 //!    re-checks its own authority;
-//! 4. the outcome, allowed or denied, lands in the audit trail.
+//! 5. the outcome, allowed or denied, lands in the audit trail.
 
 use std::sync::Arc;
 
 use airlock_runtime::{CallContext, CallError, CallOutcome};
 use serde::Serialize;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::agents::Agent;
+use crate::policy_gate::{AuthorityError, CallOptions};
 use crate::Airlock;
 
 /// Why the gate refused before running anything.
@@ -24,6 +27,9 @@ pub enum GateError {
     Forbidden { agent: String, tool: String },
     #[error("authorization failed closed: {0}")]
     AuthzUnavailable(String),
+    /// A run, grant or approval policy refused (see [`crate::policy_gate`]).
+    #[error(transparent)]
+    Authority(#[from] AuthorityError),
 }
 
 /// What a call that passed the gate produced.
@@ -86,6 +92,19 @@ impl Airlock {
         input: &str,
         call_id: String,
     ) -> Result<CallReport, GateError> {
+        self.call_tool_with(agent, tool, input, call_id, &CallOptions::default()).await
+    }
+
+    /// [`Airlock::call_tool_as`] with what the caller brings besides the input: a grant to
+    /// spend, the run the call is a step of.
+    pub async fn call_tool_with(
+        &self,
+        agent: &Agent,
+        tool: &str,
+        input: &str,
+        call_id: String,
+        opts: &CallOptions,
+    ) -> Result<CallReport, GateError> {
         let ctx = CallContext {
             tenant: agent.tenant.clone(),
             agent: agent.subject(),
@@ -115,14 +134,28 @@ impl Airlock {
                 return Err(err);
             }
         }
-        let ctx = Arc::new(CallContext { component: component.to_string(), ..ctx });
+        let admission = match self.admit(agent, tool, input, &ctx, opts).await {
+            Ok(a) => a,
+            Err(err) => {
+                self.audit_refusal(&ctx, &err, opts);
+                return Err(err.into());
+            }
+        };
+        // The delegation chain from the token, then who approved the run this step belongs to.
+        let mut on_behalf_of = ctx.on_behalf_of.clone();
+        on_behalf_of.extend(admission.on_behalf_of.clone());
+        let ctx = Arc::new(CallContext { component: component.to_string(), on_behalf_of, ..ctx });
         let outcome = self.runtime.call(ctx.clone(), component, name, input).await;
-        let (label, detail) = match &outcome.result {
+        self.settle(&ctx.tenant, &call_id, &admission, &outcome).await;
+        let (label, mut detail) = match &outcome.result {
             Ok(_) => ("allowed", json!({ "result": "ok", "fuel": outcome.fuel_used })),
             Err(e) => {
                 ("allowed", json!({ "result": error_kind(e), "error": e.to_string(), "fuel": outcome.fuel_used }))
             }
         };
+        if let (Some(map), Value::Object(extra)) = (detail.as_object_mut(), admission.audit_fields()) {
+            map.extend(extra);
+        }
         self.audit.record(ctx.event("tool.call", label, detail, &[]));
         Ok(CallReport { call_id, outcome })
     }

@@ -3,6 +3,7 @@
 //!
 //! - [`app::Airlock`] opens storage and every engine from a [`config::Config`];
 //! - [`gate`] is the path of one call: authenticate, authorize, run, audit;
+//! - [`policy_gate`] is the host's own authority on that path: approval policies, grants, runs;
 //! - [`api`] serves it over HTTP (axum), [`mcp`] over the Model Context Protocol;
 //!   [`cli`] is the command line;
 //! - [`ciba`] sends a tenant's approvals to its external OpenID Provider (CIBA).
@@ -16,6 +17,7 @@ pub mod cli;
 pub mod config;
 pub mod gate;
 pub mod mcp;
+pub mod policy_gate;
 
 pub use app::Airlock;
 pub use config::Config;

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use super::{bearer, ApiError};
 use crate::agents::Agent;
-use crate::gate::{error_kind, GateError};
+use crate::gate::{error_kind, new_call_id, CallReport, GateError};
+use crate::policy_gate::CallOptions;
 use crate::Airlock;
 use airlock_runtime::CallError;
 
@@ -96,10 +97,27 @@ pub(super) async fn call_tool(
     if !serde_json::from_str::<Value>(input).map(|v| v.is_object()).unwrap_or(false) {
         return Err(ApiError::bad_request("body must be a JSON object: the tool's input"));
     }
-    let report = host.call_tool(&agent, &tool, input).await.map_err(|e| match e {
+    let opts =
+        CallOptions { grant: header(&headers, GRANT_HEADER), run: header(&headers, RUN_HEADER), ..Default::default() };
+    report_answer(host.call_tool_with(&agent, &tool, input, new_call_id(), &opts).await)
+}
+
+/// The header a caller presents a grant (an approval id) in, to spend it on this call.
+pub const GRANT_HEADER: &str = "airlock-grant";
+/// The header naming the run a call is a step of.
+pub const RUN_HEADER: &str = "airlock-run";
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+/// The gate's answer as the API returns it (a call, or a resumed call).
+pub(crate) fn report_answer(report: Result<CallReport, GateError>) -> Result<Json<Value>, ApiError> {
+    let report = report.map_err(|e| match e {
         GateError::BadToolId(_) => ApiError::bad_request(e.to_string()),
         GateError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
         GateError::AuthzUnavailable(_) => ApiError::new(StatusCode::FORBIDDEN, "authz_unavailable", e.to_string()),
+        GateError::Authority(e) => super::runs::authority_error(e),
     })?;
     match report.outcome.result {
         Ok(result) => Ok(Json(json!({ "call_id": report.call_id, "result": result, "log": report.outcome.log }))),

@@ -2,7 +2,10 @@
 //!
 //! - `GET /healthz`: liveness, no authentication;
 //! - `/oauth/token`, `/.well-known/jwks.json`: agent tokens (JWT), delegation, Token Vault exchange;
-//! - `/v1/tools...`: for agents, with the agent's bearer token (opaque or JWT);
+//! - `/v1/tools...`: for agents, with the agent's bearer token (headers `Airlock-Grant` to spend
+//!   an approval, `Airlock-Run` for a step of a run);
+//! - `POST /v1/approvals`, `GET /v1/approvals/{id}/wait`, `POST /v1/calls/{id}/resume`,
+//!   `/v1/runs...`: for agents too ([`runs`]);
 //! - everything else under `/v1`: for the tenant admin, with the admin token;
 //! - `GET /v1/events`: the tenant's audit events live, as Server-Sent Events (admin token);
 //! - `/mcp`: the Model Context Protocol (Streamable HTTP) for agents, with the agent's bearer token;
@@ -21,6 +24,7 @@ mod events;
 mod identity_admin;
 mod oauth;
 mod openfga;
+mod runs;
 
 use std::sync::Arc;
 
@@ -51,8 +55,15 @@ pub fn router(host: Arc<Airlock>) -> Router {
         .route("/v1/connections/{name}/secret", post(admin::rotate_connection_secret))
         .route("/v1/vault/rotate-tenant-key", post(admin::rotate_tenant_key))
         .route("/v1/vault/rotate-master-key", post(admin::rotate_master_key))
-        .route("/v1/approvals", get(admin::list_approvals))
+        .route("/v1/approvals", get(admin::list_approvals).post(runs::request_approval))
         .route("/v1/approvals/{id}", get(admin::get_approval))
+        .route("/v1/approvals/{id}/wait", get(runs::wait_approval))
+        .route("/v1/calls/{call_id}/resume", post(runs::resume_call))
+        .route("/v1/runs", post(runs::start_run))
+        .route("/v1/runs/{id}", get(runs::get_run))
+        .route("/v1/runs/{id}/finish", post(runs::finish_run))
+        .route("/v1/policies", get(runs::list_policies).post(runs::put_policy))
+        .route("/v1/policies/{tool}", delete(runs::delete_policy))
         .route("/v1/approvals/{id}/decision", post(admin::decide_approval))
         .route("/v1/audit", get(admin::read_audit))
         .route("/v1/audit/verify", get(admin::verify_audit))

@@ -69,19 +69,25 @@ pub enum Body {
     Text(String),
 }
 
-fn print(v: &Value) {
+pub(super) fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
 
-fn enc(s: &str) -> String {
+pub(super) fn enc(s: &str) -> String {
     url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
 }
 
 pub(super) async fn run(command: Command) -> Result<(), String> {
     use reqwest::Method;
     match command {
-        Command::Serve { .. } | Command::Mcp { .. } | Command::Key { .. } | Command::Package { .. } => {
-            return Err("`serve`, `mcp`, `key` and `package` run locally; they are not client commands".into())
+        Command::Serve { .. }
+        | Command::Mcp { .. }
+        | Command::Key { .. }
+        | Command::Package { .. }
+        | Command::Policy(_) => {
+            return Err("`serve`, `mcp`, `key` and `package` run locally, `policy` and `ciba` have their own clients; \
+                        they are not handled here"
+                .into())
         }
         Command::Ciba(cmd) => return super::ciba::run(cmd).await,
         Command::Component(ComponentCmd::Add { remote, name, file }) => {

@@ -5,6 +5,7 @@
 mod ciba;
 mod client;
 mod package;
+mod policy;
 mod serve;
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 pub use client::Client;
+pub use policy::PolicyCmd;
 
 /// Airlock: run AI-agent tools in a sandbox, with authorization, human approval and a vault.
 #[derive(Parser, Debug)]
@@ -174,6 +176,9 @@ pub enum Command {
     /// OpenID CIBA: approvers and clients of Airlock's provider, and the tenant's external OP.
     #[command(subcommand)]
     Ciba(ciba::CibaCmd),
+    /// Which tool calls (and agent runs) wait for a human's approval, in which role.
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// Read or verify the audit trail.
     Audit {
         #[command(flatten)]
@@ -391,6 +396,7 @@ pub async fn run(cli: Cli) -> i32 {
                 .await
         }
         Command::Ciba(cmd) => ciba::run(cmd).await,
+        Command::Policy(cmd) => policy::run(cmd).await,
         other => client::run(other).await,
     };
     match result {

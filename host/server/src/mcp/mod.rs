@@ -186,6 +186,10 @@ fn answer(agent: &Agent, tool: &str, report: Result<crate::gate::CallReport, Gat
         Err(e @ GateError::AuthzUnavailable(_)) => {
             return refusal("authz_unavailable", e.to_string(), "retry later; nothing was run".into(), None)
         }
+        Err(GateError::Authority(e)) => {
+            let next = "nothing was run: ask the approver named by the tool's policy, or start an approved run".into();
+            return refusal(e.code(), e.to_string(), next, None);
+        }
     };
     let call_id = report.call_id.as_str();
     match report.outcome.result {

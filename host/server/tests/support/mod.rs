@@ -197,3 +197,92 @@ pub async fn wait_for_pending(t: &TestHost) -> Value {
     }
     panic!("no approval request appeared");
 }
+
+/// What a recording stand-in API saw: (method, path, body).
+#[derive(Default, Clone)]
+pub struct Recorded {
+    pub requests: Arc<Mutex<Vec<(String, String, String)>>>,
+}
+
+impl Recorded {
+    /// `METHOD /path` of every request, in order.
+    pub fn lines(&self) -> Vec<String> {
+        self.requests.lock().unwrap().iter().map(|(m, p, _)| format!("{m} {p}")).collect()
+    }
+
+    pub fn count(&self) -> usize {
+        self.requests.lock().unwrap().len()
+    }
+}
+
+/// A stand-in API that records every request and answers 200 with `{"ok": true, "path": ...}`
+/// when it carries `Bearer {secret}` (401 otherwise).
+pub async fn recorder(secret: &'static str) -> (SocketAddr, Recorded) {
+    let seen = Recorded::default();
+    let rec = seen.clone();
+    let app = Router::new().fallback(
+        move |method: axum::http::Method, uri: axum::http::Uri, headers: HeaderMap, body: String| {
+            let rec = rec.clone();
+            async move {
+                rec.requests.lock().unwrap().push((method.to_string(), uri.path().to_string(), body));
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                if auth != format!("Bearer {secret}") {
+                    return (axum::http::StatusCode::UNAUTHORIZED, Json(json!({ "error": "bad credential" })));
+                }
+                (axum::http::StatusCode::OK, Json(json!({ "ok": true, "path": uri.path() })))
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, seen)
+}
+
+impl TestHost {
+    /// Stores a bearer connection `name` pointing at a stand-in.
+    pub async fn connection(&self, name: &str, api: SocketAddr, secret: &str) {
+        let body = json!({ "kind": "bearer", "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()],
+                           "secret": secret });
+        let (status, body) =
+            self.request(reqwest::Method::PUT, &format!("/v1/connections/{name}"), &self.admin, Some(body)).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Calls a tool as an agent with extra headers (`Airlock-Grant`, `Airlock-Run`).
+    pub async fn call_with(&self, token: &str, tool: &str, input: Value, headers: &[(&str, &str)]) -> (u16, Value) {
+        let mut req = self.http.post(format!("{}/v1/tools/{tool}/call", self.url)).bearer_auth(token).json(&input);
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
+
+    /// Puts an approval policy through the admin API.
+    pub async fn policy(&self, tool: &str, role: &str, ttl_seconds: u64) {
+        let (status, body) =
+            self.admin_post("/v1/policies", json!({ "tool": tool, "role": role, "ttl_seconds": ttl_seconds })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+
+    /// Decides an approval as `approver`.
+    pub async fn decide(&self, id: &str, approver: &str, approve: bool) -> (u16, Value) {
+        self.admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": approver, "approve": approve }))
+            .await
+    }
+}
+
+/// Polls until the tenant has a pending approval of `tool`; returns it.
+pub async fn wait_for_pending_of(t: &TestHost, tool: &str) -> Value {
+    for _ in 0..400 {
+        let (_, body) = t.admin_get("/v1/approvals?status=pending").await;
+        if let Some(found) = body["approvals"].as_array().and_then(|a| a.iter().find(|x| x["tool"] == tool)) {
+            return found.clone();
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    panic!("no approval request of `{tool}` appeared");
+}
