@@ -455,7 +455,8 @@ impl Identity {
             None if users_allowed => (format!("user:{subject}"), None, Some(subject)),
             None => return Err(TokenError::UnmappedSubject { issuer: cfg.issuer, subject }),
         };
-        Ok(Verified { tenant: cfg.tenant, subject, agent, user, act: Vec::new(), jti, exp, issuer: cfg.issuer })
+        let iat = claims.get("iat").and_then(Value::as_i64);
+        Ok(Verified { tenant: cfg.tenant, subject, agent, user, act: Vec::new(), jti, exp, iat, issuer: cfg.issuer })
     }
 }
 

@@ -79,6 +79,9 @@ pub struct Verified {
     pub jti: Option<String>,
     /// Expiry, unix seconds.
     pub exp: i64,
+    /// Issued-at, unix seconds (so the server can refuse tokens older than an agent's current
+    /// incarnation: revoke and re-create must not revive old tokens).
+    pub iat: Option<i64>,
     /// Who issued it: this host's issuer, or the external issuer's.
     pub issuer: String,
 }

@@ -91,5 +91,6 @@ fn own_verified(claims: &Map<String, Value>, issuer: &str) -> Result<Verified, T
     if agent.as_deref() == Some("") || user.as_deref() == Some("") {
         return Err(TokenError::Malformed(format!("subject `{subject}` has an empty name")));
     }
-    Ok(Verified { tenant, subject, agent, user, act, jti, exp, issuer: issuer.to_string() })
+    let iat = claims.get("iat").and_then(Value::as_i64);
+    Ok(Verified { tenant, subject, agent, user, act, jti, exp, iat, issuer: issuer.to_string() })
 }

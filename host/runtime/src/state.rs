@@ -30,6 +30,9 @@ pub struct CallContext {
     pub agent: String,
     /// The user who delegated to the agent, when known (`user:NAME`).
     pub on_behalf_of: Vec<String>,
+    /// Who approved the run this call is a step of (audit only: an approver vouches for the
+    /// run, it does not delegate its own rights, so authz never checks it).
+    pub approved_by: Option<String>,
     pub component: String,
     /// `component.tool`.
     pub tool: String,
@@ -44,6 +47,7 @@ impl CallContext {
             tenant: String::new(),
             agent: String::new(),
             on_behalf_of: vec![],
+            approved_by: None,
             component: component.to_string(),
             tool: format!("{component}.describe"),
             call_id: String::new(),
@@ -52,7 +56,8 @@ impl CallContext {
 
     /// The delegation chain as the audit shows it: user -> agent -> tool [-> external].
     pub fn chain(&self, beyond: &[&str]) -> Vec<String> {
-        let mut chain: Vec<String> = self.on_behalf_of.clone();
+        let mut chain: Vec<String> = self.approved_by.iter().cloned().collect();
+        chain.extend(self.on_behalf_of.iter().cloned());
         chain.push(self.agent.clone());
         chain.push(format!("tool:{}", self.tool));
         chain.extend(beyond.iter().map(|hop| hop.to_string()));

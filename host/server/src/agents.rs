@@ -121,6 +121,18 @@ impl Agents {
         Ok(row.is_some())
     }
 
+    /// When agent `name`'s live incarnation was created (unix ms), or `None` if it is revoked or
+    /// unknown. A token issued before it belongs to an earlier, revoked incarnation.
+    pub async fn live_since(&self, tenant: &str, name: &str) -> Result<Option<i64>, AgentError> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT created_at FROM agents WHERE tenant = $1 AND name = $2 AND revoked_at IS NULL")
+                .bind(tenant)
+                .bind(name)
+                .fetch_optional(self.db.pool())
+                .await?;
+        Ok(row.map(|(at,)| at))
+    }
+
     /// The agent a bearer token belongs to, if it is live.
     ///
     /// On PostgreSQL, where another host may have revoked the agent, the

@@ -109,6 +109,7 @@ impl Airlock {
             tenant: agent.tenant.clone(),
             agent: agent.subject(),
             on_behalf_of: agent.on_behalf_of.clone(),
+            approved_by: None,
             component: String::new(),
             tool: tool.to_string(),
             call_id: call_id.clone(),
@@ -141,10 +142,9 @@ impl Airlock {
                 return Err(err.into());
             }
         };
-        // The delegation chain from the token, then who approved the run this step belongs to.
-        let mut on_behalf_of = ctx.on_behalf_of.clone();
-        on_behalf_of.extend(admission.on_behalf_of.clone());
-        let ctx = Arc::new(CallContext { component: component.to_string(), on_behalf_of, ..ctx });
+        // Who approved the run this step belongs to goes into the audit chain, not into authz.
+        let approved_by = admission.on_behalf_of.clone();
+        let ctx = Arc::new(CallContext { component: component.to_string(), approved_by, ..ctx });
         let outcome = self.runtime.call(ctx.clone(), component, name, input).await;
         self.settle(&ctx.tenant, &call_id, &admission, &outcome).await;
         let (label, mut detail) = match &outcome.result {

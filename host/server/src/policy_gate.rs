@@ -188,6 +188,17 @@ impl Airlock {
                 });
             }
             admission.on_behalf_of = self.run_approver(tenant, run).await;
+        } else if self.policies.entry_for(tenant, &subject).await.map_err(unavailable)?.is_some() {
+            // An agent under an entry policy acts only inside an approved run: a call without
+            // `Airlock-Run` (or over a door that carries none) would skip the entry approval.
+            return Err(AuthorityError::Run {
+                run: String::new(),
+                reason: format!(
+                    "`{subject}` needs an entry-approved run: start one with `POST /v1/runs` and send its id \
+                     as `Airlock-Run`"
+                ),
+                ledger_reason: "run_required".into(),
+            });
         }
         let value: Value = serde_json::from_str(input).map_err(|_| AuthorityError::BadInput)?;
         let presented = Presented {

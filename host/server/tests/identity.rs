@@ -109,6 +109,12 @@ async fn client_credentials_jwts_work_and_every_bad_token_is_refused_and_audited
     let (status, body) = t.call(&jwt, "hello.greet", json!({ "name": "Ada" })).await;
     assert_eq!(status, 401, "{body}");
     assert!(body["message"].as_str().unwrap().contains("revoked"), "{body}");
+    // Re-creating the name does not revive the old incarnation's tokens.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let _new_secret = t.agent("greeter").await;
+    let (status, body) = t.call(&jwt, "hello.greet", json!({ "name": "Ada" })).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("predates"), "{body}");
 
     let events = t.audit().await;
     let refusals: Vec<&str> = events
@@ -116,11 +122,11 @@ async fn client_credentials_jwts_work_and_every_bad_token_is_refused_and_audited
         .filter(|e| e["kind"] == "auth" && e["outcome"] == "denied")
         .map(|e| e["detail"]["reason"].as_str().unwrap())
         .collect();
-    assert_eq!(refusals.len(), cases.len() + 1, "{refusals:?}");
+    assert_eq!(refusals.len(), cases.len() + 2, "{refusals:?}");
     for ((what, _, reason), logged) in cases.iter().zip(&refusals) {
         assert!(logged.to_lowercase().contains(reason), "{what}: {logged}");
     }
-    assert!(refusals.last().unwrap().contains("revoked"));
+    assert!(refusals[cases.len()].contains("revoked"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -182,6 +188,14 @@ async fn a_user_delegates_to_an_agent_and_the_chain_reaches_the_gate_and_the_aud
         .collect();
     assert_eq!(chains[0], &json!(["user:alice", "agent:assistant", "tool:hello.greet"]));
     assert_eq!(chains[1], &json!(["user:alice", "agent:assistant", "agent:helper", "tool:hello.greet"]));
+
+    // Revoking the first agent ends the nested token too, though the helper acts.
+    let (status, _) = t.request(reqwest::Method::DELETE, "/v1/agents/assistant", &t.admin, None).await;
+    assert_eq!(status, 200);
+    let (status, body) = t.call(&nested, "hello.greet", json!({ "name": "Ada" })).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("assistant"), "{body}");
+    let _ = t.agent("assistant").await;
 
     // An agent token as the subject (not a user's) is refused.
     let (status, body, _) = exchange(agent.clone(), agent.clone()).await;

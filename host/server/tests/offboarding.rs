@@ -104,6 +104,12 @@ async fn the_offboarding_agent_runs_end_to_end_under_its_approvals() {
     t.grant(&refs).await;
     let customer = json!({ "customer_id": CUSTOMER });
 
+    // Under an entry policy, no call runs outside a run (this would skip the entry approval).
+    let (status, body) = t.call(&token, "offboarding.revoke-access", customer.clone()).await;
+    assert_eq!((status, body["code"].as_str()), (403, Some("run_refused")), "{body}");
+    assert_eq!(body["ledger_reason"], "run_required");
+    assert!(directed.lines().is_empty(), "nothing reached the directory");
+
     // Start a run: it awaits the operations manager.
     let (status, run) = t
         .request(reqwest::Method::POST, "/v1/runs", &token, Some(json!({ "summary": format!("offboard {CUSTOMER}") })))
@@ -223,8 +229,9 @@ async fn the_offboarding_agent_runs_end_to_end_under_its_approvals() {
         .collect();
     assert_eq!(granted.len(), 2, "the refund and the deletion each spent a grant");
     let denied: Vec<&Value> = events.iter().filter(|e| e["kind"] == "tool.call" && e["outcome"] == "denied").collect();
-    assert_eq!(denied.len(), 3, "before entry, the wrong grant, after finish: {denied:?}");
-    assert!(denied.iter().all(|e| e["detail"]["run_id"] == run_id.as_str()), "{denied:?}");
+    assert_eq!(denied.len(), 4, "outside a run, before entry, the wrong grant, after finish: {denied:?}");
+    assert_eq!(denied[0]["detail"]["ledger_reason"], "run_required");
+    assert!(denied[1..].iter().all(|e| e["detail"]["run_id"] == run_id.as_str()), "{denied:?}");
     for kind in ["run.start", "run.finish"] {
         assert!(events.iter().any(|e| e["kind"] == kind && e["detail"]["run_id"] == run_id.as_str()), "{kind}");
     }

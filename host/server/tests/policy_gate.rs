@@ -221,11 +221,10 @@ async fn a_presented_grant_is_spent_once_and_only_for_its_own_action_and_argumen
 }
 
 /// 100 callers present one grant at once, through `hosts`: exactly one call runs.
-async fn race(hosts: &[&TestHost], token: &str, grant: &str, billed: &Recorded) {
+async fn race(hosts: &[String], token: &str, grant: &str, billed: &Recorded) {
     let mut calls = Vec::new();
     for i in 0..100 {
-        let t = hosts[i % hosts.len()];
-        let (url, token, grant) = (t.url.clone(), token.to_string(), grant.to_string());
+        let (url, token, grant) = (hosts[i % hosts.len()].clone(), token.to_string(), grant.to_string());
         calls.push(tokio::spawn(async move {
             let resp = reqwest::Client::new()
                 .post(format!("{url}/v1/tools/offboarding.export-billing-data/call"))
@@ -260,7 +259,7 @@ async fn a_hundred_concurrent_presenters_of_one_grant_run_one_call_on_sqlite() {
     let asked = ask_ahead(&t, &token, "offboarding.export-billing-data", json!({ "customer_id": "c-7" })).await;
     let id = asked["id"].as_str().unwrap();
     assert_eq!(t.decide(id, "user:carol", true).await.0, 200);
-    race(&[&t], &token, id, &billed).await;
+    race(&[t.url.clone()], &token, id, &billed).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -279,11 +278,29 @@ async fn a_hundred_concurrent_presenters_across_two_hosts_on_postgresql_run_one_
     let id = asked["id"].as_str().unwrap();
     assert_eq!(one.decide(id, "user:carol", true).await.0, 200);
 
-    // The second host shares the database (and so its master key).
+    // The second host is another OS process (`airlock serve`) sharing the database (and so
+    // its master key); the presenters are spread over both.
     let tmp2 = tempfile::tempdir().unwrap();
     std::fs::copy(tmp.path().join("master.key"), tmp2.path().join("master.key")).unwrap();
-    let two = TestHost::start_in(tmp2.path().to_path_buf(), Some(url.clone()), support::test_limits()).await;
-    race(&[&one, &two], &token, id, &billed).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut two = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}"), "--database-url", &url, "--data-dir"])
+        .arg(tmp2.path())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let two_url = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..600 {
+        if reqwest::get(format!("{two_url}/healthz")).await.map(|r| r.status().is_success()).unwrap_or(false) {
+            up = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(up, "the second host process answers");
+    race(&[one.url.clone(), two_url], &token, id, &billed).await;
+    two.kill().await.unwrap();
     let grant = one.host.approvals.ledger().get("default", id).await.unwrap();
     assert_eq!(grant.state, airlock_approvals::GrantState::Consumed);
 }

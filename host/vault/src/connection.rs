@@ -136,6 +136,11 @@ impl Connection {
             }
         }
         let oauth_kind = matches!(self.kind, ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials);
+        if self.expose_token && self.requires_grant {
+            return bad("`expose_token` and `requires_grant` exclude each other: a handed-out token could be used \
+                        without an approval"
+                .into());
+        }
         if self.expose_token && !oauth_kind {
             return bad(
                 "`expose_token` needs an OAuth2 kind: a static key is not short-lived and is never handed out".into()

@@ -222,6 +222,9 @@ impl Vault {
         if !conn.expose_token {
             return Err(VaultError::NotExposable(conn.name));
         }
+        if conn.requires_grant {
+            return Err(VaultError::GrantRequired(conn.name));
+        }
         self.access_token_until(tenant, name).await
     }
 

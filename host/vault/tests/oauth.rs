@@ -194,6 +194,9 @@ async fn only_an_exposing_oauth_connection_hands_out_its_short_lived_token() {
         assert!(matches!(err, VaultError::NotExposable(_)), "{err}");
         assert_eq!(p.lock().unwrap().issued, 0, "a refused exposure asks the provider for nothing");
 
+        // A token handed out could be used without an approval: the two settings exclude each other.
+        let both = Connection { expose_token: true, requires_grant: true, ..conn(addr, ConnectionKind::Oauth2Refresh) };
+        assert!(matches!(vault.put("acme", &both, secret()).await, Err(VaultError::InvalidConnection(_))));
         let exposing = Connection { expose_token: true, ..conn(addr, ConnectionKind::Oauth2Refresh) };
         vault.put("acme", &exposing, secret()).await.unwrap();
         let (token, expires_at) = vault.token("acme", "hubspot").await.unwrap();

@@ -49,10 +49,11 @@ impl vault::Host for CallState {
         };
         let tenant = self.ctx.tenant.clone();
         let services = self.services.clone();
+        let chain = self.ctx.on_behalf_of.clone();
         let mut detail = json!({ "connection": connection });
         let mut via = None;
         let outcome = async {
-            let conn = resolve_usable(&services, &tenant, &agent, &connection).await?;
+            let conn = resolve_usable(&services, &tenant, &agent, &chain, &connection).await?;
             detail["connection"] = conn.name.clone().into();
             via = Some(format!("connection:{}", conn.name));
             let (token, expires_at) = services.vault.token(&tenant, &conn.name).await.map_err(vault_error)?;
@@ -89,17 +90,22 @@ async fn resolve_usable(
     services: &Services,
     tenant: &str,
     agent: &str,
+    on_behalf_of: &[String],
     requested: &str,
 ) -> Result<airlock_vault::Connection, Error> {
     // `agent` is the authz subject (`agent:NAME`); namespaces are named by the bare name.
     let namespace = agent.strip_prefix("agent:").unwrap_or(agent);
     let conn = services.vault.resolve(tenant, namespace, requested).await.map_err(vault_error)?;
     let object = format!("connection:{}", conn.name);
-    match services.rebac.check_now(tenant, agent, "can_use", &object).await {
-        Ok(true) => Ok(conn),
-        Ok(false) => Err(Error::Denied(format!("`{agent}` is not `can_use` on `{object}`"))),
-        Err(e) => Err(Error::Denied(format!("authorization failed closed: {e}"))),
+    // A delegated call may use only what everyone in its chain may use.
+    for who in on_behalf_of.iter().map(String::as_str).chain(std::iter::once(agent)) {
+        match services.rebac.check_now(tenant, who, "can_use", &object).await {
+            Ok(true) => {}
+            Ok(false) => return Err(Error::Denied(format!("`{who}` is not `can_use` on `{object}`"))),
+            Err(e) => return Err(Error::Denied(format!("authorization failed closed: {e}"))),
+        }
     }
+    Ok(conn)
 }
 
 fn vault_error(e: VaultError) -> Error {
@@ -125,7 +131,7 @@ async fn fetch_as(
 ) -> Result<HttpResponse, Error> {
     let tenant = ctx.tenant.as_str();
     // The connection must exist, and be usable, before a grant is spent on it.
-    let conn = resolve_usable(services, tenant, agent, connection).await?;
+    let conn = resolve_usable(services, tenant, agent, &ctx.on_behalf_of, connection).await?;
     *resolved = Some(conn.name.clone());
     let granted = match grant {
         None => false,

@@ -269,7 +269,20 @@ pub(super) async fn revoke_agent(
     require_admin(&host, &headers)?;
     let Query(q) = query?;
     host.agents.revoke(q.tenant(), &name).await.map_err(agent_error)?;
-    host.audit.record(admin_event(q.tenant(), "agent.revoke", "ok", "", json!({ "agent": format!("agent:{name}") })));
+    // Its authority ends with it: issued grants and pending approvals are cancelled.
+    let cancelled = host
+        .approvals
+        .cancel_for_agent(q.tenant(), &format!("agent:{name}"))
+        .await
+        .map_err(|e| ApiError::internal("approvals", e))?;
+    host.audit.record(admin_event(
+        q.tenant(),
+        "agent.revoke",
+        "ok",
+        "",
+        json!({ "agent": format!("agent:{name}"),
+        "cancelled_grants": cancelled.grants, "cancelled_approvals": cancelled.approvals }),
+    ));
     Ok(Json(json!({ "revoked": name })))
 }
 

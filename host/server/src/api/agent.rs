@@ -50,13 +50,8 @@ pub(crate) async fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str
         let reason = format!("token of `{}` names no agent: tools are called by agents", verified.subject);
         return Err(refuse(&verified.tenant, &verified.subject, reason));
     };
-    match host.agents.exists(&verified.tenant, &name).await {
-        Ok(true) => {}
-        Ok(false) => {
-            let reason = format!("agent `{name}` is revoked or unknown in tenant `{}`", verified.tenant);
-            return Err(refuse(&verified.tenant, &format!("agent:{name}"), reason));
-        }
-        Err(e) => return Err(ApiError::internal("agent store", e)),
+    if let Err(reason) = agents_live(host, &verified).await? {
+        return Err(refuse(&verified.tenant, &format!("agent:{name}"), reason));
     }
     // Outermost first: the user, then each agent that delegated further, up to the acting one.
     let mut on_behalf_of = Vec::new();
@@ -65,6 +60,32 @@ pub(crate) async fn authenticate(host: &Airlock, headers: &HeaderMap, tool: &str
         on_behalf_of.extend(verified.act.iter().skip(1).rev().cloned());
     }
     Ok(Agent { tenant: verified.tenant, name, on_behalf_of })
+}
+
+/// Whether every agent a verified token names (the acting one and each earlier actor) is live,
+/// and was so when the token was issued: revoking an agent ends all its tokens, and re-creating
+/// the name does not revive them. `Err(reason)` inside `Ok` is a refusal.
+pub(crate) async fn agents_live(
+    host: &Airlock,
+    verified: &airlock_identity::Verified,
+) -> Result<Result<(), String>, ApiError> {
+    let mut names: Vec<&str> = verified.act.iter().filter_map(|a| a.strip_prefix("agent:")).collect();
+    if let Some(own) = verified.subject.strip_prefix("agent:") {
+        names.push(own);
+    }
+    for name in names {
+        let since =
+            host.agents.live_since(&verified.tenant, name).await.map_err(|e| ApiError::internal("agent store", e))?;
+        match since {
+            None => return Ok(Err(format!("agent `{name}` is revoked or unknown in tenant `{}`", verified.tenant))),
+            // `iat` has second precision; creation has milliseconds.
+            Some(created) if verified.iat.is_some_and(|iat| iat < created / 1000) => {
+                return Ok(Err(format!("the token predates agent `{name}`'s current identity (it was revoked)")))
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(Ok(()))
 }
 
 /// A compact JWS has three base64url parts; agent tokens are hex.

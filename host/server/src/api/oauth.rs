@@ -174,6 +174,26 @@ async fn exchange(host: &Airlock, form: &HashMap<String, String>) -> Result<Resp
         }
     }
     let audience = form.get("audience").map(String::as_str).unwrap_or(host.identity.issuer());
+    // The identity crate checks the tokens; whether their agents are still live (and were when
+    // the tokens were issued) only the host knows.
+    let mut tenant = None;
+    for token in [subject, actor] {
+        if let Ok(v) = host.identity.verify(token, host.identity.issuer()).await {
+            tenant = Some(v.tenant.clone());
+            let live = super::agent::agents_live(host, &v)
+                .await
+                .map_err(|_| oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "agent store"))?;
+            if let Err(reason) = live {
+                host.audit.record(auth_event(
+                    &v.tenant,
+                    "unknown",
+                    "denied",
+                    json!({ "grant_type": TOKEN_EXCHANGE, "reason": reason }),
+                ));
+                return Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", reason));
+            }
+        }
+    }
     match host.identity.exchange(subject, actor, audience, None).await {
         Ok(issued) => {
             if let Ok(v) = host.identity.verify(&issued.access_token, audience).await {
@@ -189,12 +209,16 @@ async fn exchange(host: &Airlock, form: &HashMap<String, String>) -> Result<Resp
             Ok(success(json!(issued)))
         }
         Err(e) => {
-            host.audit.record(auth_event(
-                crate::config::DEFAULT_TENANT,
-                "unknown",
-                "denied",
-                json!({ "grant_type": TOKEN_EXCHANGE, "reason": e.to_string() }),
-            ));
+            // Recorded in the tenant a token proved it belongs to; a refusal no token vouches
+            // for belongs to no tenant's trail (it would leak into another tenant's).
+            if let Some(tenant) = tenant {
+                host.audit.record(auth_event(
+                    &tenant,
+                    "unknown",
+                    "denied",
+                    json!({ "grant_type": TOKEN_EXCHANGE, "reason": e.to_string() }),
+                ));
+            }
             Err(oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", e.to_string()))
         }
     }
@@ -227,9 +251,7 @@ async fn federated_connection(host: &Airlock, form: &HashMap<String, String>) ->
     }
     chain.push(format!("agent:{agent}"));
     let outcome = async {
-        if !host.agents.exists(&tenant, &agent).await.map_err(|e| e.to_string())? {
-            return Err(format!("agent `{agent}` is revoked"));
-        }
+        super::agent::agents_live(host, &verified).await.map_err(|_| "agent store unavailable".to_string())??;
         let conn = host.vault.resolve(&tenant, &agent, connection).await.map_err(|e| e.to_string())?;
         let object = format!("connection:{}", conn.name);
         for who in &chain {
