@@ -280,8 +280,12 @@ pub(super) async fn callback(
     let token = bearer(&headers).ok_or_else(|| ApiError::unauthenticated("a ping carries `Authorization: Bearer`"))?;
     match host.external_ops.ping(&tenant, &ping.auth_req_id, token) {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
-        Err(e @ CibaClientError::BadNotificationToken(_)) => Err(ApiError::unauthenticated(e.to_string())),
-        Err(e) => Err(ApiError::not_found(e.to_string())),
+        // An unknown id and a wrong token get the same answer, so a ping cannot probe which
+        // requests are in flight.
+        Err(CibaClientError::BadNotificationToken(_) | CibaClientError::UnknownRequest(_)) => {
+            Err(ApiError::unauthenticated("no request in flight with this id and notification token"))
+        }
+        Err(e) => Err(ApiError::internal("ciba client", e)),
     }
 }
 
