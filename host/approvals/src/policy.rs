@@ -59,10 +59,20 @@ pub enum PolicyError {
     Store(#[from] sqlx::Error),
 }
 
-/// The policy table of one database. Cheap to clone.
+/// The policy table of one database. Cheap to clone (clones share the cache).
 #[derive(Clone, Debug)]
 pub struct Policies {
     db: Db,
+    /// Every tool call asks for its policies: on a host that is its database's only writer they
+    /// are answered from memory (refreshed by this instance's own writes), not by 2-3 queries.
+    cache: Option<std::sync::Arc<PolicyCache>>,
+}
+
+#[derive(Debug, Default)]
+struct PolicyCache {
+    tenants: parking_lot::Mutex<std::collections::HashMap<String, std::sync::Arc<Vec<Policy>>>>,
+    /// Bumped by every write, so a load that began before a write never stores stale rows.
+    generation: std::sync::atomic::AtomicU64,
 }
 
 const COLUMNS: &str = "tenant, tool, action, role, ttl_ms, entry, updated_at";
@@ -70,7 +80,22 @@ const COLUMNS: &str = "tenant, tool, action, role, ttl_ms, entry, updated_at";
 impl Policies {
     /// The policies stored in `db`.
     pub fn new(db: Db) -> Policies {
-        Policies { db }
+        Policies { db, cache: None }
+    }
+
+    /// Policies answered from memory, for a host that is the only writer of its (SQLite)
+    /// database: only this instance's `put`/`delete` change them. Never use it where another
+    /// process writes policies: a policy it missed would let a call run unapproved.
+    pub fn cached(db: Db) -> Policies {
+        Policies { db, cache: Some(Default::default()) }
+    }
+
+    fn forget(&self, tenant: &str) {
+        if let Some(cache) = &self.cache {
+            let mut tenants = cache.tenants.lock();
+            cache.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            tenants.remove(tenant);
+        }
     }
 
     /// Creates or replaces the policy for `(spec.tool, spec.action)`.
@@ -92,6 +117,7 @@ impl Policies {
         .bind(now)
         .execute(self.db.pool())
         .await?;
+        self.forget(tenant);
         Ok(Policy {
             tenant: tenant.to_string(),
             tool: spec.tool,
@@ -112,6 +138,7 @@ impl Policies {
             .execute(self.db.pool())
             .await?
             .rows_affected();
+        self.forget(tenant);
         Ok(gone > 0)
     }
 
@@ -140,6 +167,22 @@ impl Policies {
     }
 
     async fn exact(&self, tenant: &str, tool: &str, action: &str) -> Result<Option<Policy>, PolicyError> {
+        if let Some(cache) = &self.cache {
+            let hit = cache.tenants.lock().get(tenant).cloned();
+            let all = match hit {
+                Some(all) => all,
+                None => {
+                    let generation = cache.generation.load(std::sync::atomic::Ordering::SeqCst);
+                    let all = std::sync::Arc::new(self.list(tenant).await?);
+                    let mut tenants = cache.tenants.lock();
+                    if cache.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+                        tenants.insert(tenant.to_string(), all.clone());
+                    }
+                    all
+                }
+            };
+            return Ok(all.iter().find(|p| p.tool == tool && p.action == action).cloned());
+        }
         let row = sqlx::query(&format!(
             "SELECT {COLUMNS} FROM approval_policies WHERE tenant = $1 AND tool = $2 AND action = $3"
         ))

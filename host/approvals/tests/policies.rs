@@ -91,3 +91,24 @@ async fn malformed_policies_are_refused() {
     }
     assert!(policies.list("acme").await.unwrap().is_empty(), "nothing was stored");
 }
+
+#[tokio::test]
+async fn a_cached_policy_table_sees_its_own_writes_at_once() {
+    let t = testing::sqlite().await;
+    let cached = Policies::cached(t.db.clone());
+    assert_eq!(cached.for_action("acme", "billing", "refund").await.unwrap(), None, "loads the empty table");
+    cached.put("acme", spec("billing", "refund", "cfo")).await.unwrap();
+    assert_eq!(cached.for_action("acme", "billing", "refund").await.unwrap().map(|p| p.role), Some("cfo".into()));
+    cached.put("acme", spec("billing", "*", "controller")).await.unwrap();
+    assert_eq!(
+        cached.for_action("acme", "billing", "export").await.unwrap().map(|p| p.role),
+        Some("controller".into())
+    );
+    assert!(cached.delete("acme", "billing", "refund").await.unwrap());
+    assert_eq!(
+        cached.for_action("acme", "billing", "refund").await.unwrap().map(|p| p.role),
+        Some("controller".into()),
+        "falls back to the tool's `*` policy once its own is gone"
+    );
+    assert_eq!(cached.for_action("globex", "billing", "refund").await.unwrap(), None, "tenants apart");
+}

@@ -140,7 +140,12 @@ impl Airlock {
         let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
         let sweeper = crate::policy_gate::Sweeper::start(approvals.clone(), crate::policy_gate::SWEEP_EVERY);
         let host = Airlock {
-            policies: Policies::new(db.clone()),
+            // SQLite with no other writer: answered from memory (see `Policies::cached`).
+            policies: if db.backend() == airlock_store::Backend::Sqlite && !config.shared_sqlite {
+                Policies::cached(db.clone())
+            } else {
+                Policies::new(db.clone())
+            },
             runs: Runs::new(db.clone()),
             _sweeper: sweeper,
             db,
