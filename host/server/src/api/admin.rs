@@ -47,6 +47,23 @@ pub(super) fn admin_event(tenant: &str, kind: &str, outcome: &str, tool: &str, d
     }
 }
 
+/// An admin request's tenant (`?tenant=`, else the default), extracted once the admin token
+/// is checked: the prologue every tenant-scoped admin handler needs.
+pub(super) struct AdminTenant(pub String);
+
+impl axum::extract::FromRequestParts<Arc<Airlock>> for AdminTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        host: &Arc<Airlock>,
+    ) -> Result<AdminTenant, ApiError> {
+        require_admin(host, &parts.headers)?;
+        let Query(q) = Query::<TenantQuery>::from_request_parts(parts, host).await?;
+        Ok(AdminTenant(q.tenant().to_string()))
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct TenantQuery {
     tenant: Option<String>,

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::admin::require_admin;
+use super::admin::{require_admin, AdminTenant};
 use super::{bearer, ApiError};
 use crate::ciba::{ExternalOpConfig, ExternalOpError};
 use crate::config::DEFAULT_TENANT;
@@ -345,14 +345,7 @@ fn ciba_admin_error(e: CibaError) -> ApiError {
 }
 
 fn admin_event(tenant: &str, kind: &str, detail: Value) -> AuditEvent {
-    AuditEvent {
-        tenant: tenant.into(),
-        kind: kind.into(),
-        outcome: "ok".into(),
-        agent: "admin".into(),
-        tool: "ciba".into(),
-        detail,
-    }
+    super::admin::admin_event(tenant, kind, "ok", "ciba", detail)
 }
 
 #[derive(Deserialize)]
@@ -384,24 +377,18 @@ pub(super) async fn put_approver(
 
 pub(super) async fn list_approvers(
     State(host): Host,
-    headers: HeaderMap,
-    query: Result<Query<TenantQuery>, QueryRejection>,
+    AdminTenant(tenant): AdminTenant,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
-    let Query(q) = query?;
-    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = tenant.as_str();
     Ok(Json(json!({ "approvers": host.ciba.approvers(tenant).await.map_err(ciba_admin_error)? })))
 }
 
 pub(super) async fn delete_approver(
     State(host): Host,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    query: Result<Query<TenantQuery>, QueryRejection>,
+    AdminTenant(tenant): AdminTenant,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
-    let Query(q) = query?;
-    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = tenant.as_str();
     if !host.ciba.delete_approver(tenant, &name).await.map_err(ciba_admin_error)? {
         return Err(ApiError::not_found(format!("no approver `{name}` in this tenant")));
     }
@@ -444,26 +431,17 @@ pub(super) async fn register_client(
     Ok((StatusCode::CREATED, Json(json!({ "client": client, "client_secret": secret }))))
 }
 
-pub(super) async fn list_clients(
-    State(host): Host,
-    headers: HeaderMap,
-    query: Result<Query<TenantQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
-    let Query(q) = query?;
-    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+pub(super) async fn list_clients(State(host): Host, AdminTenant(tenant): AdminTenant) -> Result<Json<Value>, ApiError> {
+    let tenant = tenant.as_str();
     Ok(Json(json!({ "clients": host.ciba.clients(tenant).await.map_err(ciba_admin_error)? })))
 }
 
 pub(super) async fn delete_client(
     State(host): Host,
     Path(client_id): Path<String>,
-    headers: HeaderMap,
-    query: Result<Query<TenantQuery>, QueryRejection>,
+    AdminTenant(tenant): AdminTenant,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
-    let Query(q) = query?;
-    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = tenant.as_str();
     if !host.ciba.delete_client(tenant, &client_id).await.map_err(ciba_admin_error)? {
         return Err(ApiError::not_found(format!("no client `{client_id}` in this tenant")));
     }
@@ -524,12 +502,9 @@ pub(super) async fn put_external_op(
 
 pub(super) async fn get_external_op(
     State(host): Host,
-    headers: HeaderMap,
-    query: Result<Query<TenantQuery>, QueryRejection>,
+    AdminTenant(tenant): AdminTenant,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
-    let Query(q) = query?;
-    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = tenant.as_str();
     match host.external_ops.get(tenant).await.map_err(external_op_error)? {
         Some(config) => Ok(Json(json!({ "external_op": config }))),
         None => Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider"))),
@@ -538,12 +513,9 @@ pub(super) async fn get_external_op(
 
 pub(super) async fn delete_external_op(
     State(host): Host,
-    headers: HeaderMap,
-    query: Result<Query<TenantQuery>, QueryRejection>,
+    AdminTenant(tenant): AdminTenant,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
-    let Query(q) = query?;
-    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = tenant.as_str();
     if !host.external_ops.delete(tenant).await.map_err(external_op_error)? {
         return Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider")));
     }
