@@ -22,6 +22,7 @@ fn main() {
         }
     }
 
+    ship_publishers(&root.join("marketplace/publishers"));
     ensure_wasm_target();
 
     // A target directory of its own beside the host's: the outer cargo holds a lock on its own.
@@ -47,6 +48,29 @@ fn main() {
         Err(e) => fail(&format!("cannot run cargo to build plugins/: {e}")),
     }
     println!("cargo:rustc-env=AIRLOCK_PLUGIN_DIR={}", target_dir.join("wasm32-wasip2/release").display());
+}
+
+/// Writes `OUT_DIR/shipped_publishers.rs`: `(publisher, contents)` of every `NAME.pub` in
+/// `dir`, the publisher keys the binary trusts (`host/server/src/marketplace/trust.rs`).
+fn ship_publishers(dir: &Path) {
+    watch(dir);
+    let mut entries: Vec<(String, String)> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    let path = e.path();
+                    let name = path.file_name()?.to_str()?.strip_suffix(".pub")?.to_string();
+                    Some((name, std::fs::read_to_string(&path).ok()?))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    entries.sort();
+    let body: Vec<String> = entries.iter().map(|(n, text)| format!("({n:?}, {text:?})")).collect();
+    let out = PathBuf::from(std::env::var("OUT_DIR").unwrap_or_default()).join("shipped_publishers.rs");
+    if let Err(e) = std::fs::write(&out, format!("&[{}]", body.join(", "))) {
+        fail(&format!("cannot write {}: {e}", out.display()));
+    }
 }
 
 fn watch(path: &Path) {

@@ -100,8 +100,23 @@ impl Policies {
 
     /// Creates or replaces the policy for `(spec.tool, spec.action)`.
     pub async fn put(&self, tenant: &str, spec: PolicySpec) -> Result<Policy, PolicyError> {
-        validate(&spec)?;
-        let now = now_millis();
+        let mut tx = self.db.pool().begin().await?;
+        self.put_in(&mut tx, tenant, &spec).await?;
+        tx.commit().await?;
+        self.forget(tenant);
+        let stored = self.exact(tenant, &spec.tool, &spec.action).await?;
+        stored.ok_or_else(|| PolicyError::Invalid("the policy vanished right after it was written".into()))
+    }
+
+    /// [`Policies::put`] inside the caller's transaction (install registers an agent's
+    /// policies with the rest of it); call [`Policies::invalidate`] once it commits.
+    pub async fn put_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+        spec: &PolicySpec,
+    ) -> Result<(), PolicyError> {
+        validate(spec)?;
         sqlx::query(
             "INSERT INTO approval_policies (tenant, tool, action, role, ttl_ms, entry, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -114,19 +129,35 @@ impl Policies {
         .bind(&spec.role)
         .bind(spec.ttl.as_millis() as i64)
         .bind(spec.entry as i64)
-        .bind(now)
-        .execute(self.db.pool())
+        .bind(now_millis())
+        .execute(&mut **tx)
         .await?;
+        Ok(())
+    }
+
+    /// Deletes the policies of `tools` (and the entry policy keyed by each of them, e.g.
+    /// `agent:NAME`) inside the caller's transaction; call [`Policies::invalidate`] after.
+    pub async fn delete_for_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+        tools: &[String],
+    ) -> Result<u64, PolicyError> {
+        let mut gone = 0;
+        for tool in tools {
+            gone += sqlx::query("DELETE FROM approval_policies WHERE tenant = $1 AND tool = $2")
+                .bind(tenant)
+                .bind(tool)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+        }
+        Ok(gone)
+    }
+
+    /// Drops what this instance remembers of `tenant`'s policies (after a transaction wrote them).
+    pub fn invalidate(&self, tenant: &str) {
         self.forget(tenant);
-        Ok(Policy {
-            tenant: tenant.to_string(),
-            tool: spec.tool,
-            action: spec.action,
-            role: spec.role,
-            ttl: spec.ttl,
-            entry: spec.entry,
-            updated_at: now,
-        })
     }
 
     /// Removes a policy; `false` when there was none.

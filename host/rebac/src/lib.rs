@@ -186,6 +186,12 @@ impl Rebac {
         {
             return Ok(());
         }
+        self.refresh(tenant).await
+    }
+
+    /// Brings the in-memory mirror of `tenant` up to the database's revision whatever the
+    /// backend: after a transaction written through [`Rebac::stage_in`].
+    pub async fn refresh(&self, tenant: &str) -> Result<(), RebacError> {
         let current: Option<(i64,)> =
             airlock_store::sqlx::query_as("SELECT rev FROM tuple_revisions WHERE tenant = $1")
                 .bind(tenant)

@@ -126,6 +126,107 @@ impl Rebac {
         }
     }
 
+    /// Writes `model` (when given: the tenant's next active model, in DSL), then deletes and
+    /// writes tuples, inside the caller's transaction: for an installer whose tuples must land
+    /// or vanish together with other engines' rows. Writes are validated against `model`, else
+    /// the active model; existing writes and missing deletes are no-ops. The in-memory mirror
+    /// learns of it only through [`Rebac::refresh`] after the caller commits (and, for deletes,
+    /// [`Rebac::hide`] before it begins, so a revocation takes effect first).
+    pub async fn stage_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+        model: Option<&str>,
+        writes: &[Tuple],
+        deletes: &[Tuple],
+    ) -> Result<(), RebacError> {
+        let parsed = match model {
+            Some(dsl) => Some(std::sync::Arc::new(crate::model::dsl::parse(dsl)?)),
+            None => self.model(tenant).map(|m| m.model),
+        };
+        for t in writes {
+            t.validate()?;
+            if let Some(model) = &parsed {
+                engine::validate_tuple(model, t, None)?;
+            }
+        }
+        for t in deletes {
+            t.validate()?;
+        }
+        let now = now_millis();
+        let rev = bump_revision(tx, tenant).await?;
+        if let Some(dsl) = model {
+            let id = crate::ulid::new();
+            sqlx::query("INSERT INTO authorization_models (tenant, id, dsl, created_at) VALUES ($1, $2, $3, $4)")
+                .bind(tenant)
+                .bind(&id)
+                .bind(dsl)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            log_change(tx, tenant, rev, &Tuple::new("", "", id.as_str()), None, "model", now).await?;
+        }
+        for t in deletes {
+            let n =
+                sqlx::query("DELETE FROM tuples WHERE tenant = $1 AND object = $2 AND relation = $3 AND subject = $4")
+                    .bind(tenant)
+                    .bind(&t.object)
+                    .bind(&t.relation)
+                    .bind(&t.subject)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+            if n > 0 {
+                log_change(tx, tenant, rev, t, None, "delete", now).await?;
+            }
+        }
+        for t in writes {
+            let n = sqlx::query(
+                "INSERT INTO tuples (tenant, object, relation, subject, created_at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (tenant, object, relation, subject) DO NOTHING",
+            )
+            .bind(tenant)
+            .bind(&t.object)
+            .bind(&t.relation)
+            .bind(&t.subject)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+            if n > 0 {
+                log_change(tx, tenant, rev, t, None, "write", now).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes `tuples` out of the in-memory mirror now, before the transaction that deletes
+    /// them commits: from this moment no check sees them. If that transaction fails they stay
+    /// hidden on this host until it restarts (failing closed).
+    pub fn hide(&self, tenant: &str, tuples: &[Tuple]) {
+        let mut tenants = self.tenants.write();
+        if let Some(index) = tenants.get_mut(tenant) {
+            for t in tuples {
+                index.remove(&t.object, &t.relation, &t.subject);
+            }
+        }
+    }
+
+    /// Tuples whose subject is `subject` or whose object is one of `objects`, for an
+    /// uninstall that revokes everything an agent was granted, whoever granted it.
+    pub async fn tuples_touching(&self, tenant: &str, subject: &str, objects: &[String]) -> Result<Vec<Tuple>, RebacError> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT object, relation, subject FROM tuples WHERE tenant = $1 ORDER BY object, relation, subject")
+                .bind(tenant)
+                .fetch_all(self.db.pool())
+                .await?;
+        Ok(rows
+            .into_iter()
+            .filter(|(object, _, s)| s == subject || s.starts_with(&format!("{subject}#")) || objects.contains(object))
+            .map(|(object, relation, subject)| Tuple { object, relation, subject })
+            .collect())
+    }
+
     async fn persist(
         &self,
         tenant: &str,

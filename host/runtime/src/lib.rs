@@ -33,6 +33,7 @@ use wasmtime::component::Linker;
 use wasmtime::{Engine, Store};
 
 use bindings::exports::airlock::tool::tools::ToolError as WitToolError;
+pub use imports::check_component_imports;
 pub use limits::{LimitExceeded, Limits};
 use state::CallState;
 pub use state::{CallContext, Services};
@@ -50,6 +51,9 @@ pub struct LoadedComponent {
     pub name: String,
     pub sha256: String,
     pub tools: Vec<ToolInfo>,
+    /// What each call of this component may use: the runtime's limits, or tighter ones its
+    /// package asked for ([`Runtime::load`]).
+    pub limits: Limits,
     pre: bindings::ToolPre<CallState>,
 }
 
@@ -152,6 +156,21 @@ impl Runtime {
 
     /// Checks, compiles (or loads from the cache) and registers a component.
     pub async fn add(&self, name: &str, wasm: &[u8]) -> Result<Arc<LoadedComponent>, AddError> {
+        let loaded = self.load(name, wasm, None).await?;
+        self.components.write().insert(name.to_string(), loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Checks and compiles (or loads from the cache) a component without registering it, for
+    /// a caller that keeps its own registry (the marketplace keeps one per tenant) and runs it
+    /// with [`Runtime::call_loaded`]. `limits` may only tighten the runtime's: each field is
+    /// the smaller of the two.
+    pub async fn load(
+        &self,
+        name: &str,
+        wasm: &[u8],
+        limits: Option<&Limits>,
+    ) -> Result<Arc<LoadedComponent>, AddError> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
             return Err(AddError::BadName(name.to_string()));
         }
@@ -161,9 +180,11 @@ impl Runtime {
         let pre = self.linker.instantiate_pre(&component).map_err(|e| AddError::Link(format!("{e:#}")))?;
         let pre = bindings::ToolPre::new(pre).map_err(|_| AddError::MissingExport)?;
         let tools = self.describe(name, &pre).await?;
-        let loaded = Arc::new(LoadedComponent { name: name.to_string(), sha256, tools, pre });
-        self.components.write().insert(name.to_string(), loaded.clone());
-        Ok(loaded)
+        let limits = match limits {
+            Some(asked) => self.limits.tightened_by(asked),
+            None => self.limits.clone(),
+        };
+        Ok(Arc::new(LoadedComponent { name: name.to_string(), sha256, tools, limits, pre }))
     }
 
     /// Puts back a component that [`Runtime::add`] replaced (when storing the new one failed).
@@ -190,7 +211,7 @@ impl Runtime {
 
     async fn describe(&self, name: &str, pre: &bindings::ToolPre<CallState>) -> Result<Vec<ToolInfo>, AddError> {
         let ctx = Arc::new(CallContext::describe(name));
-        let mut store = self.new_store(ctx);
+        let mut store = self.new_store(ctx, &self.limits);
         let run = async {
             let instance = pre.instantiate_async(&mut store).await?;
             instance.airlock_tool_tools().call_describe(&mut store).await
@@ -211,12 +232,12 @@ impl Runtime {
         Ok(tools)
     }
 
-    fn new_store(&self, ctx: Arc<CallContext>) -> Store<CallState> {
-        let state = CallState::new(ctx, self.services.clone(), &self.limits);
+    fn new_store(&self, ctx: Arc<CallContext>, limits: &Limits) -> Store<CallState> {
+        let state = CallState::new(ctx, self.services.clone(), limits);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         // Fuel is on for every store of this engine; a failure here would be a config bug.
-        let _ = store.set_fuel(self.limits.fuel);
+        let _ = store.set_fuel(limits.fuel);
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|ctx| {
             if Instant::now() >= ctx.data().deadline {
@@ -234,31 +255,44 @@ impl Runtime {
     /// The caller (the gate) has already decided the agent may use the tool;
     /// each import re-checks its own authorization at the moment of use.
     pub async fn call(&self, ctx: Arc<CallContext>, component: &str, tool: &str, input: &str) -> CallOutcome {
-        let started = Instant::now();
         let Some(loaded) = self.component(component) else {
-            return CallOutcome::early(CallError::UnknownComponent(component.to_string()), started);
+            return CallOutcome::early(CallError::UnknownComponent(component.to_string()), Instant::now());
         };
+        self.call_loaded(ctx, &loaded, tool, input).await
+    }
+
+    /// [`Runtime::call`] of a component the caller holds (from [`Runtime::load`]), under the
+    /// component's own limits.
+    pub async fn call_loaded(
+        &self,
+        ctx: Arc<CallContext>,
+        loaded: &LoadedComponent,
+        tool: &str,
+        input: &str,
+    ) -> CallOutcome {
+        let started = Instant::now();
+        let limits = &loaded.limits;
         if !loaded.tools.iter().any(|t| t.name == tool) {
             return CallOutcome::early(
-                CallError::UnknownTool { component: component.to_string(), tool: tool.to_string() },
+                CallError::UnknownTool { component: loaded.name.clone(), tool: tool.to_string() },
                 started,
             );
         }
-        if input.len() > self.limits.input_bytes {
+        if input.len() > limits.input_bytes {
             return CallOutcome::early(
-                CallError::InvalidInput(format!("input larger than {} bytes", self.limits.input_bytes)),
+                CallError::InvalidInput(format!("input larger than {} bytes", limits.input_bytes)),
                 started,
             );
         }
-        let mut store = self.new_store(ctx);
+        let mut store = self.new_store(ctx, limits);
         let run = async {
             let instance = loaded.pre.instantiate_async(&mut store).await?;
             instance.airlock_tool_tools().call_call(&mut store, tool, input).await
         };
         let raw = run.await;
         let result = match raw {
-            Ok(Ok(output)) if output.len() > self.limits.output_bytes => {
-                Err(CallError::Limit(LimitExceeded::Output(self.limits.output_bytes)))
+            Ok(Ok(output)) if output.len() > limits.output_bytes => {
+                Err(CallError::Limit(LimitExceeded::Output(limits.output_bytes)))
             }
             Ok(Ok(output)) => {
                 serde_json::from_str(&output).map_err(|e| CallError::Failed(format!("tool returned invalid JSON: {e}")))
@@ -268,7 +302,7 @@ impl Runtime {
             Ok(Err(WitToolError::Failed(m))) => Err(CallError::Failed(m)),
             Err(e) => Err(limits::classify_trap(&e, &store)),
         };
-        let fuel_used = self.limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+        let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
         let log = store.data().log();
         CallOutcome { result, log, fuel_used, elapsed: started.elapsed() }
     }

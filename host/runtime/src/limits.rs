@@ -41,6 +41,22 @@ impl Default for Limits {
     }
 }
 
+impl Limits {
+    /// These limits with each of `asked`'s that is smaller: a package may ask for less than
+    /// the host allows, never more.
+    pub fn tightened_by(&self, asked: &Limits) -> Limits {
+        Limits {
+            deadline: self.deadline.min(asked.deadline),
+            fuel: self.fuel.min(asked.fuel),
+            memory_bytes: self.memory_bytes.min(asked.memory_bytes),
+            output_bytes: self.output_bytes.min(asked.output_bytes),
+            input_bytes: self.input_bytes.min(asked.input_bytes),
+            log_bytes: self.log_bytes.min(asked.log_bytes),
+            pool_slots: self.pool_slots,
+        }
+    }
+}
+
 /// A limit a call ran into.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "limit", content = "value", rename_all = "snake_case")]

@@ -66,6 +66,22 @@ impl Agents {
 
     /// Creates an agent (or re-creates a revoked one); returns its token, which is not stored and cannot be shown again.
     pub async fn create(&self, tenant: &str, name: &str) -> Result<String, AgentError> {
+        let mut tx = self.db.pool().begin().await?;
+        let (token, hash) = self.create_in(&mut tx, tenant, name).await?;
+        tx.commit().await?;
+        self.remember(tenant, name, hash);
+        Ok(token)
+    }
+
+    /// [`Agents::create`] inside the caller's transaction (install writes the agent with its
+    /// tuples and policies, all or nothing). Returns the token and its hash; call
+    /// [`Agents::remember`] with the hash once the transaction commits.
+    pub async fn create_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+        name: &str,
+    ) -> Result<(String, String), AgentError> {
         if name.is_empty() || !name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
             return Err(AgentError::BadName(name.to_string()));
         }
@@ -82,29 +98,52 @@ impl Agents {
         .bind(name)
         .bind(&hash)
         .bind(now_millis())
-        .execute(self.db.pool())
+        .execute(&mut **tx)
         .await?
         .rows_affected();
         if inserted == 0 {
             return Err(AgentError::Exists(name.to_string()));
         }
+        Ok((token, hash))
+    }
+
+    /// Makes a committed [`Agents::create_in`] answer on this host.
+    pub fn remember(&self, tenant: &str, name: &str, hash: String) {
         self.by_token_hash
             .write()
             .insert(hash, Agent { tenant: tenant.to_string(), name: name.to_string(), on_behalf_of: vec![] });
-        Ok(token)
     }
 
-    /// Revokes an agent: its token is refused from this moment.
-    pub async fn revoke(&self, tenant: &str, name: &str) -> Result<(), AgentError> {
+    /// Refuses the agent's opaque token on this host from this moment, before the
+    /// transaction that revokes it ([`Agents::revoke_in`]) commits.
+    pub fn block(&self, tenant: &str, name: &str) {
         self.by_token_hash.write().retain(|_, a| !(a.tenant == tenant && a.name == name));
+    }
+
+    /// Revokes the agent inside the caller's transaction; `false` if it was not live.
+    pub async fn revoke_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+        name: &str,
+    ) -> Result<bool, AgentError> {
+        self.block(tenant, name);
         let n = sqlx::query("UPDATE agents SET revoked_at = $1 WHERE tenant = $2 AND name = $3 AND revoked_at IS NULL")
             .bind(now_millis())
             .bind(tenant)
             .bind(name)
-            .execute(self.db.pool())
+            .execute(&mut **tx)
             .await?
             .rows_affected();
-        if n == 0 {
+        Ok(n > 0)
+    }
+
+    /// Revokes an agent: its token is refused from this moment.
+    pub async fn revoke(&self, tenant: &str, name: &str) -> Result<(), AgentError> {
+        let mut tx = self.db.pool().begin().await?;
+        let revoked = self.revoke_in(&mut tx, tenant, name).await?;
+        tx.commit().await?;
+        if !revoked {
             return Err(AgentError::NotFound(name.to_string()));
         }
         Ok(())

@@ -28,6 +28,8 @@ pub struct Airlock {
     pub vault: Arc<Vault>,
     pub audit: AuditLog,
     pub runtime: Runtime,
+    /// Components installed from the marketplace, one registry per tenant ([`crate::marketplace`]).
+    pub installed: crate::marketplace::Installed,
     pub agents: Agents,
     /// The admin API's bearer token.
     pub admin_token: String,
@@ -137,6 +139,9 @@ impl Airlock {
         let runtime = Runtime::new(services, config.limits.clone(), Some(dir.join("cache")))
             .map_err(|e| OpenError::Runtime(format!("{e:#}")))?;
         let agents = Agents::open(db.clone()).await?;
+        let installed = crate::marketplace::Installed::load(&db, &runtime)
+            .await
+            .map_err(|(what, e)| OpenError::Runtime(format!("installed component `{what}` cannot be loaded: {e}")))?;
         let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
         let sweeper = crate::policy_gate::Sweeper::start(approvals.clone(), crate::policy_gate::SWEEP_EVERY);
         let host = Airlock {
@@ -154,6 +159,7 @@ impl Airlock {
             vault,
             audit,
             runtime,
+            installed,
             agents,
             admin_token,
             data_dir: dir.clone(),

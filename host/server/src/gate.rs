@@ -63,7 +63,11 @@ impl Airlock {
     /// answers. A check that fails counts as "no": the list fails closed.
     pub async fn visible_tools(&self, agent: &Agent) -> Vec<VisibleTool> {
         let mut tools = Vec::new();
-        for component in self.runtime.components() {
+        let mut components = self.installed.of_tenant(&agent.tenant);
+        let host_wide: Vec<_> =
+            self.runtime.components().into_iter().filter(|c| !components.iter().any(|i| i.name == c.name)).collect();
+        components.extend(host_wide);
+        for component in components {
             for tool in &component.tools {
                 let id = format!("{}.{}", component.name, tool.name);
                 if self.may_use(agent, &id).await.unwrap_or(false) {
@@ -145,7 +149,10 @@ impl Airlock {
         // Who approved the run this step belongs to goes into the audit chain, not into authz.
         let approved_by = admission.on_behalf_of.clone();
         let ctx = Arc::new(CallContext { component: component.to_string(), approved_by, ..ctx });
-        let outcome = self.runtime.call(ctx.clone(), component, name, input).await;
+        let outcome = match self.component_for(&ctx.tenant, component) {
+            Some(loaded) => self.runtime.call_loaded(ctx.clone(), &loaded, name, input).await,
+            None => self.runtime.call(ctx.clone(), component, name, input).await,
+        };
         self.settle(&ctx.tenant, &call_id, &admission, &outcome).await;
         let (label, mut detail) = match &outcome.result {
             Ok(_) => ("allowed", json!({ "result": "ok", "fuel": outcome.fuel_used })),
@@ -158,6 +165,14 @@ impl Airlock {
         }
         self.audit.record(ctx.event("tool.call", label, detail, &[]));
         Ok(CallReport { call_id, outcome })
+    }
+}
+
+impl Airlock {
+    /// The component `name` means in `tenant`: one the tenant installed from the marketplace,
+    /// else one of the host's (`None`: the runtime answers "no component").
+    pub fn component_for(&self, tenant: &str, name: &str) -> Option<Arc<airlock_runtime::LoadedComponent>> {
+        self.installed.get(tenant, name).or_else(|| self.runtime.component(name))
     }
 }
 

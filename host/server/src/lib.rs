@@ -6,6 +6,7 @@
 //! - [`policy_gate`] is the host's own authority on that path: approval policies, grants, runs;
 //! - [`api`] serves it over HTTP (axum), [`mcp`] over the Model Context Protocol;
 //!   [`cli`] is the command line;
+//! - [`marketplace`] installs, upgrades and uninstalls agent packages into a tenant;
 //! - [`ciba`] sends a tenant's approvals to its external OpenID Provider (CIBA).
 
 pub mod agents;
@@ -16,6 +17,7 @@ pub mod ciba;
 pub mod cli;
 pub mod config;
 pub mod gate;
+pub mod marketplace;
 pub mod mcp;
 pub mod policy_gate;
 

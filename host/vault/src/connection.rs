@@ -39,7 +39,7 @@ impl ConnectionKind {
         }
     }
 
-    fn parse(s: &str) -> Result<ConnectionKind, VaultError> {
+    pub(crate) fn parse(s: &str) -> Result<ConnectionKind, VaultError> {
         match s {
             "api_key" => Ok(ConnectionKind::ApiKey),
             "bearer" => Ok(ConnectionKind::Bearer),

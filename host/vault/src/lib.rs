@@ -17,6 +17,7 @@ mod egress;
 mod keys;
 mod master_key;
 mod oauth;
+mod slots;
 
 use std::time::Duration;
 
@@ -26,6 +27,7 @@ use zeroize::Zeroizing;
 pub use connection::{Connection, ConnectionKind, OAuthConfig, Placement};
 pub use egress::{OutboundRequest, OutboundResponse};
 pub use master_key::{write_private, MasterKey};
+pub use slots::Slot;
 
 /// Limits on one outbound request.
 #[derive(Debug, Clone)]
@@ -53,6 +55,8 @@ impl Default for FetchLimits {
 pub enum VaultError {
     #[error("no connection `{0}` in this tenant")]
     NotFound(String),
+    #[error("connection `{name}` is declared by agent `{agent}`'s package but not filled yet: a tenant admin fills it (`airlock connection put {short} --agent {agent} ...`, or `PUT /v1/connections/{short}` with `\"agent\": \"{agent}\"`)")]
+    SlotEmpty { name: String, agent: String, short: String },
     #[error("invalid connection: {0}")]
     InvalidConnection(String),
     #[error("invalid request: {0}")]
@@ -152,6 +156,7 @@ impl Vault {
     /// Creates or replaces a connection and seals its secret.
     pub async fn put(&self, tenant: &str, conn: &Connection, secret: Zeroizing<String>) -> Result<(), VaultError> {
         conn.validate()?;
+        self.check_against_slot(tenant, conn).await?;
         if secret.is_empty() {
             return Err(VaultError::InvalidConnection("the secret is empty".into()));
         }
@@ -209,8 +214,19 @@ impl Vault {
                 "connection `{requested}`: name connections without a namespace; the host looks in the agent's own first"
             )));
         }
-        match self.get(tenant, &Connection::in_namespace(agent, requested)).await {
-            Err(VaultError::NotFound(_)) => self.get(tenant, requested).await,
+        let own = Connection::in_namespace(agent, requested);
+        match self.get(tenant, &own).await {
+            Err(VaultError::NotFound(_)) => match self.get(tenant, requested).await {
+                Err(VaultError::NotFound(n)) => match self.slot(tenant, &own).await? {
+                    Some(_) => Err(VaultError::SlotEmpty {
+                        name: own,
+                        agent: agent.trim_start_matches("agent:").to_string(),
+                        short: requested.to_string(),
+                    }),
+                    None => Err(VaultError::NotFound(n)),
+                },
+                found => found,
+            },
             found => found,
         }
     }

@@ -110,7 +110,7 @@ async fn resolve_usable(
 
 fn vault_error(e: VaultError) -> Error {
     match e {
-        VaultError::NotFound(_) => Error::NotFound(e.to_string()),
+        VaultError::NotFound(_) | VaultError::SlotEmpty { .. } => Error::NotFound(e.to_string()),
         VaultError::EgressRefused(_) | VaultError::GrantRequired(_) | VaultError::NotExposable(_) => {
             Error::Denied(e.to_string())
         }

@@ -7,6 +7,8 @@
 //! - `POST /v1/approvals`, `GET /v1/approvals/{id}/wait`, `POST /v1/calls/{id}/resume`,
 //!   `/v1/runs...`: for agents too ([`runs`]);
 //! - everything else under `/v1`: for the tenant admin, with the admin token;
+//! - `/v1/marketplace/...`: install, upgrade and uninstall agent packages, the catalog, trusted
+//!   publishers ([`marketplace`]);
 //! - `GET /v1/events`: the tenant's audit events live, as Server-Sent Events (admin token);
 //! - `/mcp`: the Model Context Protocol (Streamable HTTP) for agents, with the agent's bearer token;
 //! - `/stores/...`: the OpenFGA API (each store a tenant), with the admin token;
@@ -22,6 +24,7 @@ pub(crate) mod ciba;
 mod error;
 mod events;
 mod identity_admin;
+mod marketplace;
 mod oauth;
 mod openfga;
 mod runs;
@@ -74,6 +77,13 @@ pub fn router(host: Arc<Airlock>) -> Router {
         )
         .route("/v1/identity/subjects", put(identity_admin::map_subject))
         .route("/v1/identity/rotate-key", post(identity_admin::rotate_key))
+        .route("/v1/marketplace/catalog", get(marketplace::catalog_list))
+        .route("/v1/marketplace/installed", get(marketplace::installed))
+        .route("/v1/marketplace/installed/{agent}", delete(marketplace::uninstall))
+        .route("/v1/marketplace/install", post(marketplace::install))
+        .route("/v1/marketplace/upgrade", post(marketplace::upgrade))
+        .route("/v1/marketplace/publishers", get(marketplace::publishers).post(marketplace::trust_publisher))
+        .route("/v1/marketplace/publishers/{publisher}/{key_id}", delete(marketplace::distrust_publisher))
         .merge(openfga::routes())
         .merge(ciba::routes())
         .merge(crate::mcp::http::routes(host.clone(), &host.mcp_allowed_hosts))

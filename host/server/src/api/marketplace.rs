@@ -1,0 +1,249 @@
+//! The marketplace API (admin token; `?tenant=` picks the tenant).
+//!
+//! - `GET /v1/marketplace/catalog`: the agents this host ships, and which are installed;
+//! - `GET /v1/marketplace/installed`: the tenant's installed agents and their connection slots;
+//! - `POST /v1/marketplace/install`: `{"catalog": "NAME"}`, `{"path": "/dir/on/host"}`, or a
+//!   package `.tar` as the body (`Content-Type: application/x-tar`);
+//! - `POST /v1/marketplace/upgrade`: the same, with `consent` / `dry_run` (JSON fields, or
+//!   query parameters with a `.tar` body);
+//! - `DELETE /v1/marketplace/installed/{agent}`: uninstall;
+//! - `GET|POST /v1/marketplace/publishers`, `DELETE /v1/marketplace/publishers/{publisher}/{key_id}`.
+//!
+//! Install and upgrade answer one JSON document, or, with `Accept: application/x-ndjson`, a
+//! line per step as it happens (`{"progress": {...}}`) and a last line `{"result": ...}` or
+//! `{"error": {...}}`: the CLI draws its progress bar from those lines.
+
+use std::sync::Arc;
+
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::admin::{admin_event, AdminTenant};
+use super::ApiError;
+use crate::marketplace::trust::{self, TrustError};
+use crate::marketplace::{catalog, InstallError, InstallOptions, PackageSource, Progress};
+use crate::Airlock;
+
+type Host = State<Arc<Airlock>>;
+
+/// The install / upgrade request, when it is JSON.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PackageRequest {
+    catalog: Option<String>,
+    path: Option<String>,
+    #[serde(default)]
+    consent: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+#[derive(Deserialize, Default)]
+pub(super) struct UpgradeQuery {
+    #[serde(default)]
+    consent: bool,
+    #[serde(default)]
+    dry_run: bool,
+}
+
+fn package_request(headers: &HeaderMap, body: Bytes) -> Result<(PackageSource, PackageRequest), ApiError> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    if content_type.starts_with("application/x-tar") {
+        return Ok((PackageSource::Archive(body.to_vec()), PackageRequest::default()));
+    }
+    let req: PackageRequest = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request(format!(
+            "request body: {e}: send `{{\"catalog\": \"NAME\"}}`, `{{\"path\": \"/package/dir\"}}` or a package .tar with `Content-Type: application/x-tar`"
+        ))
+    })?;
+    let source = match (&req.catalog, &req.path) {
+        (Some(name), None) => PackageSource::Catalog(name.clone()),
+        (None, Some(path)) => PackageSource::Directory(path.into()),
+        _ => return Err(ApiError::bad_request("name exactly one of `catalog` and `path`")),
+    };
+    Ok((source, req))
+}
+
+pub(crate) fn install_error(e: InstallError) -> ApiError {
+    let status = match &e {
+        InstallError::NotInCatalog(_) | InstallError::NotInstalled(_) => StatusCode::NOT_FOUND,
+        InstallError::UpgradeNeeded { .. }
+        | InstallError::AgentExists(_)
+        | InstallError::ComponentTaken { .. }
+        | InstallError::Model(_)
+        | InstallError::ConsentRequired(_) => StatusCode::CONFLICT,
+        InstallError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+        InstallError::Io(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::UNPROCESSABLE_ENTITY,
+    };
+    let mut err = ApiError::new(status, e.code(), e.to_string());
+    if let InstallError::ConsentRequired(diff) = &e {
+        err.extra = Some(json!({ "diff": diff }));
+    }
+    if let InstallError::Store(inner) = &e {
+        tracing::error!("marketplace: {inner}");
+        err.message = "the database failed; nothing was written: retry, and see the host's log".into();
+    }
+    err
+}
+
+fn wants_stream(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.contains("application/x-ndjson"))
+        .unwrap_or(false)
+}
+
+/// Runs `work` (install or upgrade) and answers as JSON, or as NDJSON progress lines.
+async fn run_with_progress<F, Fut>(host: Arc<Airlock>, headers: &HeaderMap, work: F) -> Response
+where
+    F: FnOnce(Arc<Airlock>, Box<dyn Fn(Progress) + Send + Sync>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Value, ApiError>> + Send + 'static,
+{
+    if !wants_stream(headers) {
+        return match work(host, Box::new(|_| {})).await {
+            Ok(v) => Json(v).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
+    let progress_tx = tx.clone();
+    tokio::spawn(async move {
+        let sink = Box::new(move |p: Progress| {
+            let _ = progress_tx.send(json!({ "progress": p }));
+        });
+        let last = match work(host, sink).await {
+            Ok(v) => json!({ "result": v }),
+            Err(e) => {
+                let mut body = json!({ "code": e.code, "message": e.message, "status": e.status.as_u16() });
+                if let (Some(map), Some(Value::Object(extra))) = (body.as_object_mut(), e.extra) {
+                    map.extend(extra);
+                }
+                json!({ "error": body })
+            }
+        };
+        let _ = tx.send(last);
+    });
+    let lines = futures_util::stream::unfold(rx, |mut rx| async move {
+        let v = rx.recv().await?;
+        Some((Ok::<_, std::convert::Infallible>(Bytes::from(format!("{v}\n"))), rx))
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response()
+}
+
+pub(super) async fn catalog_list(State(host): Host, AdminTenant(tenant): AdminTenant) -> Result<Json<Value>, ApiError> {
+    let installed = host.installations(&tenant).await.map_err(install_error)?;
+    Ok(Json(json!({ "catalog": catalog::listings(), "installed": installed })))
+}
+
+pub(super) async fn installed(State(host): Host, AdminTenant(tenant): AdminTenant) -> Result<Json<Value>, ApiError> {
+    let installed = host.installations(&tenant).await.map_err(install_error)?;
+    Ok(Json(json!({ "installed": installed })))
+}
+
+pub(super) async fn install(
+    State(host): Host,
+    AdminTenant(tenant): AdminTenant,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (source, _) = match package_request(&headers, body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    run_with_progress(host, &headers, move |host, progress| async move {
+        let report = host.install(&tenant, &source, &InstallOptions::default(), &*progress).await.map_err(install_error)?;
+        Ok(serde_json::to_value(report).unwrap_or_default())
+    })
+    .await
+}
+
+pub(super) async fn upgrade(
+    State(host): Host,
+    AdminTenant(tenant): AdminTenant,
+    Query(q): Query<UpgradeQuery>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let (source, req) = match package_request(&headers, body) {
+        Ok(r) => r,
+        Err(e) => return e.into_response(),
+    };
+    let (consent, dry_run) = (req.consent || q.consent, req.dry_run || q.dry_run);
+    run_with_progress(host, &headers, move |host, progress| async move {
+        let report = host.upgrade(&tenant, &source, consent, dry_run, &*progress).await.map_err(install_error)?;
+        Ok(serde_json::to_value(report).unwrap_or_default())
+    })
+    .await
+}
+
+pub(super) async fn uninstall(
+    State(host): Host,
+    AdminTenant(tenant): AdminTenant,
+    Path(agent): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let report = host.uninstall(&tenant, &agent).await.map_err(install_error)?;
+    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TrustRequest {
+    publisher: String,
+    /// Base64 of the 32-byte Ed25519 public key (a line of a `NAME.pub` file).
+    public_key: String,
+}
+
+fn trust_error(e: TrustError) -> ApiError {
+    match e {
+        TrustError::Key(k) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_key", k.to_string()),
+        TrustError::Shipped(_) => ApiError::conflict(e.to_string()),
+        TrustError::Store(s) => ApiError::internal("trusted publishers", s),
+    }
+}
+
+pub(super) async fn publishers(State(host): Host, AdminTenant(_): AdminTenant) -> Result<Json<Value>, ApiError> {
+    let keys = trust::list(&host.db).await.map_err(trust_error)?;
+    Ok(Json(json!({ "publishers": keys })))
+}
+
+pub(super) async fn trust_publisher(
+    State(host): Host,
+    AdminTenant(tenant): AdminTenant,
+    body: Result<Json<TrustRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(req) = body?;
+    let key_id = trust::add(&host.db, &req.publisher, &req.public_key).await.map_err(trust_error)?;
+    host.audit.record(admin_event(
+        &tenant,
+        "marketplace.trust",
+        "ok",
+        &req.publisher,
+        json!({ "publisher": req.publisher, "key_id": key_id }),
+    ));
+    Ok(Json(json!({ "publisher": req.publisher, "key_id": key_id })))
+}
+
+pub(super) async fn distrust_publisher(
+    State(host): Host,
+    AdminTenant(tenant): AdminTenant,
+    Path((publisher, key_id)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    if !trust::remove(&host.db, &publisher, &key_id).await.map_err(trust_error)? {
+        return Err(ApiError::not_found(format!("no admin-added key `{key_id}` for publisher `{publisher}`")));
+    }
+    host.audit.record(admin_event(
+        &tenant,
+        "marketplace.distrust",
+        "ok",
+        &publisher,
+        json!({ "publisher": publisher, "key_id": key_id }),
+    ));
+    Ok(Json(json!({ "publisher": publisher, "key_id": key_id, "removed": true })))
+}

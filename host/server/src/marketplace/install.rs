@@ -1,0 +1,670 @@
+//! Install and uninstall: one transaction each.
+//!
+//! Install verifies the package (nothing is written before it passes), checks it fits the
+//! tenant (no agent or component of that name already, the model fragment merges), compiles
+//! its components into the code cache (reporting progress), then writes the agent's identity,
+//! tuples, model, connection slots, approval policies, components and the installation record
+//! in ONE database transaction. A failure at any point rolls all of it back: the database is
+//! as it was. Only then does this host's memory learn of it (tokens, tuples, policies, the
+//! tenant's component registry). Installing the same package again (same signed digest) is
+//! harmless: it changes nothing and shows no new secret.
+//!
+//! Uninstall first makes the agent powerless on this host (its token refused, its tuples
+//! hidden from checks, its components gone from the registry), then deletes in one
+//! transaction the identity, every tuple naming the agent or its tools and connections, its
+//! policies, its credentials and slots and the record; then cancels its pending approvals
+//! (waiting calls wake refused). A call already running finds each import refused. The audit
+//! trail is kept.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use airlock_approvals::PolicySpec;
+use airlock_audit::AuditEvent;
+use airlock_marketplace::{verify_with, HostCaps, Manifest, TrustStore, VerifiedPackage};
+use airlock_rebac::Tuple;
+use airlock_runtime::LoadedComponent;
+use airlock_store::{now_millis, sqlx};
+use airlock_vault::{ConnectionKind, OAuthConfig, Slot};
+use serde::Serialize;
+use serde_json::{json, Value};
+
+use super::installed::package_limits;
+use super::{catalog, merge, trust, InstallError};
+use crate::agents::AgentError;
+use crate::Airlock;
+
+/// Where a package comes from.
+#[derive(Debug, Clone)]
+pub enum PackageSource {
+    /// An agent of the catalog compiled into this binary.
+    Catalog(String),
+    /// A package directory on the host's file system.
+    Directory(PathBuf),
+    /// A package in its `.tar` transport form (an upload).
+    Archive(Vec<u8>),
+}
+
+/// The steps of the install transaction, in order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InstallStep {
+    Identity,
+    Tuples,
+    Slots,
+    Policies,
+    Components,
+    Record,
+}
+
+impl InstallStep {
+    pub const ALL: [InstallStep; 6] = [
+        InstallStep::Identity,
+        InstallStep::Tuples,
+        InstallStep::Slots,
+        InstallStep::Policies,
+        InstallStep::Components,
+        InstallStep::Record,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            InstallStep::Identity => "identity",
+            InstallStep::Tuples => "tuples",
+            InstallStep::Slots => "slots",
+            InstallStep::Policies => "policies",
+            InstallStep::Components => "components",
+            InstallStep::Record => "record",
+        }
+    }
+}
+
+/// Options of an install.
+#[derive(Debug, Clone, Default)]
+pub struct InstallOptions {
+    /// Fault injection for tests: fail right after this step of the transaction, to show that
+    /// a failure half-way leaves nothing behind. Never set by the API or the CLI.
+    #[doc(hidden)]
+    pub fail_after: Option<InstallStep>,
+}
+
+/// What a long install reports while it works (the CLI draws a progress bar from it).
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "step", rename_all = "snake_case")]
+pub enum Progress {
+    /// The package passed every check.
+    Verified { package: String, version: String, publisher: String, digest: String },
+    /// Compiling component `done + 1` of `total`.
+    Compiling { component: String, done: usize, total: usize },
+    /// `done` of `total` components compiled.
+    Compiled { component: String, done: usize, total: usize },
+    /// Writing the agent's identity, tuples, slots and policies.
+    Provisioning,
+}
+
+/// A progress sink.
+pub type ProgressFn<'a> = dyn Fn(Progress) + Send + Sync + 'a;
+
+/// What an install did, for the admin who asked.
+#[derive(Debug, Clone, Serialize)]
+pub struct InstallReport {
+    pub tenant: String,
+    pub agent: String,
+    pub package: String,
+    pub version: String,
+    pub publisher: String,
+    pub key_id: String,
+    /// sha256 of the signed payload: installing the same digest again is a no-op.
+    pub digest: String,
+    /// The package was installed already: nothing changed and no secret is shown.
+    pub already_installed: bool,
+    /// The agent's OAuth2 client credentials (`client_credentials` at `/oauth/token`); the
+    /// secret is also its bearer token. Shown once: only its sha256 is stored.
+    pub client_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    pub tools: Vec<String>,
+    pub tuples: Vec<String>,
+    pub connection_slots: Vec<Value>,
+    pub approval_policies: Vec<Value>,
+    /// What the admin does next (fill the slots, grant the approver roles).
+    pub next_steps: Vec<String>,
+}
+
+/// What an uninstall removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct UninstallReport {
+    pub tenant: String,
+    pub agent: String,
+    pub tuples_deleted: usize,
+    pub credentials_destroyed: u64,
+    pub policies_deleted: u64,
+    pub grants_cancelled: u64,
+    pub requests_denied: u64,
+}
+
+/// A stored installation.
+#[derive(Debug, Clone)]
+pub(super) struct Installation {
+    pub version: String,
+    pub digest: String,
+    pub manifest: Manifest,
+}
+
+impl Airlock {
+    /// The limits the host allows a package to ask for.
+    pub(super) fn host_caps(&self) -> HostCaps {
+        let l = self.runtime.limits();
+        HostCaps {
+            deadline_ms: l.deadline.as_millis() as u64,
+            memory_mib: (l.memory_bytes >> 20) as u64,
+            fuel: l.fuel,
+        }
+    }
+
+    /// Reads and verifies a package from `source`: the only way a package reaches install.
+    pub(super) async fn verified_package(&self, source: &PackageSource) -> Result<VerifiedPackage, InstallError> {
+        let base = trust::current(&self.db).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        let caps = self.host_caps();
+        let source = source.clone();
+        // File reads, signature and import checks: off the async workers.
+        tokio::task::spawn_blocking(move || verify_source(&source, base, &caps))
+            .await
+            .map_err(|e| InstallError::Io(e.to_string()))?
+    }
+
+    /// The installation of `agent` in `tenant`, if any.
+    pub(super) async fn installation(&self, tenant: &str, agent: &str) -> Result<Option<Installation>, InstallError> {
+        let row: Option<(String, String, String)> =
+            sqlx::query_as("SELECT version, digest, manifest FROM installations WHERE tenant = $1 AND agent = $2")
+                .bind(tenant)
+                .bind(agent)
+                .fetch_optional(self.db.pool())
+                .await?;
+        match row {
+            None => Ok(None),
+            Some((version, digest, manifest)) => Ok(Some(Installation {
+                version,
+                digest,
+                manifest: Manifest::parse(manifest.as_bytes())?,
+            })),
+        }
+    }
+
+    /// The installations of `tenant`: `(agent, package, version, publisher, digest, installed_at)`.
+    pub async fn installations(&self, tenant: &str) -> Result<Vec<Value>, InstallError> {
+        let rows: Vec<(String, String, String, String, String, i64, i64)> = sqlx::query_as(
+            "SELECT agent, package, version, publisher, digest, installed_at, updated_at FROM installations \
+             WHERE tenant = $1 ORDER BY agent",
+        )
+        .bind(tenant)
+        .fetch_all(self.db.pool())
+        .await?;
+        let slots = self.vault.slots(tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        Ok(rows
+            .into_iter()
+            .map(|(agent, package, version, publisher, digest, installed_at, updated_at)| {
+                let own: Vec<Value> = slots
+                    .iter()
+                    .filter(|(s, _)| s.agent == agent)
+                    .map(|(s, filled)| slot_json(s, *filled))
+                    .collect();
+                json!({ "agent": agent, "package": package, "version": version, "publisher": publisher,
+                        "digest": digest, "installed_at": installed_at, "updated_at": updated_at,
+                        "connection_slots": own })
+            })
+            .collect())
+    }
+
+    /// Installs a package into `tenant` (see the module doc). Progress goes to `progress`.
+    pub async fn install(
+        &self,
+        tenant: &str,
+        source: &PackageSource,
+        options: &InstallOptions,
+        progress: &ProgressFn<'_>,
+    ) -> Result<InstallReport, InstallError> {
+        let result = self.install_inner(tenant, source, options, progress).await;
+        match &result {
+            Ok(report) if !report.already_installed => self.audit.record(install_event(tenant, "ok", report)),
+            Ok(_) => {}
+            Err(e) => self.audit.record(AuditEvent {
+                tenant: tenant.into(),
+                kind: "marketplace.install".into(),
+                outcome: "refused".into(),
+                agent: "admin".into(),
+                tool: source_label(source),
+                detail: json!({ "code": e.code(), "reason": e.to_string() }),
+            }),
+        }
+        result
+    }
+
+    async fn install_inner(
+        &self,
+        tenant: &str,
+        source: &PackageSource,
+        options: &InstallOptions,
+        progress: &ProgressFn<'_>,
+    ) -> Result<InstallReport, InstallError> {
+        let package = self.verified_package(source).await?;
+        let manifest = package.manifest();
+        progress(Progress::Verified {
+            package: manifest.name.clone(),
+            version: manifest.version.clone(),
+            publisher: package.publisher().to_string(),
+            digest: package.digest().to_string(),
+        });
+        let agent = manifest.name.clone();
+        if let Some(existing) = self.installation(tenant, &agent).await? {
+            if existing.digest == package.digest() {
+                return Ok(self.report(tenant, &package, None, true));
+            }
+            return Err(InstallError::UpgradeNeeded { agent, version: existing.version });
+        }
+        if self.agents.exists(tenant, &agent).await.map_err(agent_error)? {
+            return Err(InstallError::AgentExists(agent));
+        }
+        self.check_components_free(tenant, &package, None)?;
+        if self.rebac.is_remote() {
+            return Err(InstallError::Provision(
+                "this host answers checks from an external OpenFGA server: write the package's tuples there, install on a host using the embedded engine".into(),
+            ));
+        }
+        let provision = manifest.provisioning(&agent, tenant);
+        let current = self.rebac.model(tenant).map(|m| m.model.to_string());
+        let model = merge::merged_model(current.as_deref(), provision.model.as_deref()).map_err(InstallError::Model)?;
+        let loaded = self.compile(&package, progress).await?;
+        progress(Progress::Provisioning);
+
+        let fault = |step: InstallStep| match options.fail_after {
+            Some(s) if s == step => Err(InstallError::Injected(step.name())),
+            _ => Ok(()),
+        };
+        let tuples: Vec<Tuple> =
+            provision.tuples.iter().map(|t| Tuple::new(t.object.as_str(), t.relation.as_str(), t.user.as_str())).collect();
+        let mut tx = self.db.pool().begin().await?;
+        let (secret, hash) = self.agents.create_in(&mut tx, tenant, &agent).await.map_err(agent_error)?;
+        fault(InstallStep::Identity)?;
+        self.rebac
+            .stage_in(&mut tx, tenant, model.as_deref(), &tuples, &[])
+            .await
+            .map_err(|e| InstallError::Provision(format!("tuples: {e}")))?;
+        fault(InstallStep::Tuples)?;
+        for slot in slots_of(&provision.connections, &agent) {
+            self.vault
+                .declare_slot_in(&mut tx, tenant, &slot)
+                .await
+                .map_err(|e| InstallError::Provision(format!("connection slot `{}`: {e}", slot.name)))?;
+        }
+        fault(InstallStep::Slots)?;
+        for spec in policy_specs(&provision.policies) {
+            self.policies
+                .put_in(&mut tx, tenant, &spec)
+                .await
+                .map_err(|e| InstallError::Provision(format!("approval policy for `{}`: {e}", spec.tool)))?;
+        }
+        fault(InstallStep::Policies)?;
+        store_components(&mut tx, tenant, &agent, &package).await?;
+        fault(InstallStep::Components)?;
+        let now = now_millis();
+        sqlx::query(
+            "INSERT INTO installations (tenant, agent, package, version, publisher, key_id, digest, manifest, installed_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)",
+        )
+        .bind(tenant)
+        .bind(&agent)
+        .bind(&manifest.name)
+        .bind(&manifest.version)
+        .bind(package.publisher())
+        .bind(package.key_id())
+        .bind(package.digest())
+        .bind(String::from_utf8_lossy(package.manifest_bytes()).into_owned())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        fault(InstallStep::Record)?;
+        tx.commit().await?;
+
+        self.agents.remember(tenant, &agent, hash);
+        self.after_commit(tenant).await;
+        for component in loaded {
+            self.installed.put(tenant, &agent, component);
+        }
+        Ok(self.report(tenant, &package, Some(secret), false))
+    }
+
+    /// Brings this host's memory up to a committed marketplace transaction.
+    pub(super) async fn after_commit(&self, tenant: &str) {
+        if let Err(e) = self.rebac.refresh(tenant).await {
+            // The tuples are committed; this host answers from memory until it catches up.
+            tracing::error!("tuples of tenant `{tenant}` committed but not reloaded: {e}");
+        }
+        self.policies.invalidate(tenant);
+        self.vault.forget_tenant(tenant);
+    }
+
+    /// Refuses a package whose components' names are taken in `tenant` (by the host's own
+    /// components, or by another installed agent than `upgrading`).
+    pub(super) fn check_components_free(
+        &self,
+        tenant: &str,
+        package: &VerifiedPackage,
+        upgrading: Option<&str>,
+    ) -> Result<(), InstallError> {
+        for c in package.components() {
+            if self.runtime.component(c.name()).is_some() {
+                return Err(InstallError::ComponentTaken {
+                    component: c.name().to_string(),
+                    by: "by the host itself (added by an admin for every tenant)".into(),
+                });
+            }
+            if let Some(owner) = self.installed.owner(tenant, c.name()) {
+                if Some(owner.as_str()) != upgrading {
+                    return Err(InstallError::ComponentTaken {
+                        component: c.name().to_string(),
+                        by: format!("by agent `{owner}`"),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Compiles every component (into the code cache) before anything is written.
+    pub(super) async fn compile(
+        &self,
+        package: &VerifiedPackage,
+        progress: &ProgressFn<'_>,
+    ) -> Result<Vec<Arc<LoadedComponent>>, InstallError> {
+        let limits = package_limits(self.runtime.limits(), &package.manifest().limits.clone().unwrap_or_default());
+        let total = package.components().len();
+        let mut loaded = Vec::with_capacity(total);
+        for (done, c) in package.components().iter().enumerate() {
+            progress(Progress::Compiling { component: c.name().to_string(), done, total });
+            let component = self.runtime.load(c.name(), c.bytes(), Some(&limits)).await.map_err(|e| {
+                InstallError::Compile { component: c.name().to_string(), reason: e.to_string() }
+            })?;
+            loaded.push(component);
+            progress(Progress::Compiled { component: c.name().to_string(), done: done + 1, total });
+        }
+        Ok(loaded)
+    }
+
+    fn report(
+        &self,
+        tenant: &str,
+        package: &VerifiedPackage,
+        secret: Option<String>,
+        already_installed: bool,
+    ) -> InstallReport {
+        let manifest = package.manifest();
+        let agent = manifest.name.clone();
+        let provision = manifest.provisioning(&agent, tenant);
+        let tools = tools_of(&provision.tuples);
+        let slots: Vec<Value> = slots_of(&provision.connections, &agent).iter().map(|s| slot_json(s, false)).collect();
+        let policies: Vec<Value> = provision
+            .policies
+            .iter()
+            .map(|p| json!({ "tool": p.tool, "action": p.action, "role": p.role, "ttl_seconds": p.ttl_seconds, "entry": p.entry }))
+            .collect();
+        let mut next_steps: Vec<String> = slots_of(&provision.connections, &agent)
+            .iter()
+            .map(|s| fill_command(s))
+            .collect();
+        let mut roles: Vec<&str> = provision.policies.iter().map(|p| p.role.as_str()).collect();
+        roles.sort_unstable();
+        roles.dedup();
+        for role in roles {
+            next_steps.push(format!(
+                "make sure an approver holds `{role}`: `airlock tuple write user:NAME {role} tenant:{tenant}`"
+            ));
+        }
+        InstallReport {
+            tenant: tenant.to_string(),
+            agent: agent.clone(),
+            package: manifest.name.clone(),
+            version: manifest.version.clone(),
+            publisher: package.publisher().to_string(),
+            key_id: package.key_id().to_string(),
+            digest: package.digest().to_string(),
+            already_installed,
+            client_id: agent,
+            client_secret: secret,
+            tools,
+            tuples: provision.tuples.iter().map(|t| format!("{}#{}@{}", t.object, t.relation, t.user)).collect(),
+            connection_slots: slots,
+            approval_policies: policies,
+            next_steps,
+        }
+    }
+
+    /// Uninstalls `agent` from `tenant` (see the module doc).
+    pub async fn uninstall(&self, tenant: &str, agent: &str) -> Result<UninstallReport, InstallError> {
+        let Some(installation) = self.installation(tenant, agent).await? else {
+            return Err(InstallError::NotInstalled(agent.to_string()));
+        };
+        let subject = format!("agent:{agent}");
+        // Every tool of the package's components, and every connection of the agent's namespace.
+        let mut tools: Vec<String> = Vec::new();
+        for t in &installation.manifest.tools {
+            if let Some(c) = self.installed.get(tenant, &t.component) {
+                tools.extend(c.tools.iter().map(|tool| format!("{}.{}", c.name, tool.name)));
+            }
+        }
+        tools.extend(installation.manifest.approval_policies.iter().map(|p| p.tool.clone()));
+        tools.sort();
+        tools.dedup();
+        let prefix = format!("{agent}/");
+        let mut objects: Vec<String> = tools.iter().map(|t| format!("tool:{t}")).collect();
+        let connections = self.vault.list(tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        let slots = self.vault.slots(tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        objects.extend(connections.iter().filter(|c| c.name.starts_with(&prefix)).map(|c| format!("connection:{}", c.name)));
+        objects.extend(slots.iter().filter(|(s, _)| s.agent == agent).map(|(s, _)| format!("connection:{}", s.name)));
+        objects.extend(installation.manifest.connections.iter().map(|c| format!("connection:{prefix}{}", c.name)));
+        let touching = self
+            .rebac
+            .tuples_touching(tenant, &subject, &objects)
+            .await
+            .map_err(|e| InstallError::Provision(e.to_string()))?;
+
+        // Powerless on this host from here, before the database says so.
+        self.agents.block(tenant, agent);
+        self.installed.remove_agent(tenant, agent);
+        self.rebac.hide(tenant, &touching);
+
+        let mut tx = self.db.pool().begin().await?;
+        self.agents.revoke_in(&mut tx, tenant, agent).await.map_err(agent_error)?;
+        self.rebac
+            .stage_in(&mut tx, tenant, None, &[], &touching)
+            .await
+            .map_err(|e| InstallError::Provision(format!("tuples: {e}")))?;
+        let mut keyed = tools.clone();
+        keyed.push(subject.clone());
+        let policies_deleted = self
+            .policies
+            .delete_for_in(&mut tx, tenant, &keyed)
+            .await
+            .map_err(|e| InstallError::Provision(e.to_string()))?;
+        let credentials_destroyed = self
+            .vault
+            .delete_namespace_in(&mut tx, tenant, agent)
+            .await
+            .map_err(|e| InstallError::Provision(e.to_string()))?;
+        for table in ["installed_components", "installations"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant = $1 AND agent = $2"))
+                .bind(tenant)
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        self.after_commit(tenant).await;
+        let cancelled = self
+            .approvals
+            .cancel_for_agent(tenant, &subject)
+            .await
+            .map_err(|e| InstallError::Provision(format!("the agent is uninstalled but its approvals were not cancelled: {e}")))?;
+        let report = UninstallReport {
+            tenant: tenant.to_string(),
+            agent: agent.to_string(),
+            tuples_deleted: touching.len(),
+            credentials_destroyed,
+            policies_deleted,
+            grants_cancelled: cancelled.grants,
+            requests_denied: cancelled.approvals,
+        };
+        self.audit.record(AuditEvent {
+            tenant: tenant.into(),
+            kind: "marketplace.uninstall".into(),
+            outcome: "ok".into(),
+            agent: "admin".into(),
+            tool: subject,
+            detail: serde_json::to_value(&report).unwrap_or_default(),
+        });
+        Ok(report)
+    }
+}
+
+fn verify_source(source: &PackageSource, base: TrustStore, caps: &HostCaps) -> Result<VerifiedPackage, InstallError> {
+    let check = |_: &str, wasm: &[u8]| airlock_runtime::check_component_imports(wasm).map_err(|e| e.to_string());
+    match source {
+        PackageSource::Catalog(name) => {
+            let entry = catalog::entry(name).ok_or_else(|| InstallError::NotInCatalog(name.clone()))?;
+            let work = tempfile::tempdir().map_err(|e| InstallError::Io(e.to_string()))?;
+            let dir = catalog::package(entry, work.path())?;
+            let trust = catalog::trust_for_catalog(base)?;
+            Ok(verify_with(&dir, &trust, caps, &check)?)
+        }
+        PackageSource::Directory(dir) => Ok(verify_with(dir, &base, caps, &check)?),
+        PackageSource::Archive(bytes) => {
+            let work = tempfile::tempdir().map_err(|e| InstallError::Io(e.to_string()))?;
+            let path = work.path().join("package.tar");
+            std::fs::write(&path, bytes).map_err(|e| InstallError::Io(e.to_string()))?;
+            Ok(airlock_marketplace::verify_archive(&path, &base, caps, &check)?)
+        }
+    }
+}
+
+fn source_label(source: &PackageSource) -> String {
+    match source {
+        PackageSource::Catalog(name) => format!("catalog:{name}"),
+        PackageSource::Directory(dir) => format!("dir:{}", dir.display()),
+        PackageSource::Archive(bytes) => format!("upload:{} bytes", bytes.len()),
+    }
+}
+
+fn agent_error(e: AgentError) -> InstallError {
+    match e {
+        AgentError::Exists(name) => InstallError::AgentExists(name),
+        AgentError::Store(e) => InstallError::Store(e),
+        other => InstallError::Provision(other.to_string()),
+    }
+}
+
+pub(super) fn slots_of(connections: &[airlock_marketplace::ConnectionSlot], agent: &str) -> Vec<Slot> {
+    connections
+        .iter()
+        .map(|c| Slot {
+            name: c.name.clone(),
+            agent: agent.to_string(),
+            kind: match c.kind {
+                airlock_marketplace::ConnectionKind::ApiKey => ConnectionKind::ApiKey,
+                airlock_marketplace::ConnectionKind::Bearer => ConnectionKind::Bearer,
+                airlock_marketplace::ConnectionKind::Oauth2Refresh => ConnectionKind::Oauth2Refresh,
+                airlock_marketplace::ConnectionKind::Oauth2ClientCredentials => ConnectionKind::Oauth2ClientCredentials,
+            },
+            allowed_hosts: c.allowed_hosts.clone(),
+            oauth: c.oauth.as_ref().map(|o| OAuthConfig {
+                token_url: o.token_url.clone(),
+                client_id: o.client_id.clone(),
+                scope: o.scope.clone(),
+            }),
+            description: c.description.clone(),
+        })
+        .collect()
+}
+
+pub(super) fn policy_specs(policies: &[airlock_marketplace::PolicyGrant]) -> Vec<PolicySpec> {
+    policies
+        .iter()
+        .map(|p| PolicySpec {
+            tool: p.tool.clone(),
+            action: p.action.clone(),
+            role: p.role.clone(),
+            ttl: Duration::from_secs(p.ttl_seconds),
+            entry: p.entry,
+        })
+        .collect()
+}
+
+/// Writes the package's components for `agent` (replacing the agent's previous ones).
+pub(super) async fn store_components(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    agent: &str,
+    package: &VerifiedPackage,
+) -> Result<(), InstallError> {
+    sqlx::query("DELETE FROM installed_components WHERE tenant = $1 AND agent = $2")
+        .bind(tenant)
+        .bind(agent)
+        .execute(&mut **tx)
+        .await?;
+    let limits = serde_json::to_string(&package.manifest().limits.clone().unwrap_or_default()).unwrap_or_default();
+    for c in package.components() {
+        sqlx::query(
+            "INSERT INTO installed_components (tenant, component, agent, sha256, wasm, limits) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(tenant)
+        .bind(c.name())
+        .bind(agent)
+        .bind(c.sha256())
+        .bind(c.bytes().to_vec())
+        .bind(&limits)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
+}
+
+fn tools_of(tuples: &[airlock_marketplace::TupleTemplate]) -> Vec<String> {
+    tuples.iter().filter_map(|t| t.object.strip_prefix("tool:").map(str::to_string)).collect()
+}
+
+pub(super) fn slot_json(s: &Slot, filled: bool) -> Value {
+    json!({ "name": s.name, "kind": s.kind, "allowed_hosts": s.allowed_hosts, "description": s.description,
+            "filled": filled, "fill_with": fill_command(s) })
+}
+
+fn fill_command(s: &Slot) -> String {
+    let short = s.name.split_once('/').map(|(_, n)| n).unwrap_or(&s.name);
+    let kind = match s.kind {
+        ConnectionKind::ApiKey => "api_key",
+        ConnectionKind::Bearer => "bearer",
+        ConnectionKind::Oauth2Refresh => "oauth2_refresh",
+        ConnectionKind::Oauth2ClientCredentials => "oauth2_client_credentials",
+    };
+    let base = s.allowed_hosts.first().map(|h| format!(" --base-url https://{h}")).unwrap_or_default();
+    format!(
+        "fill `{}`: `AIRLOCK_SECRET=... airlock connection put {short} --agent {} --kind {kind} --host {}{base}` ({})",
+        s.name,
+        s.agent,
+        s.allowed_hosts.join(" --host "),
+        s.description
+    )
+}
+
+fn install_event(tenant: &str, outcome: &str, r: &InstallReport) -> AuditEvent {
+    AuditEvent {
+        tenant: tenant.into(),
+        kind: "marketplace.install".into(),
+        outcome: outcome.into(),
+        agent: "admin".into(),
+        tool: format!("agent:{}", r.agent),
+        detail: json!({ "package": r.package, "version": r.version, "publisher": r.publisher, "key_id": r.key_id,
+                        "digest": r.digest, "tuples": r.tuples, "tools": r.tools,
+                        "connection_slots": r.connection_slots.iter().map(|s| s["name"].clone()).collect::<Vec<_>>(),
+                        "approval_policies": r.approval_policies }),
+    }
+}

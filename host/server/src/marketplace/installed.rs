@@ -1,0 +1,94 @@
+//! Components installed with packages: one registry per tenant, beside the runtime's host-wide
+//! one. The gate looks a tenant's tools up here first, so another tenant's agents can never
+//! reach them, and two tenants may run different versions of the same package.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use airlock_runtime::{LoadedComponent, Limits, Runtime};
+use airlock_store::{sqlx, Db};
+use parking_lot::RwLock;
+
+/// The installed components of every tenant.
+#[derive(Default)]
+pub struct Installed {
+    by_tenant: RwLock<HashMap<String, HashMap<String, Entry>>>,
+}
+
+#[derive(Clone)]
+struct Entry {
+    agent: String,
+    component: Arc<LoadedComponent>,
+}
+
+/// The runtime limits a package's `limits` ask for: the host's, with the package's tighter
+/// values ([`Runtime::load`] never lets them exceed the host's).
+pub(crate) fn package_limits(host: &Limits, asked: &airlock_marketplace::Limits) -> Limits {
+    let mut limits = host.clone();
+    if let Some(ms) = asked.deadline_ms {
+        limits.deadline = std::time::Duration::from_millis(ms);
+    }
+    if let Some(mib) = asked.memory_mib {
+        limits.memory_bytes = usize::try_from(mib.saturating_mul(1 << 20)).unwrap_or(usize::MAX);
+    }
+    if let Some(fuel) = asked.fuel {
+        limits.fuel = fuel;
+    }
+    limits
+}
+
+impl Installed {
+    /// Loads (from the compiled-code cache, usually) every installed component.
+    pub(crate) async fn load(db: &Db, runtime: &Runtime) -> Result<Installed, (String, String)> {
+        let rows: Vec<(String, String, String, Vec<u8>, String)> =
+            sqlx::query_as("SELECT tenant, component, agent, wasm, limits FROM installed_components")
+                .fetch_all(db.pool())
+                .await
+                .map_err(|e| ("installed components".to_string(), e.to_string()))?;
+        let installed = Installed::default();
+        for (tenant, component, agent, wasm, limits) in rows {
+            let asked: airlock_marketplace::Limits = serde_json::from_str(&limits).unwrap_or_default();
+            let limits = package_limits(runtime.limits(), &asked);
+            let loaded = runtime
+                .load(&component, &wasm, Some(&limits))
+                .await
+                .map_err(|e| (format!("{tenant}/{component}"), e.to_string()))?;
+            installed.put(&tenant, &agent, loaded);
+        }
+        Ok(installed)
+    }
+
+    /// `tenant`'s installed component `name`.
+    pub fn get(&self, tenant: &str, name: &str) -> Option<Arc<LoadedComponent>> {
+        self.by_tenant.read().get(tenant)?.get(name).map(|e| e.component.clone())
+    }
+
+    /// Every component installed in `tenant`, by name.
+    pub fn of_tenant(&self, tenant: &str) -> Vec<Arc<LoadedComponent>> {
+        let by_tenant = self.by_tenant.read();
+        let mut all: Vec<_> =
+            by_tenant.get(tenant).map(|m| m.values().map(|e| e.component.clone()).collect()).unwrap_or_default();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// The agent whose package installed `tenant`'s component `name`.
+    pub fn owner(&self, tenant: &str, name: &str) -> Option<String> {
+        self.by_tenant.read().get(tenant)?.get(name).map(|e| e.agent.clone())
+    }
+
+    pub(super) fn put(&self, tenant: &str, agent: &str, component: Arc<LoadedComponent>) {
+        self.by_tenant
+            .write()
+            .entry(tenant.to_string())
+            .or_default()
+            .insert(component.name.clone(), Entry { agent: agent.to_string(), component });
+    }
+
+    /// Forgets `agent`'s components in `tenant`: calls already running finish, new ones find nothing.
+    pub(super) fn remove_agent(&self, tenant: &str, agent: &str) {
+        if let Some(m) = self.by_tenant.write().get_mut(tenant) {
+            m.retain(|_, e| e.agent != agent);
+        }
+    }
+}

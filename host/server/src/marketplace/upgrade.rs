@@ -1,0 +1,282 @@
+//! Upgrade: what a new version of an installed package changes, and applying it.
+//!
+//! The diff compares the installed manifest with the new one, as provisioned for the agent:
+//! tuples, connection slots and their hosts, approval policies, the entry approval, model
+//! types, limits and components. Anything that gives the agent more than it had (a tuple, a
+//! connection, a host, a model type, a higher limit) or asks a human less (a policy removed, a
+//! longer approval lifetime, another approver role, no entry approval) is *widening*: the
+//! upgrade is refused until the admin consents. Narrowing changes apply without asking.
+//! Applying is one transaction like install; the agent keeps its identity and its filled
+//! credentials (a slot removed or changed in kind loses its credential).
+
+use std::collections::BTreeSet;
+
+use airlock_audit::AuditEvent;
+use airlock_marketplace::{Manifest, Provisioning};
+use airlock_rebac::Tuple;
+use airlock_store::{now_millis, sqlx};
+use serde::Serialize;
+use serde_json::json;
+
+use super::install::{policy_specs, slots_of, store_components, PackageSource, ProgressFn};
+use super::{merge, InstallError, Progress};
+use crate::Airlock;
+
+/// What an upgrade changes in the agent's permissions.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PermissionDiff {
+    pub agent: String,
+    pub from_version: String,
+    pub to_version: String,
+    pub tuples_added: Vec<String>,
+    pub tuples_removed: Vec<String>,
+    pub connections_added: Vec<String>,
+    pub connections_removed: Vec<String>,
+    /// `CONNECTION: HOST` for each host a kept connection may now reach.
+    pub hosts_added: Vec<String>,
+    pub hosts_removed: Vec<String>,
+    pub policies_added: Vec<String>,
+    pub policies_removed: Vec<String>,
+    pub policies_changed: Vec<String>,
+    pub model_types_added: Vec<String>,
+    pub limits_changed: Vec<String>,
+    pub components_changed: Vec<String>,
+    /// Each widening change in words: non-empty means consent is required.
+    pub widening: Vec<String>,
+}
+
+/// What an upgrade did (or, on a dry run, would do).
+#[derive(Debug, Clone, Serialize)]
+pub struct UpgradeReport {
+    pub tenant: String,
+    pub applied: bool,
+    pub digest: String,
+    pub diff: PermissionDiff,
+}
+
+fn tuple_key(t: &airlock_marketplace::TupleTemplate) -> String {
+    format!("{}#{}@{}", t.object, t.relation, t.user)
+}
+
+fn policy_key(p: &airlock_marketplace::PolicyGrant) -> String {
+    format!("{} {}", p.tool, p.action)
+}
+
+/// The permission changes from `old` to `new`, both provisioned for the same agent.
+pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> PermissionDiff {
+    let (a, b): (Provisioning, Provisioning) = (old.provisioning(agent, tenant), new.provisioning(agent, tenant));
+    let mut d = PermissionDiff {
+        agent: agent.to_string(),
+        from_version: old.version.clone(),
+        to_version: new.version.clone(),
+        ..Default::default()
+    };
+    let ta: BTreeSet<String> = a.tuples.iter().map(tuple_key).collect();
+    let tb: BTreeSet<String> = b.tuples.iter().map(tuple_key).collect();
+    d.tuples_added = tb.difference(&ta).cloned().collect();
+    d.tuples_removed = ta.difference(&tb).cloned().collect();
+    for t in &d.tuples_added {
+        d.widening.push(format!("new permission {t}"));
+    }
+
+    for c in &b.connections {
+        match a.connections.iter().find(|o| o.name == c.name) {
+            None => {
+                d.connections_added.push(c.name.clone());
+                d.widening.push(format!("new connection {} to {}", c.name, c.allowed_hosts.join(", ")));
+            }
+            Some(o) if o.kind != c.kind => {
+                d.connections_removed.push(format!("{} ({:?}: its credential is destroyed)", o.name, o.kind));
+                d.connections_added.push(format!("{} ({:?})", c.name, c.kind));
+                d.widening.push(format!("connection {} changes kind from {:?} to {:?}", c.name, o.kind, c.kind));
+            }
+            Some(o) => {
+                for h in c.allowed_hosts.iter().filter(|h| !o.allowed_hosts.contains(h)) {
+                    d.hosts_added.push(format!("{}: {h}", c.name));
+                    d.widening.push(format!("connection {} may now reach {h}", c.name));
+                }
+                for h in o.allowed_hosts.iter().filter(|h| !c.allowed_hosts.contains(h)) {
+                    d.hosts_removed.push(format!("{}: {h}", c.name));
+                }
+            }
+        }
+    }
+    for o in a.connections.iter().filter(|o| !b.connections.iter().any(|c| c.name == o.name)) {
+        d.connections_removed.push(format!("{} (its credential is destroyed)", o.name));
+    }
+
+    for p in &b.policies {
+        let what = if p.entry { format!("entry approval of {}", p.tool) } else { policy_key(p) };
+        match a.policies.iter().find(|o| o.tool == p.tool && o.action == p.action) {
+            None => d.policies_added.push(format!("{what} needs {}", p.role)),
+            Some(o) if o.role != p.role || o.ttl_seconds != p.ttl_seconds => {
+                d.policies_changed.push(format!(
+                    "{what}: {} for {}s -> {} for {}s",
+                    o.role, o.ttl_seconds, p.role, p.ttl_seconds
+                ));
+                if o.role != p.role {
+                    d.widening.push(format!("{what} is decided by {} instead of {}", p.role, o.role));
+                }
+                if p.ttl_seconds > o.ttl_seconds {
+                    d.widening.push(format!("{what}: approvals last {}s instead of {}s", p.ttl_seconds, o.ttl_seconds));
+                }
+            }
+            Some(_) => {}
+        }
+    }
+    for o in a.policies.iter().filter(|o| !b.policies.iter().any(|p| p.tool == o.tool && p.action == o.action)) {
+        let what = if o.entry { format!("entry approval of {}", o.tool) } else { policy_key(o) };
+        d.policies_removed.push(format!("{what} (was {})", o.role));
+        d.widening.push(format!("{what} no longer needs {}'s approval", o.role));
+    }
+
+    let types = |m: &Option<String>| -> BTreeSet<String> {
+        m.as_deref()
+            .and_then(|f| airlock_marketplace::model::parse_fragment(f).ok())
+            .map(|d| d.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let (ma, mb) = (types(&a.model), types(&b.model));
+    for t in mb.difference(&ma) {
+        d.model_types_added.push(t.clone());
+        d.widening.push(format!("new model type {t}"));
+    }
+
+    let la = &a.limits;
+    let lb = &b.limits;
+    for (name, x, y) in
+        [("deadline_ms", la.deadline_ms, lb.deadline_ms), ("memory_mib", la.memory_mib, lb.memory_mib), ("fuel", la.fuel, lb.fuel)]
+    {
+        if x != y {
+            let show = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "host default".into());
+            d.limits_changed.push(format!("{name}: {} -> {}", show(x), show(y)));
+            // Unset means the host's cap, the most a package may have.
+            if y.unwrap_or(u64::MAX) > x.unwrap_or(u64::MAX) {
+                d.widening.push(format!("limit {name} raised to {}", show(y)));
+            }
+        }
+    }
+
+    for t in &new.tools {
+        match old.tools.iter().find(|o| o.component == t.component) {
+            Some(o) if o.sha256 == t.sha256 => {}
+            Some(_) => d.components_changed.push(format!("{} (new code)", t.component)),
+            None => d.components_changed.push(format!("{} (added)", t.component)),
+        }
+    }
+    for o in old.tools.iter().filter(|o| !new.tools.iter().any(|t| t.component == o.component)) {
+        d.components_changed.push(format!("{} (removed)", o.component));
+    }
+    d
+}
+
+impl Airlock {
+    /// Upgrades installed agent to the package from `source`. Without `consent`, an upgrade
+    /// that widens anything is refused with the diff ([`InstallError::ConsentRequired`]);
+    /// `dry_run` only reports the diff.
+    pub async fn upgrade(
+        &self,
+        tenant: &str,
+        source: &PackageSource,
+        consent: bool,
+        dry_run: bool,
+        progress: &ProgressFn<'_>,
+    ) -> Result<UpgradeReport, InstallError> {
+        let package = self.verified_package(source).await?;
+        let manifest = package.manifest();
+        progress(Progress::Verified {
+            package: manifest.name.clone(),
+            version: manifest.version.clone(),
+            publisher: package.publisher().to_string(),
+            digest: package.digest().to_string(),
+        });
+        let agent = manifest.name.clone();
+        let Some(installed) = self.installation(tenant, &agent).await? else {
+            return Err(InstallError::NotInstalled(agent));
+        };
+        let d = diff(&installed.manifest, manifest, &agent, tenant);
+        let report = |applied| UpgradeReport { tenant: tenant.to_string(), applied, digest: package.digest().to_string(), diff: d.clone() };
+        if installed.digest == package.digest() || dry_run {
+            return Ok(report(false));
+        }
+        if !d.widening.is_empty() && !consent {
+            self.audit.record(AuditEvent {
+                tenant: tenant.into(),
+                kind: "marketplace.upgrade".into(),
+                outcome: "consent_required".into(),
+                agent: "admin".into(),
+                tool: format!("agent:{agent}"),
+                detail: serde_json::to_value(&d).unwrap_or_default(),
+            });
+            return Err(InstallError::ConsentRequired(Box::new(d)));
+        }
+        self.check_components_free(tenant, &package, Some(&agent))?;
+        let (old, new) = (installed.manifest.provisioning(&agent, tenant), manifest.provisioning(&agent, tenant));
+        let current = self.rebac.model(tenant).map(|m| m.model.to_string());
+        let model = merge::merged_model(current.as_deref(), new.model.as_deref()).map_err(InstallError::Model)?;
+        let loaded = self.compile(&package, progress).await?;
+        progress(Progress::Provisioning);
+
+        let as_tuple = |t: &airlock_marketplace::TupleTemplate| Tuple::new(t.object.as_str(), t.relation.as_str(), t.user.as_str());
+        let writes: Vec<Tuple> = new.tuples.iter().filter(|t| !old.tuples.contains(t)).map(as_tuple).collect();
+        let deletes: Vec<Tuple> = old.tuples.iter().filter(|t| !new.tuples.contains(t)).map(as_tuple).collect();
+        // Narrowing takes effect before the transaction, like any revocation.
+        self.rebac.hide(tenant, &deletes);
+        let mut tx = self.db.pool().begin().await?;
+        self.rebac
+            .stage_in(&mut tx, tenant, model.as_deref(), &writes, &deletes)
+            .await
+            .map_err(|e| InstallError::Provision(format!("tuples: {e}")))?;
+        let new_slots = slots_of(&new.connections, &agent);
+        for slot in slots_of(&old.connections, &agent) {
+            let kept = new_slots.iter().any(|s| s.name == slot.name && s.kind == slot.kind);
+            if !kept {
+                self.vault.drop_slot_in(&mut tx, tenant, &slot.name).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+            }
+        }
+        for slot in &new_slots {
+            self.vault.declare_slot_in(&mut tx, tenant, slot).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        }
+        for gone in old.policies.iter().filter(|o| !new.policies.iter().any(|p| p.tool == o.tool && p.action == o.action)) {
+            sqlx::query("DELETE FROM approval_policies WHERE tenant = $1 AND tool = $2 AND action = $3")
+                .bind(tenant)
+                .bind(&gone.tool)
+                .bind(&gone.action)
+                .execute(&mut *tx)
+                .await?;
+        }
+        for spec in policy_specs(&new.policies) {
+            self.policies.put_in(&mut tx, tenant, &spec).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        }
+        store_components(&mut tx, tenant, &agent, &package).await?;
+        sqlx::query(
+            "UPDATE installations SET version = $3, publisher = $4, key_id = $5, digest = $6, manifest = $7, updated_at = $8 \
+             WHERE tenant = $1 AND agent = $2",
+        )
+        .bind(tenant)
+        .bind(&agent)
+        .bind(&manifest.version)
+        .bind(package.publisher())
+        .bind(package.key_id())
+        .bind(package.digest())
+        .bind(String::from_utf8_lossy(package.manifest_bytes()).into_owned())
+        .bind(now_millis())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.after_commit(tenant).await;
+        self.installed.remove_agent(tenant, &agent);
+        for component in loaded {
+            self.installed.put(tenant, &agent, component);
+        }
+        self.audit.record(AuditEvent {
+            tenant: tenant.into(),
+            kind: "marketplace.upgrade".into(),
+            outcome: "ok".into(),
+            agent: "admin".into(),
+            tool: format!("agent:{agent}"),
+            detail: json!({ "digest": package.digest(), "consented": consent, "diff": d }),
+        });
+        Ok(report(true))
+    }
+}
