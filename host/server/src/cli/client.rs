@@ -42,6 +42,7 @@ impl Client {
             Some(Body::Json(v)) => req.json(&v),
             Some(Body::Bytes(b)) => req.header("content-type", "application/wasm").body(b),
             Some(Body::Text(t)) => req.header("content-type", "text/plain; charset=utf-8").body(t),
+            Some(Body::Tar(b)) => req.header("content-type", "application/x-tar").body(b),
             None => req,
         };
         let resp = req
@@ -60,6 +61,42 @@ impl Client {
             Err(format!("{code} ({status}): {message}"))
         }
     }
+
+    /// POSTs `body` asking for NDJSON, and hands each line to `on_line` as it arrives.
+    pub async fn stream_ndjson(&self, path: &str, body: Body, mut on_line: impl FnMut(Value)) -> Result<(), String> {
+        let url = format!("{}{}", self.base, path);
+        let req = self.http.post(&url).bearer_auth(&self.token).header("accept", "application/x-ndjson");
+        let req = match body {
+            Body::Json(v) => req.json(&v),
+            Body::Tar(b) => req.header("content-type", "application/x-tar").body(b),
+            Body::Bytes(b) => req.header("content-type", "application/wasm").body(b),
+            Body::Text(t) => req.header("content-type", "text/plain; charset=utf-8").body(t),
+        };
+        let mut resp = req
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach airlock at {}: {e}. Is `airlock serve` running?", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
+            let message =
+                value.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| value.to_string());
+            return Err(format!("{code} ({status}): {message}"));
+        }
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the response: {e}"))? {
+            pending.extend_from_slice(&chunk);
+            while let Some(end) = pending.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = pending.drain(..=end).collect();
+                if let Ok(v) = serde_json::from_slice::<Value>(&line) {
+                    on_line(v);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A request body.
@@ -67,6 +104,8 @@ pub enum Body {
     Json(Value),
     Bytes(Vec<u8>),
     Text(String),
+    /// A package in its transport form.
+    Tar(Vec<u8>),
 }
 
 pub(super) fn print(v: &Value) {
@@ -84,6 +123,11 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
         | Command::Mcp { .. }
         | Command::Key { .. }
         | Command::Package { .. }
+        | Command::Install { .. }
+        | Command::Upgrade { .. }
+        | Command::Uninstall { .. }
+        | Command::Catalog { .. }
+        | Command::Publisher(_)
         | Command::Policy(_) => {
             return Err("`serve`, `mcp`, `key` and `package` run locally, `policy` and `ciba` have their own clients; \
                         they are not handled here"

@@ -4,6 +4,7 @@
 
 mod ciba;
 mod client;
+mod install;
 mod package;
 mod policy;
 mod serve;
@@ -131,6 +132,40 @@ pub enum Command {
         #[arg(long)]
         search: Vec<PathBuf>,
     },
+    /// Install an agent: `NAME` from this host's catalog, or a package directory or `.tar`.
+    /// Shows progress while its components compile; prints the agent's client secret once.
+    Install {
+        #[command(flatten)]
+        remote: Remote,
+        package: String,
+    },
+    /// Upgrade an installed agent to a newer package; shows what changes in its permissions
+    /// and applies a widening only with `--yes`.
+    Upgrade {
+        #[command(flatten)]
+        remote: Remote,
+        package: String,
+        /// Consent to changes that widen the agent's permissions.
+        #[arg(long)]
+        yes: bool,
+        /// Only show what would change.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Uninstall an agent: its identity, tuples, credentials, policies and pending approvals go at once.
+    Uninstall {
+        #[command(flatten)]
+        remote: Remote,
+        agent: String,
+    },
+    /// List the agents this host's catalog offers, and those installed in the tenant.
+    Catalog {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Trust, list or distrust publisher keys for packages.
+    #[command(subcommand)]
+    Publisher(install::PublisherCmd),
     /// Manage tool components.
     #[command(subcommand)]
     Component(ComponentCmd),
@@ -397,6 +432,11 @@ pub async fn run(cli: Cli) -> i32 {
         }
         Command::Ciba(cmd) => ciba::run(cmd).await,
         Command::Policy(cmd) => policy::run(cmd).await,
+        Command::Install { remote, package } => install::install(&remote, &package).await,
+        Command::Upgrade { remote, package, yes, dry_run } => install::upgrade(&remote, &package, yes, dry_run).await,
+        Command::Uninstall { remote, agent } => install::uninstall(&remote, &agent).await,
+        Command::Catalog { remote } => install::catalog(&remote).await,
+        Command::Publisher(cmd) => install::publisher(cmd).await,
         other => client::run(other).await,
     };
     match result {
