@@ -1,0 +1,499 @@
+//! Marketplace install, uninstall and upgrade through a real host over HTTP: provisioning,
+//! refusals naming the failed check, all-or-nothing, idempotence, revocation at once, upgrade
+//! consent, and two tenants that cannot reach each other.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+
+use airlock::marketplace::{InstallOptions, InstallStep, PackageSource};
+use airlock_marketplace::{build, generate_key, pack, SigningKey};
+use airlock_store::sqlx;
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::{recorder, TestHost};
+
+/// A third-party package: the sandbox probe's component as `prober`, with a vault slot and an
+/// approval policy on `prober.fetch`.
+fn prober_manifest(version: &str, extra_tuples: &[Value], hosts: &[&str], with_policy: bool) -> Value {
+    let mut tuples = vec![
+        json!({ "user": "agent:$AGENT", "relation": "can_use", "object": "tool:prober.echo" }),
+        json!({ "user": "agent:$AGENT", "relation": "can_use", "object": "tool:prober.fetch" }),
+        json!({ "user": "agent:$AGENT", "relation": "can_use", "object": "connection:$AGENT/api" }),
+    ];
+    tuples.extend(extra_tuples.iter().cloned());
+    let policies = if with_policy {
+        json!([{ "tool": "prober.fetch", "action": "*", "role": "cfo", "ttl_seconds": 600 }])
+    } else {
+        json!([])
+    };
+    json!({
+        "name": "prober",
+        "version": version,
+        "publisher": "acme",
+        "description": "Echoes and fetches, for the marketplace tests.",
+        "tools": [{ "component": "prober", "file": "components/prober.wasm" }],
+        "tuples": tuples,
+        "connections": [{ "name": "api", "kind": "bearer", "allowed_hosts": hosts, "description": "A bearer token of the test API." }],
+        "approval_policies": policies,
+        "limits": { "deadline_ms": 5000 }
+    })
+}
+
+/// Builds and signs a package from `manifest` (source form) with `key`; returns its directory.
+fn build_package(work: &Path, name: &str, manifest: &Value, key: &SigningKey) -> PathBuf {
+    let source = work.join(format!("{name}-src"));
+    std::fs::create_dir_all(source.join("components")).unwrap();
+    std::fs::write(source.join("manifest.json"), serde_json::to_vec_pretty(manifest).unwrap()).unwrap();
+    std::fs::write(source.join("components/prober.wasm"), airlock::bundled::SANDBOX_PROBE).unwrap();
+    build(&source, &work.join(name), key, &[]).unwrap()
+}
+
+fn tar_of(dir: &Path) -> Vec<u8> {
+    let out = dir.with_extension("tar");
+    pack(dir, &out).unwrap();
+    std::fs::read(out).unwrap()
+}
+
+impl TestHostExt for TestHost {}
+trait TestHostExt {}
+
+async fn upload(t: &TestHost, path: &str, tar: Vec<u8>) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .post(format!("{}{path}", t.url))
+        .bearer_auth(&t.admin)
+        .header("content-type", "application/x-tar")
+        .body(tar)
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+async fn trust(t: &TestHost, publisher: &str, key: &SigningKey) {
+    let (status, body) = t
+        .admin_post("/v1/marketplace/publishers", json!({ "publisher": publisher, "public_key": key.public_key_base64() }))
+        .await;
+    assert_eq!(status, 200, "{body}");
+}
+
+/// Every row of every table but the audit trail's, as text: "the database as it was".
+async fn snapshot(t: &TestHost) -> Vec<String> {
+    let pool = t.host.db.pool();
+    let tables: Vec<(String,)> = sqlx::query_as(
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'audit%' AND name NOT LIKE '_sqlx%' ORDER BY name",
+    )
+    .fetch_all(pool)
+    .await
+    .unwrap();
+    let mut out = Vec::new();
+    for (table,) in tables {
+        let cols: Vec<(String,)> =
+            sqlx::query_as(&format!("SELECT name FROM pragma_table_info('{table}')")).fetch_all(pool).await.unwrap();
+        let expr = cols.iter().map(|(c,)| format!("quote(\"{c}\")")).collect::<Vec<_>>().join(" || '|' || ");
+        let rows: Vec<(String,)> =
+            sqlx::query_as(&format!("SELECT {expr} FROM \"{table}\" ORDER BY 1")).fetch_all(pool).await.unwrap();
+        out.extend(rows.into_iter().map(|(r,)| format!("{table}: {r}")));
+    }
+    out
+}
+
+async fn install_catalog(t: &TestHost, name: &str, tenant: &str) -> (u16, Value) {
+    t.admin_post(&format!("/v1/marketplace/install?tenant={tenant}"), json!({ "catalog": name })).await
+}
+
+#[tokio::test]
+async fn catalog_install_provisions_identity_tuples_slots_and_policies() {
+    let t = TestHost::start().await;
+    let (status, catalog) = t.admin_get("/v1/marketplace/catalog").await;
+    assert_eq!(status, 200, "{catalog}");
+    assert!(catalog["catalog"].as_array().unwrap().iter().any(|e| e["name"] == "offboarding"), "{catalog}");
+
+    let (status, report) = install_catalog(&t, "offboarding", "default").await;
+    assert_eq!(status, 200, "{report}");
+    assert_eq!(report["agent"], "offboarding");
+    assert_eq!(report["already_installed"], false);
+    let secret = report["client_secret"].as_str().unwrap().to_string();
+    // Only the hash is stored.
+    let stored: Vec<(String,)> = sqlx::query_as("SELECT token_hash FROM agents WHERE name = 'offboarding'")
+        .fetch_all(t.host.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_ne!(stored[0].0, secret);
+    assert!(!snapshot(&t).await.iter().any(|row| row.contains(&secret)), "the secret itself is nowhere in the database");
+
+    // The identity works as OAuth2 client credentials and as a bearer token.
+    let form = [("grant_type", "client_credentials"), ("client_id", "offboarding"), ("client_secret", secret.as_str())];
+    let resp = reqwest::Client::new().post(format!("{}/oauth/token", t.url)).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let jwt = resp.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+    let (status, tools) = t.request(Method::GET, "/v1/tools", &jwt, None).await;
+    assert_eq!(status, 200, "{tools}");
+    let ids: Vec<&str> = tools["tools"].as_array().unwrap().iter().filter_map(|x| x["id"].as_str()).collect();
+    for tool in ["offboarding.revoke-access", "offboarding.issue-refund", "offboarding.delete-customer-data"] {
+        assert!(ids.contains(&tool), "{tool} in {ids:?}");
+    }
+
+    // Tuples exactly as declared, slots declared and empty, policies registered.
+    let tuples = t.host.rebac.read("default", None).await.unwrap();
+    let mine: Vec<_> = tuples.iter().filter(|x| x.subject == "agent:offboarding").collect();
+    assert_eq!(mine.len(), 7, "{mine:?}");
+    let (_, installed) = t.admin_get("/v1/marketplace/installed").await;
+    let slots = installed["installed"][0]["connection_slots"].as_array().unwrap().clone();
+    let names: Vec<&str> = slots.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["offboarding/billing-api", "offboarding/directory-api"]);
+    assert!(slots.iter().all(|s| s["filled"] == false));
+    let policies = t.host.policies.list("default").await.unwrap();
+    let keyed: Vec<(String, String, String)> =
+        policies.iter().map(|p| (p.tool.clone(), p.action.clone(), p.role.clone())).collect();
+    assert!(keyed.contains(&("offboarding.issue-refund".into(), "*".into(), "cfo".into())), "{keyed:?}");
+    assert!(keyed.contains(&("offboarding.delete-customer-data".into(), "*".into(), "dpo".into())), "{keyed:?}");
+    assert!(keyed.contains(&("agent:offboarding".into(), "run".into(), "ops_manager".into())), "{keyed:?}");
+    // The entry policy is live: a step outside a run is refused before anything runs.
+    let (status, body) = t.call(&secret, "offboarding.revoke-access", json!({ "customer_id": "c1" })).await;
+    assert_eq!(status, 403, "{body}");
+
+    // Installing again is harmless: same digest, nothing changes, no new secret.
+    let before = snapshot(&t).await;
+    let (status, again) = install_catalog(&t, "offboarding", "default").await;
+    assert_eq!(status, 200, "{again}");
+    assert_eq!(again["already_installed"], true);
+    assert!(again.get("client_secret").is_none(), "{again}");
+    assert_eq!(snapshot(&t).await, before);
+    let (status, _) = t.request(Method::GET, "/v1/tools", &secret, None).await;
+    assert_eq!(status, 200, "the first secret still works");
+
+    // An unknown catalog name says where to look.
+    let (status, body) = install_catalog(&t, "no-such-agent", "default").await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("airlock catalog"), "{body}");
+}
+
+#[tokio::test]
+async fn an_install_failing_half_way_leaves_the_database_as_it_was() {
+    let t = TestHost::start().await;
+    let before = snapshot(&t).await;
+    for step in InstallStep::ALL {
+        let err = t
+            .host
+            .install(
+                "default",
+                &PackageSource::Catalog("offboarding".into()),
+                &InstallOptions { fail_after: Some(step) },
+                &|_| {},
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), "injected_fault", "{err}");
+        assert_eq!(snapshot(&t).await, before, "after a failure following step `{}`", step.name());
+        assert!(t.host.installed.of_tenant("default").is_empty());
+        assert!(!t.host.agents.exists("default", "offboarding").await.unwrap());
+    }
+    // Nothing half-done blocks a real install afterwards.
+    let (status, report) = install_catalog(&t, "offboarding", "default").await;
+    assert_eq!(status, 200, "{report}");
+    // Refused installs are audited, the trail verifies.
+    t.host.flush().await;
+    let audit = t.audit().await;
+    let refused = audit.iter().filter(|e| e["kind"] == "marketplace.install" && e["outcome"] == "refused").count();
+    assert_eq!(refused, InstallStep::ALL.len());
+    let (status, verified) = t.admin_get("/v1/audit/verify").await;
+    assert_eq!(status, 200, "{verified}");
+}
+
+#[tokio::test]
+async fn forged_packages_are_refused_naming_the_failed_check_and_write_nothing() {
+    let t = TestHost::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let (key, _) = generate_key().unwrap();
+    let (other, _) = generate_key().unwrap();
+    let manifest = prober_manifest("1.0.0", &[], &["127.0.0.1"], false);
+    let good = build_package(work.path(), "good", &manifest, &key);
+    let before = snapshot(&t).await;
+
+    // Unknown publisher: nobody trusts `acme` yet.
+    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&good)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("unknown-publisher")), "{body}");
+    trust(&t, "acme", &key).await;
+    let before_trusted = snapshot(&t).await;
+    assert_ne!(before, before_trusted);
+
+    // Signed by a key that is not acme's.
+    let wrong = build_package(work.path(), "wrong", &manifest, &other);
+    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&wrong)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("unknown-publisher")), "{body}");
+
+    // Unsigned.
+    let unsigned = build_package(work.path(), "unsigned", &manifest, &key);
+    std::fs::remove_file(unsigned.join("signature.json")).unwrap();
+    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&unsigned)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("unsigned")), "{body}");
+
+    // Tampered manifest: one more permission after signing.
+    let tampered = build_package(work.path(), "tampered-manifest", &manifest, &key);
+    let mut m: Value = serde_json::from_slice(&std::fs::read(tampered.join("manifest.json")).unwrap()).unwrap();
+    m["tuples"].as_array_mut().unwrap().push(json!({ "user": "agent:$AGENT", "relation": "can_use", "object": "tool:prober.spin" }));
+    std::fs::write(tampered.join("manifest.json"), serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&tampered)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("bad-signature")), "{body}");
+
+    // Tampered component: other bytes under the signed digest.
+    let swapped = build_package(work.path(), "tampered-component", &manifest, &key);
+    std::fs::write(swapped.join("components/prober.wasm"), airlock::bundled::HELLO).unwrap();
+    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&swapped)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("tampered-component")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("prober"), "{body}");
+
+    // Not a tar at all.
+    let (status, body) = upload(&t, "/v1/marketplace/install", b"not a package".to_vec()).await;
+    assert_eq!(status, 422, "{body}");
+
+    assert_eq!(snapshot(&t).await, before_trusted, "no refused package wrote anything");
+    t.host.flush().await;
+    let refusals = t.audit().await.into_iter().filter(|e| e["kind"] == "marketplace.install" && e["outcome"] == "refused").count();
+    assert_eq!(refusals, 7);
+
+    // The good one installs; distrusting the key refuses the next install of it elsewhere.
+    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&good)).await;
+    assert_eq!(status, 200, "{body}");
+    let key_id = body["key_id"].as_str().unwrap().to_string();
+    let (status, _) = t.request(Method::DELETE, &format!("/v1/marketplace/publishers/acme/{key_id}"), &t.admin, None).await;
+    assert_eq!(status, 200);
+    let (status, body) = upload(&t, "/v1/marketplace/install?tenant=other", tar_of(&good)).await;
+    assert_eq!((status, body["code"].as_str()), (422, Some("unknown-publisher")), "{body}");
+}
+
+#[tokio::test]
+async fn uninstall_revokes_everything_at_once_even_a_waiting_call() {
+    let t = TestHost::start().await;
+    let (api, seen) = recorder("prober-secret").await;
+    let work = tempfile::tempdir().unwrap();
+    let (key, _) = generate_key().unwrap();
+    trust(&t, "acme", &key).await;
+    let host = api.to_string();
+    let pkg = build_package(work.path(), "prober", &prober_manifest("1.0.0", &[], &[&host], true), &key);
+    let (status, report) = upload(&t, "/v1/marketplace/install", tar_of(&pkg)).await;
+    assert_eq!(status, 200, "{report}");
+    let secret = report["client_secret"].as_str().unwrap().to_string();
+    assert_eq!(report["connection_slots"][0]["name"], "prober/api");
+
+    // Before the slot is filled the tool says who must fill it.
+    let (status, body) = t.call(&secret, "prober.echo", json!({ "x": 1 })).await;
+    assert_eq!(status, 200, "{body}");
+    let url = format!("http://{api}/ping");
+    // Fill the slot (the admin points it at the local stand-in), as the report says.
+    let fill = json!({ "kind": "bearer", "agent": "prober", "base_url": format!("http://{api}"),
+                       "allowed_hosts": [host], "secret": "prober-secret" });
+    let (status, body) = t.request(Method::PUT, "/v1/connections/api", &t.admin, Some(fill)).await;
+    assert_eq!(status, 200, "{body}");
+    // Filling it with another kind than declared is refused.
+    let wrong = json!({ "kind": "api_key", "agent": "prober", "allowed_hosts": [api.to_string()], "secret": "x",
+                        "placement": { "in": "header", "name": "X-Key" } });
+    let (status, body) = t.request(Method::PUT, "/v1/connections/api", &t.admin, Some(wrong)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("declared as `bearer`"), "{body}");
+
+    // A jwt obtained before the uninstall.
+    let form = [("grant_type", "client_credentials"), ("client_id", "prober"), ("client_secret", secret.as_str())];
+    let resp = reqwest::Client::new().post(format!("{}/oauth/token", t.url)).form(&form).send().await.unwrap();
+    let jwt = resp.json::<Value>().await.unwrap()["access_token"].as_str().unwrap().to_string();
+
+    // A fetch waits for the CFO (the package's policy) ...
+    let waiting = {
+        let (url_, secret_, base) = (url.clone(), secret.clone(), t.url.clone());
+        tokio::spawn(async move {
+            let resp = reqwest::Client::new()
+                .post(format!("{base}/v1/tools/prober.fetch/call"))
+                .bearer_auth(secret_)
+                .json(&json!({ "connection": "api", "url": url_ }))
+                .send()
+                .await
+                .unwrap();
+            (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
+        })
+    };
+    let pending = support::wait_for_pending_of(&t, "prober.fetch").await;
+    assert_eq!(pending["role"], "cfo", "{pending}");
+
+    // ... and the uninstall lands while it waits.
+    let (status, removed) = t.request(Method::DELETE, "/v1/marketplace/installed/prober", &t.admin, None).await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!(removed["credentials_destroyed"], 1, "{removed}");
+    assert_eq!(removed["requests_denied"], 1, "{removed}");
+    assert!(removed["tuples_deleted"].as_u64().unwrap() >= 3, "{removed}");
+    let (status, body) = tokio::time::timeout(std::time::Duration::from_secs(10), waiting).await.unwrap().unwrap();
+    assert_eq!(status, 403, "the waiting call is refused: {body}");
+    assert_eq!(seen.count(), 0, "the stand-in API never saw the request");
+
+    // Every door is shut: opaque token, JWT, client credentials, tool list.
+    for token in [&secret, &jwt] {
+        let (status, body) = t.call(token, "prober.echo", json!({})).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let resp = reqwest::Client::new().post(format!("{}/oauth/token", t.url)).form(&form).send().await.unwrap();
+    assert_eq!(resp.status(), 401);
+    // Nothing of it is left: tuples, credentials, slots, policies, components, record.
+    let tuples = t.host.rebac.read("default", None).await.unwrap();
+    assert!(!tuples.iter().any(|x| x.subject == "agent:prober" || x.object.contains("prober")), "{tuples:?}");
+    assert!(t.host.vault.list("default").await.unwrap().iter().all(|c| !c.name.starts_with("prober/")));
+    assert!(t.host.vault.slots("default").await.unwrap().is_empty());
+    assert!(t.host.policies.list("default").await.unwrap().iter().all(|p| !p.tool.starts_with("prober.")));
+    assert!(t.host.installed.of_tenant("default").is_empty());
+    let (_, installed) = t.admin_get("/v1/marketplace/installed").await;
+    assert_eq!(installed["installed"], json!([]));
+    // The audit is kept, install to uninstall, and verifies.
+    t.host.flush().await;
+    let kinds: Vec<String> = t.audit().await.iter().map(|e| e["kind"].as_str().unwrap_or_default().to_string()).collect();
+    assert!(kinds.contains(&"marketplace.install".to_string()) && kinds.contains(&"marketplace.uninstall".to_string()));
+    let (status, _) = t.admin_get("/v1/audit/verify").await;
+    assert_eq!(status, 200);
+    // Uninstalling twice says there is nothing to do.
+    let (status, body) = t.request(Method::DELETE, "/v1/marketplace/installed/prober", &t.admin, None).await;
+    assert_eq!(status, 404, "{body}");
+}
+
+#[tokio::test]
+async fn an_upgrade_that_widens_needs_consent_and_one_that_narrows_does_not() {
+    let t = TestHost::start().await;
+    let work = tempfile::tempdir().unwrap();
+    let (key, _) = generate_key().unwrap();
+    trust(&t, "acme", &key).await;
+    let v1 = build_package(work.path(), "v1", &prober_manifest("1.0.0", &[], &["api.example.com"], true), &key);
+    let (status, report) = upload(&t, "/v1/marketplace/install", tar_of(&v1)).await;
+    assert_eq!(status, 200, "{report}");
+    let secret = report["client_secret"].as_str().unwrap().to_string();
+
+    // Installing a different version is not an upgrade by accident.
+    let spin = json!({ "user": "agent:$AGENT", "relation": "can_use", "object": "tool:prober.spin" });
+    let v2 = build_package(
+        work.path(),
+        "v2",
+        &prober_manifest("1.1.0", &[spin], &["api.example.com", "uploads.example.com"], false),
+        &key,
+    );
+    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&v2)).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("upgrade_needed")), "{body}");
+
+    // Without consent: refused with what would change.
+    let before = snapshot(&t).await;
+    let (status, body) = upload(&t, "/v1/marketplace/upgrade", tar_of(&v2)).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("consent_required")), "{body}");
+    let diff = &body["diff"];
+    assert_eq!(diff["tuples_added"], json!(["tool:prober.spin#can_use@agent:prober"]), "{diff}");
+    assert_eq!(diff["hosts_added"], json!(["prober/api: uploads.example.com"]), "{diff}");
+    assert_eq!(diff["policies_removed"].as_array().unwrap().len(), 1, "{diff}");
+    assert_eq!(diff["widening"].as_array().unwrap().len(), 3, "{diff}");
+    assert_eq!(snapshot(&t).await, before, "nothing applied without consent");
+    let (status, body) = t.call(&secret, "prober.spin", json!({})).await;
+    assert_eq!(status, 403, "{body}");
+
+    // With consent: applied; the agent keeps its identity.
+    let (status, body) = upload(&t, "/v1/marketplace/upgrade?consent=true", tar_of(&v2)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["applied"], true);
+    assert!(t.host.rebac.check("default", "agent:prober", "can_use", "tool:prober.spin").unwrap());
+    assert!(t.host.policies.for_action("default", "prober.fetch", "x").await.unwrap().is_none());
+    let slot = t.host.vault.slot("default", "prober/api").await.unwrap().unwrap();
+    assert_eq!(slot.allowed_hosts, ["api.example.com", "uploads.example.com"]);
+    let (status, body) = t.call(&secret, "prober.echo", json!({ "still": "me" })).await;
+    assert_eq!(status, 200, "{body}");
+
+    // Back to v1's permissions: only narrowing, applied without asking.
+    let v3 = build_package(work.path(), "v3", &prober_manifest("1.2.0", &[], &["api.example.com"], true), &key);
+    let (status, body) = upload(&t, "/v1/marketplace/upgrade", tar_of(&v3)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["diff"]["widening"].as_array().unwrap().is_empty(), "{body}");
+    assert!(!t.host.rebac.check("default", "agent:prober", "can_use", "tool:prober.spin").unwrap());
+    assert_eq!(t.host.policies.for_action("default", "prober.fetch", "x").await.unwrap().unwrap().role, "cfo");
+    t.host.flush().await;
+    let upgrades: Vec<String> = t
+        .audit()
+        .await
+        .iter()
+        .filter(|e| e["kind"] == "marketplace.upgrade")
+        .map(|e| e["outcome"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(upgrades, ["consent_required", "ok", "ok"]);
+}
+
+#[tokio::test]
+async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
+    let t = TestHost::start().await;
+    let (api_a, seen_a) = recorder("secret-of-a").await;
+    let work = tempfile::tempdir().unwrap();
+    let (key, _) = generate_key().unwrap();
+    trust(&t, "acme", &key).await;
+    let pkg = build_package(work.path(), "prober", &prober_manifest("1.0.0", &[], &[&api_a.to_string()], false), &key);
+    let (status, a) = upload(&t, "/v1/marketplace/install?tenant=acme-corp", tar_of(&pkg)).await;
+    assert_eq!(status, 200, "{a}");
+    let (status, b) = upload(&t, "/v1/marketplace/install?tenant=globex", tar_of(&pkg)).await;
+    assert_eq!(status, 200, "{b}");
+    let (token_a, token_b) = (a["client_secret"].as_str().unwrap(), b["client_secret"].as_str().unwrap());
+    assert_ne!(token_a, token_b);
+
+    // Tenant A fills its slot; B's agent, same name and same tool, cannot use A's credential.
+    let fill = json!({ "kind": "bearer", "agent": "prober", "base_url": format!("http://{api_a}"),
+                       "allowed_hosts": [api_a.to_string()], "secret": "secret-of-a" });
+    let (status, body) =
+        t.request(Method::PUT, "/v1/connections/api?tenant=acme-corp", &t.admin, Some(fill)).await;
+    assert_eq!(status, 200, "{body}");
+    let input = json!({ "connection": "api", "url": format!("http://{api_a}/contacts") });
+    let (status, body) = t.call(token_a, "prober.fetch", input.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = t.call(token_b, "prober.fetch", input).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("not filled yet"), "{body}");
+    assert_eq!(seen_a.count(), 1, "only A's call reached A's API");
+
+    // Neither sees the other's installation, tuples, credentials or audit.
+    let (_, installed_b) = t.admin_get("/v1/marketplace/installed?tenant=globex").await;
+    assert_eq!(installed_b["installed"][0]["connection_slots"][0]["filled"], false, "{installed_b}");
+    assert!(t.host.vault.list("globex").await.unwrap().is_empty());
+    t.host.flush().await;
+    let (_, audit_b) = t.admin_get("/v1/audit?tenant=globex").await;
+    let text = audit_b.to_string();
+    assert!(!text.contains("secret-of-a") && !text.contains("acme-corp") && !text.contains(&api_a.to_string()), "{text}");
+
+    // Uninstalling in A leaves B's agent working.
+    let (status, _) = t.request(Method::DELETE, "/v1/marketplace/installed/prober?tenant=acme-corp", &t.admin, None).await;
+    assert_eq!(status, 200);
+    let (status, body) = t.call(token_a, "prober.echo", json!({})).await;
+    assert_eq!(status, 401, "{body}");
+    let (status, body) = t.call(token_b, "prober.echo", json!({ "b": true })).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(t.host.installed.get("acme-corp", "prober").is_none());
+    assert!(t.host.installed.get("globex", "prober").is_some());
+}
+
+#[tokio::test]
+async fn install_streams_progress_and_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_path_buf();
+    let secret = {
+        let t = TestHost::start_in(dir.clone(), None, support::test_limits()).await;
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/marketplace/install", t.url))
+            .bearer_auth(&t.admin)
+            .header("accept", "application/x-ndjson")
+            .json(&json!({ "catalog": "offboarding" }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
+        let text = resp.text().await.unwrap();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let steps: Vec<&str> = lines.iter().filter_map(|l| l["progress"]["step"].as_str()).collect();
+        assert_eq!(steps, ["verified", "compiling", "compiled", "provisioning"], "{text}");
+        assert_eq!(lines[2]["progress"]["done"], 1);
+        let last = lines.last().unwrap();
+        last["result"]["client_secret"].as_str().unwrap().to_string()
+    };
+    // A new host over the same directory knows the agent and its component.
+    let t = TestHost::start_in(dir, None, support::test_limits()).await;
+    assert!(t.host.installed.get("default", "offboarding").is_some());
+    let (status, tools) = t.request(Method::GET, "/v1/tools", &secret, None).await;
+    assert_eq!(status, 200, "{tools}");
+    assert!(tools.to_string().contains("offboarding.issue-refund"), "{tools}");
+}
