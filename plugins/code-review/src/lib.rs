@@ -162,7 +162,9 @@ fn line_comments(comments: &Value) -> Result<Value, ToolError> {
             (Some(path), Some(line), Some(body)) => {
                 out.push(json!({ "path": path, "line": line, "side": "RIGHT", "body": body }))
             }
-            _ => return Err(bad(&format!("[{i}] needs `path` (a changed file), `line` (>= 1) and a non-empty `body`"))),
+            _ => {
+                return Err(bad(&format!("[{i}] needs `path` (a changed file), `line` (>= 1) and a non-empty `body`")))
+            }
         }
     }
     Ok(Value::Array(out))

@@ -53,10 +53,7 @@ impl Guest for ContentBot {
             tool(
                 "publish-post",
                 "Publish a draft so readers see it. A marketing lead must approve each publication.",
-                object(
-                    json!({ "site": site, "post_id": { "type": "integer", "minimum": 1 } }),
-                    &["site", "post_id"],
-                ),
+                object(json!({ "site": site, "post_id": { "type": "integer", "minimum": 1 } }), &["site", "post_id"]),
             ),
         ]
     }
@@ -131,7 +128,9 @@ fn text(input: &Value, key: &str, max: usize) -> Result<String, ToolError> {
         .and_then(Value::as_str)
         .filter(|s| !s.trim().is_empty() && s.len() <= max)
         .map(str::to_string)
-        .ok_or_else(|| ToolError::InvalidInput(format!("`{key}` is required: a non-empty string of at most {max} bytes")))
+        .ok_or_else(|| {
+            ToolError::InvalidInput(format!("`{key}` is required: a non-empty string of at most {max} bytes"))
+        })
 }
 
 /// Makes a request through the vault and returns the JSON body of a 2xx answer; WordPress's
@@ -160,7 +159,9 @@ fn send(method: &str, path: &str, body: Option<Value>) -> Result<Value, ToolErro
             "{what}: the `{BLOG}` connection's token is missing, expired or may not write posts on this site; \
              ask the tenant admin to refill the `contentbot/{BLOG}` connection"
         )),
-        404 => ToolError::InvalidInput(format!("{what}: no such site or post; check `site` and `post_id` (list-drafts)")),
+        404 => {
+            ToolError::InvalidInput(format!("{what}: no such site or post; check `site` and `post_id` (list-drafts)"))
+        }
         400 => ToolError::InvalidInput(what),
         _ => ToolError::Failed(what),
     })

@@ -92,7 +92,9 @@ impl Guest for Crm {
                             properties.insert(key.into(), Value::String(v.clone()));
                         }
                         Some(_) => {
-                            return Err(ToolError::InvalidInput(format!("`{key}` must be a string of at most 1000 bytes")))
+                            return Err(ToolError::InvalidInput(format!(
+                                "`{key}` must be a string of at most 1000 bytes"
+                            )))
                         }
                     }
                 }
@@ -105,13 +107,14 @@ impl Guest for Crm {
                     .and_then(|v| v.as_str().map(str::to_string).or_else(|| v.as_u64().map(|n| n.to_string())))
                     .filter(|id| !id.is_empty() && id.len() <= 20 && id.bytes().all(|b| b.is_ascii_digit()))
                     .ok_or_else(|| {
-                        ToolError::InvalidInput("`contact_id` is required: the contact's numeric id (find-contact)".into())
+                        ToolError::InvalidInput(
+                            "`contact_id` is required: the contact's numeric id (find-contact)".into(),
+                        )
                     })?;
-                let properties = input
-                    .get("properties")
-                    .and_then(Value::as_object)
-                    .filter(|p| !p.is_empty())
-                    .ok_or_else(|| ToolError::InvalidInput("`properties` is required: an object of new values".into()))?;
+                let properties =
+                    input.get("properties").and_then(Value::as_object).filter(|p| !p.is_empty()).ok_or_else(|| {
+                        ToolError::InvalidInput("`properties` is required: an object of new values".into())
+                    })?;
                 for (key, value) in properties {
                     let good_name = key.len() <= 100
                         && key.starts_with(|c: char| c.is_ascii_lowercase())
@@ -166,10 +169,7 @@ fn send(method: &str, path: &str, body: Option<Value>) -> Result<Value, ToolErro
     let req = vault::HttpRequest {
         method: method.into(),
         url: path.into(),
-        headers: vec![
-            ("accept".into(), "application/json".into()),
-            ("content-type".into(), "application/json".into()),
-        ],
+        headers: vec![("accept".into(), "application/json".into()), ("content-type".into(), "application/json".into())],
         body: body.map(|b| b.to_string().into_bytes()),
     };
     let resp = vault::fetch(HUBSPOT, &req, None).map_err(|e| {

@@ -62,10 +62,8 @@ impl Guest for Incident {
         match name.as_str() {
             "list-incidents" => {
                 let found = send("GET", "/incidents?statuses[]=triggered&statuses[]=acknowledged", None, None)?;
-                let incidents: Vec<Value> = found["incidents"]
-                    .as_array()
-                    .map(|a| a.iter().map(incident_json).collect())
-                    .unwrap_or_default();
+                let incidents: Vec<Value> =
+                    found["incidents"].as_array().map(|a| a.iter().map(incident_json).collect()).unwrap_or_default();
                 Ok(json!({ "incidents": incidents, "more": found["more"] }).to_string())
             }
             "acknowledge" => {
