@@ -83,6 +83,7 @@ impl Calls {
 }
 
 type Answer = (u16, Value);
+type Shared<T> = Arc<Mutex<T>>;
 type Handler = Arc<dyn Fn(&Seen) -> Answer + Send + Sync>;
 
 /// Serves `handler` on a fresh loopback port, recording every request before it answers.
@@ -168,7 +169,7 @@ const NOW: &str = "2025-05-06T09:30:00Z";
 pub async fn wordpress(token: &str) -> (SocketAddr, Calls) {
     let expected = format!("Bearer {token}");
     // site -> posts (id, title, content, status)
-    let posts: Arc<Mutex<Vec<(String, Value)>>> = Default::default();
+    let posts: Shared<Vec<(String, Value)>> = Default::default();
     let next = Arc::new(Mutex::new(101u64));
     let error = |status: u16, code: &str, message: &str| {
         (status, json!({ "code": code, "message": message, "data": { "status": status } }))
@@ -277,7 +278,7 @@ pub const HUBSPOT_SEEDED_EMAIL: &str = "ada@example.com";
 /// Existing ID: N") on a known email, 404 `OBJECT_NOT_FOUND` on an unknown id.
 pub async fn hubspot(token: &str) -> (SocketAddr, Calls) {
     let expected = format!("Bearer {token}");
-    let contacts: Arc<Mutex<Vec<(String, BTreeMap<String, String>)>>> = Arc::new(Mutex::new(vec![(
+    let contacts: Shared<Vec<(String, BTreeMap<String, String>)>> = Arc::new(Mutex::new(vec![(
         HUBSPOT_SEEDED_ID.to_string(),
         BTreeMap::from([
             ("email".to_string(), HUBSPOT_SEEDED_EMAIL.to_string()),
@@ -526,7 +527,7 @@ pub const PAGERDUTY_USER: &str = "oscar@example.com";
 /// 2100 "Not Found".
 pub async fn pagerduty(key: &str) -> (SocketAddr, Calls) {
     let expected = format!("Token token={key}");
-    let incidents: Arc<Mutex<HashMap<String, (u64, &'static str, String)>>> = Arc::new(Mutex::new(HashMap::from([
+    let incidents: Shared<HashMap<String, (u64, &'static str, String)>> = Arc::new(Mutex::new(HashMap::from([
         ("PT4KHLK".to_string(), (1234u64, "The server is on fire.", "triggered".to_string())),
         ("PXP12GZ".to_string(), (1233, "Disk usage above 90% on db-2", "acknowledged".to_string())),
         ("PRESOLV".to_string(), (1200, "Old outage", "resolved".to_string())),
