@@ -2,6 +2,9 @@
 
 #![allow(dead_code)]
 
+pub mod catalog;
+pub mod standins;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

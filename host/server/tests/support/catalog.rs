@@ -1,0 +1,105 @@
+//! Installing an agent of the catalog (`marketplace/NAME/manifest.json`) on a test host.
+//!
+//! [`install_catalog_agent`] is the only place the catalog tests provision an agent; it will
+//! become one call to the host's install endpoint. Until then it writes what the manifest says
+//! through the admin API: the component, the agent, the tuples (placeholders filled) and the
+//! approval policies. Connection slots are left empty: filling them is the tenant admin's step
+//! (`PUT /v1/connections/{name}` with `agent`), which the tests do themselves.
+
+#![allow(dead_code)]
+
+use serde_json::{json, Value};
+
+use super::TestHost;
+
+/// The tenant the test host's admin API acts on by default.
+pub const TENANT: &str = "default";
+
+/// The catalog manifest `marketplace/NAME/manifest.json`, as JSON.
+pub fn catalog_manifest(name: &str) -> Value {
+    let path = format!("{}/../../marketplace/{name}/manifest.json", env!("CARGO_MANIFEST_DIR"));
+    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The built wasm of a catalog component, from the host's bundled plugin build.
+pub fn catalog_component(component: &str) -> &'static [u8] {
+    match component {
+        "code-review" => airlock::bundled::CODE_REVIEW,
+        "contentbot" => airlock::bundled::CONTENTBOT,
+        "crm" => airlock::bundled::CRM,
+        "incident" => airlock::bundled::INCIDENT,
+        "offboarding" => airlock::bundled::OFFBOARDING,
+        other => panic!("no bundled component `{other}`: add it to airlock::bundled and here"),
+    }
+}
+
+/// Installs catalog agent `name` (agent name = package name) on `t` from its manifest and
+/// returns the agent's bearer token.
+pub async fn install_catalog_agent(t: &TestHost, name: &str) -> String {
+    let m = catalog_manifest(name);
+    let manifest = airlock_marketplace::Manifest::parse(serde_json::to_string(&m).unwrap().as_bytes())
+        .unwrap_or_else(|e| panic!("marketplace/{name}/manifest.json: {e}"));
+    assert_eq!(manifest.name, name, "the folder is named after its agent");
+    let provisioning = manifest.provisioning(name, TENANT);
+
+    for tool in m["tools"].as_array().unwrap() {
+        let component = tool["component"].as_str().unwrap();
+        let resp = reqwest::Client::new()
+            .post(format!("{}/v1/components/{component}", t.url))
+            .bearer_auth(&t.admin)
+            .header("content-type", "application/wasm")
+            .body(catalog_component(component).to_vec())
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        assert!(status.is_success(), "adding component `{component}`: {status} {}", resp.text().await.unwrap());
+    }
+
+    let token = t.agent(name).await;
+
+    let tuples: Vec<(&str, &str, &str)> =
+        provisioning.tuples.iter().map(|t| (t.user.as_str(), t.relation.as_str(), t.object.as_str())).collect();
+    if !tuples.is_empty() {
+        t.grant(&tuples).await;
+    }
+
+    for p in &provisioning.policies {
+        // The admin API names a policy by tool (`component.tool`, or `agent:NAME` for the entry
+        // policy); a manifest policy on `COMPONENT.TOOL` with action `*` is exactly that.
+        assert!(
+            p.entry || p.action == "*",
+            "{name}: policy on `{}` action `{}`: the admin API keys policies by tool only",
+            p.tool,
+            p.action
+        );
+        let (status, body) =
+            t.admin_post("/v1/policies", json!({ "tool": p.tool, "role": p.role, "ttl_seconds": p.ttl_seconds })).await;
+        assert_eq!(status, 200, "{name}: policy on `{}`: {body}", p.tool);
+    }
+    token
+}
+
+impl TestHost {
+    /// Fills connection slot `name` of `agent` (stored as `AGENT/NAME`) pointing at a stand-in,
+    /// as the tenant admin does after installing; `placement` as the API takes it, if any.
+    pub async fn fill_slot(
+        &self,
+        agent: &str,
+        name: &str,
+        kind: &str,
+        api: std::net::SocketAddr,
+        secret: &str,
+        placement: Option<Value>,
+    ) {
+        let mut body = json!({ "kind": kind, "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()],
+                               "secret": secret, "agent": agent });
+        if let Some(p) = placement {
+            body["placement"] = p;
+        }
+        let (status, body) =
+            self.request(reqwest::Method::PUT, &format!("/v1/connections/{name}"), &self.admin, Some(body)).await;
+        assert_eq!(status, 200, "filling `{agent}/{name}`: {body}");
+    }
+}
