@@ -119,7 +119,7 @@ pub struct OAuthSlot {
 pub struct ApprovalPolicy {
     /// `COMPONENT.TOOL`, a tool of this package.
     pub tool: String,
-    /// An action name the tool asks approval for, or `*` for every action of the tool.
+    /// `*`: every call of the tool waits for the approver (the only form the host enforces).
     pub action: String,
     /// The relation an approver must hold on `tenant:TENANT` (e.g. `cfo`).
     pub role: String,
@@ -180,9 +180,14 @@ impl Manifest {
             policies: self
                 .approval_policies
                 .iter()
-                .map(|p| PolicyGrant {
-                    tool: p.tool.clone(),
-                    action: p.action.clone(),
+                .map(|p| {
+                    // The host's gate keys a tool's policy as (component, tool).
+                    let (component, tool) = p.tool.split_once('.').unwrap_or((p.tool.as_str(), "*"));
+                    (component.to_string(), tool.to_string(), p)
+                })
+                .map(|(component, tool, p)| PolicyGrant {
+                    tool: component,
+                    action: tool,
                     role: p.role.clone(),
                     ttl_seconds: p.ttl_seconds,
                     entry: false,

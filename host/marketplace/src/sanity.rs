@@ -221,8 +221,14 @@ impl Check {
             if let Err(reason) = own_tool(m, &p.tool, &p.tool) {
                 self.fail(at("tool"), reason);
             }
-            if p.action != "*" && !is_relation(&p.action) {
-                self.fail(at("action"), format!("`{}` is neither an action name nor `*`", p.action));
+            if p.action != "*" {
+                self.fail(
+                    at("action"),
+                    format!(
+                        "`{}`: only `*` is enforced (the host holds every call of the tool for the approver); a component that wants a decision per action asks through its `approval` import",
+                        p.action
+                    ),
+                );
             }
             self.role_and_ttl(&at("role"), &p.role, &at("ttl_seconds"), p.ttl_seconds);
             if !seen.insert((p.tool.as_str(), p.action.as_str())) {

@@ -41,8 +41,8 @@ fn a_good_package_signed_with_a_generated_key_verifies() {
     assert_eq!(
         policies,
         [
-            ("offboarding.issue-refund", "*", "cfo", false),
-            ("offboarding.delete-customer-data", "*", "dpo", false),
+            ("offboarding", "issue-refund", "cfo", false),
+            ("offboarding", "delete-customer-data", "dpo", false),
             ("agent:offboarder", ENTRY_ACTION, "ops_manager", true),
         ]
     );

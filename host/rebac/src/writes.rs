@@ -214,12 +214,18 @@ impl Rebac {
 
     /// Tuples whose subject is `subject` or whose object is one of `objects`, for an
     /// uninstall that revokes everything an agent was granted, whoever granted it.
-    pub async fn tuples_touching(&self, tenant: &str, subject: &str, objects: &[String]) -> Result<Vec<Tuple>, RebacError> {
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT object, relation, subject FROM tuples WHERE tenant = $1 ORDER BY object, relation, subject")
-                .bind(tenant)
-                .fetch_all(self.db.pool())
-                .await?;
+    pub async fn tuples_touching(
+        &self,
+        tenant: &str,
+        subject: &str,
+        objects: &[String],
+    ) -> Result<Vec<Tuple>, RebacError> {
+        let rows: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT object, relation, subject FROM tuples WHERE tenant = $1 ORDER BY object, relation, subject",
+        )
+        .bind(tenant)
+        .fetch_all(self.db.pool())
+        .await?;
         Ok(rows
             .into_iter()
             .filter(|(object, _, s)| s == subject || s.starts_with(&format!("{subject}#")) || objects.contains(object))

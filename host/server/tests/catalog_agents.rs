@@ -45,14 +45,14 @@ fn all_authorized(calls: &Calls, auth: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_catalog_manifest_grants_exactly_its_components_tools_and_slots() {
-    let t = TestHost::start().await;
+    let t = TestHost::start_with(support::catalog_limits()).await;
     for name in ["contentbot", "crm", "code-review", "incident"] {
         let token = install_catalog_agent(&t, name).await;
         let m = catalog_manifest(name);
         let component = m["tools"][0]["component"].as_str().unwrap();
         assert_eq!(component, name, "the agent is named after its component");
         let mut offered: Vec<String> =
-            t.host.runtime.component(component).unwrap().tools.iter().map(|t| t.name.clone()).collect();
+            t.host.installed.get("default", component).unwrap().tools.iter().map(|t| t.name.clone()).collect();
         let prefix = format!("tool:{component}.");
         let mut granted: Vec<String> = m["tuples"]
             .as_array()
@@ -74,7 +74,7 @@ async fn each_catalog_manifest_grants_exactly_its_components_tools_and_slots() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn contentbot_drafts_on_its_own_and_publishes_only_after_a_marketing_lead_approves() {
-    let t = TestHost::start().await;
+    let t = TestHost::start_with(support::catalog_limits()).await;
     let token = install_catalog_agent(&t, "contentbot").await;
     let (wp, seen) = standins::wordpress(WP_TOKEN).await;
     t.fill_slot("contentbot", "blog", "bearer", wp, WP_TOKEN, None).await;
@@ -157,7 +157,7 @@ async fn contentbot_drafts_on_its_own_and_publishes_only_after_a_marketing_lead_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crm_finds_creates_and_updates_hubspot_contacts_and_explains_conflicts() {
-    let t = TestHost::start().await;
+    let t = TestHost::start_with(support::catalog_limits()).await;
     let token = install_catalog_agent(&t, "crm").await;
     let (api, seen) = standins::hubspot(HUBSPOT_TOKEN).await;
     t.fill_slot("crm", "hubspot", "bearer", api, HUBSPOT_TOKEN, None).await;
@@ -237,7 +237,7 @@ async fn crm_finds_creates_and_updates_hubspot_contacts_and_explains_conflicts()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn code_review_acts_only_on_repositories_the_tenant_lets_it_review() {
-    let t = TestHost::start().await;
+    let t = TestHost::start_with(support::catalog_limits()).await;
     let token = install_catalog_agent(&t, "code-review").await;
     let (api, seen) = standins::github(GITHUB_TOKEN).await;
     t.fill_slot("code-review", "github", "bearer", api, GITHUB_TOKEN, None).await;
@@ -315,7 +315,7 @@ async fn code_review_acts_only_on_repositories_the_tenant_lets_it_review() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn incident_lists_acknowledges_and_annotates_with_the_requester() {
-    let t = TestHost::start().await;
+    let t = TestHost::start_with(support::catalog_limits()).await;
     let token = install_catalog_agent(&t, "incident").await;
     let (api, seen) = standins::pagerduty(PAGERDUTY_KEY).await;
     // PagerDuty's `Authorization: Token token=KEY`, as the slot's description tells the admin.

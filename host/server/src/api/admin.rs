@@ -64,6 +64,18 @@ impl axum::extract::FromRequestParts<Arc<Airlock>> for AdminTenant {
     }
 }
 
+/// The tenant a request with a body names: the body's `tenant`, else `?tenant=`; both given
+/// and different is refused rather than one silently winning.
+fn body_or_query_tenant<'a>(body: Option<&'a str>, query: &'a str) -> Result<&'a str, ApiError> {
+    match body {
+        Some(b) if b != query && query != DEFAULT_TENANT => {
+            Err(ApiError::bad_request(format!("the body names tenant `{b}` and the query `{query}`: name it once")))
+        }
+        Some(b) => Ok(b),
+        None => Ok(query),
+    }
+}
+
 #[derive(Deserialize)]
 pub(super) struct TenantQuery {
     tenant: Option<String>,
@@ -358,12 +370,11 @@ fn vault_error(e: VaultError) -> ApiError {
 pub(super) async fn put_connection(
     State(host): Host,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    AdminTenant(query_tenant): AdminTenant,
     body: Result<Json<PutConnection>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
     let Json(body) = body?;
-    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
     let secret = Zeroizing::new(body.secret);
     let name = qualified(body.agent.as_deref(), &name);
     let conn = Connection {

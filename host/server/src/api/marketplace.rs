@@ -158,7 +158,8 @@ pub(super) async fn install(
         Err(e) => return e.into_response(),
     };
     run_with_progress(host, &headers, move |host, progress| async move {
-        let report = host.install(&tenant, &source, &InstallOptions::default(), &*progress).await.map_err(install_error)?;
+        let report =
+            host.install(&tenant, &source, &InstallOptions::default(), &*progress).await.map_err(install_error)?;
         Ok(serde_json::to_value(report).unwrap_or_default())
     })
     .await

@@ -26,11 +26,33 @@ pub struct CatalogEntry {
 }
 
 /// The agents this binary ships.
-pub const CATALOG: &[CatalogEntry] = &[CatalogEntry {
-    name: "offboarding",
-    manifest: include_str!("../../../../marketplace/offboarding/manifest.json"),
-    components: &[("offboarding", bundled::OFFBOARDING)],
-}];
+pub const CATALOG: &[CatalogEntry] = &[
+    CatalogEntry {
+        name: "code-review",
+        manifest: include_str!("../../../../marketplace/code-review/manifest.json"),
+        components: &[("code-review", bundled::CODE_REVIEW)],
+    },
+    CatalogEntry {
+        name: "contentbot",
+        manifest: include_str!("../../../../marketplace/contentbot/manifest.json"),
+        components: &[("contentbot", bundled::CONTENTBOT)],
+    },
+    CatalogEntry {
+        name: "crm",
+        manifest: include_str!("../../../../marketplace/crm/manifest.json"),
+        components: &[("crm", bundled::CRM)],
+    },
+    CatalogEntry {
+        name: "incident",
+        manifest: include_str!("../../../../marketplace/incident/manifest.json"),
+        components: &[("incident", bundled::INCIDENT)],
+    },
+    CatalogEntry {
+        name: "offboarding",
+        manifest: include_str!("../../../../marketplace/offboarding/manifest.json"),
+        components: &[("offboarding", bundled::OFFBOARDING)],
+    },
+];
 
 /// The publisher the catalog's entries name.
 pub const CATALOG_PUBLISHER: &str = "airlock";

@@ -156,11 +156,7 @@ impl Airlock {
     /// The limits the host allows a package to ask for.
     pub(super) fn host_caps(&self) -> HostCaps {
         let l = self.runtime.limits();
-        HostCaps {
-            deadline_ms: l.deadline.as_millis() as u64,
-            memory_mib: (l.memory_bytes >> 20) as u64,
-            fuel: l.fuel,
-        }
+        HostCaps { deadline_ms: l.deadline.as_millis() as u64, memory_mib: (l.memory_bytes >> 20) as u64, fuel: l.fuel }
     }
 
     /// Reads and verifies a package from `source`: the only way a package reaches install.
@@ -184,11 +180,9 @@ impl Airlock {
                 .await?;
         match row {
             None => Ok(None),
-            Some((version, digest, manifest)) => Ok(Some(Installation {
-                version,
-                digest,
-                manifest: Manifest::parse(manifest.as_bytes())?,
-            })),
+            Some((version, digest, manifest)) => {
+                Ok(Some(Installation { version, digest, manifest: Manifest::parse(manifest.as_bytes())? }))
+            }
         }
     }
 
@@ -205,11 +199,8 @@ impl Airlock {
         Ok(rows
             .into_iter()
             .map(|(agent, package, version, publisher, digest, installed_at, updated_at)| {
-                let own: Vec<Value> = slots
-                    .iter()
-                    .filter(|(s, _)| s.agent == agent)
-                    .map(|(s, filled)| slot_json(s, *filled))
-                    .collect();
+                let own: Vec<Value> =
+                    slots.iter().filter(|(s, _)| s.agent == agent).map(|(s, filled)| slot_json(s, *filled)).collect();
                 json!({ "agent": agent, "package": package, "version": version, "publisher": publisher,
                         "digest": digest, "installed_at": installed_at, "updated_at": updated_at,
                         "connection_slots": own })
@@ -282,8 +273,11 @@ impl Airlock {
             Some(s) if s == step => Err(InstallError::Injected(step.name())),
             _ => Ok(()),
         };
-        let tuples: Vec<Tuple> =
-            provision.tuples.iter().map(|t| Tuple::new(t.object.as_str(), t.relation.as_str(), t.user.as_str())).collect();
+        let tuples: Vec<Tuple> = provision
+            .tuples
+            .iter()
+            .map(|t| Tuple::new(t.object.as_str(), t.relation.as_str(), t.user.as_str()))
+            .collect();
         let mut tx = self.db.pool().begin().await?;
         let (secret, hash) = self.agents.create_in(&mut tx, tenant, &agent).await.map_err(agent_error)?;
         fault(InstallStep::Identity)?;
@@ -383,9 +377,11 @@ impl Airlock {
         let mut loaded = Vec::with_capacity(total);
         for (done, c) in package.components().iter().enumerate() {
             progress(Progress::Compiling { component: c.name().to_string(), done, total });
-            let component = self.runtime.load(c.name(), c.bytes(), Some(&limits)).await.map_err(|e| {
-                InstallError::Compile { component: c.name().to_string(), reason: e.to_string() }
-            })?;
+            let component = self
+                .runtime
+                .load(c.name(), c.bytes(), Some(&limits))
+                .await
+                .map_err(|e| InstallError::Compile { component: c.name().to_string(), reason: e.to_string() })?;
             loaded.push(component);
             progress(Progress::Compiled { component: c.name().to_string(), done: done + 1, total });
         }
@@ -409,10 +405,8 @@ impl Airlock {
             .iter()
             .map(|p| json!({ "tool": p.tool, "action": p.action, "role": p.role, "ttl_seconds": p.ttl_seconds, "entry": p.entry }))
             .collect();
-        let mut next_steps: Vec<String> = slots_of(&provision.connections, &agent)
-            .iter()
-            .map(|s| fill_command(s))
-            .collect();
+        let mut next_steps: Vec<String> =
+            slots_of(&provision.connections, &agent).iter().map(|s| fill_command(s)).collect();
         let mut roles: Vec<&str> = provision.policies.iter().map(|p| p.role.as_str()).collect();
         roles.sort_unstable();
         roles.dedup();
@@ -460,7 +454,9 @@ impl Airlock {
         let mut objects: Vec<String> = tools.iter().map(|t| format!("tool:{t}")).collect();
         let connections = self.vault.list(tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
         let slots = self.vault.slots(tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
-        objects.extend(connections.iter().filter(|c| c.name.starts_with(&prefix)).map(|c| format!("connection:{}", c.name)));
+        objects.extend(
+            connections.iter().filter(|c| c.name.starts_with(&prefix)).map(|c| format!("connection:{}", c.name)),
+        );
         objects.extend(slots.iter().filter(|(s, _)| s.agent == agent).map(|(s, _)| format!("connection:{}", s.name)));
         objects.extend(installation.manifest.connections.iter().map(|c| format!("connection:{prefix}{}", c.name)));
         let touching = self
@@ -480,7 +476,8 @@ impl Airlock {
             .stage_in(&mut tx, tenant, None, &[], &touching)
             .await
             .map_err(|e| InstallError::Provision(format!("tuples: {e}")))?;
-        let mut keyed = tools.clone();
+        // Policies are keyed by component (and the entry policy by the agent subject).
+        let mut keyed: Vec<String> = installation.manifest.tools.iter().map(|t| t.component.clone()).collect();
         keyed.push(subject.clone());
         let policies_deleted = self
             .policies
@@ -501,11 +498,9 @@ impl Airlock {
         }
         tx.commit().await?;
         self.after_commit(tenant).await;
-        let cancelled = self
-            .approvals
-            .cancel_for_agent(tenant, &subject)
-            .await
-            .map_err(|e| InstallError::Provision(format!("the agent is uninstalled but its approvals were not cancelled: {e}")))?;
+        let cancelled = self.approvals.cancel_for_agent(tenant, &subject).await.map_err(|e| {
+            InstallError::Provision(format!("the agent is uninstalled but its approvals were not cancelled: {e}"))
+        })?;
         let report = UninstallReport {
             tenant: tenant.to_string(),
             agent: agent.to_string(),

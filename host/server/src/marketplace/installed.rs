@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use airlock_runtime::{LoadedComponent, Limits, Runtime};
+use airlock_runtime::{Limits, LoadedComponent, Runtime};
 use airlock_store::{sqlx, Db};
 use parking_lot::RwLock;
 

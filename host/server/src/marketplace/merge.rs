@@ -90,7 +90,8 @@ fn type_block(fragment: &str, ty: &str) -> String {
 mod tests {
     use super::*;
 
-    const BASE: &str = "model\n  schema 1.1\n\ntype user\n\ntype agent\n\ntype tool\n  relations\n    define can_use: [agent, user]\n";
+    const BASE: &str =
+        "model\n  schema 1.1\n\ntype user\n\ntype agent\n\ntype tool\n  relations\n    define can_use: [agent, user]\n";
 
     #[test]
     fn model_less_tenants_stay_model_less() {
@@ -109,14 +110,19 @@ mod tests {
     #[test]
     fn an_existing_type_is_shared_but_never_redefined() {
         let with = format!("{BASE}\ntype customer\n  relations\n    define offboard: [agent]\n");
-        assert_eq!(merged_model(Some(&with), Some("type customer\n  relations\n    define offboard: [agent]\n")), Ok(None));
-        let err = merged_model(Some(&with), Some("type customer\n  relations\n    define erase: [agent]\n")).unwrap_err();
+        assert_eq!(
+            merged_model(Some(&with), Some("type customer\n  relations\n    define offboard: [agent]\n")),
+            Ok(None)
+        );
+        let err =
+            merged_model(Some(&with), Some("type customer\n  relations\n    define erase: [agent]\n")).unwrap_err();
         assert!(err.contains("without relation `erase`"), "{err}");
     }
 
     #[test]
     fn a_fragment_that_breaks_the_model_is_refused() {
-        let err = merged_model(Some(BASE), Some("type customer\n  relations\n    define offboard: [robot]\n")).unwrap_err();
+        let err =
+            merged_model(Some(BASE), Some("type customer\n  relations\n    define offboard: [robot]\n")).unwrap_err();
         assert!(err.contains("does not parse"), "{err}");
     }
 }

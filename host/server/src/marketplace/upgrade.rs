@@ -110,10 +110,8 @@ pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> Permis
         match a.policies.iter().find(|o| o.tool == p.tool && o.action == p.action) {
             None => d.policies_added.push(format!("{what} needs {}", p.role)),
             Some(o) if o.role != p.role || o.ttl_seconds != p.ttl_seconds => {
-                d.policies_changed.push(format!(
-                    "{what}: {} for {}s -> {} for {}s",
-                    o.role, o.ttl_seconds, p.role, p.ttl_seconds
-                ));
+                d.policies_changed
+                    .push(format!("{what}: {} for {}s -> {} for {}s", o.role, o.ttl_seconds, p.role, p.ttl_seconds));
                 if o.role != p.role {
                     d.widening.push(format!("{what} is decided by {} instead of {}", p.role, o.role));
                 }
@@ -144,9 +142,11 @@ pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> Permis
 
     let la = &a.limits;
     let lb = &b.limits;
-    for (name, x, y) in
-        [("deadline_ms", la.deadline_ms, lb.deadline_ms), ("memory_mib", la.memory_mib, lb.memory_mib), ("fuel", la.fuel, lb.fuel)]
-    {
+    for (name, x, y) in [
+        ("deadline_ms", la.deadline_ms, lb.deadline_ms),
+        ("memory_mib", la.memory_mib, lb.memory_mib),
+        ("fuel", la.fuel, lb.fuel),
+    ] {
         if x != y {
             let show = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_else(|| "host default".into());
             d.limits_changed.push(format!("{name}: {} -> {}", show(x), show(y)));
@@ -195,7 +195,12 @@ impl Airlock {
             return Err(InstallError::NotInstalled(agent));
         };
         let d = diff(&installed.manifest, manifest, &agent, tenant);
-        let report = |applied| UpgradeReport { tenant: tenant.to_string(), applied, digest: package.digest().to_string(), diff: d.clone() };
+        let report = |applied| UpgradeReport {
+            tenant: tenant.to_string(),
+            applied,
+            digest: package.digest().to_string(),
+            diff: d.clone(),
+        };
         if installed.digest == package.digest() || dry_run {
             return Ok(report(false));
         }
@@ -217,7 +222,9 @@ impl Airlock {
         let loaded = self.compile(&package, progress).await?;
         progress(Progress::Provisioning);
 
-        let as_tuple = |t: &airlock_marketplace::TupleTemplate| Tuple::new(t.object.as_str(), t.relation.as_str(), t.user.as_str());
+        let as_tuple = |t: &airlock_marketplace::TupleTemplate| {
+            Tuple::new(t.object.as_str(), t.relation.as_str(), t.user.as_str())
+        };
         let writes: Vec<Tuple> = new.tuples.iter().filter(|t| !old.tuples.contains(t)).map(as_tuple).collect();
         let deletes: Vec<Tuple> = old.tuples.iter().filter(|t| !new.tuples.contains(t)).map(as_tuple).collect();
         // Narrowing takes effect before the transaction, like any revocation.
@@ -231,13 +238,21 @@ impl Airlock {
         for slot in slots_of(&old.connections, &agent) {
             let kept = new_slots.iter().any(|s| s.name == slot.name && s.kind == slot.kind);
             if !kept {
-                self.vault.drop_slot_in(&mut tx, tenant, &slot.name).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+                self.vault
+                    .drop_slot_in(&mut tx, tenant, &slot.name)
+                    .await
+                    .map_err(|e| InstallError::Provision(e.to_string()))?;
             }
         }
         for slot in &new_slots {
-            self.vault.declare_slot_in(&mut tx, tenant, slot).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+            self.vault
+                .declare_slot_in(&mut tx, tenant, slot)
+                .await
+                .map_err(|e| InstallError::Provision(e.to_string()))?;
         }
-        for gone in old.policies.iter().filter(|o| !new.policies.iter().any(|p| p.tool == o.tool && p.action == o.action)) {
+        for gone in
+            old.policies.iter().filter(|o| !new.policies.iter().any(|p| p.tool == o.tool && p.action == o.action))
+        {
             sqlx::query("DELETE FROM approval_policies WHERE tenant = $1 AND tool = $2 AND action = $3")
                 .bind(tenant)
                 .bind(&gone.tool)

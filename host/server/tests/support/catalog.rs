@@ -34,51 +34,14 @@ pub fn catalog_component(component: &str) -> &'static [u8] {
     }
 }
 
-/// Installs catalog agent `name` (agent name = package name) on `t` from its manifest and
-/// returns the agent's bearer token.
+/// Installs catalog agent `name` (agent name = package name) on `t` with the host's one-call
+/// install (`POST /v1/marketplace/install {"catalog": NAME}`) and returns the agent's client
+/// secret, which is also its bearer token.
 pub async fn install_catalog_agent(t: &TestHost, name: &str) -> String {
-    let m = catalog_manifest(name);
-    let manifest = airlock_marketplace::Manifest::parse(serde_json::to_string(&m).unwrap().as_bytes())
-        .unwrap_or_else(|e| panic!("marketplace/{name}/manifest.json: {e}"));
-    assert_eq!(manifest.name, name, "the folder is named after its agent");
-    let provisioning = manifest.provisioning(name, TENANT);
-
-    for tool in m["tools"].as_array().unwrap() {
-        let component = tool["component"].as_str().unwrap();
-        let resp = reqwest::Client::new()
-            .post(format!("{}/v1/components/{component}", t.url))
-            .bearer_auth(&t.admin)
-            .header("content-type", "application/wasm")
-            .body(catalog_component(component).to_vec())
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status();
-        assert!(status.is_success(), "adding component `{component}`: {status} {}", resp.text().await.unwrap());
-    }
-
-    let token = t.agent(name).await;
-
-    let tuples: Vec<(&str, &str, &str)> =
-        provisioning.tuples.iter().map(|t| (t.user.as_str(), t.relation.as_str(), t.object.as_str())).collect();
-    if !tuples.is_empty() {
-        t.grant(&tuples).await;
-    }
-
-    for p in &provisioning.policies {
-        // The admin API names a policy by tool (`component.tool`, or `agent:NAME` for the entry
-        // policy); a manifest policy on `COMPONENT.TOOL` with action `*` is exactly that.
-        assert!(
-            p.entry || p.action == "*",
-            "{name}: policy on `{}` action `{}`: the admin API keys policies by tool only",
-            p.tool,
-            p.action
-        );
-        let (status, body) =
-            t.admin_post("/v1/policies", json!({ "tool": p.tool, "role": p.role, "ttl_seconds": p.ttl_seconds })).await;
-        assert_eq!(status, 200, "{name}: policy on `{}`: {body}", p.tool);
-    }
-    token
+    let (status, report) = t.admin_post("/v1/marketplace/install", json!({ "catalog": name })).await;
+    assert_eq!(status, 200, "installing `{name}`: {report}");
+    assert_eq!(report["agent"], name);
+    report["client_secret"].as_str().unwrap_or_else(|| panic!("no client secret in {report}")).to_string()
 }
 
 impl TestHost {

@@ -38,6 +38,12 @@ pub fn test_limits() -> Limits {
     }
 }
 
+/// The host's default limits (room for the catalog's packages, whose limits must fit under
+/// them), with a small pool for tests.
+pub fn catalog_limits() -> Limits {
+    Limits { pool_slots: 32, ..Limits::default() }
+}
+
 impl TestHost {
     /// A fresh host on SQLite in a temporary directory, with the sandbox probe added.
     pub async fn start() -> TestHost {
