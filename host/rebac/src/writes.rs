@@ -212,7 +212,7 @@ impl Rebac {
         }
     }
 
-    /// Tuples whose subject is `subject` or whose object is one of `objects`, for an
+    /// Tuples whose subject (or object) is `subject` or whose object is one of `objects`, for an
     /// uninstall that revokes everything an agent was granted, whoever granted it.
     pub async fn tuples_touching(
         &self,
@@ -228,7 +228,9 @@ impl Rebac {
         .await?;
         Ok(rows
             .into_iter()
-            .filter(|(object, _, s)| s == subject || s.starts_with(&format!("{subject}#")) || objects.contains(object))
+            .filter(|(object, _, s)| {
+                s == subject || s.starts_with(&format!("{subject}#")) || object == subject || objects.contains(object)
+            })
             .map(|(object, relation, subject)| Tuple { object, relation, subject })
             .collect())
     }

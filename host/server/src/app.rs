@@ -43,6 +43,9 @@ pub struct Airlock {
     pub ciba: CibaProvider,
     /// Tenants' external OpenID Providers, asked for their approvals ([`crate::ciba`]).
     pub external_ops: Arc<crate::ciba::ExternalOps>,
+    /// Another process writes the same database (PostgreSQL, or a shared SQLite file): state
+    /// kept in memory must be checked against it on request paths.
+    pub shares_database: bool,
     /// The base URL clients reach this host at (see [`Config::public_url`]).
     pub public_url: Option<String>,
     /// Expires overdue grants in the background; stops with the host.
@@ -167,6 +170,7 @@ impl Airlock {
             identity,
             ciba,
             external_ops,
+            shares_database: config.shared_sqlite || config.database_url().starts_with("postgres"),
             public_url: config.public_url.clone(),
         };
 

@@ -63,6 +63,11 @@ impl Airlock {
     /// answers. A check that fails counts as "no": the list fails closed.
     pub async fn visible_tools(&self, agent: &Agent) -> Vec<VisibleTool> {
         let mut tools = Vec::new();
+        if let Err(e) = self.sync_installed(&agent.tenant).await {
+            // Fails closed for installed tools only: the host's own still list.
+            tracing::error!("installed components of `{}` not synced: {e}", agent.tenant);
+            return tools;
+        }
         let mut components = self.installed.of_tenant(&agent.tenant);
         let host_wide: Vec<_> =
             self.runtime.components().into_iter().filter(|c| !components.iter().any(|i| i.name == c.name)).collect();
@@ -149,6 +154,11 @@ impl Airlock {
         // Who approved the run this step belongs to goes into the audit chain, not into authz.
         let approved_by = admission.on_behalf_of.clone();
         let ctx = Arc::new(CallContext { component: component.to_string(), approved_by, ..ctx });
+        if let Err(e) = self.sync_installed(&ctx.tenant).await {
+            let err = GateError::AuthzUnavailable(format!("installed components unavailable: {e}"));
+            self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
+            return Err(err);
+        }
         let outcome = match self.component_for(&ctx.tenant, component) {
             Some(loaded) => self.runtime.call_loaded(ctx.clone(), &loaded, name, input).await,
             None => self.runtime.call(ctx.clone(), component, name, input).await,
@@ -173,6 +183,14 @@ impl Airlock {
     /// else one of the host's (`None`: the runtime answers "no component").
     pub fn component_for(&self, tenant: &str, name: &str) -> Option<Arc<airlock_runtime::LoadedComponent>> {
         self.installed.get(tenant, name).or_else(|| self.runtime.component(name))
+    }
+
+    /// On a shared database, learns of installs, upgrades and uninstalls made by other hosts.
+    async fn sync_installed(&self, tenant: &str) -> Result<(), String> {
+        if !self.shares_database {
+            return Ok(());
+        }
+        self.installed.sync_tenant(&self.db, &self.runtime, tenant).await
     }
 }
 

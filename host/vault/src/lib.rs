@@ -247,9 +247,8 @@ impl Vault {
     /// Deletes every connection in `agent`'s private namespace (uninstall); returns how many.
     pub async fn delete_namespace(&self, tenant: &str, agent: &str) -> Result<u64, VaultError> {
         let prefix = Connection::in_namespace(agent, "");
-        let n = sqlx::query("DELETE FROM connections WHERE tenant = $1 AND substr(name, 1, $2) = $3")
+        let n = sqlx::query("DELETE FROM connections WHERE tenant = $1 AND substr(name, 1, length($2)) = $2")
             .bind(tenant)
-            .bind(prefix.len() as i64)
             .bind(&prefix)
             .execute(self.db.pool())
             .await?

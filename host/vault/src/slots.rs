@@ -141,9 +141,8 @@ impl Vault {
         let prefix = Connection::in_namespace(agent, "");
         let mut destroyed = 0;
         for table in ["connections", "connection_slots"] {
-            let n = sqlx::query(&format!("DELETE FROM {table} WHERE tenant = $1 AND substr(name, 1, $2) = $3"))
+            let n = sqlx::query(&format!("DELETE FROM {table} WHERE tenant = $1 AND substr(name, 1, length($2)) = $2"))
                 .bind(tenant)
-                .bind(prefix.len() as i64)
                 .bind(&prefix)
                 .execute(&mut **tx)
                 .await?

@@ -107,9 +107,12 @@ where
     Fut: std::future::Future<Output = Result<Value, ApiError>> + Send + 'static,
 {
     if !wants_stream(headers) {
-        return match work(host, Box::new(|_| {})).await {
-            Ok(v) => Json(v).into_response(),
-            Err(e) => e.into_response(),
+        // Spawned: a client that disconnects must not cut the work between its commit and the
+        // host's memory catching up.
+        return match tokio::spawn(work(host, Box::new(|_| {}))).await {
+            Ok(Ok(v)) => Json(v).into_response(),
+            Ok(Err(e)) => e.into_response(),
+            Err(e) => ApiError::internal("marketplace", e).into_response(),
         };
     }
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<Value>();
@@ -189,7 +192,11 @@ pub(super) async fn uninstall(
     AdminTenant(tenant): AdminTenant,
     Path(agent): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let report = host.uninstall(&tenant, &agent).await.map_err(install_error)?;
+    // Spawned, like install: a disconnect must not stop it half-way through.
+    let report = tokio::spawn(async move { host.uninstall(&tenant, &agent).await })
+        .await
+        .map_err(|e| ApiError::internal("marketplace", e))?
+        .map_err(install_error)?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 

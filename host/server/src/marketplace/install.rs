@@ -199,8 +199,11 @@ impl Airlock {
         Ok(rows
             .into_iter()
             .map(|(agent, package, version, publisher, digest, installed_at, updated_at)| {
-                let own: Vec<Value> =
-                    slots.iter().filter(|(s, _)| s.agent == agent).map(|(s, filled)| slot_json(s, *filled)).collect();
+                let own: Vec<Value> = slots
+                    .iter()
+                    .filter(|(s, _)| s.agent == agent)
+                    .map(|(s, filled)| slot_json(s, *filled, tenant))
+                    .collect();
                 json!({ "agent": agent, "package": package, "version": version, "publisher": publisher,
                         "digest": digest, "installed_at": installed_at, "updated_at": updated_at,
                         "connection_slots": own })
@@ -266,6 +269,13 @@ impl Airlock {
         let provision = manifest.provisioning(&agent, tenant);
         let current = self.rebac.model(tenant).map(|m| m.model.to_string());
         let model = merge::merged_model(current.as_deref(), provision.model.as_deref()).map_err(InstallError::Model)?;
+        // Grants left naming the agent (an earlier agent of that name, revoked by hand) go: the
+        // installed agent gets exactly what its package declares.
+        let stale = self
+            .rebac
+            .tuples_touching(tenant, &provision.agent, &[])
+            .await
+            .map_err(|e| InstallError::Provision(e.to_string()))?;
         let loaded = self.compile(&package, progress).await?;
         progress(Progress::Provisioning);
 
@@ -282,7 +292,7 @@ impl Airlock {
         let (secret, hash) = self.agents.create_in(&mut tx, tenant, &agent).await.map_err(agent_error)?;
         fault(InstallStep::Identity)?;
         self.rebac
-            .stage_in(&mut tx, tenant, model.as_deref(), &tuples, &[])
+            .stage_in(&mut tx, tenant, model.as_deref(), &tuples, &stale)
             .await
             .map_err(|e| InstallError::Provision(format!("tuples: {e}")))?;
         fault(InstallStep::Tuples)?;
@@ -331,12 +341,13 @@ impl Airlock {
 
     /// Brings this host's memory up to a committed marketplace transaction.
     pub(super) async fn after_commit(&self, tenant: &str) {
+        // Caches first: a destroyed credential or a deleted policy must not be served meanwhile.
+        self.policies.invalidate(tenant);
+        self.vault.forget_tenant(tenant);
         if let Err(e) = self.rebac.refresh(tenant).await {
             // The tuples are committed; this host answers from memory until it catches up.
             tracing::error!("tuples of tenant `{tenant}` committed but not reloaded: {e}");
         }
-        self.policies.invalidate(tenant);
-        self.vault.forget_tenant(tenant);
     }
 
     /// Refuses a package whose components' names are taken in `tenant` (by the host's own
@@ -399,20 +410,22 @@ impl Airlock {
         let agent = manifest.name.clone();
         let provision = manifest.provisioning(&agent, tenant);
         let tools = tools_of(&provision.tuples);
-        let slots: Vec<Value> = slots_of(&provision.connections, &agent).iter().map(|s| slot_json(s, false)).collect();
+        let slots: Vec<Value> =
+            slots_of(&provision.connections, &agent).iter().map(|s| slot_json(s, false, tenant)).collect();
         let policies: Vec<Value> = provision
             .policies
             .iter()
             .map(|p| json!({ "tool": p.tool, "action": p.action, "role": p.role, "ttl_seconds": p.ttl_seconds, "entry": p.entry }))
             .collect();
         let mut next_steps: Vec<String> =
-            slots_of(&provision.connections, &agent).iter().map(|s| fill_command(s)).collect();
+            slots_of(&provision.connections, &agent).iter().map(|s| fill_command(s, tenant)).collect();
         let mut roles: Vec<&str> = provision.policies.iter().map(|p| p.role.as_str()).collect();
         roles.sort_unstable();
         roles.dedup();
         for role in roles {
             next_steps.push(format!(
-                "make sure an approver holds `{role}`: `airlock tuple write user:NAME {role} tenant:{tenant}`"
+                "make sure an approver holds `{role}`: `airlock tuple write user:NAME {role} tenant:{tenant}{}`",
+                tenant_flag(tenant)
             ));
         }
         InstallReport {
@@ -439,6 +452,11 @@ impl Airlock {
         let Some(installation) = self.installation(tenant, agent).await? else {
             return Err(InstallError::NotInstalled(agent.to_string()));
         };
+        if self.rebac.is_remote() {
+            return Err(InstallError::Provision(
+                "this host answers checks from an external OpenFGA server: uninstall on a host using the embedded engine, and delete the agent's tuples there".into(),
+            ));
+        }
         let subject = format!("agent:{agent}");
         // Every tool of the package's components, and every connection of the agent's namespace.
         let mut tools: Vec<String> = Vec::new();
@@ -627,12 +645,20 @@ fn tools_of(tuples: &[airlock_marketplace::TupleTemplate]) -> Vec<String> {
     tuples.iter().filter_map(|t| t.object.strip_prefix("tool:").map(str::to_string)).collect()
 }
 
-pub(super) fn slot_json(s: &Slot, filled: bool) -> Value {
+pub(super) fn slot_json(s: &Slot, filled: bool, tenant: &str) -> Value {
     json!({ "name": s.name, "kind": s.kind, "allowed_hosts": s.allowed_hosts, "description": s.description,
-            "filled": filled, "fill_with": fill_command(s) })
+            "filled": filled, "fill_with": fill_command(s, tenant) })
 }
 
-fn fill_command(s: &Slot) -> String {
+fn tenant_flag(tenant: &str) -> String {
+    if tenant == crate::config::DEFAULT_TENANT {
+        String::new()
+    } else {
+        format!(" --tenant {tenant}")
+    }
+}
+
+fn fill_command(s: &Slot, tenant: &str) -> String {
     let short = s.name.split_once('/').map(|(_, n)| n).unwrap_or(&s.name);
     let kind = match s.kind {
         ConnectionKind::ApiKey => "api_key",
@@ -642,10 +668,11 @@ fn fill_command(s: &Slot) -> String {
     };
     let base = s.allowed_hosts.first().map(|h| format!(" --base-url https://{h}")).unwrap_or_default();
     format!(
-        "fill `{}`: `AIRLOCK_SECRET=... airlock connection put {short} --agent {} --kind {kind} --host {}{base}` ({})",
+        "fill `{}`: `AIRLOCK_SECRET=... airlock connection put {short} --agent {} --kind {kind} --host {}{base}{}` ({})",
         s.name,
         s.agent,
         s.allowed_hosts.join(" --host "),
+        tenant_flag(tenant),
         s.description
     )
 }

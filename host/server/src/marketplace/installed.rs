@@ -49,13 +49,54 @@ impl Installed {
         for (tenant, component, agent, wasm, limits) in rows {
             let asked: airlock_marketplace::Limits = serde_json::from_str(&limits).unwrap_or_default();
             let limits = package_limits(runtime.limits(), &asked);
-            let loaded = runtime
-                .load(&component, &wasm, Some(&limits))
-                .await
-                .map_err(|e| (format!("{tenant}/{component}"), e.to_string()))?;
-            installed.put(&tenant, &agent, loaded);
+            // One tenant's component that no longer loads (e.g. after a host upgrade narrowed the
+            // allowed imports) must not keep every tenant's host down: it is left out, and calls
+            // of it fail closed ("no component"), with the reason in the log.
+            match runtime.load(&component, &wasm, Some(&limits)).await {
+                Ok(loaded) => installed.put(&tenant, &agent, loaded),
+                Err(e) => tracing::error!("installed component `{component}` of tenant `{tenant}` not loaded: {e}"),
+            }
         }
         Ok(installed)
+    }
+
+    /// Brings `tenant`'s registry up to the database, for hosts that share it (PostgreSQL, or
+    /// `airlock mcp` beside `airlock serve`): another host may have installed, upgraded or
+    /// uninstalled since. One indexed query; a component is loaded (from the code cache) only
+    /// when its digest changed.
+    pub(crate) async fn sync_tenant(&self, db: &Db, runtime: &Runtime, tenant: &str) -> Result<(), String> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT component, agent, sha256 FROM installed_components WHERE tenant = $1")
+                .bind(tenant)
+                .fetch_all(db.pool())
+                .await
+                .map_err(|e| e.to_string())?;
+        let stale: Vec<(String, String)> = {
+            let by_tenant = self.by_tenant.read();
+            let have = by_tenant.get(tenant);
+            rows.iter()
+                .filter(|(c, _, sha)| have.and_then(|m| m.get(c)).map(|e| &e.component.sha256 != sha).unwrap_or(true))
+                .map(|(c, a, _)| (c.clone(), a.clone()))
+                .collect()
+        };
+        if let Some(m) = self.by_tenant.write().get_mut(tenant) {
+            m.retain(|name, _| rows.iter().any(|(c, _, _)| c == name));
+        }
+        for (component, agent) in stale {
+            let row: Option<(Vec<u8>, String)> =
+                sqlx::query_as("SELECT wasm, limits FROM installed_components WHERE tenant = $1 AND component = $2")
+                    .bind(tenant)
+                    .bind(&component)
+                    .fetch_optional(db.pool())
+                    .await
+                    .map_err(|e| e.to_string())?;
+            let Some((wasm, limits)) = row else { continue };
+            let asked: airlock_marketplace::Limits = serde_json::from_str(&limits).unwrap_or_default();
+            let limits = package_limits(runtime.limits(), &asked);
+            let loaded = runtime.load(&component, &wasm, Some(&limits)).await.map_err(|e| e.to_string())?;
+            self.put(tenant, &agent, loaded);
+        }
+        Ok(())
     }
 
     /// `tenant`'s installed component `name`.

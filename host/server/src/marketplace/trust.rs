@@ -77,6 +77,11 @@ pub async fn list(db: &Db) -> Result<Vec<PublisherKey>, TrustError> {
 /// Trusts `public_base64` (a 32-byte Ed25519 public key) for `publisher`; returns its key id.
 /// Trusting the same key again is harmless.
 pub async fn add(db: &Db, publisher: &str, public_base64: &str) -> Result<String, TrustError> {
+    if publisher == super::catalog::CATALOG_PUBLISHER {
+        return Err(TrustError::Key(PackageError::InvalidKey(format!(
+            "publisher `{publisher}` is the name of this host's own catalog: trust the key under another publisher name"
+        ))));
+    }
     // The trust store's own parser checks the publisher name and the key.
     let mut probe = TrustStore::new();
     let id = probe.add(publisher, public_base64.trim())?;

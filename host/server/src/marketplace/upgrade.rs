@@ -71,6 +71,12 @@ pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> Permis
         to_version: new.version.clone(),
         ..Default::default()
     };
+    if !is_newer(&new.version, &old.version) {
+        d.widening.push(format!(
+            "version {} is not newer than the installed {} (a downgrade or a re-release)",
+            new.version, old.version
+        ));
+    }
     let ta: BTreeSet<String> = a.tuples.iter().map(tuple_key).collect();
     let tb: BTreeSet<String> = b.tuples.iter().map(tuple_key).collect();
     d.tuples_added = tb.difference(&ta).cloned().collect();
@@ -170,6 +176,17 @@ pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> Permis
     d
 }
 
+/// Whether semver `a` is newer than `b` (pre-release tags compare as text after the numbers).
+fn is_newer(a: &str, b: &str) -> bool {
+    let key = |v: &str| {
+        let (core, pre) = v.split_once('-').map(|(c, p)| (c, Some(p.to_string()))).unwrap_or((v, None));
+        let nums: Vec<u64> = core.split('.').map(|n| n.parse().unwrap_or(0)).collect();
+        // A release sorts after its pre-releases.
+        (nums, pre.is_none(), pre.unwrap_or_default())
+    };
+    key(a) > key(b)
+}
+
 impl Airlock {
     /// Upgrades installed agent to the package from `source`. Without `consent`, an upgrade
     /// that widens anything is refused with the diff ([`InstallError::ConsentRequired`]);
@@ -194,6 +211,18 @@ impl Airlock {
         let Some(installed) = self.installation(tenant, &agent).await? else {
             return Err(InstallError::NotInstalled(agent));
         };
+        if installed.manifest.publisher != manifest.publisher {
+            return Err(InstallError::Provision(format!(
+                "`{agent}` was installed from publisher `{}`; this package is `{}`'s: an upgrade never changes publisher (uninstall, then install)",
+                installed.manifest.publisher, manifest.publisher
+            )));
+        }
+        if self.rebac.is_remote() {
+            return Err(InstallError::Provision(
+                "this host answers checks from an external OpenFGA server: upgrade on a host using the embedded engine"
+                    .into(),
+            ));
+        }
         let d = diff(&installed.manifest, manifest, &agent, tenant);
         let report = |applied| UpgradeReport {
             tenant: tenant.to_string(),
