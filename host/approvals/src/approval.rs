@@ -456,6 +456,25 @@ impl Approvals {
         Ok(done)
     }
 
+    /// [`Approvals::cancel_for_agent`] inside the caller's transaction; call
+    /// [`Approvals::wake_all`] once it commits.
+    pub async fn cancel_for_agent_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+        agent: &str,
+    ) -> Result<Cancellation, ApprovalError> {
+        Ok(self.ledger.cancel_for_agent_in(tx, tenant, agent).await?)
+    }
+
+    /// Wakes every waiter to re-read its request (after a transaction decided some).
+    pub fn wake_all(&self) {
+        let waiting: Vec<Arc<Notify>> = self.waiters.lock().values().cloned().collect();
+        for n in waiting {
+            n.notify_waiters();
+        }
+    }
+
     /// Marks overdue pending requests as expired, in one tenant or all.
     async fn expire_due(&self, tenant: Option<&str>) -> Result<(), ApprovalError> {
         sqlx::query(

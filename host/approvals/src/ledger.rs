@@ -297,21 +297,34 @@ impl Ledger {
     /// Ends an agent's outstanding authority (uninstall): its issued grants become `cancelled`
     /// and its pending approval requests are denied, recorded as `cancelled` grants.
     pub async fn cancel_for_agent(&self, tenant: &str, agent: &str) -> Result<Cancellation, LedgerError> {
+        let mut tx = self.db.pool().begin().await?;
+        let done = self.cancel_for_agent_in(&mut tx, tenant, agent).await?;
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// [`Ledger::cancel_for_agent`] inside the caller's transaction (uninstall cancels with
+    /// everything else it deletes, so a reinstalled agent of the same name inherits nothing).
+    pub async fn cancel_for_agent_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+        agent: &str,
+    ) -> Result<Cancellation, LedgerError> {
         let now = now_millis();
         let reason = format!("agent `{agent}` uninstalled");
-        let mut tx = self.db.pool().begin().await?;
         let issued = sqlx::query(
             "UPDATE grants SET state = 'cancelled' WHERE tenant = $1 AND agent = $2 AND state = 'issued' RETURNING id",
         )
         .bind(tenant)
         .bind(agent)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
         for row in &issued {
             let id: String = row.try_get(0)?;
             let ev =
                 Ev::transition("cancel", GrantState::Issued, GrantState::Cancelled, now, HOST_ACTOR).because(&reason);
-            insert_event(&mut tx, tenant, &id, ev).await?;
+            insert_event(tx, tenant, &id, ev).await?;
         }
         let pending = sqlx::query(
             "UPDATE approvals SET status = 'denied', reason = $1, decided_at = $2 \
@@ -322,7 +335,7 @@ impl Ledger {
         .bind(now)
         .bind(tenant)
         .bind(agent)
-        .fetch_all(&mut *tx)
+        .fetch_all(&mut **tx)
         .await?;
         for row in &pending {
             let id: String = row.try_get(0)?;
@@ -337,9 +350,8 @@ impl Ledger {
                 role: row.try_get(7)?,
                 expires_at: row.try_get(8)?,
             };
-            insert_grant(&mut tx, tenant, &id, &spec, GrantState::Cancelled, now, Some(&reason)).await?;
+            insert_grant(tx, tenant, &id, &spec, GrantState::Cancelled, now, Some(&reason)).await?;
         }
-        tx.commit().await?;
         Ok(Cancellation { grants: issued.len() as u64, approvals: pending.len() as u64 })
     }
 

@@ -212,13 +212,15 @@ impl Rebac {
         }
     }
 
-    /// Tuples whose subject (or object) is `subject` or whose object is one of `objects`, for an
-    /// uninstall that revokes everything an agent was granted, whoever granted it.
+    /// Tuples whose subject (or object) is `subject`, or whose object starts with one of
+    /// `object_prefixes` (`tool:crm.`, `connection:crm/`), for an uninstall that revokes
+    /// everything an agent was granted, whoever granted it. Read from the database, so it is
+    /// complete whatever this host has in memory.
     pub async fn tuples_touching(
         &self,
         tenant: &str,
         subject: &str,
-        objects: &[String],
+        object_prefixes: &[String],
     ) -> Result<Vec<Tuple>, RebacError> {
         let rows: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT object, relation, subject FROM tuples WHERE tenant = $1 ORDER BY object, relation, subject",
@@ -226,13 +228,47 @@ impl Rebac {
         .bind(tenant)
         .fetch_all(self.db.pool())
         .await?;
+        let userset = format!("{subject}#");
         Ok(rows
             .into_iter()
             .filter(|(object, _, s)| {
-                s == subject || s.starts_with(&format!("{subject}#")) || object == subject || objects.contains(object)
+                s == subject
+                    || s.starts_with(&userset)
+                    || object == subject
+                    || object_prefixes.iter().any(|p| object.starts_with(p.as_str()))
             })
             .map(|(object, relation, subject)| Tuple { object, relation, subject })
             .collect())
+    }
+
+    /// Inside the caller's transaction, takes the tenant's revision lock (held until the
+    /// transaction ends, also against other hosts) and returns the latest model's DSL: an
+    /// installer merges its fragment onto this, so two concurrent merges cannot lose one.
+    pub async fn lock_model_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+    ) -> Result<Option<String>, RebacError> {
+        bump_revision(tx, tenant).await?;
+        let latest: Option<(String,)> = sqlx::query_as(
+            "SELECT dsl FROM authorization_models WHERE tenant = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
+        )
+        .bind(tenant)
+        .fetch_optional(&mut **tx)
+        .await?;
+        Ok(latest.map(|(dsl,)| dsl))
+    }
+
+    /// Whether any tuple of `tenant` has an object of type `object_type`.
+    pub async fn type_in_use(&self, tenant: &str, object_type: &str) -> Result<bool, RebacError> {
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT object FROM tuples WHERE tenant = $1 AND substr(object, 1, length($2)) = $2 LIMIT 1",
+        )
+        .bind(tenant)
+        .bind(format!("{object_type}:"))
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.is_some())
     }
 
     async fn persist(

@@ -43,6 +43,8 @@ pub struct Airlock {
     pub ciba: CibaProvider,
     /// Tenants' external OpenID Providers, asked for their approvals ([`crate::ciba`]).
     pub external_ops: Arc<crate::ciba::ExternalOps>,
+    /// One marketplace write (install, upgrade, uninstall) at a time on this host.
+    pub(crate) marketplace_lock: tokio::sync::Mutex<()>,
     /// Another process writes the same database (PostgreSQL, or a shared SQLite file): state
     /// kept in memory must be checked against it on request paths.
     pub shares_database: bool,
@@ -170,6 +172,7 @@ impl Airlock {
             identity,
             ciba,
             external_ops,
+            marketplace_lock: tokio::sync::Mutex::new(()),
             shares_database: config.shared_sqlite || config.database_url().starts_with("postgres"),
             public_url: config.public_url.clone(),
         };

@@ -186,7 +186,7 @@ impl Airlock {
     }
 
     /// On a shared database, learns of installs, upgrades and uninstalls made by other hosts.
-    async fn sync_installed(&self, tenant: &str) -> Result<(), String> {
+    pub(crate) async fn sync_installed(&self, tenant: &str) -> Result<(), String> {
         if !self.shares_database {
             return Ok(());
         }

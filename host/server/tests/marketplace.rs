@@ -582,3 +582,66 @@ async fn the_cli_installs_with_progress_and_uninstalls() {
     assert!(ok, "{stderr}");
     assert!(stdout.contains("\"agent\": \"incident\""), "{stdout}");
 }
+
+#[tokio::test]
+async fn a_package_gets_what_it_declares_and_nothing_it_did_not() {
+    let t = TestHost::start_with(support::catalog_limits()).await;
+    let work = tempfile::tempdir().unwrap();
+    let (key, _) = generate_key().unwrap();
+    let (rival, _) = generate_key().unwrap();
+    trust(&t, "acme", &key).await;
+    trust(&t, "rival", &rival).await;
+
+    // An earlier, hand-made agent of the same name left a grant behind when it was revoked.
+    let _old = t.agent("prober").await;
+    t.grant(&[("agent:prober", "can_use", "tool:hello.greet")]).await;
+    let pkg = build_package(work.path(), "prober", &prober_manifest("1.0.0", &[], &["api.example.com"], false), &key);
+    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&pkg)).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("agent_exists")), "{body}");
+    let (status, _) = t.request(Method::DELETE, "/v1/agents/prober", &t.admin, None).await;
+    assert_eq!(status, 200);
+    let (status, report) = upload(&t, "/v1/marketplace/install", tar_of(&pkg)).await;
+    assert_eq!(status, 200, "{report}");
+    let secret = report["client_secret"].as_str().unwrap();
+    let (status, body) = t.call(secret, "hello.greet", json!({ "name": "x" })).await;
+    assert_eq!(status, 403, "the old grant did not pass to the installed agent: {body}");
+
+    // A package may not claim a type the tenant already uses.
+    t.grant(&[("user:alice", "viewer", "document:payroll")]).await;
+    let mut claims = prober_manifest(
+        "1.0.0",
+        &[json!({ "user": "agent:$AGENT", "relation": "viewer", "object": "document:payroll" })],
+        &["api.example.com"],
+        false,
+    );
+    claims["name"] = json!("snoop");
+    claims["model"] = json!("type document\n  relations\n    define viewer: [user, agent]\n");
+    claims["tools"][0]["component"] = json!("snoop");
+    claims["tools"][0]["file"] = json!("components/snoop.wasm");
+    for (i, obj) in ["tool:snoop.echo", "tool:snoop.fetch", "connection:$AGENT/api"].iter().enumerate() {
+        claims["tuples"][i]["object"] = json!(obj);
+    }
+    let src = work.path().join("snoop-src");
+    std::fs::create_dir_all(src.join("components")).unwrap();
+    std::fs::write(src.join("manifest.json"), serde_json::to_vec_pretty(&claims).unwrap()).unwrap();
+    std::fs::write(src.join("components/snoop.wasm"), airlock::bundled::SANDBOX_PROBE).unwrap();
+    let snoop = build(&src, &work.path().join("snoop"), &key, &[]).unwrap();
+    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&snoop)).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("model_conflict")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("type `document` already belongs to the tenant"), "{body}");
+    assert!(!t.host.rebac.check("default", "agent:snoop", "viewer", "document:payroll").unwrap());
+
+    // An upgrade never changes publisher.
+    let mut theirs = prober_manifest("2.0.0", &[], &["api.example.com"], false);
+    theirs["publisher"] = json!("rival");
+    let other = build_package(work.path(), "rival", &theirs, &rival);
+    let (status, body) = upload(&t, "/v1/marketplace/upgrade?consent=true", tar_of(&other)).await;
+    assert_eq!(status, 422, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("never changes publisher"), "{body}");
+
+    // A downgrade is a widening: it needs consent.
+    let older = build_package(work.path(), "older", &prober_manifest("0.9.0", &[], &["api.example.com"], false), &key);
+    let (status, body) = upload(&t, "/v1/marketplace/upgrade", tar_of(&older)).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("consent_required")), "{body}");
+    assert!(body["diff"]["widening"][0].as_str().unwrap().contains("not newer"), "{body}");
+}

@@ -2,8 +2,9 @@
 //!
 //! - `GET /v1/marketplace/catalog`: the agents this host ships, and which are installed;
 //! - `GET /v1/marketplace/installed`: the tenant's installed agents and their connection slots;
-//! - `POST /v1/marketplace/install`: `{"catalog": "NAME"}`, `{"path": "/dir/on/host"}`, or a
-//!   package `.tar` as the body (`Content-Type: application/x-tar`);
+//! - `POST /v1/marketplace/install`: `{"catalog": "NAME"}`, or a package `.tar` as the body
+//!   (`Content-Type: application/x-tar`; `airlock install DIR` packs a directory). The API never
+//!   reads paths of the host's file system;
 //! - `POST /v1/marketplace/upgrade`: the same, with `consent` / `dry_run` (JSON fields, or
 //!   query parameters with a `.tar` body);
 //! - `DELETE /v1/marketplace/installed/{agent}`: uninstall;
@@ -36,7 +37,6 @@ type Host = State<Arc<Airlock>>;
 #[serde(deny_unknown_fields)]
 struct PackageRequest {
     catalog: Option<String>,
-    path: Option<String>,
     #[serde(default)]
     consent: bool,
     #[serde(default)]
@@ -58,14 +58,13 @@ fn package_request(headers: &HeaderMap, body: Bytes) -> Result<(PackageSource, P
     }
     let req: PackageRequest = serde_json::from_slice(&body).map_err(|e| {
         ApiError::bad_request(format!(
-            "request body: {e}: send `{{\"catalog\": \"NAME\"}}`, `{{\"path\": \"/package/dir\"}}` or a package .tar with `Content-Type: application/x-tar`"
+            "request body: {e}: send `{{\"catalog\": \"NAME\"}}` or a package .tar with `Content-Type: application/x-tar`"
         ))
     })?;
-    let source = match (&req.catalog, &req.path) {
-        (Some(name), None) => PackageSource::Catalog(name.clone()),
-        (None, Some(path)) => PackageSource::Directory(path.into()),
-        _ => return Err(ApiError::bad_request("name exactly one of `catalog` and `path`")),
+    let Some(name) = &req.catalog else {
+        return Err(ApiError::bad_request("name the catalog agent in `catalog`, or send a package .tar"));
     };
+    let source = PackageSource::Catalog(name.clone());
     Ok((source, req))
 }
 

@@ -219,6 +219,8 @@ impl Airlock {
         options: &InstallOptions,
         progress: &ProgressFn<'_>,
     ) -> Result<InstallReport, InstallError> {
+        let _one_at_a_time = self.marketplace_lock.lock().await;
+        self.sync_installed(tenant).await.map_err(InstallError::Provision)?;
         let result = self.install_inner(tenant, source, options, progress).await;
         match &result {
             Ok(report) if !report.already_installed => self.audit.record(install_event(tenant, "ok", report)),
@@ -267,8 +269,10 @@ impl Airlock {
             ));
         }
         let provision = manifest.provisioning(&agent, tenant);
+        self.check_types_owned(tenant, manifest).await?;
         let current = self.rebac.model(tenant).map(|m| m.model.to_string());
-        let model = merge::merged_model(current.as_deref(), provision.model.as_deref()).map_err(InstallError::Model)?;
+        // An early answer; the merge that counts is redone under the tenant's revision lock.
+        merge::merged_model(current.as_deref(), provision.model.as_deref()).map_err(InstallError::Model)?;
         // Grants left naming the agent (an earlier agent of that name, revoked by hand) go: the
         // installed agent gets exactly what its package declares.
         let stale = self
@@ -291,6 +295,9 @@ impl Airlock {
         let mut tx = self.db.pool().begin().await?;
         let (secret, hash) = self.agents.create_in(&mut tx, tenant, &agent).await.map_err(agent_error)?;
         fault(InstallStep::Identity)?;
+        let current =
+            self.rebac.lock_model_in(&mut tx, tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        let model = merge::merged_model(current.as_deref(), provision.model.as_deref()).map_err(InstallError::Model)?;
         self.rebac
             .stage_in(&mut tx, tenant, model.as_deref(), &tuples, &stale)
             .await
@@ -348,6 +355,40 @@ impl Airlock {
             // The tuples are committed; this host answers from memory until it catches up.
             tracing::error!("tuples of tenant `{tenant}` committed but not reloaded: {e}");
         }
+    }
+
+    /// Refuses a package whose model fragment claims a type the tenant already uses (in its
+    /// model or its tuples) unless an installed package brought it (an upgrade's own earlier
+    /// version counts): a package may not write tuples on the tenant's own objects.
+    pub(super) async fn check_types_owned(&self, tenant: &str, manifest: &Manifest) -> Result<(), InstallError> {
+        let Some(fragment) = manifest.model.as_deref() else { return Ok(()) };
+        let wanted = airlock_marketplace::model::parse_fragment(fragment).map_err(InstallError::Model)?;
+        let current = self.rebac.model(tenant).map(|m| m.model.to_string()).unwrap_or_default();
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT agent, manifest FROM installations WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_all(self.db.pool())
+            .await?;
+        let brought: Vec<String> = rows
+            .iter()
+            .filter_map(|(_, m)| Manifest::parse(m.as_bytes()).ok()?.model)
+            .filter_map(|f| airlock_marketplace::model::parse_fragment(&f).ok())
+            .flat_map(|d| d.into_keys())
+            .collect();
+        for ty in wanted.keys() {
+            if brought.contains(ty) {
+                continue;
+            }
+            let in_model = current.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["type", ty.as_str()]);
+            let in_use =
+                self.rebac.type_in_use(tenant, ty).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+            if in_model || in_use {
+                return Err(InstallError::Model(format!(
+                    "type `{ty}` already belongs to the tenant ({}): a package brings new types, or shares one another installed package brought",
+                    if in_model { "its model defines it" } else { "it has tuples on it" }
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Refuses a package whose components' names are taken in `tenant` (by the host's own
@@ -449,6 +490,8 @@ impl Airlock {
 
     /// Uninstalls `agent` from `tenant` (see the module doc).
     pub async fn uninstall(&self, tenant: &str, agent: &str) -> Result<UninstallReport, InstallError> {
+        let _one_at_a_time = self.marketplace_lock.lock().await;
+        self.sync_installed(tenant).await.map_err(InstallError::Provision)?;
         let Some(installation) = self.installation(tenant, agent).await? else {
             return Err(InstallError::NotInstalled(agent.to_string()));
         };
@@ -458,28 +501,14 @@ impl Airlock {
             ));
         }
         let subject = format!("agent:{agent}");
-        // Every tool of the package's components, and every connection of the agent's namespace.
-        let mut tools: Vec<String> = Vec::new();
-        for t in &installation.manifest.tools {
-            if let Some(c) = self.installed.get(tenant, &t.component) {
-                tools.extend(c.tools.iter().map(|tool| format!("{}.{}", c.name, tool.name)));
-            }
-        }
-        tools.extend(installation.manifest.approval_policies.iter().map(|p| p.tool.clone()));
-        tools.sort();
-        tools.dedup();
-        let prefix = format!("{agent}/");
-        let mut objects: Vec<String> = tools.iter().map(|t| format!("tool:{t}")).collect();
-        let connections = self.vault.list(tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
-        let slots = self.vault.slots(tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
-        objects.extend(
-            connections.iter().filter(|c| c.name.starts_with(&prefix)).map(|c| format!("connection:{}", c.name)),
-        );
-        objects.extend(slots.iter().filter(|(s, _)| s.agent == agent).map(|(s, _)| format!("connection:{}", s.name)));
-        objects.extend(installation.manifest.connections.iter().map(|c| format!("connection:{prefix}{}", c.name)));
+        // Every tuple naming the agent, any tool of its components, any connection of its
+        // namespace, read from the database (complete whatever this host has loaded).
+        let mut prefixes: Vec<String> =
+            installation.manifest.tools.iter().map(|t| format!("tool:{}.", t.component)).collect();
+        prefixes.push(format!("connection:{agent}/"));
         let touching = self
             .rebac
-            .tuples_touching(tenant, &subject, &objects)
+            .tuples_touching(tenant, &subject, &prefixes)
             .await
             .map_err(|e| InstallError::Provision(e.to_string()))?;
 
@@ -514,11 +543,16 @@ impl Airlock {
                 .execute(&mut *tx)
                 .await?;
         }
+        // Issued grants and pending requests end with the rest: a later agent of the same name
+        // inherits none of them.
+        let cancelled = self
+            .approvals
+            .cancel_for_agent_in(&mut tx, tenant, &subject)
+            .await
+            .map_err(|e| InstallError::Provision(format!("cancelling the agent's approvals: {e}")))?;
         tx.commit().await?;
+        self.approvals.wake_all();
         self.after_commit(tenant).await;
-        let cancelled = self.approvals.cancel_for_agent(tenant, &subject).await.map_err(|e| {
-            InstallError::Provision(format!("the agent is uninstalled but its approvals were not cancelled: {e}"))
-        })?;
         let report = UninstallReport {
             tenant: tenant.to_string(),
             agent: agent.to_string(),

@@ -199,6 +199,8 @@ impl Airlock {
         dry_run: bool,
         progress: &ProgressFn<'_>,
     ) -> Result<UpgradeReport, InstallError> {
+        let _one_at_a_time = self.marketplace_lock.lock().await;
+        self.sync_installed(tenant).await.map_err(InstallError::Provision)?;
         let package = self.verified_package(source).await?;
         let manifest = package.manifest();
         progress(Progress::Verified {
@@ -245,9 +247,8 @@ impl Airlock {
             return Err(InstallError::ConsentRequired(Box::new(d)));
         }
         self.check_components_free(tenant, &package, Some(&agent))?;
+        self.check_types_owned(tenant, manifest).await?;
         let (old, new) = (installed.manifest.provisioning(&agent, tenant), manifest.provisioning(&agent, tenant));
-        let current = self.rebac.model(tenant).map(|m| m.model.to_string());
-        let model = merge::merged_model(current.as_deref(), new.model.as_deref()).map_err(InstallError::Model)?;
         let loaded = self.compile(&package, progress).await?;
         progress(Progress::Provisioning);
 
@@ -259,6 +260,9 @@ impl Airlock {
         // Narrowing takes effect before the transaction, like any revocation.
         self.rebac.hide(tenant, &deletes);
         let mut tx = self.db.pool().begin().await?;
+        let current =
+            self.rebac.lock_model_in(&mut tx, tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        let model = merge::merged_model(current.as_deref(), new.model.as_deref()).map_err(InstallError::Model)?;
         self.rebac
             .stage_in(&mut tx, tenant, model.as_deref(), &writes, &deletes)
             .await
@@ -289,13 +293,15 @@ impl Airlock {
                 .execute(&mut *tx)
                 .await?;
         }
-        for spec in policy_specs(&new.policies) {
+        // Only what the package changed: a policy an admin tightened since install stays as set.
+        let changed: Vec<_> = new.policies.iter().filter(|p| !old.policies.contains(p)).cloned().collect();
+        for spec in policy_specs(&changed) {
             self.policies.put_in(&mut tx, tenant, &spec).await.map_err(|e| InstallError::Provision(e.to_string()))?;
         }
         store_components(&mut tx, tenant, &agent, &package).await?;
-        sqlx::query(
+        let updated = sqlx::query(
             "UPDATE installations SET version = $3, publisher = $4, key_id = $5, digest = $6, manifest = $7, updated_at = $8 \
-             WHERE tenant = $1 AND agent = $2",
+             WHERE tenant = $1 AND agent = $2 AND digest = $9",
         )
         .bind(tenant)
         .bind(&agent)
@@ -305,8 +311,16 @@ impl Airlock {
         .bind(package.digest())
         .bind(String::from_utf8_lossy(package.manifest_bytes()).into_owned())
         .bind(now_millis())
+        .bind(&installed.digest)
         .execute(&mut *tx)
-        .await?;
+        .await?
+        .rows_affected();
+        if updated != 1 {
+            // Another host changed the installation since the diff was made: nothing applies.
+            return Err(InstallError::Provision(
+                "the installation changed while this upgrade was prepared (another host?): run the upgrade again to see the new diff".into(),
+            ));
+        }
         tx.commit().await?;
         self.after_commit(tenant).await;
         self.installed.remove_agent(tenant, &agent);
