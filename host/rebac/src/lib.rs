@@ -189,6 +189,30 @@ impl Rebac {
         self.refresh(tenant).await
     }
 
+    /// Rebuilds the in-memory mirror of `tenant` from the database (after tuples were hidden
+    /// for a transaction that then failed): every change ever logged is re-read.
+    pub async fn reload(&self, tenant: &str) -> Result<(), RebacError> {
+        let rev: Option<(i64,)> = airlock_store::sqlx::query_as("SELECT rev FROM tuple_revisions WHERE tenant = $1")
+            .bind(tenant)
+            .fetch_optional(self.db.pool())
+            .await?;
+        let rows: Vec<(String, String, String, Option<String>, Option<String>)> = airlock_store::sqlx::query_as(
+            "SELECT object, relation, subject, condition_name, condition_context FROM tuples WHERE tenant = $1",
+        )
+        .bind(tenant)
+        .fetch_all(self.db.pool())
+        .await?;
+        let mut index = TenantIndex::default();
+        for (object, relation, subject, cname, cctx) in rows {
+            index.insert(&object, &relation, &subject, writes::condition_from_columns(cname, cctx));
+        }
+        self.tenants.write().insert(tenant.to_string(), index);
+        if let Some((rev,)) = rev {
+            self.applied.lock().insert(tenant.to_string(), rev);
+        }
+        Ok(())
+    }
+
     /// Brings the in-memory mirror of `tenant` up to the database's revision whatever the
     /// backend: after a transaction written through [`Rebac::stage_in`].
     pub async fn refresh(&self, tenant: &str) -> Result<(), RebacError> {

@@ -46,6 +46,9 @@ pub enum AgentError {
 pub struct Agents {
     db: Db,
     by_token_hash: RwLock<HashMap<String, Agent>>,
+    /// `(tenant, name)` of agents being revoked on this host: refused (JWTs too) from the
+    /// moment [`Agents::block`] is called, before the revoking transaction commits.
+    blocked: RwLock<std::collections::HashSet<(String, String)>>,
 }
 
 fn token_hash(token: &str) -> String {
@@ -61,7 +64,7 @@ impl Agents {
                 .await?;
         let map =
             rows.into_iter().map(|(tenant, name, hash)| (hash, Agent { tenant, name, on_behalf_of: vec![] })).collect();
-        Ok(Agents { db, by_token_hash: RwLock::new(map) })
+        Ok(Agents { db, by_token_hash: RwLock::new(map), blocked: RwLock::default() })
     }
 
     /// Creates an agent (or re-creates a revoked one); returns its token, which is not stored and cannot be shown again.
@@ -109,6 +112,7 @@ impl Agents {
 
     /// Makes a committed [`Agents::create_in`] answer on this host.
     pub fn remember(&self, tenant: &str, name: &str, hash: String) {
+        self.blocked.write().remove(&(tenant.to_string(), name.to_string()));
         self.by_token_hash
             .write()
             .insert(hash, Agent { tenant: tenant.to_string(), name: name.to_string(), on_behalf_of: vec![] });
@@ -117,10 +121,19 @@ impl Agents {
     /// Refuses the agent's opaque token on this host from this moment, before the
     /// transaction that revokes it ([`Agents::revoke_in`]) commits.
     pub fn block(&self, tenant: &str, name: &str) {
+        self.blocked.write().insert((tenant.to_string(), name.to_string()));
         self.by_token_hash.write().retain(|_, a| !(a.tenant == tenant && a.name == name));
     }
 
-    /// Revokes the agent inside the caller's transaction; `false` if it was not live.
+    /// Ends a [`Agents::block`] once the revoking transaction committed: the database refuses
+    /// the agent from then on, and a later agent of that name (installed through any host)
+    /// must not stay blocked here.
+    pub fn unblock(&self, tenant: &str, name: &str) {
+        self.blocked.write().remove(&(tenant.to_string(), name.to_string()));
+    }
+
+    /// Revokes the agent inside the caller's transaction (blocking it on this host at once);
+    /// `false` if it was not live. Call [`Agents::unblock`] after the commit.
     pub async fn revoke_in(
         &self,
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
@@ -143,6 +156,7 @@ impl Agents {
         let mut tx = self.db.pool().begin().await?;
         let revoked = self.revoke_in(&mut tx, tenant, name).await?;
         tx.commit().await?;
+        self.unblock(tenant, name);
         if !revoked {
             return Err(AgentError::NotFound(name.to_string()));
         }
@@ -163,6 +177,9 @@ impl Agents {
     /// When agent `name`'s live incarnation was created (unix ms), or `None` if it is revoked or
     /// unknown. A token issued before it belongs to an earlier, revoked incarnation.
     pub async fn live_since(&self, tenant: &str, name: &str) -> Result<Option<i64>, AgentError> {
+        if self.blocked.read().contains(&(tenant.to_string(), name.to_string())) {
+            return Ok(None);
+        }
         let row: Option<(i64,)> =
             sqlx::query_as("SELECT created_at FROM agents WHERE tenant = $1 AND name = $2 AND revoked_at IS NULL")
                 .bind(tenant)
@@ -186,6 +203,9 @@ impl Agents {
                 .bind(&hash)
                 .fetch_optional(self.db.pool())
                 .await?;
-        Ok(row.map(|(tenant, name)| Agent { tenant, name, on_behalf_of: vec![] }))
+        let blocked = self.blocked.read();
+        Ok(row
+            .filter(|(tenant, name)| !blocked.contains(&(tenant.clone(), name.clone())))
+            .map(|(tenant, name)| Agent { tenant, name, on_behalf_of: vec![] }))
     }
 }

@@ -302,6 +302,12 @@ async fn uninstall_revokes_everything_at_once_even_a_waiting_call() {
     let (status, body) = t.request(Method::PUT, "/v1/connections/api", &t.admin, Some(wrong)).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("declared as `bearer`"), "{body}");
+    // Sending its credential to a host the package did not declare takes the admin's explicit say-so.
+    let elsewhere = json!({ "kind": "bearer", "agent": "prober", "allowed_hosts": ["collector.example.net"],
+                            "secret": "prober-secret" });
+    let (status, body) = t.request(Method::PUT, "/v1/connections/api", &t.admin, Some(elsewhere)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("allow_undeclared_hosts"), "{body}");
 
     // A jwt obtained before the uninstall.
     let form = [("grant_type", "client_credentials"), ("client_id", "prober"), ("client_secret", secret.as_str())];
@@ -444,7 +450,7 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
 
     // Tenant A fills its slot; B's agent, same name and same tool, cannot use A's credential.
     let fill = json!({ "kind": "bearer", "agent": "prober", "base_url": format!("http://{api_a}"),
-                       "allowed_hosts": [api_a.to_string()], "secret": "secret-of-a" });
+                       "allowed_hosts": [api_a.to_string()], "secret": "secret-of-a", "allow_undeclared_hosts": true });
     let (status, body) = t.request(Method::PUT, "/v1/connections/api?tenant=acme-corp", &t.admin, Some(fill)).await;
     assert_eq!(status, 200, "{body}");
     let input = json!({ "connection": "api", "url": format!("http://{api_a}/contacts") });

@@ -341,6 +341,10 @@ pub(super) struct PutConnection {
     agent: Option<String>,
     /// For the oauth2 kinds, JSON: `{"refresh_token", "client_secret"}`.
     secret: String,
+    /// Filling a slot an installed package declared: send the credential to hosts the package
+    /// did not declare (a test stand-in, a regional endpoint). Refused without it.
+    #[serde(default)]
+    allow_undeclared_hosts: bool,
 }
 
 /// `?tenant=&agent=`: a connection in the tenant's namespace or in one agent's.
@@ -388,13 +392,27 @@ pub(super) async fn put_connection(
         allow_private_network: body.allow_private_network,
         expose_token: body.expose_token,
     };
+    // A slot's declared hosts are what the tenant consented to at install: going elsewhere is
+    // the admin's explicit choice, and audited as such.
+    let mut undeclared: Vec<String> = Vec::new();
+    if let Some(slot) = host.vault.slot(tenant, &name).await.map_err(vault_error)? {
+        undeclared = conn.allowed_hosts.iter().filter(|h| !slot.allowed_hosts.contains(h)).cloned().collect();
+        if !undeclared.is_empty() && !body.allow_undeclared_hosts {
+            return Err(ApiError::bad_request(format!(
+                "`{name}` is a slot whose package declared the hosts {}; {} not among them: send `\"allow_undeclared_hosts\": true` (CLI `--allow-undeclared-host`) to send the credential there anyway",
+                slot.allowed_hosts.join(", "),
+                undeclared.join(", ")
+            )));
+        }
+    }
     host.vault.put(tenant, &conn, secret).await.map_err(vault_error)?;
     host.audit.record(admin_event(
         tenant,
         "connection.put",
         "ok",
         "",
-        json!({ "connection": name, "hosts": conn.allowed_hosts, "expose_token": conn.expose_token }),
+        json!({ "connection": name, "hosts": conn.allowed_hosts, "expose_token": conn.expose_token,
+                "undeclared_hosts": undeclared }),
     ));
     Ok(Json(json!({ "connection": conn })))
 }

@@ -194,6 +194,7 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             base_url,
             requires_grant,
             secret_env,
+            allow_undeclared_host,
         }) => {
             let secret = secret_from_env(&secret_env)?;
             let oauth = match (token_url, client_id) {
@@ -206,7 +207,7 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             let body = json!({ "tenant": remote.tenant, "kind": kind, "allowed_hosts": hosts, "base_url": base_url,
                                "requires_grant": requires_grant, "agent": agent, "oauth": oauth,
                                "expose_token": expose_token, "allow_private_network": allow_private_network,
-                               "secret": secret.as_str() });
+                               "allow_undeclared_hosts": allow_undeclared_host, "secret": secret.as_str() });
             let path = format!("/v1/connections/{}", enc(&name));
             print(&Client::admin(&remote)?.send(Method::PUT, &path, Some(Body::Json(body))).await?);
         }

@@ -343,6 +343,9 @@ pub enum ConnectionCmd {
         /// Name of the environment variable holding the secret (keeps it out of shell history).
         #[arg(long, default_value = "AIRLOCK_SECRET")]
         secret_env: String,
+        /// Filling an installed package's slot: allow hosts the package did not declare.
+        #[arg(long)]
+        allow_undeclared_host: bool,
     },
     /// List connections (metadata only).
     List {

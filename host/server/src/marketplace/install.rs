@@ -272,7 +272,7 @@ impl Airlock {
         self.check_types_owned(tenant, manifest).await?;
         let current = self.rebac.model(tenant).map(|m| m.model.to_string());
         // An early answer; the merge that counts is redone under the tenant's revision lock.
-        merge::merged_model(current.as_deref(), provision.model.as_deref()).map_err(InstallError::Model)?;
+        merge::merged_model(current.as_deref(), provision.model.as_deref(), &[]).map_err(InstallError::Model)?;
         // Grants left naming the agent (an earlier agent of that name, revoked by hand) go: the
         // installed agent gets exactly what its package declares.
         let stale = self
@@ -297,7 +297,8 @@ impl Airlock {
         fault(InstallStep::Identity)?;
         let current =
             self.rebac.lock_model_in(&mut tx, tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
-        let model = merge::merged_model(current.as_deref(), provision.model.as_deref()).map_err(InstallError::Model)?;
+        let model =
+            merge::merged_model(current.as_deref(), provision.model.as_deref(), &[]).map_err(InstallError::Model)?;
         self.rebac
             .stage_in(&mut tx, tenant, model.as_deref(), &tuples, &stale)
             .await
@@ -551,6 +552,7 @@ impl Airlock {
             .await
             .map_err(|e| InstallError::Provision(format!("cancelling the agent's approvals: {e}")))?;
         tx.commit().await?;
+        self.agents.unblock(tenant, agent);
         self.approvals.wake_all();
         self.after_commit(tenant).await;
         let report = UninstallReport {

@@ -8,12 +8,29 @@
 
 use airlock_marketplace::model::parse_fragment;
 
-/// The tenant's next model DSL, or `None` when nothing changes.
-pub(super) fn merged_model(current: Option<&str>, fragment: Option<&str>) -> Result<Option<String>, String> {
+/// The tenant's next model DSL, or `None` when nothing changes. `own` are the types this
+/// agent's installed version brought: an upgrade replaces their blocks (it may add relations
+/// to them); other existing types are only shared.
+pub(super) fn merged_model(
+    current: Option<&str>,
+    fragment: Option<&str>,
+    own: &[String],
+) -> Result<Option<String>, String> {
     let (Some(current), Some(fragment)) = (current, fragment) else {
         return Ok(None);
     };
     let wanted = parse_fragment(fragment)?;
+    let mut current = current.to_string();
+    let mut replaced = false;
+    for ty in wanted.keys().filter(|t| own.contains(t)) {
+        let block = type_block(fragment, ty);
+        let without = remove_type_block(&current, ty);
+        if without != current && type_block(&current, ty).trim() != block.trim() {
+            current = without;
+            replaced = true;
+        }
+    }
+    let current = current.as_str();
     let existing = defined_types(current);
     let mut added = String::new();
     for (ty, relations) in &wanted {
@@ -28,7 +45,7 @@ pub(super) fn merged_model(current: Option<&str>, fragment: Option<&str>) -> Res
             None => added.push_str(&type_block(fragment, ty)),
         }
     }
-    if added.is_empty() {
+    if added.is_empty() && !replaced {
         return Ok(None);
     }
     let mut next = current.trim_end().to_string();
@@ -36,6 +53,23 @@ pub(super) fn merged_model(current: Option<&str>, fragment: Option<&str>) -> Res
     next.push_str(&added);
     airlock_rebac::model::dsl::parse(&next).map_err(|e| format!("the merged model does not parse: {e}"))?;
     Ok(Some(next))
+}
+
+/// `dsl` without type `ty`'s block (its `type` line up to the next `type` line).
+fn remove_type_block(dsl: &str, ty: &str) -> String {
+    let mut out = String::new();
+    let mut skipping = false;
+    for line in dsl.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        if words.first() == Some(&"type") {
+            skipping = words.get(1) == Some(&ty);
+        }
+        if !skipping {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 /// `(type, relations)` defined by a full model's DSL (`type X` then `define R:` lines).
@@ -95,12 +129,15 @@ mod tests {
 
     #[test]
     fn model_less_tenants_stay_model_less() {
-        assert_eq!(merged_model(None, Some("type customer\n  relations\n    define offboard: [agent]\n")), Ok(None));
+        assert_eq!(
+            merged_model(None, Some("type customer\n  relations\n    define offboard: [agent]\n"), &[]),
+            Ok(None)
+        );
     }
 
     #[test]
     fn a_fragment_is_appended_and_parses() {
-        let next = merged_model(Some(BASE), Some("type customer\n  relations\n    define offboard: [agent]\n"))
+        let next = merged_model(Some(BASE), Some("type customer\n  relations\n    define offboard: [agent]\n"), &[])
             .expect("merges")
             .expect("changes");
         assert!(next.starts_with(BASE.trim_end()), "{next}");
@@ -111,18 +148,33 @@ mod tests {
     fn an_existing_type_is_shared_but_never_redefined() {
         let with = format!("{BASE}\ntype customer\n  relations\n    define offboard: [agent]\n");
         assert_eq!(
-            merged_model(Some(&with), Some("type customer\n  relations\n    define offboard: [agent]\n")),
+            merged_model(Some(&with), Some("type customer\n  relations\n    define offboard: [agent]\n"), &[]),
             Ok(None)
         );
-        let err =
-            merged_model(Some(&with), Some("type customer\n  relations\n    define erase: [agent]\n")).unwrap_err();
+        let err = merged_model(Some(&with), Some("type customer\n  relations\n    define erase: [agent]\n"), &[])
+            .unwrap_err();
         assert!(err.contains("without relation `erase`"), "{err}");
     }
 
     #[test]
+    fn an_upgrade_may_add_relations_to_its_own_type() {
+        let with = format!("{BASE}\ntype repository\n  relations\n    define review: [agent]\n");
+        let next = merged_model(
+            Some(&with),
+            Some("type repository\n  relations\n    define review: [agent]\n    define merge: [agent]\n"),
+            &["repository".to_string()],
+        )
+        .expect("merges")
+        .expect("changes");
+        assert_eq!(next.matches("type repository").count(), 1, "{next}");
+        assert!(next.contains("define merge: [agent]"), "{next}");
+        assert!(next.contains("type tool"), "the rest of the model stays: {next}");
+    }
+
+    #[test]
     fn a_fragment_that_breaks_the_model_is_refused() {
-        let err =
-            merged_model(Some(BASE), Some("type customer\n  relations\n    define offboard: [robot]\n")).unwrap_err();
+        let err = merged_model(Some(BASE), Some("type customer\n  relations\n    define offboard: [robot]\n"), &[])
+            .unwrap_err();
         assert!(err.contains("does not parse"), "{err}");
     }
 }

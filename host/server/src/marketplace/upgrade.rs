@@ -12,13 +12,13 @@
 use std::collections::BTreeSet;
 
 use airlock_audit::AuditEvent;
-use airlock_marketplace::{Manifest, Provisioning};
+use airlock_marketplace::{Manifest, Provisioning, VerifiedPackage};
 use airlock_rebac::Tuple;
 use airlock_store::{now_millis, sqlx};
 use serde::Serialize;
 use serde_json::json;
 
-use super::install::{policy_specs, slots_of, store_components, PackageSource, ProgressFn};
+use super::install::{policy_specs, slots_of, store_components, Installation, PackageSource, ProgressFn};
 use super::{merge, InstallError, Progress};
 use crate::Airlock;
 
@@ -134,16 +134,23 @@ pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> Permis
         d.widening.push(format!("{what} no longer needs {}'s approval", o.role));
     }
 
-    let types = |m: &Option<String>| -> BTreeSet<String> {
-        m.as_deref()
-            .and_then(|f| airlock_marketplace::model::parse_fragment(f).ok())
-            .map(|d| d.keys().cloned().collect())
-            .unwrap_or_default()
+    let types = |m: &Option<String>| {
+        m.as_deref().and_then(|f| airlock_marketplace::model::parse_fragment(f).ok()).unwrap_or_default()
     };
     let (ma, mb) = (types(&a.model), types(&b.model));
-    for t in mb.difference(&ma) {
-        d.model_types_added.push(t.clone());
-        d.widening.push(format!("new model type {t}"));
+    for (t, relations) in &mb {
+        match ma.get(t) {
+            None => {
+                d.model_types_added.push(t.clone());
+                d.widening.push(format!("new model type {t}"));
+            }
+            Some(had) => {
+                for r in relations.iter().filter(|r| !had.contains(r)) {
+                    d.model_types_added.push(format!("{t}#{r}"));
+                    d.widening.push(format!("model type {t} gains relation {r}"));
+                }
+            }
+        }
     }
 
     let la = &a.limits;
@@ -259,10 +266,54 @@ impl Airlock {
         let deletes: Vec<Tuple> = old.tuples.iter().filter(|t| !new.tuples.contains(t)).map(as_tuple).collect();
         // Narrowing takes effect before the transaction, like any revocation.
         self.rebac.hide(tenant, &deletes);
+        let applied = self.apply_upgrade(tenant, &agent, &package, &installed, &old, &new, &writes, &deletes).await;
+        if let Err(e) = applied {
+            // The narrowing hidden above did not happen: put this host's memory back.
+            if let Err(reload) = self.rebac.reload(tenant).await {
+                tracing::error!("tuples of `{tenant}` not reloaded after a failed upgrade: {reload}");
+            }
+            return Err(e);
+        }
+        self.after_commit(tenant).await;
+        self.installed.remove_agent(tenant, &agent);
+        for component in loaded {
+            self.installed.put(tenant, &agent, component);
+        }
+        self.audit.record(AuditEvent {
+            tenant: tenant.into(),
+            kind: "marketplace.upgrade".into(),
+            outcome: "ok".into(),
+            agent: "admin".into(),
+            tool: format!("agent:{agent}"),
+            detail: json!({ "digest": package.digest(), "consented": consent, "diff": d }),
+        });
+        Ok(report(true))
+    }
+
+    /// The upgrade's transaction (see [`Airlock::upgrade`]).
+    #[allow(clippy::too_many_arguments)]
+    async fn apply_upgrade(
+        &self,
+        tenant: &str,
+        agent: &str,
+        package: &VerifiedPackage,
+        installed: &Installation,
+        old: &Provisioning,
+        new: &Provisioning,
+        writes: &[Tuple],
+        deletes: &[Tuple],
+    ) -> Result<(), InstallError> {
+        let manifest = package.manifest();
         let mut tx = self.db.pool().begin().await?;
         let current =
             self.rebac.lock_model_in(&mut tx, tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
-        let model = merge::merged_model(current.as_deref(), new.model.as_deref()).map_err(InstallError::Model)?;
+        let own: Vec<String> = old
+            .model
+            .as_deref()
+            .and_then(|f| airlock_marketplace::model::parse_fragment(f).ok())
+            .map(|d| d.into_keys().collect())
+            .unwrap_or_default();
+        let model = merge::merged_model(current.as_deref(), new.model.as_deref(), &own).map_err(InstallError::Model)?;
         self.rebac
             .stage_in(&mut tx, tenant, model.as_deref(), &writes, &deletes)
             .await
@@ -322,19 +373,6 @@ impl Airlock {
             ));
         }
         tx.commit().await?;
-        self.after_commit(tenant).await;
-        self.installed.remove_agent(tenant, &agent);
-        for component in loaded {
-            self.installed.put(tenant, &agent, component);
-        }
-        self.audit.record(AuditEvent {
-            tenant: tenant.into(),
-            kind: "marketplace.upgrade".into(),
-            outcome: "ok".into(),
-            agent: "admin".into(),
-            tool: format!("agent:{agent}"),
-            detail: json!({ "digest": package.digest(), "consented": consent, "diff": d }),
-        });
-        Ok(report(true))
+        Ok(())
     }
 }

@@ -57,7 +57,7 @@ impl TestHost {
         placement: Option<Value>,
     ) {
         let mut body = json!({ "kind": kind, "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()],
-                               "secret": secret, "agent": agent });
+                               "secret": secret, "agent": agent, "allow_undeclared_hosts": true });
         if let Some(p) = placement {
             body["placement"] = p;
         }
