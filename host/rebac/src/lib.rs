@@ -142,20 +142,9 @@ impl Rebac {
     /// Parses, stores and activates a model for `tenant`; returns its id.
     pub async fn write_model(&self, tenant: &str, dsl: &str) -> Result<ActiveModel, RebacError> {
         let parsed = Arc::new(model::dsl::parse(dsl)?);
-        let now = now_millis();
-        let id = ulid::new();
         let mut tx = self.db.pool().begin().await?;
         let rev = writes::bump_revision(&mut tx, tenant).await?;
-        airlock_store::sqlx::query(
-            "INSERT INTO authorization_models (tenant, id, dsl, created_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(tenant)
-        .bind(&id)
-        .bind(dsl)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        writes::log_change(&mut tx, tenant, rev, &Tuple::new("", "", id.as_str()), None, "model", now).await?;
+        let id = writes::insert_model(&mut tx, tenant, rev, dsl, now_millis()).await?;
         tx.commit().await?;
         let active = ActiveModel { id, model: parsed };
         self.models.write().insert(tenant.to_string(), active.clone());
@@ -196,7 +185,8 @@ impl Rebac {
             .bind(tenant)
             .fetch_optional(self.db.pool())
             .await?;
-        let rows: Vec<(String, String, String, Option<String>, Option<String>)> = airlock_store::sqlx::query_as(
+        type Row = (String, String, String, Option<String>, Option<String>);
+        let rows: Vec<Row> = airlock_store::sqlx::query_as(
             "SELECT object, relation, subject, condition_name, condition_context FROM tuples WHERE tenant = $1",
         )
         .bind(tenant)

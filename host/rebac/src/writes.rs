@@ -156,30 +156,9 @@ impl Rebac {
         let now = now_millis();
         let rev = bump_revision(tx, tenant).await?;
         if let Some(dsl) = model {
-            let id = crate::ulid::new();
-            sqlx::query("INSERT INTO authorization_models (tenant, id, dsl, created_at) VALUES ($1, $2, $3, $4)")
-                .bind(tenant)
-                .bind(&id)
-                .bind(dsl)
-                .bind(now)
-                .execute(&mut **tx)
-                .await?;
-            log_change(tx, tenant, rev, &Tuple::new("", "", id.as_str()), None, "model", now).await?;
+            insert_model(tx, tenant, rev, dsl, now).await?;
         }
-        for t in deletes {
-            let n =
-                sqlx::query("DELETE FROM tuples WHERE tenant = $1 AND object = $2 AND relation = $3 AND subject = $4")
-                    .bind(tenant)
-                    .bind(&t.object)
-                    .bind(&t.relation)
-                    .bind(&t.subject)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-            if n > 0 {
-                log_change(tx, tenant, rev, t, None, "delete", now).await?;
-            }
-        }
+        delete_logged(tx, tenant, rev, deletes, now).await?;
         for t in writes {
             let n = sqlx::query(
                 "INSERT INTO tuples (tenant, object, relation, subject, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -280,22 +259,7 @@ impl Rebac {
         let now = now_millis();
         let mut tx = self.db.pool().begin().await?;
         let rev = bump_revision(&mut tx, tenant).await?;
-        let mut deleted = 0;
-        for t in deletes {
-            let n =
-                sqlx::query("DELETE FROM tuples WHERE tenant = $1 AND object = $2 AND relation = $3 AND subject = $4")
-                    .bind(tenant)
-                    .bind(&t.object)
-                    .bind(&t.relation)
-                    .bind(&t.subject)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-            if n > 0 {
-                log_change(&mut tx, tenant, rev, t, None, "delete", now).await?;
-            }
-            deleted += n;
-        }
+        let deleted = delete_logged(&mut tx, tenant, rev, deletes, now).await?;
         let mut took = Vec::with_capacity(writes.len());
         for (t, c) in writes {
             let context = c.as_ref().map(|c| serde_json::Value::Object(c.context.clone()).to_string());
@@ -391,6 +355,52 @@ impl Rebac {
             })
             .collect())
     }
+}
+
+/// Deletes `deletes` (those present), logging each under `rev`; returns how many went.
+async fn delete_logged(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    rev: i64,
+    deletes: &[Tuple],
+    now: i64,
+) -> Result<u64, sqlx::Error> {
+    let mut deleted = 0;
+    for t in deletes {
+        let n = sqlx::query("DELETE FROM tuples WHERE tenant = $1 AND object = $2 AND relation = $3 AND subject = $4")
+            .bind(tenant)
+            .bind(&t.object)
+            .bind(&t.relation)
+            .bind(&t.subject)
+            .execute(&mut **tx)
+            .await?
+            .rows_affected();
+        if n > 0 {
+            log_change(tx, tenant, rev, t, None, "delete", now).await?;
+        }
+        deleted += n;
+    }
+    Ok(deleted)
+}
+
+/// Stores `dsl` as the tenant's newest model, logged under `rev`; returns its id.
+pub(crate) async fn insert_model(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    rev: i64,
+    dsl: &str,
+    now: i64,
+) -> Result<String, sqlx::Error> {
+    let id = crate::ulid::new();
+    sqlx::query("INSERT INTO authorization_models (tenant, id, dsl, created_at) VALUES ($1, $2, $3, $4)")
+        .bind(tenant)
+        .bind(&id)
+        .bind(dsl)
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    log_change(tx, tenant, rev, &Tuple::new("", "", id.as_str()), None, "model", now).await?;
+    Ok(id)
 }
 
 /// Takes the tenant's next revision; the row lock orders concurrent writers (also across hosts).

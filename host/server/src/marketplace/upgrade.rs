@@ -315,11 +315,11 @@ impl Airlock {
             .unwrap_or_default();
         let model = merge::merged_model(current.as_deref(), new.model.as_deref(), &own).map_err(InstallError::Model)?;
         self.rebac
-            .stage_in(&mut tx, tenant, model.as_deref(), &writes, &deletes)
+            .stage_in(&mut tx, tenant, model.as_deref(), writes, deletes)
             .await
             .map_err(|e| InstallError::Provision(format!("tuples: {e}")))?;
-        let new_slots = slots_of(&new.connections, &agent);
-        for slot in slots_of(&old.connections, &agent) {
+        let new_slots = slots_of(&new.connections, agent);
+        for slot in slots_of(&old.connections, agent) {
             let kept = new_slots.iter().any(|s| s.name == slot.name && s.kind == slot.kind);
             if !kept {
                 self.vault
@@ -349,13 +349,13 @@ impl Airlock {
         for spec in policy_specs(&changed) {
             self.policies.put_in(&mut tx, tenant, &spec).await.map_err(|e| InstallError::Provision(e.to_string()))?;
         }
-        store_components(&mut tx, tenant, &agent, &package).await?;
+        store_components(&mut tx, tenant, agent, package).await?;
         let updated = sqlx::query(
             "UPDATE installations SET version = $3, publisher = $4, key_id = $5, digest = $6, manifest = $7, updated_at = $8 \
              WHERE tenant = $1 AND agent = $2 AND digest = $9",
         )
         .bind(tenant)
-        .bind(&agent)
+        .bind(agent)
         .bind(&manifest.version)
         .bind(package.publisher())
         .bind(package.key_id())
