@@ -487,6 +487,18 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
     assert_eq!(status, 200, "{body}");
     assert!(t.host.installed.get("acme-corp", "prober").is_none());
     assert!(t.host.installed.get("globex", "prober").is_some());
+
+    // An admin request names its tenant once: in the query, or in the body, never both ways.
+    let write = json!({ "writes": [{ "user": "agent:prober", "relation": "can_use", "object": "tool:prober.spin" }] });
+    let (status, body) = t.request(Method::POST, "/v1/tuples?tenant=globex", &t.admin, Some(write.clone())).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(t.host.rebac.check("globex", "agent:prober", "can_use", "tool:prober.spin").unwrap());
+    assert!(!t.host.rebac.check("default", "agent:prober", "can_use", "tool:prober.spin").unwrap());
+    let mut both = write;
+    both["tenant"] = json!("acme-corp");
+    let (status, body) = t.request(Method::POST, "/v1/tuples?tenant=globex", &t.admin, Some(both)).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("name it once"), "{body}");
 }
 
 #[tokio::test]

@@ -66,7 +66,7 @@ impl axum::extract::FromRequestParts<Arc<Airlock>> for AdminTenant {
 
 /// The tenant a request with a body names: the body's `tenant`, else `?tenant=`; both given
 /// and different is refused rather than one silently winning.
-fn body_or_query_tenant<'a>(body: Option<&'a str>, query: &'a str) -> Result<&'a str, ApiError> {
+pub(super) fn body_or_query_tenant<'a>(body: Option<&'a str>, query: &'a str) -> Result<&'a str, ApiError> {
     match body {
         Some(b) if b != query && query != DEFAULT_TENANT => {
             Err(ApiError::bad_request(format!("the body names tenant `{b}` and the query `{query}`: name it once")))
@@ -204,13 +204,12 @@ pub(super) async fn read_model(
 
 pub(super) async fn write_tuples(
     State(host): Host,
-    headers: HeaderMap,
+    AdminTenant(query_tenant): AdminTenant,
     body: Result<Json<TupleBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
     let Json(body) = body?;
     refuse_when_remote(&host)?;
-    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
     let convert = |ts: &[TupleJson]| ts.iter().map(|t| Tuple::new(&t.object, &t.relation, &t.user)).collect::<Vec<_>>();
     let (writes, deletes) = (convert(&body.writes), convert(&body.deletes));
     if writes.is_empty() && deletes.is_empty() {
@@ -269,12 +268,11 @@ fn agent_error(e: AgentError) -> ApiError {
 
 pub(super) async fn create_agent(
     State(host): Host,
-    headers: HeaderMap,
+    AdminTenant(query_tenant): AdminTenant,
     body: Result<Json<NewAgent>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    require_admin(&host, &headers)?;
     let Json(body) = body?;
-    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
     let token = host.agents.create(tenant, &body.name).await.map_err(agent_error)?;
     host.audit.record(admin_event(
         tenant,
@@ -429,12 +427,11 @@ pub(super) struct RotateSecret {
 pub(super) async fn rotate_connection_secret(
     State(host): Host,
     Path(name): Path<String>,
-    headers: HeaderMap,
+    AdminTenant(query_tenant): AdminTenant,
     body: Result<Json<RotateSecret>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
     let Json(body) = body?;
-    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
     let name = qualified(body.agent.as_deref(), &name);
     let conn = host.vault.get(tenant, &name).await.map_err(vault_error)?;
     host.vault.put(tenant, &conn, Zeroizing::new(body.secret)).await.map_err(vault_error)?;

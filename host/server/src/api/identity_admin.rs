@@ -18,6 +18,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
+use super::admin::AdminTenant;
 use super::admin::{admin_event, require_admin};
 use super::ApiError;
 use crate::config::DEFAULT_TENANT;
@@ -44,12 +45,11 @@ pub(super) struct PutIssuer {
 
 pub(super) async fn put_issuer(
     State(host): State<Arc<Airlock>>,
-    headers: HeaderMap,
+    AdminTenant(query_tenant): AdminTenant,
     body: Result<Json<PutIssuer>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
     let Json(body) = body?;
-    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = super::admin::body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
     let mut cfg = airlock_identity::ExternalIssuer::new(tenant, &body.issuer, &body.audience, &body.jwks_url);
     if let Some(claim) = body.subject_claim {
         cfg.subject_claim = claim;
@@ -110,12 +110,11 @@ pub(super) struct MapSubject {
 
 pub(super) async fn map_subject(
     State(host): State<Arc<Airlock>>,
-    headers: HeaderMap,
+    AdminTenant(query_tenant): AdminTenant,
     body: Result<Json<MapSubject>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
     let Json(body) = body?;
-    let tenant = body.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = super::admin::body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
     if !host.agents.exists(tenant, &body.agent).await.map_err(|e| ApiError::internal("agent store", e))? {
         return Err(ApiError::not_found(format!("no live agent `{}` in this tenant", body.agent)));
     }
