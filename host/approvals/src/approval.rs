@@ -449,10 +449,7 @@ impl Approvals {
     /// denied (their waiters wake with `denied`).
     pub async fn cancel_for_agent(&self, tenant: &str, agent: &str) -> Result<Cancellation, ApprovalError> {
         let done = self.ledger.cancel_for_agent(tenant, agent).await?;
-        let waiting: Vec<Arc<Notify>> = self.waiters.lock().values().cloned().collect();
-        for n in waiting {
-            n.notify_waiters();
-        }
+        self.wake_all();
         Ok(done)
     }
 

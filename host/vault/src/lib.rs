@@ -244,15 +244,12 @@ impl Vault {
         self.access_token_until(tenant, name).await
     }
 
-    /// Deletes every connection in `agent`'s private namespace (uninstall); returns how many.
+    /// Deletes every connection and slot in `agent`'s private namespace; returns how many
+    /// credentials went. (Uninstall uses [`Vault::delete_namespace_in`] inside its transaction.)
     pub async fn delete_namespace(&self, tenant: &str, agent: &str) -> Result<u64, VaultError> {
-        let prefix = Connection::in_namespace(agent, "");
-        let n = sqlx::query("DELETE FROM connections WHERE tenant = $1 AND substr(name, 1, length($2)) = $2")
-            .bind(tenant)
-            .bind(&prefix)
-            .execute(self.db.pool())
-            .await?
-            .rows_affected();
+        let mut tx = self.db.pool().begin().await?;
+        let n = self.delete_namespace_in(&mut tx, tenant, agent).await?;
+        tx.commit().await?;
         self.forget(tenant, None);
         Ok(n)
     }
