@@ -154,6 +154,26 @@ async fn catalog_install_provisions_identity_tuples_slots_and_policies() {
     assert!(keyed.contains(&("offboarding".into(), "issue-refund".into(), "cfo".into())), "{keyed:?}");
     assert!(keyed.contains(&("offboarding".into(), "delete-customer-data".into(), "dpo".into())), "{keyed:?}");
     assert!(keyed.contains(&("agent:offboarding".into(), "run".into(), "ops_manager".into())), "{keyed:?}");
+    // Filling a slot takes the secret; kind, hosts and base URL come from the package.
+    let fill = json!({ "agent": "offboarding", "secret": "dir-token" });
+    let (status, body) = t.request(Method::PUT, "/v1/connections/directory-api", &t.admin, Some(fill)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["connection"]["kind"], "bearer", "{body}");
+    assert_eq!(body["connection"]["allowed_hosts"], json!(["directory.example.com"]), "{body}");
+    assert_eq!(body["connection"]["base_url"], "https://directory.example.com", "{body}");
+    let (_, installed) = t.admin_get("/v1/marketplace/installed").await;
+    let filled: Vec<bool> = installed["installed"][0]["connection_slots"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["filled"].as_bool().unwrap())
+        .collect();
+    assert_eq!(filled, [false, true], "{installed}");
+    // A connection that is no slot still needs its hosts.
+    let (status, body) =
+        t.request(Method::PUT, "/v1/connections/adhoc", &t.admin, Some(json!({ "secret": "x" }))).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("allowed_hosts"), "{body}");
     // The entry policy is live: a step outside a run is refused before anything runs.
     let (status, body) = t.call(&secret, "offboarding.revoke-access", json!({ "customer_id": "c1" })).await;
     assert_eq!(status, 403, "{body}");
@@ -588,7 +608,7 @@ async fn the_cli_installs_with_progress_and_uninstalls() {
     let (ok, stdout, stderr) = tokio::task::block_in_place(|| run(&["install", "incident"]));
     assert!(ok, "{stderr}");
     assert!(stderr.contains("1/1 compiled  incident") && stderr.contains("verified incident 0.1.0"), "{stderr}");
-    assert!(stderr.contains("next: fill `incident/pagerduty`"), "{stderr}");
+    assert!(stderr.contains("next: fill `incident/pagerduty` (api_key, for api.pagerduty.com)"), "{stderr}");
     let report: Value = serde_json::from_str(&stdout).unwrap();
     assert!(report["client_secret"].as_str().unwrap().starts_with("alk_"), "{report}");
 

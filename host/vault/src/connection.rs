@@ -30,7 +30,8 @@ pub struct OAuthConfig {
 }
 
 impl ConnectionKind {
-    pub(crate) fn as_str(self) -> &'static str {
+    /// The kind as stored and as the API names it (`bearer`, `api_key`, ...).
+    pub fn as_str(self) -> &'static str {
         match self {
             ConnectionKind::ApiKey => "api_key",
             ConnectionKind::Bearer => "bearer",

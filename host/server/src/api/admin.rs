@@ -318,12 +318,16 @@ pub(super) async fn revoke_agent(
 #[derive(Deserialize)]
 pub(super) struct PutConnection {
     tenant: Option<String>,
-    kind: ConnectionKind,
+    /// Default: the slot's kind when filling a slot, else `bearer`.
+    #[serde(default)]
+    kind: Option<ConnectionKind>,
     #[serde(default)]
     placement: Option<Placement>,
     #[serde(default)]
     base_url: Option<String>,
-    allowed_hosts: Vec<String>,
+    /// Required, except when filling a slot: then the hosts its package declared.
+    #[serde(default)]
+    allowed_hosts: Option<Vec<String>>,
     #[serde(default)]
     requires_grant: bool,
     /// For the oauth2 kinds: `{"token_url", "client_id", "scope"}`.
@@ -379,21 +383,33 @@ pub(super) async fn put_connection(
     let tenant = body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
     let secret = Zeroizing::new(body.secret);
     let name = qualified(body.agent.as_deref(), &name);
+    // Filling a slot an installed package declared: what the admin leaves out comes from it.
+    let slot = host.vault.slot(tenant, &name).await.map_err(vault_error)?;
+    let required = |what: &str| {
+        ApiError::bad_request(format!("`{what}` is required (only a slot an installed package declared supplies it)"))
+    };
+    let allowed_hosts = match (body.allowed_hosts, &slot) {
+        (Some(hosts), _) => hosts,
+        (None, Some(slot)) => slot.allowed_hosts.clone(),
+        (None, None) => return Err(required("allowed_hosts")),
+    };
     let conn = Connection {
         name: name.clone(),
-        kind: body.kind,
+        kind: body.kind.or(slot.as_ref().map(|s| s.kind)).unwrap_or(ConnectionKind::Bearer),
         placement: body.placement,
-        base_url: body.base_url,
-        allowed_hosts: body.allowed_hosts,
+        base_url: body
+            .base_url
+            .or_else(|| slot.as_ref().and_then(|_| allowed_hosts.first().map(|h| format!("https://{h}")))),
         requires_grant: body.requires_grant,
-        oauth: body.oauth,
+        oauth: body.oauth.or_else(|| slot.as_ref().and_then(|s| s.oauth.clone())),
         allow_private_network: body.allow_private_network,
         expose_token: body.expose_token,
+        allowed_hosts,
     };
     // A slot's declared hosts are what the tenant consented to at install: going elsewhere is
     // the admin's explicit choice, and audited as such.
     let mut undeclared: Vec<String> = Vec::new();
-    if let Some(slot) = host.vault.slot(tenant, &name).await.map_err(vault_error)? {
+    if let Some(slot) = &slot {
         undeclared = conn.allowed_hosts.iter().filter(|h| !slot.allowed_hosts.contains(h)).cloned().collect();
         if !undeclared.is_empty() && !body.allow_undeclared_hosts {
             return Err(ApiError::bad_request(format!(

@@ -204,6 +204,9 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
                 (None, None) => Value::Null,
                 _ => return Err("an OAuth2 connection needs both `--token-url` and `--client-id`".into()),
             };
+            // Left out, the host takes them from the slot being filled (or says they are required).
+            let kind = kind.map(Value::String).unwrap_or(Value::Null);
+            let hosts = if hosts.is_empty() { Value::Null } else { json!(hosts) };
             let body = json!({ "tenant": remote.tenant, "kind": kind, "allowed_hosts": hosts, "base_url": base_url,
                                "requires_grant": requires_grant, "agent": agent, "oauth": oauth,
                                "expose_token": expose_token, "allow_private_network": allow_private_network,

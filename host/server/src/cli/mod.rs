@@ -310,9 +310,10 @@ pub enum ConnectionCmd {
         #[command(flatten)]
         remote: Remote,
         name: String,
-        /// `bearer`, `api_key`, `oauth2_refresh` or `oauth2_client_credentials`.
-        #[arg(long, default_value = "bearer")]
-        kind: String,
+        /// `bearer`, `api_key`, `oauth2_refresh` or `oauth2_client_credentials` (default: the
+        /// slot's kind when filling an installed package's slot, else `bearer`).
+        #[arg(long)]
+        kind: Option<String>,
         /// Put it in this agent's private namespace instead of the tenant's.
         #[arg(long)]
         agent: Option<String>,
@@ -331,8 +332,9 @@ pub enum ConnectionCmd {
         /// Let a host name resolve to loopback or private addresses.
         #[arg(long)]
         allow_private_network: bool,
-        /// A host (or host:port) the credential may be sent to; repeat for several.
-        #[arg(long = "host", required = true)]
+        /// A host (or host:port) the credential may be sent to; repeat for several (default:
+        /// the hosts an installed package's slot declared; required otherwise).
+        #[arg(long = "host")]
         hosts: Vec<String>,
         /// Base URL for relative request paths.
         #[arg(long)]

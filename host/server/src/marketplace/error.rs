@@ -58,3 +58,27 @@ impl InstallError {
         }
     }
 }
+
+/// An engine's failure during a marketplace operation: its database failing is
+/// [`InstallError::Store`] (a 503, "retry"), anything else is the package not fitting.
+macro_rules! from_engine {
+    ($($error:ty),*) => {$(
+        impl From<$error> for InstallError {
+            fn from(e: $error) -> InstallError {
+                type Engine = $error;
+                match e {
+                    Engine::Store(db) => InstallError::Store(db),
+                    other => InstallError::Provision(other.to_string()),
+                }
+            }
+        }
+    )*};
+}
+
+from_engine!(
+    airlock_rebac::RebacError,
+    airlock_vault::VaultError,
+    airlock_approvals::PolicyError,
+    airlock_approvals::ApprovalError,
+    super::trust::TrustError
+);

@@ -161,7 +161,7 @@ impl Airlock {
 
     /// Reads and verifies a package from `source`: the only way a package reaches install.
     pub(super) async fn verified_package(&self, source: &PackageSource) -> Result<VerifiedPackage, InstallError> {
-        let base = trust::current(&self.db).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        let base = trust::current(&self.db).await?;
         let caps = self.host_caps();
         let source = source.clone();
         // File reads, signature and import checks: off the async workers.
@@ -195,7 +195,7 @@ impl Airlock {
         .bind(tenant)
         .fetch_all(self.db.pool())
         .await?;
-        let slots = self.vault.slots(tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        let slots = self.vault.slots(tenant).await?;
         Ok(rows
             .into_iter()
             .map(|(agent, package, version, publisher, digest, installed_at, updated_at)| {
@@ -275,11 +275,7 @@ impl Airlock {
         merge::merged_model(current.as_deref(), provision.model.as_deref(), &[]).map_err(InstallError::Model)?;
         // Grants left naming the agent (an earlier agent of that name, revoked by hand) go: the
         // installed agent gets exactly what its package declares.
-        let stale = self
-            .rebac
-            .tuples_touching(tenant, &provision.agent, &[])
-            .await
-            .map_err(|e| InstallError::Provision(e.to_string()))?;
+        let stale = self.rebac.tuples_touching(tenant, &provision.agent, &[]).await?;
         let loaded = self.compile(&package, progress).await?;
         progress(Progress::Provisioning);
 
@@ -295,27 +291,17 @@ impl Airlock {
         let mut tx = self.db.pool().begin().await?;
         let (secret, hash) = self.agents.create_in(&mut tx, tenant, &agent).await.map_err(agent_error)?;
         fault(InstallStep::Identity)?;
-        let current =
-            self.rebac.lock_model_in(&mut tx, tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        let current = self.rebac.lock_model_in(&mut tx, tenant).await?;
         let model =
             merge::merged_model(current.as_deref(), provision.model.as_deref(), &[]).map_err(InstallError::Model)?;
-        self.rebac
-            .stage_in(&mut tx, tenant, model.as_deref(), &tuples, &stale)
-            .await
-            .map_err(|e| InstallError::Provision(format!("tuples: {e}")))?;
+        self.rebac.stage_in(&mut tx, tenant, model.as_deref(), &tuples, &stale).await?;
         fault(InstallStep::Tuples)?;
         for slot in slots_of(&provision.connections, &agent) {
-            self.vault
-                .declare_slot_in(&mut tx, tenant, &slot)
-                .await
-                .map_err(|e| InstallError::Provision(format!("connection slot `{}`: {e}", slot.name)))?;
+            self.vault.declare_slot_in(&mut tx, tenant, &slot).await?;
         }
         fault(InstallStep::Slots)?;
         for spec in policy_specs(&provision.policies) {
-            self.policies
-                .put_in(&mut tx, tenant, &spec)
-                .await
-                .map_err(|e| InstallError::Provision(format!("approval policy for `{}`: {e}", spec.tool)))?;
+            self.policies.put_in(&mut tx, tenant, &spec).await?;
         }
         fault(InstallStep::Policies)?;
         store_components(&mut tx, tenant, &agent, &package).await?;
@@ -380,8 +366,7 @@ impl Airlock {
                 continue;
             }
             let in_model = current.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["type", ty.as_str()]);
-            let in_use =
-                self.rebac.type_in_use(tenant, ty).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+            let in_use = self.rebac.type_in_use(tenant, ty).await?;
             if in_model || in_use {
                 return Err(InstallError::Model(format!(
                     "type `{ty}` already belongs to the tenant ({}): a package brings new types, or shares one another installed package brought",
@@ -507,11 +492,7 @@ impl Airlock {
         let mut prefixes: Vec<String> =
             installation.manifest.tools.iter().map(|t| format!("tool:{}.", t.component)).collect();
         prefixes.push(format!("connection:{agent}/"));
-        let touching = self
-            .rebac
-            .tuples_touching(tenant, &subject, &prefixes)
-            .await
-            .map_err(|e| InstallError::Provision(e.to_string()))?;
+        let touching = self.rebac.tuples_touching(tenant, &subject, &prefixes).await?;
 
         // Powerless on this host from here, before the database says so.
         self.agents.block(tenant, agent);
@@ -520,23 +501,12 @@ impl Airlock {
 
         let mut tx = self.db.pool().begin().await?;
         self.agents.revoke_in(&mut tx, tenant, agent).await.map_err(agent_error)?;
-        self.rebac
-            .stage_in(&mut tx, tenant, None, &[], &touching)
-            .await
-            .map_err(|e| InstallError::Provision(format!("tuples: {e}")))?;
+        self.rebac.stage_in(&mut tx, tenant, None, &[], &touching).await?;
         // Policies are keyed by component (and the entry policy by the agent subject).
         let mut keyed: Vec<String> = installation.manifest.tools.iter().map(|t| t.component.clone()).collect();
         keyed.push(subject.clone());
-        let policies_deleted = self
-            .policies
-            .delete_for_in(&mut tx, tenant, &keyed)
-            .await
-            .map_err(|e| InstallError::Provision(e.to_string()))?;
-        let credentials_destroyed = self
-            .vault
-            .delete_namespace_in(&mut tx, tenant, agent)
-            .await
-            .map_err(|e| InstallError::Provision(e.to_string()))?;
+        let policies_deleted = self.policies.delete_for_in(&mut tx, tenant, &keyed).await?;
+        let credentials_destroyed = self.vault.delete_namespace_in(&mut tx, tenant, agent).await?;
         for table in ["installed_components", "installations"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant = $1 AND agent = $2"))
                 .bind(tenant)
@@ -546,11 +516,7 @@ impl Airlock {
         }
         // Issued grants and pending requests end with the rest: a later agent of the same name
         // inherits none of them.
-        let cancelled = self
-            .approvals
-            .cancel_for_agent_in(&mut tx, tenant, &subject)
-            .await
-            .map_err(|e| InstallError::Provision(format!("cancelling the agent's approvals: {e}")))?;
+        let cancelled = self.approvals.cancel_for_agent_in(&mut tx, tenant, &subject).await?;
         tx.commit().await?;
         self.agents.unblock(tenant, agent);
         self.approvals.wake_all();
@@ -696,18 +662,12 @@ fn tenant_flag(tenant: &str) -> String {
 
 fn fill_command(s: &Slot, tenant: &str) -> String {
     let short = s.name.split_once('/').map(|(_, n)| n).unwrap_or(&s.name);
-    let kind = match s.kind {
-        ConnectionKind::ApiKey => "api_key",
-        ConnectionKind::Bearer => "bearer",
-        ConnectionKind::Oauth2Refresh => "oauth2_refresh",
-        ConnectionKind::Oauth2ClientCredentials => "oauth2_client_credentials",
-    };
-    let base = s.allowed_hosts.first().map(|h| format!(" --base-url https://{h}")).unwrap_or_default();
     format!(
-        "fill `{}`: `AIRLOCK_SECRET=... airlock connection put {short} --agent {} --kind {kind} --host {}{base}{}` ({})",
+        "fill `{}` ({}, for {}): `AIRLOCK_SECRET=... airlock connection put {short} --agent {}{}` ({})",
         s.name,
+        s.kind.as_str(),
+        s.allowed_hosts.join(", "),
         s.agent,
-        s.allowed_hosts.join(" --host "),
         tenant_flag(tenant),
         s.description
     )

@@ -305,8 +305,7 @@ impl Airlock {
     ) -> Result<(), InstallError> {
         let manifest = package.manifest();
         let mut tx = self.db.pool().begin().await?;
-        let current =
-            self.rebac.lock_model_in(&mut tx, tenant).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+        let current = self.rebac.lock_model_in(&mut tx, tenant).await?;
         let own: Vec<String> = old
             .model
             .as_deref()
@@ -314,25 +313,16 @@ impl Airlock {
             .map(|d| d.into_keys().collect())
             .unwrap_or_default();
         let model = merge::merged_model(current.as_deref(), new.model.as_deref(), &own).map_err(InstallError::Model)?;
-        self.rebac
-            .stage_in(&mut tx, tenant, model.as_deref(), writes, deletes)
-            .await
-            .map_err(|e| InstallError::Provision(format!("tuples: {e}")))?;
+        self.rebac.stage_in(&mut tx, tenant, model.as_deref(), writes, deletes).await?;
         let new_slots = slots_of(&new.connections, agent);
         for slot in slots_of(&old.connections, agent) {
             let kept = new_slots.iter().any(|s| s.name == slot.name && s.kind == slot.kind);
             if !kept {
-                self.vault
-                    .drop_slot_in(&mut tx, tenant, &slot.name)
-                    .await
-                    .map_err(|e| InstallError::Provision(e.to_string()))?;
+                self.vault.drop_slot_in(&mut tx, tenant, &slot.name).await?;
             }
         }
         for slot in &new_slots {
-            self.vault
-                .declare_slot_in(&mut tx, tenant, slot)
-                .await
-                .map_err(|e| InstallError::Provision(e.to_string()))?;
+            self.vault.declare_slot_in(&mut tx, tenant, slot).await?;
         }
         for gone in
             old.policies.iter().filter(|o| !new.policies.iter().any(|p| p.tool == o.tool && p.action == o.action))
@@ -347,7 +337,7 @@ impl Airlock {
         // Only what the package changed: a policy an admin tightened since install stays as set.
         let changed: Vec<_> = new.policies.iter().filter(|p| !old.policies.contains(p)).cloned().collect();
         for spec in policy_specs(&changed) {
-            self.policies.put_in(&mut tx, tenant, &spec).await.map_err(|e| InstallError::Provision(e.to_string()))?;
+            self.policies.put_in(&mut tx, tenant, &spec).await?;
         }
         store_components(&mut tx, tenant, agent, package).await?;
         let updated = sqlx::query(
