@@ -201,23 +201,24 @@ impl Rebac {
         subject: &str,
         object_prefixes: &[String],
     ) -> Result<Vec<Tuple>, RebacError> {
-        let rows: Vec<(String, String, String)> = sqlx::query_as(
-            "SELECT object, relation, subject FROM tuples WHERE tenant = $1 ORDER BY object, relation, subject",
-        )
-        .bind(tenant)
-        .fetch_all(self.db.pool())
-        .await?;
-        let userset = format!("{subject}#");
-        Ok(rows
-            .into_iter()
-            .filter(|(object, _, s)| {
-                s == subject
-                    || s.starts_with(&userset)
-                    || object == subject
-                    || object_prefixes.iter().any(|p| object.starts_with(p.as_str()))
-            })
-            .map(|(object, relation, subject)| Tuple { object, relation, subject })
-            .collect())
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as(TUPLES_OF_TENANT).bind(tenant).fetch_all(self.db.pool()).await?;
+        Ok(touching(rows, subject, object_prefixes))
+    }
+
+    /// [`Rebac::tuples_touching`] read inside the caller's transaction (after
+    /// [`Rebac::lock_model_in`] took the tenant's revision lock, nothing can be granted to the
+    /// agent between this read and the commit).
+    pub async fn tuples_touching_in(
+        &self,
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: &str,
+        subject: &str,
+        object_prefixes: &[String],
+    ) -> Result<Vec<Tuple>, RebacError> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as(TUPLES_OF_TENANT).bind(tenant).fetch_all(&mut **tx).await?;
+        Ok(touching(rows, subject, object_prefixes))
     }
 
     /// Inside the caller's transaction, takes the tenant's revision lock (held until the
@@ -355,6 +356,23 @@ impl Rebac {
             })
             .collect())
     }
+}
+
+const TUPLES_OF_TENANT: &str =
+    "SELECT object, relation, subject FROM tuples WHERE tenant = $1 ORDER BY object, relation, subject";
+
+/// The rows naming `subject` (as subject, in a userset, or as object) or under one of `object_prefixes`.
+fn touching(rows: Vec<(String, String, String)>, subject: &str, object_prefixes: &[String]) -> Vec<Tuple> {
+    let userset = format!("{subject}#");
+    rows.into_iter()
+        .filter(|(object, _, s)| {
+            s == subject
+                || s.starts_with(&userset)
+                || object == subject
+                || object_prefixes.iter().any(|p| object.starts_with(p.as_str()))
+        })
+        .map(|(object, relation, subject)| Tuple { object, relation, subject })
+        .collect()
 }
 
 /// Deletes `deletes` (those present), logging each under `rev`; returns how many went.

@@ -501,6 +501,11 @@ impl Airlock {
 
         let mut tx = self.db.pool().begin().await?;
         self.agents.revoke_in(&mut tx, tenant, agent).await.map_err(agent_error)?;
+        // Read again under the tenant's revision lock: a grant written since the first read
+        // goes too.
+        self.rebac.lock_model_in(&mut tx, tenant).await?;
+        let touching = self.rebac.tuples_touching_in(&mut tx, tenant, &subject, &prefixes).await?;
+        self.rebac.hide(tenant, &touching);
         self.rebac.stage_in(&mut tx, tenant, None, &[], &touching).await?;
         // Policies are keyed by component (and the entry policy by the agent subject).
         let mut keyed: Vec<String> = installation.manifest.tools.iter().map(|t| t.component.clone()).collect();
