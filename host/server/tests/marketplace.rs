@@ -188,6 +188,16 @@ async fn catalog_install_provisions_identity_tuples_slots_and_policies() {
     let (status, _) = t.request(Method::GET, "/v1/tools", &secret, None).await;
     assert_eq!(status, 200, "the first secret still works");
 
+    // An admin's revoke (the kill switch) is not undone by installing again.
+    let (status, _) = t.request(Method::DELETE, "/v1/agents/offboarding", &t.admin, None).await;
+    assert_eq!(status, 200);
+    let (status, body) = install_catalog(&t, "offboarding", "default").await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("agent_revoked")), "{body}");
+    let (status, _) = t.request(Method::DELETE, "/v1/marketplace/installed/offboarding", &t.admin, None).await;
+    assert_eq!(status, 200, "an installation whose agent was revoked uninstalls cleanly");
+    let (status, body) = install_catalog(&t, "offboarding", "default").await;
+    assert_eq!(status, 200, "{body}");
+
     // An unknown catalog name says where to look.
     let (status, body) = install_catalog(&t, "no-such-agent", "default").await;
     assert_eq!(status, 404, "{body}");

@@ -73,6 +73,7 @@ pub(crate) fn install_error(e: InstallError) -> ApiError {
         InstallError::NotInCatalog(_) | InstallError::NotInstalled(_) => StatusCode::NOT_FOUND,
         InstallError::UpgradeNeeded { .. }
         | InstallError::AgentExists(_)
+        | InstallError::Revoked(_)
         | InstallError::ComponentTaken { .. }
         | InstallError::Model(_)
         | InstallError::ConsentRequired(_) => StatusCode::CONFLICT,

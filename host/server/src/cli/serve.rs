@@ -41,6 +41,8 @@ pub(super) async fn run(
         let tools: Vec<&str> = c.tools.iter().map(|t| t.name.as_str()).collect();
         eprintln!("airlock: component `{}` with tools {}", c.name, tools.join(", "));
     }
+    let catalog: Vec<&str> = crate::marketplace::catalog::CATALOG.iter().map(|e| e.name).collect();
+    eprintln!("airlock: marketplace catalog: {} (`airlock install NAME`)", catalog.join(", "));
     let app = crate::api::router(host.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -15,6 +15,8 @@ pub enum InstallError {
     NotInCatalog(String),
     #[error("agent `{agent}` is already installed at version {version}: to move to this package, run `airlock upgrade` (it shows what changes first)")]
     UpgradeNeeded { agent: String, version: String },
+    #[error("agent `{0}` is installed but an admin revoked it since: uninstall it (`airlock uninstall {0}`), then install again")]
+    Revoked(String),
     #[error("agent `{0}` is not installed in this tenant (from the marketplace): nothing to do")]
     NotInstalled(String),
     #[error("an agent `{0}` already exists in this tenant and was not installed from the marketplace: revoke it first (`airlock agent revoke {0}`) or install into another tenant")]
@@ -46,6 +48,7 @@ impl InstallError {
             InstallError::NotInCatalog(_) => "not_in_catalog",
             InstallError::UpgradeNeeded { .. } => "upgrade_needed",
             InstallError::NotInstalled(_) => "not_installed",
+            InstallError::Revoked(_) => "agent_revoked",
             InstallError::AgentExists(_) => "agent_exists",
             InstallError::ComponentTaken { .. } => "component_taken",
             InstallError::Model(_) => "model_conflict",

@@ -255,6 +255,11 @@ impl Airlock {
         let agent = manifest.name.clone();
         if let Some(existing) = self.installation(tenant, &agent).await? {
             if existing.digest == package.digest() {
+                // Harmless only if it is still what was installed: a revoked agent is not
+                // brought back by installing again.
+                if !self.agents.exists(tenant, &agent).await.map_err(agent_error)? {
+                    return Err(InstallError::Revoked(agent));
+                }
                 return Ok(self.report(tenant, &package, None, true));
             }
             return Err(InstallError::UpgradeNeeded { agent, version: existing.version });
