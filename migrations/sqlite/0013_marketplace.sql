@@ -50,3 +50,12 @@ CREATE TABLE trusted_publishers (
     added_at   BIGINT  NOT NULL,
     PRIMARY KEY (publisher, key_id)
 );
+
+-- Model types a package brought into a tenant. Another package (or the same one installed
+-- again) may share them; a type the tenant defined or used itself may not be claimed. Kept
+-- after uninstall, like the type in the model.
+CREATE TABLE package_types (
+    tenant    TEXT    NOT NULL,
+    type_name TEXT    NOT NULL,
+    PRIMARY KEY (tenant, type_name)
+);

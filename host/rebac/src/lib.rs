@@ -178,29 +178,30 @@ impl Rebac {
         self.refresh(tenant).await
     }
 
-    /// Rebuilds the in-memory mirror of `tenant` from the database (after tuples were hidden
-    /// for a transaction that then failed): every change ever logged is re-read.
-    pub async fn reload(&self, tenant: &str) -> Result<(), RebacError> {
-        let rev: Option<(i64,)> = airlock_store::sqlx::query_as("SELECT rev FROM tuple_revisions WHERE tenant = $1")
+    /// Puts back into the in-memory mirror those of `tuples` (hidden with [`Rebac::hide`] for a
+    /// transaction that then failed) that the database still holds, as a failed
+    /// [`Rebac::write_tuples`] does; then catches up with anything else committed meanwhile.
+    pub async fn unhide(&self, tenant: &str, tuples: &[Tuple]) -> Result<(), RebacError> {
+        for t in tuples {
+            let row: Option<(Option<String>, Option<String>)> = airlock_store::sqlx::query_as(
+                "SELECT condition_name, condition_context FROM tuples WHERE tenant = $1 AND object = $2 AND relation = $3 AND subject = $4",
+            )
             .bind(tenant)
+            .bind(&t.object)
+            .bind(&t.relation)
+            .bind(&t.subject)
             .fetch_optional(self.db.pool())
             .await?;
-        type Row = (String, String, String, Option<String>, Option<String>);
-        let rows: Vec<Row> = airlock_store::sqlx::query_as(
-            "SELECT object, relation, subject, condition_name, condition_context FROM tuples WHERE tenant = $1",
-        )
-        .bind(tenant)
-        .fetch_all(self.db.pool())
-        .await?;
-        let mut index = TenantIndex::default();
-        for (object, relation, subject, cname, cctx) in rows {
-            index.insert(&object, &relation, &subject, writes::condition_from_columns(cname, cctx));
+            if let Some((cname, cctx)) = row {
+                self.tenants.write().entry(tenant.to_string()).or_default().insert(
+                    &t.object,
+                    &t.relation,
+                    &t.subject,
+                    writes::condition_from_columns(cname, cctx),
+                );
+            }
         }
-        self.tenants.write().insert(tenant.to_string(), index);
-        if let Some((rev,)) = rev {
-            self.applied.lock().insert(tenant.to_string(), rev);
-        }
-        Ok(())
+        self.refresh(tenant).await
     }
 
     /// Brings the in-memory mirror of `tenant` up to the database's revision whatever the

@@ -132,6 +132,21 @@ impl Agents {
         self.blocked.write().remove(&(tenant.to_string(), name.to_string()));
     }
 
+    /// After a revoking transaction failed: answers the agent's token on this host again if
+    /// the database says it is live.
+    pub async fn restore(&self, tenant: &str, name: &str) -> Result<(), AgentError> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT token_hash FROM agents WHERE tenant = $1 AND name = $2 AND revoked_at IS NULL")
+                .bind(tenant)
+                .bind(name)
+                .fetch_optional(self.db.pool())
+                .await?;
+        if let Some((hash,)) = row {
+            self.remember(tenant, name, hash);
+        }
+        Ok(())
+    }
+
     /// Revokes the agent inside the caller's transaction (blocking it on this host at once);
     /// `false` if it was not live. Call [`Agents::unblock`] after the commit.
     pub async fn revoke_in(
@@ -153,9 +168,20 @@ impl Agents {
 
     /// Revokes an agent: its token is refused from this moment.
     pub async fn revoke(&self, tenant: &str, name: &str) -> Result<(), AgentError> {
-        let mut tx = self.db.pool().begin().await?;
-        let revoked = self.revoke_in(&mut tx, tenant, name).await?;
-        tx.commit().await?;
+        let attempt = async {
+            let mut tx = self.db.pool().begin().await?;
+            let revoked = self.revoke_in(&mut tx, tenant, name).await?;
+            tx.commit().await?;
+            Ok::<bool, AgentError>(revoked)
+        };
+        let revoked = match attempt.await {
+            Ok(revoked) => revoked,
+            Err(e) => {
+                self.unblock(tenant, name);
+                self.restore(tenant, name).await?;
+                return Err(e);
+            }
+        };
         self.unblock(tenant, name);
         if !revoked {
             return Err(AgentError::NotFound(name.to_string()));

@@ -63,12 +63,14 @@ impl Airlock {
     /// answers. A check that fails counts as "no": the list fails closed.
     pub async fn visible_tools(&self, agent: &Agent) -> Vec<VisibleTool> {
         let mut tools = Vec::new();
-        if let Err(e) = self.sync_installed(&agent.tenant).await {
-            // Fails closed for installed tools only: the host's own still list.
-            tracing::error!("installed components of `{}` not synced: {e}", agent.tenant);
-            return tools;
-        }
-        let mut components = self.installed.of_tenant(&agent.tenant);
+        let mut components = match self.sync_installed(&agent.tenant).await {
+            Ok(()) => self.installed.of_tenant(&agent.tenant),
+            Err(e) => {
+                // Fails closed for installed tools only: the host's own still list.
+                tracing::error!("installed components of `{}` not synced: {e}", agent.tenant);
+                Vec::new()
+            }
+        };
         let host_wide: Vec<_> =
             self.runtime.components().into_iter().filter(|c| !components.iter().any(|i| i.name == c.name)).collect();
         components.extend(host_wide);

@@ -64,15 +64,32 @@ impl axum::extract::FromRequestParts<Arc<Airlock>> for AdminTenant {
     }
 }
 
-/// The tenant a request with a body names: the body's `tenant`, else `?tenant=`; both given
-/// and different is refused rather than one silently winning.
-pub(super) fn body_or_query_tenant<'a>(body: Option<&'a str>, query: &'a str) -> Result<&'a str, ApiError> {
-    match body {
-        Some(b) if b != query && query != DEFAULT_TENANT => {
-            Err(ApiError::bad_request(format!("the body names tenant `{b}` and the query `{query}`: name it once")))
+/// The admin check and the raw `?tenant=` (`None` when absent), for handlers whose body may
+/// name the tenant too ([`body_or_query_tenant`]).
+pub(super) struct AdminQueryTenant(pub Option<String>);
+
+impl axum::extract::FromRequestParts<Arc<Airlock>> for AdminQueryTenant {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        host: &Arc<Airlock>,
+    ) -> Result<AdminQueryTenant, ApiError> {
+        require_admin(host, &parts.headers)?;
+        let Query(q) = Query::<TenantQuery>::from_request_parts(parts, host).await?;
+        Ok(AdminQueryTenant(q.tenant))
+    }
+}
+
+/// The tenant a request with a body names: the body's `tenant` or `?tenant=`, else the
+/// default; both given and different is refused rather than one silently winning.
+pub(super) fn body_or_query_tenant<'a>(body: Option<&'a str>, query: Option<&'a str>) -> Result<&'a str, ApiError> {
+    match (body, query) {
+        (Some(b), Some(q)) if b != q => {
+            Err(ApiError::bad_request(format!("the body names tenant `{b}` and the query `{q}`: name it once")))
         }
-        Some(b) => Ok(b),
-        None => Ok(query),
+        (Some(t), _) | (None, Some(t)) => Ok(t),
+        (None, None) => Ok(DEFAULT_TENANT),
     }
 }
 
@@ -204,12 +221,12 @@ pub(super) async fn read_model(
 
 pub(super) async fn write_tuples(
     State(host): Host,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<TupleBody>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
     refuse_when_remote(&host)?;
-    let tenant = body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
+    let tenant = body_or_query_tenant(body.tenant.as_deref(), query_tenant.as_deref())?;
     let convert = |ts: &[TupleJson]| ts.iter().map(|t| Tuple::new(&t.object, &t.relation, &t.user)).collect::<Vec<_>>();
     let (writes, deletes) = (convert(&body.writes), convert(&body.deletes));
     if writes.is_empty() && deletes.is_empty() {
@@ -268,11 +285,11 @@ fn agent_error(e: AgentError) -> ApiError {
 
 pub(super) async fn create_agent(
     State(host): Host,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<NewAgent>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(body) = body?;
-    let tenant = body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
+    let tenant = body_or_query_tenant(body.tenant.as_deref(), query_tenant.as_deref())?;
     let token = host.agents.create(tenant, &body.name).await.map_err(agent_error)?;
     host.audit.record(admin_event(
         tenant,
@@ -376,11 +393,11 @@ fn vault_error(e: VaultError) -> ApiError {
 pub(super) async fn put_connection(
     State(host): Host,
     Path(name): Path<String>,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<PutConnection>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
-    let tenant = body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
+    let tenant = body_or_query_tenant(body.tenant.as_deref(), query_tenant.as_deref())?;
     let secret = Zeroizing::new(body.secret);
     let name = qualified(body.agent.as_deref(), &name);
     // Filling a slot an installed package declared: what the admin leaves out comes from it.
@@ -411,6 +428,13 @@ pub(super) async fn put_connection(
     let mut undeclared: Vec<String> = Vec::new();
     if let Some(slot) = &slot {
         undeclared = conn.allowed_hosts.iter().filter(|h| !slot.allowed_hosts.contains(h)).cloned().collect();
+        // The OAuth client's secret and refresh token go to the token endpoint: another one
+        // than the package declared is a host it did not declare either.
+        if let Some(asked) = &conn.oauth {
+            if slot.oauth.as_ref().map(|o| &o.token_url) != Some(&asked.token_url) {
+                undeclared.push(asked.token_url.clone());
+            }
+        }
         if !undeclared.is_empty() && !body.allow_undeclared_hosts {
             return Err(ApiError::bad_request(format!(
                 "`{name}` is a slot whose package declared the hosts {}; {} not among them: send `\"allow_undeclared_hosts\": true` (CLI `--allow-undeclared-host`) to send the credential there anyway",
@@ -443,11 +467,11 @@ pub(super) struct RotateSecret {
 pub(super) async fn rotate_connection_secret(
     State(host): Host,
     Path(name): Path<String>,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<RotateSecret>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
-    let tenant = body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
+    let tenant = body_or_query_tenant(body.tenant.as_deref(), query_tenant.as_deref())?;
     let name = qualified(body.agent.as_deref(), &name);
     let conn = host.vault.get(tenant, &name).await.map_err(vault_error)?;
     host.vault.put(tenant, &conn, Zeroizing::new(body.secret)).await.map_err(vault_error)?;
@@ -599,12 +623,11 @@ pub(super) struct Decision {
 pub(super) async fn decide_approval(
     State(host): Host,
     Path(id): Path<String>,
-    headers: HeaderMap,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<Decision>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
     let Json(d) = body?;
-    let tenant = d.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
+    let tenant = body_or_query_tenant(d.tenant.as_deref(), query_tenant.as_deref())?;
     Tuple::validate_subject(&d.approver).map_err(|_| {
         ApiError::bad_request(format!("approver `{}` must be a subject such as `user:carol`", d.approver))
     })?;

@@ -31,7 +31,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::admin::AdminTenant;
+use super::admin::{AdminQueryTenant, AdminTenant};
 use super::{bearer, ApiError};
 use crate::ciba::{ExternalOpConfig, ExternalOpError};
 use crate::config::DEFAULT_TENANT;
@@ -363,11 +363,11 @@ pub(super) struct PutApprover {
 pub(super) async fn put_approver(
     State(host): Host,
     Path(name): Path<String>,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<PutApprover>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(b) = body?;
-    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), &query_tenant)?;
+    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), query_tenant.as_deref())?;
     let approver = Approver { name, iss: b.iss, sub: b.sub, device_webhook: b.device_webhook };
     host.ciba.put_approver(tenant, &approver).await.map_err(ciba_admin_error)?;
     host.audit.record(admin_event(tenant, "ciba.approver.put", json!({ "approver": approver })));
@@ -409,11 +409,11 @@ pub(super) struct RegisterClient {
 /// `POST /v1/ciba/clients`: registers a client; its secret is in this answer only.
 pub(super) async fn register_client(
     State(host): Host,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<RegisterClient>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(b) = body?;
-    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), &query_tenant)?;
+    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), query_tenant.as_deref())?;
     let mode = match b.delivery_mode.as_deref() {
         None if b.notification_endpoint.is_some() => DeliveryMode::Ping,
         None => DeliveryMode::Poll,
@@ -473,11 +473,11 @@ fn external_op_error(e: ExternalOpError) -> ApiError {
 /// `PUT /v1/ciba/external-op`: the tenant's approvals go to this OP from now on.
 pub(super) async fn put_external_op(
     State(host): Host,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<PutExternalOp>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(b) = body?;
-    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), &query_tenant)?;
+    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), query_tenant.as_deref())?;
     let secret = Zeroizing::new(b.client_secret);
     let mode = match b.delivery_mode.as_deref() {
         None => DeliveryMode::Poll,

@@ -18,8 +18,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admin::AdminTenant;
 use super::admin::{admin_event, require_admin};
+use super::admin::AdminQueryTenant;
 use super::ApiError;
 use crate::config::DEFAULT_TENANT;
 use crate::Airlock;
@@ -45,11 +45,11 @@ pub(super) struct PutIssuer {
 
 pub(super) async fn put_issuer(
     State(host): State<Arc<Airlock>>,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<PutIssuer>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
-    let tenant = super::admin::body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
+    let tenant = super::admin::body_or_query_tenant(body.tenant.as_deref(), query_tenant.as_deref())?;
     let mut cfg = airlock_identity::ExternalIssuer::new(tenant, &body.issuer, &body.audience, &body.jwks_url);
     if let Some(claim) = body.subject_claim {
         cfg.subject_claim = claim;
@@ -110,11 +110,11 @@ pub(super) struct MapSubject {
 
 pub(super) async fn map_subject(
     State(host): State<Arc<Airlock>>,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<MapSubject>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(body) = body?;
-    let tenant = super::admin::body_or_query_tenant(body.tenant.as_deref(), &query_tenant)?;
+    let tenant = super::admin::body_or_query_tenant(body.tenant.as_deref(), query_tenant.as_deref())?;
     if !host.agents.exists(tenant, &body.agent).await.map_err(|e| ApiError::internal("agent store", e))? {
         return Err(ApiError::not_found(format!("no live agent `{}` in this tenant", body.agent)));
     }

@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::admin::require_admin;
-use super::admin::AdminTenant;
+use super::admin::AdminQueryTenant;
 use super::agent::{authenticate, report_answer};
 use super::ApiError;
 use crate::config::DEFAULT_TENANT;
@@ -266,11 +266,11 @@ pub(super) async fn list_policies(
 /// `POST /v1/policies` (admin): creates or replaces the policy of a tool (or an agent's entry).
 pub(super) async fn put_policy(
     State(host): Host,
-    AdminTenant(query_tenant): AdminTenant,
+    AdminQueryTenant(query_tenant): AdminQueryTenant,
     body: Result<Json<NewPolicy>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(b) = body?;
-    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), &query_tenant)?;
+    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), query_tenant.as_deref())?;
     let (tool, action) = policy_key(&b.tool);
     let entry = action == ENTRY_ACTION && tool.starts_with("agent:");
     let ttl = Duration::from_secs(b.ttl_seconds.unwrap_or(15 * 60));

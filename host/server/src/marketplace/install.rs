@@ -278,9 +278,6 @@ impl Airlock {
         let current = self.rebac.model(tenant).map(|m| m.model.to_string());
         // An early answer; the merge that counts is redone under the tenant's revision lock.
         merge::merged_model(current.as_deref(), provision.model.as_deref(), &[]).map_err(InstallError::Model)?;
-        // Grants left naming the agent (an earlier agent of that name, revoked by hand) go: the
-        // installed agent gets exactly what its package declares.
-        let stale = self.rebac.tuples_touching(tenant, &provision.agent, &[]).await?;
         let loaded = self.compile(&package, progress).await?;
         progress(Progress::Provisioning);
 
@@ -299,7 +296,11 @@ impl Airlock {
         let current = self.rebac.lock_model_in(&mut tx, tenant).await?;
         let model =
             merge::merged_model(current.as_deref(), provision.model.as_deref(), &[]).map_err(InstallError::Model)?;
+        // Grants left naming the agent (an earlier agent of that name, revoked by hand) go, read
+        // under the revision lock: the installed agent gets exactly what its package declares.
+        let stale = self.rebac.tuples_touching_in(&mut tx, tenant, &provision.agent, &[]).await?;
         self.rebac.stage_in(&mut tx, tenant, model.as_deref(), &tuples, &stale).await?;
+        record_package_types(&mut tx, tenant, manifest).await?;
         fault(InstallStep::Tuples)?;
         for slot in slots_of(&provision.connections, &agent) {
             self.vault.declare_slot_in(&mut tx, tenant, &slot).await?;
@@ -330,8 +331,9 @@ impl Airlock {
         fault(InstallStep::Record)?;
         tx.commit().await?;
 
-        self.agents.remember(tenant, &agent, hash);
+        // Memory catches up (stale grants gone) before the new token answers.
         self.after_commit(tenant).await;
+        self.agents.remember(tenant, &agent, hash);
         for component in loaded {
             self.installed.put(tenant, &agent, component);
         }
@@ -350,22 +352,21 @@ impl Airlock {
     }
 
     /// Refuses a package whose model fragment claims a type the tenant already uses (in its
-    /// model or its tuples) unless an installed package brought it (an upgrade's own earlier
-    /// version counts): a package may not write tuples on the tenant's own objects.
+    /// model or its tuples) unless a package brought it (`package_types`, kept after uninstall,
+    /// so a reinstall or an upgrade passes): a package may not write tuples on the tenant's own
+    /// objects.
     pub(super) async fn check_types_owned(&self, tenant: &str, manifest: &Manifest) -> Result<(), InstallError> {
         let Some(fragment) = manifest.model.as_deref() else { return Ok(()) };
         let wanted = airlock_marketplace::model::parse_fragment(fragment).map_err(InstallError::Model)?;
         let current = self.rebac.model(tenant).map(|m| m.model.to_string()).unwrap_or_default();
-        let rows: Vec<(String, String)> = sqlx::query_as("SELECT agent, manifest FROM installations WHERE tenant = $1")
-            .bind(tenant)
-            .fetch_all(self.db.pool())
-            .await?;
-        let brought: Vec<String> = rows
-            .iter()
-            .filter_map(|(_, m)| Manifest::parse(m.as_bytes()).ok()?.model)
-            .filter_map(|f| airlock_marketplace::model::parse_fragment(&f).ok())
-            .flat_map(|d| d.into_keys())
-            .collect();
+        let brought: Vec<String> =
+            sqlx::query_as::<_, (String,)>("SELECT type_name FROM package_types WHERE tenant = $1")
+                .bind(tenant)
+                .fetch_all(self.db.pool())
+                .await?
+                .into_iter()
+                .map(|(t,)| t)
+                .collect();
         for ty in wanted.keys() {
             if brought.contains(ty) {
                 continue;
@@ -504,31 +505,27 @@ impl Airlock {
         self.installed.remove_agent(tenant, agent);
         self.rebac.hide(tenant, &touching);
 
-        let mut tx = self.db.pool().begin().await?;
-        self.agents.revoke_in(&mut tx, tenant, agent).await.map_err(agent_error)?;
-        // Read again under the tenant's revision lock: a grant written since the first read
-        // goes too.
-        self.rebac.lock_model_in(&mut tx, tenant).await?;
-        let touching = self.rebac.tuples_touching_in(&mut tx, tenant, &subject, &prefixes).await?;
-        self.rebac.hide(tenant, &touching);
-        self.rebac.stage_in(&mut tx, tenant, None, &[], &touching).await?;
-        // Policies are keyed by component (and the entry policy by the agent subject).
-        let mut keyed: Vec<String> = installation.manifest.tools.iter().map(|t| t.component.clone()).collect();
-        keyed.push(subject.clone());
-        let policies_deleted = self.policies.delete_for_in(&mut tx, tenant, &keyed).await?;
-        let credentials_destroyed = self.vault.delete_namespace_in(&mut tx, tenant, agent).await?;
-        for table in ["installed_components", "installations"] {
-            sqlx::query(&format!("DELETE FROM {table} WHERE tenant = $1 AND agent = $2"))
-                .bind(tenant)
-                .bind(agent)
-                .execute(&mut *tx)
-                .await?;
-        }
-        // Issued grants and pending requests end with the rest: a later agent of the same name
-        // inherits none of them.
-        let cancelled = self.approvals.cancel_for_agent_in(&mut tx, tenant, &subject).await?;
-        tx.commit().await?;
+        let done = self.uninstall_tx(tenant, agent, &installation, &prefixes).await;
+        let (touching, policies_deleted, credentials_destroyed, cancelled) = match done {
+            Ok(done) => done,
+            Err(e) => {
+                // Nothing was deleted: give the agent back what this host took from it.
+                self.agents.unblock(tenant, agent);
+                if let Err(restore) = self.agents.restore(tenant, agent).await {
+                    tracing::error!("agent `{agent}` of `{tenant}` not restored after a failed uninstall: {restore}");
+                }
+                if let Err(restore) = self.rebac.unhide(tenant, &touching).await {
+                    tracing::error!("tuples of `{tenant}` not restored after a failed uninstall: {restore}");
+                }
+                if let Err(restore) = self.installed.sync_tenant(&self.db, &self.runtime, tenant).await {
+                    tracing::error!("components of `{tenant}` not restored after a failed uninstall: {restore}");
+                }
+                return Err(e);
+            }
+        };
         self.agents.unblock(tenant, agent);
+        // A sync that ran meanwhile may have put the components back.
+        self.installed.remove_agent(tenant, agent);
         self.approvals.wake_all();
         self.after_commit(tenant).await;
         let report = UninstallReport {
@@ -549,6 +546,43 @@ impl Airlock {
             detail: serde_json::to_value(&report).unwrap_or_default(),
         });
         Ok(report)
+    }
+
+    /// Uninstall's transaction: returns the tuples deleted, policies deleted, credentials
+    /// destroyed and the approvals cancelled.
+    async fn uninstall_tx(
+        &self,
+        tenant: &str,
+        agent: &str,
+        installation: &Installation,
+        prefixes: &[String],
+    ) -> Result<(Vec<Tuple>, u64, u64, airlock_approvals::Cancellation), InstallError> {
+        let subject = format!("agent:{agent}");
+        let mut tx = self.db.pool().begin().await?;
+        self.agents.revoke_in(&mut tx, tenant, agent).await.map_err(agent_error)?;
+        // Read again under the tenant's revision lock: a grant written since the first read
+        // goes too.
+        self.rebac.lock_model_in(&mut tx, tenant).await?;
+        let touching = self.rebac.tuples_touching_in(&mut tx, tenant, &subject, prefixes).await?;
+        self.rebac.hide(tenant, &touching);
+        self.rebac.stage_in(&mut tx, tenant, None, &[], &touching).await?;
+        // Policies are keyed by component (and the entry policy by the agent subject).
+        let mut keyed: Vec<String> = installation.manifest.tools.iter().map(|t| t.component.clone()).collect();
+        keyed.push(subject.clone());
+        let policies_deleted = self.policies.delete_for_in(&mut tx, tenant, &keyed).await?;
+        let credentials_destroyed = self.vault.delete_namespace_in(&mut tx, tenant, agent).await?;
+        for table in ["installed_components", "installations"] {
+            sqlx::query(&format!("DELETE FROM {table} WHERE tenant = $1 AND agent = $2"))
+                .bind(tenant)
+                .bind(agent)
+                .execute(&mut *tx)
+                .await?;
+        }
+        // Issued grants and pending requests end with the rest: a later agent of the same name
+        // inherits none of them.
+        let cancelled = self.approvals.cancel_for_agent_in(&mut tx, tenant, &subject).await?;
+        tx.commit().await?;
+        Ok((touching, policies_deleted, credentials_destroyed, cancelled))
     }
 }
 
@@ -622,6 +656,26 @@ pub(super) fn policy_specs(policies: &[airlock_marketplace::PolicyGrant]) -> Vec
             entry: p.entry,
         })
         .collect()
+}
+
+/// Records the types the package's model fragment defines as brought by a package.
+pub(super) async fn record_package_types(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    tenant: &str,
+    manifest: &Manifest,
+) -> Result<(), InstallError> {
+    let Some(fragment) = manifest.model.as_deref() else { return Ok(()) };
+    let types = airlock_marketplace::model::parse_fragment(fragment).map_err(InstallError::Model)?;
+    for ty in types.keys() {
+        sqlx::query(
+            "INSERT INTO package_types (tenant, type_name) VALUES ($1, $2) ON CONFLICT (tenant, type_name) DO NOTHING",
+        )
+        .bind(tenant)
+        .bind(ty)
+        .execute(&mut **tx)
+        .await?;
+    }
+    Ok(())
 }
 
 /// Writes the package's components for `agent` (replacing the agent's previous ones).

@@ -13,12 +13,18 @@ use parking_lot::RwLock;
 #[derive(Default)]
 pub struct Installed {
     by_tenant: RwLock<HashMap<String, HashMap<String, Entry>>>,
+    /// `(tenant, component, sha256)` that failed to load: not retried on every call.
+    failed: parking_lot::Mutex<std::collections::HashSet<(String, String, String)>>,
 }
 
 #[derive(Clone)]
 struct Entry {
     agent: String,
     component: Arc<LoadedComponent>,
+}
+
+fn same_limits(a: &Limits, b: &Limits) -> bool {
+    a.deadline == b.deadline && a.fuel == b.fuel && a.memory_bytes == b.memory_bytes
 }
 
 /// The runtime limits a package's `limits` ask for: the host's, with the package's tighter
@@ -40,22 +46,16 @@ pub(crate) fn package_limits(host: &Limits, asked: &airlock_marketplace::Limits)
 impl Installed {
     /// Loads (from the compiled-code cache, usually) every installed component.
     pub(crate) async fn load(db: &Db, runtime: &Runtime) -> Result<Installed, (String, String)> {
-        let rows: Vec<(String, String, String, Vec<u8>, String)> =
-            sqlx::query_as("SELECT tenant, component, agent, wasm, limits FROM installed_components")
-                .fetch_all(db.pool())
-                .await
-                .map_err(|e| ("installed components".to_string(), e.to_string()))?;
+        let tenants: Vec<(String,)> = sqlx::query_as("SELECT DISTINCT tenant FROM installed_components")
+            .fetch_all(db.pool())
+            .await
+            .map_err(|e| ("installed components".to_string(), e.to_string()))?;
         let installed = Installed::default();
-        for (tenant, component, agent, wasm, limits) in rows {
-            let asked: airlock_marketplace::Limits = serde_json::from_str(&limits).unwrap_or_default();
-            let limits = package_limits(runtime.limits(), &asked);
-            // One tenant's component that no longer loads (e.g. after a host upgrade narrowed the
-            // allowed imports) must not keep every tenant's host down: it is left out, and calls
-            // of it fail closed ("no component"), with the reason in the log.
-            match runtime.load(&component, &wasm, Some(&limits)).await {
-                Ok(loaded) => installed.put(&tenant, &agent, loaded),
-                Err(e) => tracing::error!("installed component `{component}` of tenant `{tenant}` not loaded: {e}"),
-            }
+        // One tenant's component that no longer loads (e.g. after a host upgrade narrowed the
+        // allowed imports) must not keep every tenant's host down: it is left out, and calls
+        // of it fail closed ("no component"), with the reason in the log.
+        for (tenant,) in tenants {
+            installed.sync_tenant(db, runtime, &tenant).await.map_err(|e| (tenant.clone(), e))?;
         }
         Ok(installed)
     }
@@ -65,24 +65,32 @@ impl Installed {
     /// uninstalled since. One indexed query; a component is loaded (from the code cache) only
     /// when its digest changed.
     pub(crate) async fn sync_tenant(&self, db: &Db, runtime: &Runtime, tenant: &str) -> Result<(), String> {
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as("SELECT component, agent, sha256 FROM installed_components WHERE tenant = $1")
+        let rows: Vec<(String, String, String, String)> =
+            sqlx::query_as("SELECT component, agent, sha256, limits FROM installed_components WHERE tenant = $1")
                 .bind(tenant)
                 .fetch_all(db.pool())
                 .await
                 .map_err(|e| e.to_string())?;
-        let stale: Vec<(String, String)> = {
+        let wanted = |limits: &str| {
+            let asked: airlock_marketplace::Limits = serde_json::from_str(limits).unwrap_or_default();
+            package_limits(runtime.limits(), &asked)
+        };
+        let stale: Vec<(String, String, String)> = {
             let by_tenant = self.by_tenant.read();
             let have = by_tenant.get(tenant);
+            let failed = self.failed.lock();
             rows.iter()
-                .filter(|(c, _, sha)| have.and_then(|m| m.get(c)).map(|e| &e.component.sha256 != sha).unwrap_or(true))
-                .map(|(c, a, _)| (c.clone(), a.clone()))
+                .filter(|(c, _, sha, limits)| match have.and_then(|m| m.get(c)) {
+                    Some(e) => &e.component.sha256 != sha || !same_limits(&e.component.limits, &wanted(limits)),
+                    None => !failed.contains(&(tenant.to_string(), c.clone(), sha.clone())),
+                })
+                .map(|(c, a, sha, _)| (c.clone(), a.clone(), sha.clone()))
                 .collect()
         };
         if let Some(m) = self.by_tenant.write().get_mut(tenant) {
-            m.retain(|name, _| rows.iter().any(|(c, _, _)| c == name));
+            m.retain(|name, _| rows.iter().any(|(c, _, _, _)| c == name));
         }
-        for (component, agent) in stale {
+        for (component, agent, sha) in stale {
             let row: Option<(Vec<u8>, String)> =
                 sqlx::query_as("SELECT wasm, limits FROM installed_components WHERE tenant = $1 AND component = $2")
                     .bind(tenant)
@@ -91,10 +99,15 @@ impl Installed {
                     .await
                     .map_err(|e| e.to_string())?;
             let Some((wasm, limits)) = row else { continue };
-            let asked: airlock_marketplace::Limits = serde_json::from_str(&limits).unwrap_or_default();
-            let limits = package_limits(runtime.limits(), &asked);
-            let loaded = runtime.load(&component, &wasm, Some(&limits)).await.map_err(|e| e.to_string())?;
-            self.put(tenant, &agent, loaded);
+            match runtime.load(&component, &wasm, Some(&wanted(&limits))).await {
+                Ok(loaded) => self.put(tenant, &agent, loaded),
+                // Left out (its calls fail closed with "no component"), not retried on every call,
+                // and no reason to refuse the tenant's other components.
+                Err(e) => {
+                    tracing::error!("installed component `{component}` of tenant `{tenant}` not loaded: {e}");
+                    self.failed.lock().insert((tenant.to_string(), component, sha));
+                }
+            }
         }
         Ok(())
     }

@@ -22,7 +22,17 @@ pub(super) fn merged_model(
     let wanted = parse_fragment(fragment)?;
     let mut current = current.to_string();
     let mut replaced = false;
-    for ty in wanted.keys().filter(|t| own.contains(t)) {
+    let before = defined_types(&current);
+    for (ty, relations) in wanted.iter().filter(|(t, _)| own.contains(t)) {
+        // An upgrade may add relations to its own type, never drop one: tuples (its own, or
+        // other packages' sharing the type) may use it.
+        if let Some((_, had)) = before.iter().find(|(name, _)| name == ty) {
+            if let Some(dropped) = had.iter().find(|r| !relations.contains(r)) {
+                return Err(format!(
+                    "the upgrade drops relation `{dropped}` of type `{ty}`: relations are only ever added"
+                ));
+            }
+        }
         let block = type_block(fragment, ty);
         let without = remove_type_block(&current, ty);
         if without != current && type_block(&current, ty).trim() != block.trim() {
@@ -61,8 +71,9 @@ fn remove_type_block(dsl: &str, ty: &str) -> String {
     let mut skipping = false;
     for line in dsl.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
-        if words.first() == Some(&"type") {
-            skipping = words.get(1) == Some(&ty);
+        // A block ends at the next top-level keyword (`type`, `condition`, `model`).
+        if matches!(words.first(), Some(&"type") | Some(&"condition") | Some(&"model")) {
+            skipping = words.first() == Some(&"type") && words.get(1) == Some(&ty);
         }
         if !skipping {
             out.push_str(line);
@@ -105,6 +116,10 @@ fn type_block(fragment: &str, ty: &str) -> String {
             if inside {
                 block.push_str(&format!("type {ty}\n"));
             }
+            continue;
+        }
+        if trimmed.starts_with("condition ") || trimmed == "model" {
+            inside = false;
             continue;
         }
         if !inside || trimmed.is_empty() || trimmed.starts_with('#') {
@@ -169,6 +184,31 @@ mod tests {
         assert_eq!(next.matches("type repository").count(), 1, "{next}");
         assert!(next.contains("define merge: [agent]"), "{next}");
         assert!(next.contains("type tool"), "the rest of the model stays: {next}");
+    }
+
+    #[test]
+    fn an_upgrade_never_drops_a_relation_and_keeps_conditions() {
+        let with = format!(
+            "{BASE}\ntype repository\n  relations\n    define review: [agent]\n\ncondition in_hours(hour: int) {{\n  hour < 18\n}}\n"
+        );
+        let err = merged_model(
+            Some(&with),
+            Some("type repository\n  relations\n    define merge: [agent]\n"),
+            &["repository".to_string()],
+        )
+        .unwrap_err();
+        assert!(err.contains("drops relation `review`"), "{err}");
+        // Unchanged: nothing to do, and the condition after the type is untouched.
+        assert_eq!(
+            merged_model(
+                Some(&with),
+                Some("type repository\n  relations\n    define review: [agent]\n"),
+                &["repository".to_string()]
+            ),
+            Ok(None)
+        );
+        assert!(!remove_type_block(&with, "repository").contains("type repository"));
+        assert!(remove_type_block(&with, "repository").contains("condition in_hours"));
     }
 
     #[test]

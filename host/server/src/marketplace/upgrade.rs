@@ -18,7 +18,9 @@ use airlock_store::{now_millis, sqlx};
 use serde::Serialize;
 use serde_json::json;
 
-use super::install::{policy_specs, slots_of, store_components, Installation, PackageSource, ProgressFn};
+use super::install::{
+    policy_specs, record_package_types, slots_of, store_components, Installation, PackageSource, ProgressFn,
+};
 use super::{merge, InstallError, Progress};
 use crate::Airlock;
 
@@ -183,15 +185,55 @@ pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> Permis
     d
 }
 
-/// Whether semver `a` is newer than `b` (pre-release tags compare as text after the numbers).
+/// Whether semver `a` is newer than `b` (SemVer 2.0 precedence; build metadata ignored).
 fn is_newer(a: &str, b: &str) -> bool {
-    let key = |v: &str| {
-        let (core, pre) = v.split_once('-').map(|(c, p)| (c, Some(p.to_string()))).unwrap_or((v, None));
-        let nums: Vec<u64> = core.split('.').map(|n| n.parse().unwrap_or(0)).collect();
-        // A release sorts after its pre-releases.
-        (nums, pre.is_none(), pre.unwrap_or_default())
-    };
-    key(a) > key(b)
+    use std::cmp::Ordering;
+    fn parts(v: &str) -> (Vec<u64>, Option<Vec<String>>) {
+        let v = v.split('+').next().unwrap_or(v);
+        let (core, pre) = match v.split_once('-') {
+            Some((c, p)) => (c, Some(p.split('.').map(str::to_string).collect())),
+            None => (v, None),
+        };
+        (core.split('.').map(|n| n.parse().unwrap_or(0)).collect(), pre)
+    }
+    fn identifier(x: &str, y: &str) -> Ordering {
+        match (x.parse::<u64>(), y.parse::<u64>()) {
+            (Ok(a), Ok(b)) => a.cmp(&b),
+            (Ok(_), Err(_)) => Ordering::Less,
+            (Err(_), Ok(_)) => Ordering::Greater,
+            (Err(_), Err(_)) => x.cmp(y),
+        }
+    }
+    let ((ca, pa), (cb, pb)) = (parts(a), parts(b));
+    let order = ca.cmp(&cb).then_with(|| match (&pa, &pb) {
+        (None, None) => Ordering::Equal,
+        // A release is newer than its pre-releases.
+        (None, Some(_)) => Ordering::Greater,
+        (Some(_), None) => Ordering::Less,
+        (Some(x), Some(y)) => x
+            .iter()
+            .zip(y)
+            .map(|(p, q)| identifier(p, q))
+            .find(|o| *o != Ordering::Equal)
+            .unwrap_or(x.len().cmp(&y.len())),
+    });
+    order == Ordering::Greater
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_newer;
+
+    #[test]
+    fn versions_order_as_semver_says() {
+        assert!(is_newer("1.1.0", "1.0.9"));
+        assert!(is_newer("1.0.0", "1.0.0-rc.10"));
+        assert!(is_newer("1.0.0-rc.10", "1.0.0-rc.9"));
+        assert!(is_newer("1.0.0-beta", "1.0.0-alpha.1"));
+        assert!(!is_newer("1.0.0-rc.9", "1.0.0-rc.10"));
+        assert!(!is_newer("1.0.0+build.2", "1.0.0+build.1"));
+        assert!(!is_newer("0.9.0", "1.0.0"));
+    }
 }
 
 impl Airlock {
@@ -269,7 +311,7 @@ impl Airlock {
         let applied = self.apply_upgrade(tenant, &agent, &package, &installed, &old, &new, &writes, &deletes).await;
         if let Err(e) = applied {
             // The narrowing hidden above did not happen: put this host's memory back.
-            if let Err(reload) = self.rebac.reload(tenant).await {
+            if let Err(reload) = self.rebac.unhide(tenant, &deletes).await {
                 tracing::error!("tuples of `{tenant}` not reloaded after a failed upgrade: {reload}");
             }
             return Err(e);
@@ -339,6 +381,7 @@ impl Airlock {
         for spec in policy_specs(&changed) {
             self.policies.put_in(&mut tx, tenant, &spec).await?;
         }
+        record_package_types(&mut tx, tenant, manifest).await?;
         store_components(&mut tx, tenant, agent, package).await?;
         let updated = sqlx::query(
             "UPDATE installations SET version = $3, publisher = $4, key_id = $5, digest = $6, manifest = $7, updated_at = $8 \
