@@ -201,8 +201,12 @@ impl Rebac {
         subject: &str,
         object_prefixes: &[String],
     ) -> Result<Vec<Tuple>, RebacError> {
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as(TUPLES_OF_TENANT).bind(tenant).fetch_all(self.db.pool()).await?;
+        let sql = touching_query(object_prefixes.len());
+        let mut query = sqlx::query_as(&sql).bind(tenant).bind(subject).bind(format!("{subject}#"));
+        for p in object_prefixes {
+            query = query.bind(p);
+        }
+        let rows: Vec<(String, String, String)> = query.fetch_all(self.db.pool()).await?;
         Ok(touching(rows, subject, object_prefixes))
     }
 
@@ -216,8 +220,12 @@ impl Rebac {
         subject: &str,
         object_prefixes: &[String],
     ) -> Result<Vec<Tuple>, RebacError> {
-        let rows: Vec<(String, String, String)> =
-            sqlx::query_as(TUPLES_OF_TENANT).bind(tenant).fetch_all(&mut **tx).await?;
+        let sql = touching_query(object_prefixes.len());
+        let mut query = sqlx::query_as(&sql).bind(tenant).bind(subject).bind(format!("{subject}#"));
+        for p in object_prefixes {
+            query = query.bind(p);
+        }
+        let rows: Vec<(String, String, String)> = query.fetch_all(&mut **tx).await?;
         Ok(touching(rows, subject, object_prefixes))
     }
 
@@ -358,8 +366,20 @@ impl Rebac {
     }
 }
 
-const TUPLES_OF_TENANT: &str =
-    "SELECT object, relation, subject FROM tuples WHERE tenant = $1 ORDER BY object, relation, subject";
+/// The tuples of tenant `$1` naming subject `$2` (or a userset of it, prefix `$3`) or whose
+/// object is `$2` or starts with one of `$4...` (exact prefixes: no `LIKE` wildcards).
+fn touching_query(prefixes: usize) -> String {
+    let mut sql = String::from(
+        "SELECT object, relation, subject FROM tuples WHERE tenant = $1 AND (subject = $2 OR object = $2 \
+         OR substr(subject, 1, length($3)) = $3",
+    );
+    for i in 0..prefixes {
+        let n = i + 4;
+        sql.push_str(&format!(" OR substr(object, 1, length(${n})) = ${n}"));
+    }
+    sql.push_str(") ORDER BY object, relation, subject");
+    sql
+}
 
 /// The rows naming `subject` (as subject, in a userset, or as object) or under one of `object_prefixes`.
 fn touching(rows: Vec<(String, String, String)>, subject: &str, object_prefixes: &[String]) -> Vec<Tuple> {

@@ -18,8 +18,8 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admin::{admin_event, require_admin};
 use super::admin::AdminQueryTenant;
+use super::admin::{admin_event, require_admin};
 use super::ApiError;
 use crate::config::DEFAULT_TENANT;
 use crate::Airlock;
