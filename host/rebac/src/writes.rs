@@ -201,13 +201,8 @@ impl Rebac {
         subject: &str,
         object_prefixes: &[String],
     ) -> Result<Vec<Tuple>, RebacError> {
-        let sql = touching_query(object_prefixes.len());
-        let mut query = sqlx::query_as(&sql).bind(tenant).bind(subject).bind(format!("{subject}#"));
-        for p in object_prefixes {
-            query = query.bind(p);
-        }
-        let rows: Vec<(String, String, String)> = query.fetch_all(self.db.pool()).await?;
-        Ok(touching(rows, subject, object_prefixes))
+        let mut conn = self.db.pool().acquire().await?;
+        Ok(touching(&mut conn, tenant, subject, object_prefixes).await?)
     }
 
     /// [`Rebac::tuples_touching`] read inside the caller's transaction (after
@@ -220,13 +215,7 @@ impl Rebac {
         subject: &str,
         object_prefixes: &[String],
     ) -> Result<Vec<Tuple>, RebacError> {
-        let sql = touching_query(object_prefixes.len());
-        let mut query = sqlx::query_as(&sql).bind(tenant).bind(subject).bind(format!("{subject}#"));
-        for p in object_prefixes {
-            query = query.bind(p);
-        }
-        let rows: Vec<(String, String, String)> = query.fetch_all(&mut **tx).await?;
-        Ok(touching(rows, subject, object_prefixes))
+        Ok(touching(tx, tenant, subject, object_prefixes).await?)
     }
 
     /// Inside the caller's transaction, takes the tenant's revision lock (held until the
@@ -366,33 +355,28 @@ impl Rebac {
     }
 }
 
-/// The tuples of tenant `$1` naming subject `$2` (or a userset of it, prefix `$3`) or whose
-/// object is `$2` or starts with one of `$4...` (exact prefixes: no `LIKE` wildcards).
-fn touching_query(prefixes: usize) -> String {
+/// The tuples of `tenant` naming `subject` (as subject, in a userset of it, or as object) or
+/// whose object starts with one of `object_prefixes` (exact prefixes: no `LIKE` wildcards).
+async fn touching(
+    conn: &mut sqlx::AnyConnection,
+    tenant: &str,
+    subject: &str,
+    object_prefixes: &[String],
+) -> Result<Vec<Tuple>, sqlx::Error> {
     let mut sql = String::from(
         "SELECT object, relation, subject FROM tuples WHERE tenant = $1 AND (subject = $2 OR object = $2 \
          OR substr(subject, 1, length($3)) = $3",
     );
-    for i in 0..prefixes {
-        let n = i + 4;
+    for n in 4..4 + object_prefixes.len() {
         sql.push_str(&format!(" OR substr(object, 1, length(${n})) = ${n}"));
     }
     sql.push_str(") ORDER BY object, relation, subject");
-    sql
-}
-
-/// The rows naming `subject` (as subject, in a userset, or as object) or under one of `object_prefixes`.
-fn touching(rows: Vec<(String, String, String)>, subject: &str, object_prefixes: &[String]) -> Vec<Tuple> {
-    let userset = format!("{subject}#");
-    rows.into_iter()
-        .filter(|(object, _, s)| {
-            s == subject
-                || s.starts_with(&userset)
-                || object == subject
-                || object_prefixes.iter().any(|p| object.starts_with(p.as_str()))
-        })
-        .map(|(object, relation, subject)| Tuple { object, relation, subject })
-        .collect()
+    let mut query = sqlx::query_as(&sql).bind(tenant).bind(subject).bind(format!("{subject}#"));
+    for p in object_prefixes {
+        query = query.bind(p);
+    }
+    let rows: Vec<(String, String, String)> = query.fetch_all(conn).await?;
+    Ok(rows.into_iter().map(|(object, relation, subject)| Tuple { object, relation, subject }).collect())
 }
 
 /// Deletes `deletes` (those present), logging each under `rev`; returns how many went.

@@ -371,7 +371,7 @@ impl Airlock {
             if brought.contains(ty) {
                 continue;
             }
-            let in_model = current.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["type", ty.as_str()]);
+            let in_model = merge::defined_types(&current).iter().any(|(name, _)| name == ty);
             let in_use = self.rebac.type_in_use(tenant, ty).await?;
             if in_model || in_use {
                 return Err(InstallError::Model(format!(

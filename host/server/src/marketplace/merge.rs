@@ -84,7 +84,7 @@ fn remove_type_block(dsl: &str, ty: &str) -> String {
 }
 
 /// `(type, relations)` defined by a full model's DSL (`type X` then `define R:` lines).
-fn defined_types(dsl: &str) -> Vec<(String, Vec<String>)> {
+pub(super) fn defined_types(dsl: &str) -> Vec<(String, Vec<String>)> {
     let mut out: Vec<(String, Vec<String>)> = Vec::new();
     for line in dsl.lines().map(str::trim) {
         let mut words = line.split_whitespace();

@@ -60,7 +60,8 @@ fn tuple_key(t: &airlock_marketplace::TupleTemplate) -> String {
     format!("{}#{}@{}", t.object, t.relation, t.user)
 }
 
-fn policy_key(p: &airlock_marketplace::PolicyGrant) -> String {
+/// How a policy is named in the diff (`COMPONENT TOOL`).
+fn policy_label(p: &airlock_marketplace::PolicyGrant) -> String {
     format!("{} {}", p.tool, p.action)
 }
 
@@ -114,7 +115,7 @@ pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> Permis
     }
 
     for p in &b.policies {
-        let what = if p.entry { format!("entry approval of {}", p.tool) } else { policy_key(p) };
+        let what = if p.entry { format!("entry approval of {}", p.tool) } else { policy_label(p) };
         match a.policies.iter().find(|o| o.tool == p.tool && o.action == p.action) {
             None => d.policies_added.push(format!("{what} needs {}", p.role)),
             Some(o) if o.role != p.role || o.ttl_seconds != p.ttl_seconds => {
@@ -131,7 +132,7 @@ pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> Permis
         }
     }
     for o in a.policies.iter().filter(|o| !b.policies.iter().any(|p| p.tool == o.tool && p.action == o.action)) {
-        let what = if o.entry { format!("entry approval of {}", o.tool) } else { policy_key(o) };
+        let what = if o.entry { format!("entry approval of {}", o.tool) } else { policy_label(o) };
         d.policies_removed.push(format!("{what} (was {})", o.role));
         d.widening.push(format!("{what} no longer needs {}'s approval", o.role));
     }
