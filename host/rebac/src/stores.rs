@@ -93,8 +93,8 @@ impl Rebac {
         Ok(true)
     }
 
-    /// Drops a deleted store's tuples, model and liveness from memory.
-    pub(crate) fn forget_tenant(&self, id: &str) {
+    /// Drops a deleted store's (or tenant's) tuples, model and liveness from memory.
+    pub fn forget_tenant(&self, id: &str) {
         self.stores.write().remove(id);
         self.tenants.write().remove(id);
         self.models.write().remove(id);

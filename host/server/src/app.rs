@@ -31,7 +31,10 @@ pub struct Airlock {
     /// Components installed from the marketplace, one registry per tenant ([`crate::marketplace`]).
     pub installed: crate::marketplace::Installed,
     pub agents: Agents,
-    /// The admin API's bearer token.
+    /// Tenants, members' and operators' API tokens, invitations ([`crate::tenancy`]).
+    pub people: crate::tenancy::People,
+    /// The operator's bootstrap token (`DATA_DIR/admin.token` or `AIRLOCK_ADMIN_TOKEN`):
+    /// host-wide work only.
     pub admin_token: String,
     /// Where the state lives (the master key file, when not from the environment).
     pub data_dir: std::path::PathBuf,
@@ -77,6 +80,8 @@ pub enum OpenError {
     Query(#[from] sqlx::Error),
     #[error("cannot start the CIBA provider: {0}")]
     Ciba(#[from] airlock_approvals::ciba::CibaError),
+    #[error("cannot set up the default tenant: {0}")]
+    Tenancy(#[from] crate::tenancy::TenancyError),
 }
 
 /// Failures adding a component through the host.
@@ -149,6 +154,7 @@ impl Airlock {
             .map_err(|(what, e)| OpenError::Runtime(format!("installed component `{what}` cannot be loaded: {e}")))?;
         let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
         let sweeper = crate::policy_gate::Sweeper::start(approvals.clone(), crate::policy_gate::SWEEP_EVERY);
+        let db_for_people = db.clone();
         let host = Airlock {
             // SQLite with no other writer: answered from memory (see `Policies::cached`).
             policies: if db.backend() == airlock_store::Backend::Sqlite && !config.shared_sqlite {
@@ -166,6 +172,7 @@ impl Airlock {
             runtime,
             installed,
             agents,
+            people: crate::tenancy::People::new(&db_for_people),
             admin_token,
             data_dir: dir.clone(),
             mcp_allowed_hosts: config.mcp_allowed_hosts.clone(),
@@ -192,6 +199,7 @@ impl Airlock {
                 }
             }
         }
+        host.bootstrap_default_tenant(dir).await?;
         host.report_held_calls().await;
         Ok(host)
     }
@@ -226,7 +234,7 @@ impl Airlock {
             return Err(e.into());
         }
         self.audit.record(AuditEvent {
-            tenant: crate::config::DEFAULT_TENANT.into(),
+            tenant: crate::tenancy::HOST_CHAIN.into(),
             kind: "component.add".into(),
             outcome: "ok".into(),
             agent: by.into(),
@@ -236,8 +244,9 @@ impl Airlock {
         Ok(loaded)
     }
 
-    /// Whether `token` is the admin token (constant-time comparison of digests). Never for an empty token.
-    pub fn is_admin(&self, token: &str) -> bool {
+    /// Whether `token` is the operator's bootstrap token (constant-time comparison of
+    /// digests). Never for an empty token.
+    pub fn is_operator_bootstrap(&self, token: &str) -> bool {
         if token.is_empty() || self.admin_token.is_empty() {
             return false;
         }

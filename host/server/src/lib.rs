@@ -7,7 +7,9 @@
 //! - [`api`] serves it over HTTP (axum), [`mcp`] over the Model Context Protocol;
 //!   [`cli`] is the command line;
 //! - [`marketplace`] installs, upgrades and uninstalls agent packages into a tenant;
-//! - [`ciba`] sends a tenant's approvals to its external OpenID Provider (CIBA).
+//! - [`ciba`] sends a tenant's approvals to its external OpenID Provider (CIBA);
+//! - [`tenancy`] holds tenants, the API tokens of members and operators, and invitations;
+//!   `api::auth` is the one door every route passes.
 
 pub mod agents;
 pub mod api;
@@ -20,6 +22,7 @@ pub mod gate;
 pub mod marketplace;
 pub mod mcp;
 pub mod policy_gate;
+pub mod tenancy;
 
 pub use app::Airlock;
 pub use config::Config;

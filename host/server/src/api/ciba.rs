@@ -5,7 +5,7 @@
 //! - `POST /oauth/token` with `grant_type=urn:openid:params:grant-type:ciba`: redeem an `auth_req_id`;
 //! - `GET /.well-known/openid-configuration`: discovery;
 //! - `POST /ciba/callback/{tenant}`: the ping of a tenant's external OP;
-//! - `/v1/ciba/...`: approvers, clients and the external OP (admin token).
+//! - `/v1/ciba/...`: approvers, clients and the external OP (a tenant admin; auditors read).
 //!
 //! The OAuth endpoints answer `{error, error_description}` (RFC 6749 5.2), not the API's
 //! `{code, message}`: CIBA clients are OAuth libraries. The provider decides every code and
@@ -24,15 +24,14 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post, put};
-use axum::{Json, Router};
+use axum::Json;
 use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use zeroize::Zeroizing;
 
-use super::admin::{AdminQueryTenant, AdminTenant};
-use super::{bearer, ApiError};
+use super::auth::{bearer, known_tenant, Member, TenantAdmin, TenantReader};
+use super::ApiError;
 use crate::ciba::{ExternalOpConfig, ExternalOpError};
 use crate::config::DEFAULT_TENANT;
 use crate::Airlock;
@@ -43,18 +42,24 @@ type Host = State<Arc<Airlock>>;
 /// for Auth0 work with a changed base URL only.
 pub const AUTH0_BACKCHANNEL_PATH: &str = "/bc-authorize";
 
-/// The CIBA routes (OAuth endpoints, callback, admin API).
-pub(super) fn routes() -> Router<Arc<Airlock>> {
-    Router::new()
-        .route(airlock_approvals::ciba::BACKCHANNEL_PATH, post(backchannel))
-        .route(AUTH0_BACKCHANNEL_PATH, post(backchannel))
-        .route("/.well-known/openid-configuration", get(discovery))
-        .route("/ciba/callback/{tenant}", post(callback))
-        .route("/v1/ciba/approvers", get(list_approvers))
-        .route("/v1/ciba/approvers/{name}", put(put_approver).delete(delete_approver))
-        .route("/v1/ciba/clients", get(list_clients).post(register_client))
-        .route("/v1/ciba/clients/{client_id}", delete(delete_client))
-        .route("/v1/ciba/external-op", get(get_external_op).put(put_external_op).delete(delete_external_op))
+/// The CIBA routes: the OAuth endpoints and the external OP's ping (public), the admin API
+/// of the tenant's approvers, clients and external OP.
+pub(super) fn routes(r: super::Routes) -> super::Routes {
+    use axum::http::Method as M;
+    use super::Scope::{Public, Tenant};
+    r.at(Public, M::POST, airlock_approvals::ciba::BACKCHANNEL_PATH, backchannel)
+        .at(Public, M::POST, AUTH0_BACKCHANNEL_PATH, backchannel)
+        .at(Public, M::GET, "/.well-known/openid-configuration", discovery)
+        .at(Public, M::POST, "/ciba/callback/{tenant}", callback)
+        .at(Tenant, M::GET, "/v1/ciba/approvers", list_approvers)
+        .at(Tenant, M::PUT, "/v1/ciba/approvers/{name}", put_approver)
+        .at(Tenant, M::DELETE, "/v1/ciba/approvers/{name}", delete_approver)
+        .at(Tenant, M::GET, "/v1/ciba/clients", list_clients)
+        .at(Tenant, M::POST, "/v1/ciba/clients", register_client)
+        .at(Tenant, M::DELETE, "/v1/ciba/clients/{client_id}", delete_client)
+        .at(Tenant, M::GET, "/v1/ciba/external-op", get_external_op)
+        .at(Tenant, M::PUT, "/v1/ciba/external-op", put_external_op)
+        .at(Tenant, M::DELETE, "/v1/ciba/external-op", delete_external_op)
 }
 
 #[derive(Deserialize)]
@@ -163,6 +168,9 @@ pub(super) async fn backchannel(
         Ok(t) => t,
         Err(e) => return oauth_error(&e),
     };
+    if let Err(why) = known_tenant(&host, &tenant).await {
+        return oauth_error(&CibaError::InvalidRequest(why));
+    }
     let creds = client_credentials(&headers, &form);
     let client_id = creds.as_ref().ok().map(|(id, _)| id.clone());
     let req = AuthRequest {
@@ -210,6 +218,9 @@ pub(crate) async fn ciba_token_grant(host: &Airlock, headers: &HeaderMap, form: 
         Ok(t) => t,
         Err(e) => return no_store(oauth_error(&e)),
     };
+    if let Err(why) = known_tenant(host, &tenant).await {
+        return no_store(oauth_error(&CibaError::InvalidRequest(why)));
+    }
     let creds = client_credentials(headers, form);
     let client_id = creds.as_ref().ok().map(|(id, _)| id.clone());
     let result = async {
@@ -277,6 +288,7 @@ pub(super) async fn callback(
     body: Result<Json<Ping>, JsonRejection>,
 ) -> Result<StatusCode, ApiError> {
     let Json(ping) = body?;
+    known_tenant(&host, &tenant).await.map_err(ApiError::bad_request)?;
     let token = bearer(&headers).ok_or_else(|| ApiError::unauthenticated("a ping carries `Authorization: Bearer`"))?;
     match host.external_ops.ping(&tenant, &ping.auth_req_id, token) {
         Ok(()) => Ok(StatusCode::NO_CONTENT),
@@ -307,7 +319,7 @@ pub(super) async fn decide(
         tenant: tenant.into(),
         kind: "approval.decision".into(),
         outcome: outcome.into(),
-        agent: "admin".into(),
+        agent: approver.into(),
         tool: "ciba".into(),
         detail,
     };
@@ -344,8 +356,8 @@ fn ciba_admin_error(e: CibaError) -> ApiError {
     ApiError::new(status, code, e.to_string())
 }
 
-fn admin_event(tenant: &str, kind: &str, detail: Value) -> AuditEvent {
-    super::admin::admin_event(tenant, kind, "ok", "ciba", detail)
+fn admin_event(m: &Member, kind: &str, detail: Value) -> AuditEvent {
+    m.event(kind, "ok", "ciba", detail)
 }
 
 #[derive(Deserialize)]
@@ -363,35 +375,32 @@ pub(super) struct PutApprover {
 pub(super) async fn put_approver(
     State(host): Host,
     Path(name): Path<String>,
-    AdminQueryTenant(query_tenant): AdminQueryTenant,
+    TenantAdmin(m): TenantAdmin,
     body: Result<Json<PutApprover>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(b) = body?;
-    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), query_tenant.as_deref())?;
+    let tenant = m.scope(b.tenant.as_deref())?;
     let approver = Approver { name, iss: b.iss, sub: b.sub, device_webhook: b.device_webhook };
     host.ciba.put_approver(tenant, &approver).await.map_err(ciba_admin_error)?;
-    host.audit.record(admin_event(tenant, "ciba.approver.put", json!({ "approver": approver })));
+    host.audit.record(admin_event(&m, "ciba.approver.put", json!({ "approver": approver })));
     Ok(Json(json!({ "approver": approver })))
 }
 
-pub(super) async fn list_approvers(
-    State(host): Host,
-    AdminTenant(tenant): AdminTenant,
-) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant.as_str();
+pub(super) async fn list_approvers(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+    let tenant = m.tenant.as_str();
     Ok(Json(json!({ "approvers": host.ciba.approvers(tenant).await.map_err(ciba_admin_error)? })))
 }
 
 pub(super) async fn delete_approver(
     State(host): Host,
     Path(name): Path<String>,
-    AdminTenant(tenant): AdminTenant,
+    TenantAdmin(m): TenantAdmin,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant.as_str();
+    let tenant = m.tenant.as_str();
     if !host.ciba.delete_approver(tenant, &name).await.map_err(ciba_admin_error)? {
         return Err(ApiError::not_found(format!("no approver `{name}` in this tenant")));
     }
-    host.audit.record(admin_event(tenant, "ciba.approver.delete", json!({ "approver": name })));
+    host.audit.record(admin_event(&m, "ciba.approver.delete", json!({ "approver": name })));
     Ok(Json(json!({ "deleted": name })))
 }
 
@@ -409,11 +418,11 @@ pub(super) struct RegisterClient {
 /// `POST /v1/ciba/clients`: registers a client; its secret is in this answer only.
 pub(super) async fn register_client(
     State(host): Host,
-    AdminQueryTenant(query_tenant): AdminQueryTenant,
+    TenantAdmin(m): TenantAdmin,
     body: Result<Json<RegisterClient>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let Json(b) = body?;
-    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), query_tenant.as_deref())?;
+    let tenant = m.scope(b.tenant.as_deref())?;
     let mode = match b.delivery_mode.as_deref() {
         None if b.notification_endpoint.is_some() => DeliveryMode::Ping,
         None => DeliveryMode::Poll,
@@ -425,25 +434,25 @@ pub(super) async fn register_client(
         CibaError::InvalidRegistration(m) if m.contains("already exists") => ApiError::conflict(m),
         other => ciba_admin_error(other),
     })?;
-    host.audit.record(admin_event(tenant, "ciba.client.register", json!({ "client": client })));
+    host.audit.record(admin_event(&m, "ciba.client.register", json!({ "client": client })));
     Ok((StatusCode::CREATED, Json(json!({ "client": client, "client_secret": secret }))))
 }
 
-pub(super) async fn list_clients(State(host): Host, AdminTenant(tenant): AdminTenant) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant.as_str();
+pub(super) async fn list_clients(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+    let tenant = m.tenant.as_str();
     Ok(Json(json!({ "clients": host.ciba.clients(tenant).await.map_err(ciba_admin_error)? })))
 }
 
 pub(super) async fn delete_client(
     State(host): Host,
     Path(client_id): Path<String>,
-    AdminTenant(tenant): AdminTenant,
+    TenantAdmin(m): TenantAdmin,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant.as_str();
+    let tenant = m.tenant.as_str();
     if !host.ciba.delete_client(tenant, &client_id).await.map_err(ciba_admin_error)? {
         return Err(ApiError::not_found(format!("no client `{client_id}` in this tenant")));
     }
-    host.audit.record(admin_event(tenant, "ciba.client.delete", json!({ "client_id": client_id })));
+    host.audit.record(admin_event(&m, "ciba.client.delete", json!({ "client_id": client_id })));
     Ok(Json(json!({ "deleted": client_id })))
 }
 
@@ -473,11 +482,11 @@ fn external_op_error(e: ExternalOpError) -> ApiError {
 /// `PUT /v1/ciba/external-op`: the tenant's approvals go to this OP from now on.
 pub(super) async fn put_external_op(
     State(host): Host,
-    AdminQueryTenant(query_tenant): AdminQueryTenant,
+    TenantAdmin(m): TenantAdmin,
     body: Result<Json<PutExternalOp>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(b) = body?;
-    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), query_tenant.as_deref())?;
+    let tenant = m.scope(b.tenant.as_deref())?;
     let secret = Zeroizing::new(b.client_secret);
     let mode = match b.delivery_mode.as_deref() {
         None => DeliveryMode::Poll,
@@ -493,15 +502,12 @@ pub(super) async fn put_external_op(
         requested_expiry: b.requested_expiry,
     };
     host.external_ops.put(tenant, &config, secret).await.map_err(external_op_error)?;
-    host.audit.record(admin_event(tenant, "ciba.external_op.put", json!({ "external_op": config })));
+    host.audit.record(admin_event(&m, "ciba.external_op.put", json!({ "external_op": config })));
     Ok(Json(json!({ "external_op": config, "callback_path": format!("/ciba/callback/{tenant}") })))
 }
 
-pub(super) async fn get_external_op(
-    State(host): Host,
-    AdminTenant(tenant): AdminTenant,
-) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant.as_str();
+pub(super) async fn get_external_op(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+    let tenant = m.tenant.as_str();
     match host.external_ops.get(tenant).await.map_err(external_op_error)? {
         Some(config) => Ok(Json(json!({ "external_op": config }))),
         None => Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider"))),
@@ -510,12 +516,12 @@ pub(super) async fn get_external_op(
 
 pub(super) async fn delete_external_op(
     State(host): Host,
-    AdminTenant(tenant): AdminTenant,
+    TenantAdmin(m): TenantAdmin,
 ) -> Result<Json<Value>, ApiError> {
-    let tenant = tenant.as_str();
+    let tenant = m.tenant.as_str();
     if !host.external_ops.delete(tenant).await.map_err(external_op_error)? {
         return Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider")));
     }
-    host.audit.record(admin_event(tenant, "ciba.external_op.delete", json!({})));
+    host.audit.record(admin_event(&m, "ciba.external_op.delete", json!({})));
     Ok(Json(json!({ "deleted": tenant })))
 }

@@ -72,3 +72,78 @@ impl From<axum::extract::rejection::QueryRejection> for ApiError {
         ApiError::bad_request(format!("query string: {}", r.body_text()))
     }
 }
+
+// ---- domain errors, each mapped once ------------------------------------------------------
+
+impl From<airlock_rebac::RebacError> for ApiError {
+    fn from(e: airlock_rebac::RebacError) -> ApiError {
+        use airlock_rebac::RebacError;
+        match e {
+            RebacError::InvalidTuple(e) => ApiError::bad_request(e.to_string()),
+            RebacError::Engine(e) => ApiError::bad_request(e.to_string()),
+            RebacError::InvalidModel(e) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_model", e.to_string()),
+            other => ApiError::internal("authorization store", other),
+        }
+    }
+}
+
+impl From<crate::agents::AgentError> for ApiError {
+    fn from(e: crate::agents::AgentError) -> ApiError {
+        use crate::agents::AgentError;
+        match e {
+            AgentError::BadName(_) => ApiError::bad_request(e.to_string()),
+            AgentError::Exists(_) => ApiError::conflict(e.to_string()),
+            AgentError::NotFound(_) => ApiError::not_found(e.to_string()),
+            AgentError::Store(e) => ApiError::internal("agent store", e),
+        }
+    }
+}
+
+impl From<airlock_vault::VaultError> for ApiError {
+    fn from(e: airlock_vault::VaultError) -> ApiError {
+        use airlock_vault::VaultError;
+        match e {
+            VaultError::NotFound(_) => ApiError::not_found(e.to_string()),
+            VaultError::InvalidConnection(_) | VaultError::InvalidRequest(_) => ApiError::bad_request(e.to_string()),
+            VaultError::ReconnectNeeded { .. } => ApiError::conflict(e.to_string()),
+            other => ApiError::internal("vault", other),
+        }
+    }
+}
+
+impl From<airlock_approvals::ApprovalError> for ApiError {
+    fn from(e: airlock_approvals::ApprovalError) -> ApiError {
+        use airlock_approvals::ApprovalError;
+        match e {
+            ApprovalError::NotFound(_) => ApiError::not_found(e.to_string()),
+            ApprovalError::AlreadyDecided { .. } => ApiError::conflict(e.to_string()),
+            ApprovalError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            ApprovalError::GrantUnusable(_) => ApiError::forbidden(e.to_string()),
+            ApprovalError::Store(e) => ApiError::internal("approval store", e),
+        }
+    }
+}
+
+impl From<crate::tenancy::TenancyError> for ApiError {
+    fn from(e: crate::tenancy::TenancyError) -> ApiError {
+        use crate::tenancy::TenancyError;
+        match e {
+            TenancyError::Invalid(m) => ApiError::bad_request(m),
+            TenancyError::NotFound(m) => ApiError::not_found(m),
+            TenancyError::Conflict(m) => ApiError::conflict(m),
+            TenancyError::Store(e) => ApiError::internal("tenant store", e),
+        }
+    }
+}
+
+impl From<airlock_identity::IdentityError> for ApiError {
+    fn from(e: airlock_identity::IdentityError) -> ApiError {
+        use airlock_identity::IdentityError as E;
+        match e {
+            E::BadExternalIssuer(_) | E::IssuerTaken { .. } | E::Empty { .. } | E::IssuerNotConfigured { .. } => {
+                ApiError::bad_request(e.to_string())
+            }
+            other => ApiError::internal("identity", other),
+        }
+    }
+}

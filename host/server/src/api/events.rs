@@ -18,7 +18,7 @@ use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 
-use super::admin::require_admin;
+use super::auth::TenantReader;
 use super::ApiError;
 use crate::Airlock;
 
@@ -27,7 +27,6 @@ const POLL: Duration = Duration::from_secs(1);
 
 #[derive(Deserialize)]
 pub(super) struct EventsQuery {
-    tenant: Option<String>,
     /// Start after this sequence number (overridden by `Last-Event-ID`).
     after: Option<i64>,
     /// Comma-separated event kinds to keep (`tool.call,approval.request`); all when absent.
@@ -45,12 +44,12 @@ struct Reader {
 
 pub(super) async fn stream_events(
     State(host): State<Arc<Airlock>>,
+    TenantReader(m): TenantReader,
     headers: HeaderMap,
     query: Result<Query<EventsQuery>, QueryRejection>,
 ) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
-    require_admin(&host, &headers)?;
     let Query(q) = query?;
-    let tenant = q.tenant.unwrap_or_else(|| crate::config::DEFAULT_TENANT.to_string());
+    let tenant = m.tenant;
     let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok());
     let after = match (resume, q.after) {
         (Some(id), _) => id

@@ -1,4 +1,5 @@
-//! The marketplace API (admin token; `?tenant=` picks the tenant).
+//! The marketplace API: a tenant admin installs into their tenant (auditors read what is
+//! installed); trusted publishers are the operator's, host-wide.
 //!
 //! - `GET /v1/marketplace/catalog`: the agents this host ships, and which are installed;
 //! - `GET /v1/marketplace/installed`: the tenant's installed agents and their connection slots;
@@ -24,7 +25,7 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admin::{admin_event, AdminTenant};
+use super::auth::{Operator, TenantAdmin, TenantReader};
 use super::ApiError;
 use crate::marketplace::trust::{self, TrustError};
 use crate::marketplace::{catalog, InstallError, InstallOptions, PackageSource, Progress};
@@ -140,22 +141,23 @@ where
     ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response()
 }
 
-pub(super) async fn catalog_list(State(host): Host, AdminTenant(tenant): AdminTenant) -> Result<Json<Value>, ApiError> {
-    let installed = host.installations(&tenant).await.map_err(install_error)?;
+pub(super) async fn catalog_list(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+    let installed = host.installations(&m.tenant).await.map_err(install_error)?;
     Ok(Json(json!({ "catalog": catalog::listings(), "installed": installed })))
 }
 
-pub(super) async fn installed(State(host): Host, AdminTenant(tenant): AdminTenant) -> Result<Json<Value>, ApiError> {
-    let installed = host.installations(&tenant).await.map_err(install_error)?;
+pub(super) async fn installed(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+    let installed = host.installations(&m.tenant).await.map_err(install_error)?;
     Ok(Json(json!({ "installed": installed })))
 }
 
 pub(super) async fn install(
     State(host): Host,
-    AdminTenant(tenant): AdminTenant,
+    TenantAdmin(m): TenantAdmin,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let tenant = m.tenant;
     let (source, _) = match package_request(&headers, body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -170,11 +172,12 @@ pub(super) async fn install(
 
 pub(super) async fn upgrade(
     State(host): Host,
-    AdminTenant(tenant): AdminTenant,
+    TenantAdmin(m): TenantAdmin,
     Query(q): Query<UpgradeQuery>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    let tenant = m.tenant;
     let (source, req) = match package_request(&headers, body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
@@ -189,9 +192,10 @@ pub(super) async fn upgrade(
 
 pub(super) async fn uninstall(
     State(host): Host,
-    AdminTenant(tenant): AdminTenant,
+    TenantAdmin(m): TenantAdmin,
     Path(agent): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let tenant = m.tenant;
     // Spawned, like install: a disconnect must not stop it half-way through.
     let report = tokio::spawn(async move { host.uninstall(&tenant, &agent).await })
         .await
@@ -216,20 +220,19 @@ fn trust_error(e: TrustError) -> ApiError {
     }
 }
 
-pub(super) async fn publishers(State(host): Host, AdminTenant(_): AdminTenant) -> Result<Json<Value>, ApiError> {
+pub(super) async fn publishers(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
     let keys = trust::list(&host.db).await.map_err(trust_error)?;
     Ok(Json(json!({ "publishers": keys })))
 }
 
 pub(super) async fn trust_publisher(
     State(host): Host,
-    AdminTenant(tenant): AdminTenant,
+    operator: Operator,
     body: Result<Json<TrustRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(req) = body?;
     let key_id = trust::add(&host.db, &req.publisher, &req.public_key).await.map_err(trust_error)?;
-    host.audit.record(admin_event(
-        &tenant,
+    host.audit.record(operator.event(
         "marketplace.trust",
         "ok",
         &req.publisher,
@@ -240,14 +243,13 @@ pub(super) async fn trust_publisher(
 
 pub(super) async fn distrust_publisher(
     State(host): Host,
-    AdminTenant(tenant): AdminTenant,
+    operator: Operator,
     Path((publisher, key_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     if !trust::remove(&host.db, &publisher, &key_id).await.map_err(trust_error)? {
         return Err(ApiError::not_found(format!("no admin-added key `{key_id}` for publisher `{publisher}`")));
     }
-    host.audit.record(admin_event(
-        &tenant,
+    host.audit.record(operator.event(
         "marketplace.distrust",
         "ok",
         &publisher,

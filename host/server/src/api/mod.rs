@@ -1,26 +1,28 @@
-//! The HTTP API.
+//! The HTTP API: one route table, each route declared with who may call it.
 //!
-//! - `GET /healthz`: liveness, no authentication;
-//! - `/oauth/token`, `/.well-known/jwks.json`: agent tokens (JWT), delegation, Token Vault exchange;
-//! - `/v1/tools...`: for agents, with the agent's bearer token (headers `Airlock-Grant` to spend
-//!   an approval, `Airlock-Run` for a step of a run);
-//! - `POST /v1/approvals`, `GET /v1/approvals/{id}/wait`, `POST /v1/calls/{id}/resume`,
-//!   `/v1/runs...`: for agents too ([`runs`]);
-//! - everything else under `/v1`: for the tenant admin, with the admin token;
-//! - `/v1/marketplace/...`: install, upgrade and uninstall agent packages, the catalog, trusted
-//!   publishers ([`marketplace`]);
-//! - `GET /v1/events`: the tenant's audit events live, as Server-Sent Events (admin token);
-//! - `/mcp`: the Model Context Protocol (Streamable HTTP) for agents, with the agent's bearer token;
-//! - `/stores/...`: the OpenFGA API (each store a tenant), with the admin token;
-//! - `/ciba/...`, `/bc-authorize`, `/oauth/token`, `/.well-known/openid-configuration`: OpenID
-//!   CIBA, with client credentials (OAuth errors there); `/v1/ciba/...` its admin API.
+//! Scopes ([`Scope`]), enforced by the one door in [`auth`]:
+//! - **public**: `GET /healthz`, the OAuth and OpenID endpoints (`/oauth/token`, JWKS, CIBA's
+//!   backchannel and discovery, the external OP's ping), redeeming an invitation; each
+//!   authenticates what it must itself (client credentials, a code) and refuses a malformed
+//!   or unknown tenant before writing anything;
+//! - **operator**: host-wide work ([`tenants`], host [`components`], publishers, keys, the
+//!   host's own audit chain);
+//! - **tenant**: a member's token; the handler's extractor says which role it needs (admin,
+//!   admin or auditor, or any member for approvals);
+//! - **agent**: an agent's token or JWT (`/v1/tools`, runs, `/mcp`).
 //!
-//! Errors are JSON bodies `{"code": "...", "message": "..."}` with a stable
-//! `code`; internals (SQL, file paths) stay in the server log.
+//! Errors are JSON bodies `{"code": "...", "message": "..."}` with a stable code
+//! ([`ApiError`]; each domain error mapped once, in `error.rs`); internals stay in the log.
+//! OpenFGA's (`/stores`) and OAuth's endpoints answer in their own error shapes.
 
-mod admin;
-pub(crate) mod agent;
+mod agents;
+mod approvals;
+mod audit;
+pub mod auth;
+mod authz;
 pub(crate) mod ciba;
+mod components;
+mod connections;
 mod error;
 mod events;
 mod identity_admin;
@@ -28,74 +30,195 @@ mod marketplace;
 mod oauth;
 mod openfga;
 mod runs;
+mod tenants;
+pub(crate) mod tools;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use axum::http::HeaderMap;
-use axum::routing::{delete, get, post, put};
+use axum::handler::Handler;
+use axum::http::Method;
+use axum::middleware::from_fn_with_state;
+use axum::routing::{MethodFilter, MethodRouter};
 use axum::{Json, Router};
 
 pub use error::ApiError;
 
 use crate::Airlock;
 
-/// The router over a host.
-pub fn router(host: Arc<Airlock>) -> Router {
-    Router::new()
-        .route("/healthz", get(|| async { Json(serde_json::json!({ "status": "ok" })) }))
-        .route("/oauth/token", post(oauth::token))
-        .route("/.well-known/jwks.json", get(oauth::jwks))
-        .route("/v1/tools", get(agent::list_tools))
-        .route("/v1/tools/{tool}/call", post(agent::call_tool))
-        .route("/v1/components", get(admin::list_components))
-        .route("/v1/components/{name}", post(admin::add_component))
-        .route("/v1/tuples", get(admin::read_tuples).post(admin::write_tuples))
-        .route("/v1/authorization-model", get(admin::read_model).put(admin::write_model))
-        .route("/v1/agents", post(admin::create_agent))
-        .route("/v1/agents/{name}", delete(admin::revoke_agent))
-        .route("/v1/connections", get(admin::list_connections))
-        .route("/v1/connections/{name}", put(admin::put_connection).delete(admin::delete_connection))
-        .route("/v1/connections/{name}/secret", post(admin::rotate_connection_secret))
-        .route("/v1/vault/rotate-tenant-key", post(admin::rotate_tenant_key))
-        .route("/v1/vault/rotate-master-key", post(admin::rotate_master_key))
-        .route("/v1/approvals", get(admin::list_approvals).post(runs::request_approval))
-        .route("/v1/approvals/{id}", get(admin::get_approval))
-        .route("/v1/approvals/{id}/wait", get(runs::wait_approval))
-        .route("/v1/calls/{call_id}/resume", post(runs::resume_call))
-        .route("/v1/runs", post(runs::start_run))
-        .route("/v1/runs/{id}", get(runs::get_run))
-        .route("/v1/runs/{id}/finish", post(runs::finish_run))
-        .route("/v1/policies", get(runs::list_policies).post(runs::put_policy))
-        .route("/v1/policies/{tool}", delete(runs::delete_policy))
-        .route("/v1/approvals/{id}/decision", post(admin::decide_approval))
-        .route("/v1/audit", get(admin::read_audit))
-        .route("/v1/audit/verify", get(admin::verify_audit))
-        .route("/v1/events", get(events::stream_events))
-        .route(
-            "/v1/identity/issuers",
-            get(identity_admin::list_issuers).put(identity_admin::put_issuer).delete(identity_admin::delete_issuer),
-        )
-        .route("/v1/identity/subjects", put(identity_admin::map_subject))
-        .route("/v1/identity/rotate-key", post(identity_admin::rotate_key))
-        .route("/v1/marketplace/catalog", get(marketplace::catalog_list))
-        .route("/v1/marketplace/installed", get(marketplace::installed))
-        .route("/v1/marketplace/installed/{agent}", delete(marketplace::uninstall))
-        .route("/v1/marketplace/install", post(marketplace::install))
-        .route("/v1/marketplace/upgrade", post(marketplace::upgrade))
-        .route("/v1/marketplace/publishers", get(marketplace::publishers).post(marketplace::trust_publisher))
-        .route("/v1/marketplace/publishers/{publisher}/{key_id}", delete(marketplace::distrust_publisher))
-        .merge(openfga::routes())
-        .merge(ciba::routes())
-        .merge(crate::mcp::http::routes(host.clone(), &host.mcp_allowed_hosts))
-        .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
-        .with_state(host)
+/// Who may call a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    /// No token (each endpoint authenticates what it must itself).
+    Public,
+    /// The operator: host-wide work.
+    Operator,
+    /// A tenant member, in its own tenant only.
+    Tenant,
+    /// An agent.
+    Agent,
 }
 
-/// The bearer token of a request, if it has one.
-fn bearer(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-        .map(str::trim)
+/// One route of the table, as tests and docs walk it.
+#[derive(Debug, Clone)]
+pub struct RouteInfo {
+    pub method: Method,
+    pub path: &'static str,
+    pub scope: Scope,
+}
+
+/// The route table being built: every route goes through [`Routes::at`], which puts the door
+/// of its scope in front of the handler and records it, so the table and the router cannot
+/// disagree.
+pub(crate) struct Routes {
+    host: Arc<Airlock>,
+    paths: BTreeMap<&'static str, MethodRouter<Arc<Airlock>>>,
+    extra: Vec<Router<Arc<Airlock>>>,
+    table: Vec<RouteInfo>,
+}
+
+fn filter(method: &Method) -> MethodFilter {
+    match *method {
+        Method::GET => MethodFilter::GET,
+        Method::PUT => MethodFilter::PUT,
+        Method::DELETE => MethodFilter::DELETE,
+        Method::PATCH => MethodFilter::PATCH,
+        _ => MethodFilter::POST,
+    }
+}
+
+impl Routes {
+    fn new(host: Arc<Airlock>) -> Routes {
+        Routes { host, paths: BTreeMap::new(), extra: Vec::new(), table: Vec::new() }
+    }
+
+    /// Adds `method path` served by `handler`, behind the door of `scope`.
+    pub(crate) fn at<H, T>(mut self, scope: Scope, method: Method, path: &'static str, handler: H) -> Routes
+    where
+        H: Handler<T, Arc<Airlock>>,
+        T: 'static,
+    {
+        let f = filter(&method);
+        let routed = self.paths.remove(path).unwrap_or_default();
+        let routed = match scope {
+            Scope::Operator => routed.on(f, handler.layer(from_fn_with_state(self.host.clone(), auth::operator_door))),
+            Scope::Tenant => routed.on(f, handler.layer(from_fn_with_state(self.host.clone(), auth::tenant_door))),
+            Scope::Public | Scope::Agent => routed.on(f, handler),
+        };
+        self.paths.insert(path, routed);
+        self.table.push(RouteInfo { method, path, scope });
+        self
+    }
+
+    /// Adds a whole service (MCP) that authenticates by itself, recording its methods.
+    pub(crate) fn service(
+        mut self,
+        scope: Scope,
+        methods: &[Method],
+        path: &'static str,
+        router: Router<Arc<Airlock>>,
+    ) -> Routes {
+        self.extra.push(router);
+        self.table.extend(methods.iter().map(|m| RouteInfo { method: m.clone(), path, scope }));
+        self
+    }
+
+    fn into_router(self) -> Router {
+        let mut router = Router::new();
+        for (path, routed) in self.paths {
+            router = router.route(path, routed);
+        }
+        for extra in self.extra {
+            router = router.merge(extra);
+        }
+        router.layer(axum::extract::DefaultBodyLimit::max(32 << 20)).with_state(self.host)
+    }
+}
+
+/// Every route, with its scope.
+fn routes(host: Arc<Airlock>) -> Routes {
+    use Method as M;
+    use Scope::{Agent, Operator, Public, Tenant};
+    let mcp = crate::mcp::http::routes(host.clone(), &host.mcp_allowed_hosts);
+    let r = Routes::new(host)
+        .at(Public, M::GET, "/healthz", || async { Json(serde_json::json!({ "status": "ok" })) })
+        .at(Public, M::POST, "/oauth/token", oauth::token)
+        .at(Public, M::GET, "/.well-known/jwks.json", oauth::jwks)
+        // people: tenants, tokens, invitations
+        .at(Operator, M::GET, "/v1/tenants", tenants::list)
+        .at(Operator, M::POST, "/v1/tenants", tenants::create)
+        .at(Operator, M::DELETE, "/v1/tenants/{tenant}", tenants::delete)
+        .at(Operator, M::POST, "/v1/tenants/{tenant}/invitations", tenants::operator_invite)
+        .at(Operator, M::GET, "/v1/operator/tokens", tenants::list_operator_tokens)
+        .at(Operator, M::POST, "/v1/operator/tokens", tenants::create_operator_token)
+        .at(Operator, M::DELETE, "/v1/operator/tokens/{name}", tenants::revoke_operator_token)
+        .at(Tenant, M::GET, "/v1/tokens", tenants::list_tokens)
+        .at(Tenant, M::POST, "/v1/tokens", tenants::create_token)
+        .at(Tenant, M::DELETE, "/v1/tokens/{name}", tenants::revoke_token)
+        .at(Tenant, M::POST, "/v1/invitations", tenants::admin_invite)
+        .at(Public, M::POST, "/v1/invitations/accept", tenants::accept)
+        .at(Tenant, M::GET, "/v1/me", tenants::me)
+        // agents' side
+        .at(Agent, M::GET, "/v1/tools", tools::list_tools)
+        .at(Agent, M::POST, "/v1/tools/{tool}/call", tools::call_tool)
+        .at(Agent, M::POST, "/v1/approvals", runs::request_approval)
+        .at(Agent, M::GET, "/v1/approvals/{id}/wait", runs::wait_approval)
+        .at(Agent, M::POST, "/v1/calls/{call_id}/resume", runs::resume_call)
+        .at(Agent, M::POST, "/v1/runs", runs::start_run)
+        .at(Agent, M::GET, "/v1/runs/{id}", runs::get_run)
+        .at(Agent, M::POST, "/v1/runs/{id}/finish", runs::finish_run)
+        // host-wide components and keys
+        .at(Operator, M::GET, "/v1/components", components::list)
+        .at(Operator, M::POST, "/v1/components/{name}", components::add)
+        .at(Operator, M::POST, "/v1/vault/rotate-master-key", connections::rotate_master_key)
+        .at(Operator, M::POST, "/v1/identity/rotate-key", identity_admin::rotate_key)
+        .at(Operator, M::GET, "/v1/host/audit", audit::read_host)
+        .at(Operator, M::GET, "/v1/host/audit/verify", audit::verify_host)
+        // a tenant's administration
+        .at(Tenant, M::GET, "/v1/tuples", authz::read_tuples)
+        .at(Tenant, M::POST, "/v1/tuples", authz::write_tuples)
+        .at(Tenant, M::GET, "/v1/authorization-model", authz::read_model)
+        .at(Tenant, M::PUT, "/v1/authorization-model", authz::write_model)
+        .at(Tenant, M::POST, "/v1/agents", agents::create)
+        .at(Tenant, M::DELETE, "/v1/agents/{name}", agents::revoke)
+        .at(Tenant, M::GET, "/v1/connections", connections::list)
+        .at(Tenant, M::PUT, "/v1/connections/{name}", connections::put)
+        .at(Tenant, M::DELETE, "/v1/connections/{name}", connections::delete)
+        .at(Tenant, M::POST, "/v1/connections/{name}/secret", connections::rotate_secret)
+        .at(Tenant, M::POST, "/v1/vault/rotate-tenant-key", connections::rotate_tenant_key)
+        .at(Tenant, M::GET, "/v1/approvals", approvals::list)
+        .at(Tenant, M::GET, "/v1/approvals/{id}", approvals::get)
+        .at(Tenant, M::POST, "/v1/approvals/{id}/decision", approvals::decide)
+        .at(Tenant, M::GET, "/v1/policies", runs::list_policies)
+        .at(Tenant, M::POST, "/v1/policies", runs::put_policy)
+        .at(Tenant, M::DELETE, "/v1/policies/{tool}", runs::delete_policy)
+        .at(Tenant, M::GET, "/v1/audit", audit::read_tenant)
+        .at(Tenant, M::GET, "/v1/audit/verify", audit::verify_tenant)
+        .at(Tenant, M::GET, "/v1/events", events::stream_events)
+        .at(Tenant, M::GET, "/v1/identity/issuers", identity_admin::list_issuers)
+        .at(Tenant, M::PUT, "/v1/identity/issuers", identity_admin::put_issuer)
+        .at(Tenant, M::DELETE, "/v1/identity/issuers", identity_admin::delete_issuer)
+        .at(Tenant, M::PUT, "/v1/identity/subjects", identity_admin::map_subject)
+        // the marketplace
+        .at(Tenant, M::GET, "/v1/marketplace/catalog", marketplace::catalog_list)
+        .at(Tenant, M::GET, "/v1/marketplace/installed", marketplace::installed)
+        .at(Tenant, M::DELETE, "/v1/marketplace/installed/{agent}", marketplace::uninstall)
+        .at(Tenant, M::POST, "/v1/marketplace/install", marketplace::install)
+        .at(Tenant, M::POST, "/v1/marketplace/upgrade", marketplace::upgrade)
+        .at(Operator, M::GET, "/v1/marketplace/publishers", marketplace::publishers)
+        .at(Operator, M::POST, "/v1/marketplace/publishers", marketplace::trust_publisher)
+        .at(Operator, M::DELETE, "/v1/marketplace/publishers/{publisher}/{key_id}", marketplace::distrust_publisher);
+    let r = openfga::routes(r);
+    let r = ciba::routes(r);
+    r.service(Agent, &[M::GET, M::POST, M::DELETE], "/mcp", mcp)
+}
+
+/// The router over a host.
+pub fn router(host: Arc<Airlock>) -> Router {
+    routes(host).into_router()
+}
+
+/// The route table the router is built from: method, path and scope of every route.
+pub fn route_table(host: Arc<Airlock>) -> Vec<RouteInfo> {
+    routes(host).table
 }

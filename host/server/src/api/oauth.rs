@@ -80,6 +80,12 @@ pub(super) async fn token(
         }
         form.insert("tenant".into(), t.clone());
     }
+    // A malformed or unknown tenant is refused before anything is written or audited.
+    if let Some(t) = form.get("tenant") {
+        if let Err(why) = super::auth::known_tenant(&host, t).await {
+            return oauth_error(StatusCode::BAD_REQUEST, "invalid_request", why);
+        }
+    }
     let grant_type = match field(&form, "grant_type") {
         Ok(g) => g,
         Err(resp) => return resp,
@@ -180,7 +186,7 @@ async fn exchange(host: &Airlock, form: &HashMap<String, String>) -> Result<Resp
     for token in [subject, actor] {
         if let Ok(v) = host.identity.verify(token, host.identity.issuer()).await {
             tenant = Some(v.tenant.clone());
-            let live = super::agent::agents_live(host, &v)
+            let live = super::auth::agents_live(host, &v)
                 .await
                 .map_err(|_| oauth_error(StatusCode::SERVICE_UNAVAILABLE, "temporarily_unavailable", "agent store"))?;
             if let Err(reason) = live {
@@ -251,7 +257,7 @@ async fn federated_connection(host: &Airlock, form: &HashMap<String, String>) ->
     }
     chain.push(format!("agent:{agent}"));
     let outcome = async {
-        super::agent::agents_live(host, &verified).await.map_err(|_| "agent store unavailable".to_string())??;
+        super::auth::agents_live(host, &verified).await.map_err(|_| "agent store unavailable".to_string())??;
         let conn = host.vault.resolve(&tenant, &agent, connection).await.map_err(|e| e.to_string())?;
         let object = format!("connection:{}", conn.name);
         for who in &chain {

@@ -1,7 +1,9 @@
 //! The OpenFGA HTTP API (`/stores/...`), same paths, JSON shapes and error
 //! bodies, so that OpenFGA's own SDKs and tools work against Airlock unchanged.
-//! Each store is a tenant. Authentication is OpenFGA's pre-shared key: the
-//! admin token as a bearer token.
+//! Each store is a tenant (creating one creates the tenant). Authentication is OpenFGA's
+//! pre-shared key, a bearer token: the operator's to list, create and delete stores; a
+//! member's of that store's tenant for everything inside it (an admin writes, an admin or
+//! auditor reads and checks). Another tenant's store is `store_id_not_found`.
 
 use std::sync::Arc;
 
@@ -11,32 +13,36 @@ use airlock_rebac::writes::{ReadFilter, WriteOptions};
 use airlock_rebac::{ActiveModel, RebacError, Tuple};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::auth::{Member, Operator, TenantMember};
 use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
 
 /// The `/stores` routes.
-pub fn routes() -> Router<Arc<Airlock>> {
-    Router::new()
-        .route("/stores", get(list_stores).post(create_store))
-        .route("/stores/{store}", get(get_store).delete(delete_store))
-        .route("/stores/{store}/authorization-models", get(read_models).post(write_model))
-        .route("/stores/{store}/authorization-models/{model}", get(read_model))
-        .route("/stores/{store}/write", post(write))
-        .route("/stores/{store}/read", post(read))
-        .route("/stores/{store}/changes", get(changes))
-        .route("/stores/{store}/check", post(check))
-        .route("/stores/{store}/batch-check", post(batch_check))
-        .route("/stores/{store}/list-objects", post(list_objects))
-        .route("/stores/{store}/list-users", post(list_users))
-        .route("/stores/{store}/expand", post(expand))
+pub(super) fn routes(r: super::Routes) -> super::Routes {
+    use axum::http::Method as M;
+    use super::Scope::{Operator, Tenant};
+    r.at(Operator, M::GET, "/stores", list_stores)
+        .at(Operator, M::POST, "/stores", create_store)
+        .at(Tenant, M::GET, "/stores/{store}", get_store)
+        .at(Operator, M::DELETE, "/stores/{store}", delete_store)
+        .at(Tenant, M::GET, "/stores/{store}/authorization-models", read_models)
+        .at(Tenant, M::POST, "/stores/{store}/authorization-models", write_model)
+        .at(Tenant, M::GET, "/stores/{store}/authorization-models/{model}", read_model)
+        .at(Tenant, M::POST, "/stores/{store}/write", write)
+        .at(Tenant, M::POST, "/stores/{store}/read", read)
+        .at(Tenant, M::GET, "/stores/{store}/changes", changes)
+        .at(Tenant, M::POST, "/stores/{store}/check", check)
+        .at(Tenant, M::POST, "/stores/{store}/batch-check", batch_check)
+        .at(Tenant, M::POST, "/stores/{store}/list-objects", list_objects)
+        .at(Tenant, M::POST, "/stores/{store}/list-users", list_users)
+        .at(Tenant, M::POST, "/stores/{store}/expand", expand)
 }
 
 /// An OpenFGA error: status, string code, message.
@@ -92,32 +98,40 @@ fn body<T>(b: std::result::Result<Json<T>, JsonRejection>) -> Result<T> {
     b.map(|Json(v)| v).map_err(|r| invalid(format!("request body: {}", r.body_text())))
 }
 
-/// The prologue of every store request: the admin token, a live (synced) store, the parsed body.
+/// What a store request needs of its member.
+#[derive(Clone, Copy)]
+enum Need {
+    Read,
+    Write,
+}
+
+/// The prologue of every store request: the member's own store (another tenant's is 404),
+/// the role, a live (synced) store, the parsed body.
 async fn open<T>(
     host: &Airlock,
-    headers: &HeaderMap,
+    m: &Member,
     store: &str,
+    need: Need,
     b: std::result::Result<Json<T>, JsonRejection>,
 ) -> Result<T> {
-    authorize(host, headers)?;
+    authorize(host, m, store, need).await?;
     live_store(host, store).await?;
     body(b)
 }
 
-fn authorize(host: &Airlock, headers: &HeaderMap) -> Result<()> {
-    let token = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if host.is_admin(token) {
+async fn authorize(host: &Airlock, m: &Member, store: &str, need: Need) -> Result<()> {
+    if m.tenant != store {
+        return Err(FgaError(StatusCode::NOT_FOUND, "store_id_not_found", format!("store `{store}` not found")));
+    }
+    let allowed = match need {
+        Need::Write => m.holds(host, "admin").await,
+        Need::Read => m.reads_all(host).await,
+    };
+    if allowed {
         Ok(())
     } else {
-        Err(FgaError(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "missing or wrong bearer token (the admin token)".into(),
-        ))
+        let e = m.refuse(host, if matches!(need, Need::Write) { "an admin" } else { "an admin or auditor" });
+        Err(FgaError(StatusCode::FORBIDDEN, "forbidden", e.message))
     }
 }
 
@@ -245,37 +259,46 @@ struct CreateStore {
 
 async fn create_store(
     State(host): Host,
-    headers: HeaderMap,
+    operator: Operator,
     b: std::result::Result<Json<CreateStore>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    authorize(&host, &headers)?;
     let req = body(b)?;
     if req.name.trim().is_empty() {
         return Err(invalid("`name` must not be empty"));
     }
     let store = host.rebac.create_store(&req.name).await.map_err(rebac_error)?;
+    // The store is a tenant: members are invited into it (`POST /v1/tenants/{id}/invitations`).
+    host.people.tenants.ensure(&store.id).await.map_err(|e| {
+        tracing::error!("registering store tenant: {e}");
+        FgaError(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the host could not complete this; see its log".into())
+    })?;
+    host.audit.record(operator.event("tenant.create", "ok", "", json!({ "tenant": store.id, "store_name": store.name })));
     Ok((StatusCode::CREATED, Json(store_json(&store))))
 }
 
-async fn list_stores(State(host): Host, headers: HeaderMap, Query(p): Query<Page>) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
+async fn list_stores(State(host): Host, _: Operator, Query(p): Query<Page>) -> Result<Json<Value>> {
     let (offset, size) = page_of(&p)?;
     let stores = host.rebac.stores(offset, size).await.map_err(rebac_error)?;
     let token = if stores.len() as i64 == size { (offset + size).to_string() } else { String::new() };
     Ok(Json(json!({ "stores": stores.iter().map(store_json).collect::<Vec<_>>(), "continuation_token": token })))
 }
 
-async fn get_store(State(host): Host, headers: HeaderMap, Path(store): Path<String>) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
+async fn get_store(State(host): Host, TenantMember(m): TenantMember, Path(store): Path<String>) -> Result<Json<Value>> {
+    authorize(&host, &m, &store, Need::Read).await?;
     match host.rebac.store(&store).await.map_err(rebac_error)? {
         Some(s) => Ok(Json(store_json(&s))),
         None => Err(FgaError(StatusCode::NOT_FOUND, "store_id_not_found", format!("store `{store}` not found"))),
     }
 }
 
-async fn delete_store(State(host): Host, headers: HeaderMap, Path(store): Path<String>) -> Result<StatusCode> {
-    authorize(&host, &headers)?;
-    if host.rebac.delete_store(&store).await.map_err(rebac_error)? {
+async fn delete_store(State(host): Host, operator: Operator, Path(store): Path<String>) -> Result<StatusCode> {
+    // Deleting a store deletes its tenant (all but the audit trail).
+    let by = format!("operator:{}", operator.0);
+    let live = host.rebac.store(&store).await.map_err(rebac_error)?.is_some();
+    if live && host.delete_tenant(&store, &by).await.map_err(|e| {
+        tracing::error!("deleting store tenant: {e}");
+        FgaError(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the host could not complete this; see its log".into())
+    })? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(FgaError(StatusCode::NOT_FOUND, "store_id_not_found", format!("store `{store}` not found")))
@@ -292,19 +315,19 @@ fn model_json(m: &ActiveModel) -> Value {
 
 async fn write_model(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path(store): Path<String>,
     b: std::result::Result<Json<Value>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>)> {
-    authorize(&host, &headers)?;
+    authorize(&host, &m, &store, Need::Write).await?;
     live_store(&host, &store).await?;
     let model = body(b)?;
     let active = host.rebac.write_model_json(&store, &model).await.map_err(rebac_error)?;
     Ok((StatusCode::CREATED, Json(json!({ "authorization_model_id": active.id }))))
 }
 
-async fn read_models(State(host): Host, headers: HeaderMap, Path(store): Path<String>) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
+async fn read_models(State(host): Host, TenantMember(m): TenantMember, Path(store): Path<String>) -> Result<Json<Value>> {
+    authorize(&host, &m, &store, Need::Read).await?;
     live_store(&host, &store).await?;
     let models = host.rebac.models(&store).await.map_err(rebac_error)?;
     Ok(Json(
@@ -314,10 +337,10 @@ async fn read_models(State(host): Host, headers: HeaderMap, Path(store): Path<St
 
 async fn read_model(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path((store, id)): Path<(String, String)>,
 ) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
+    authorize(&host, &m, &store, Need::Read).await?;
     live_store(&host, &store).await?;
     match host.rebac.model_by_id(&store, &id).await.map_err(rebac_error)? {
         Some(m) => Ok(Json(json!({ "authorization_model": model_json(&m) }))),
@@ -351,11 +374,11 @@ struct WriteSide {
 
 async fn write(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path(store): Path<String>,
     b: std::result::Result<Json<WriteBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    let req = open(&host, &headers, &store, b).await?;
+    let req = open(&host, &m, &store, Need::Write, b).await?;
     let (w, d) = (req.writes.unwrap_or_default(), req.deletes.unwrap_or_default());
     if w.tuple_keys.is_empty() && d.tuple_keys.is_empty() {
         return Err(invalid("invalid WriteRequest: no tuples to write or delete"));
@@ -380,11 +403,11 @@ struct ReadBody {
 
 async fn read(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path(store): Path<String>,
     b: std::result::Result<Json<ReadBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    let req = open(&host, &headers, &store, b).await?;
+    let req = open(&host, &m, &store, Need::Read, b).await?;
     let (offset, size) =
         page_of(&Page { page_size: req.page_size, continuation_token: req.continuation_token, object_type: None })?;
     let nonempty = |s: &str| (!s.is_empty()).then(|| s.to_string());
@@ -405,11 +428,11 @@ async fn read(
 
 async fn changes(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path(store): Path<String>,
     Query(p): Query<Page>,
 ) -> Result<Json<Value>> {
-    authorize(&host, &headers)?;
+    authorize(&host, &m, &store, Need::Read).await?;
     live_store(&host, &store).await?;
     let (after, size) = page_of(&p)?;
     let changes = host
@@ -457,11 +480,11 @@ async fn run_check(
 
 async fn check(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path(store): Path<String>,
     b: std::result::Result<Json<CheckBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    let req = open(&host, &headers, &store, b).await?;
+    let req = open(&host, &m, &store, Need::Read, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let allowed = run_check(&host, &store, &model, &req).await?;
     Ok(Json(json!({ "allowed": allowed, "resolution": "" })))
@@ -486,11 +509,11 @@ struct BatchCheckBody {
 
 async fn batch_check(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path(store): Path<String>,
     b: std::result::Result<Json<BatchCheckBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    let req = open(&host, &headers, &store, b).await?;
+    let req = open(&host, &m, &store, Need::Read, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let mut result = Map::new();
     for item in req.checks {
@@ -527,11 +550,11 @@ struct ListObjectsBody {
 
 async fn list_objects(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path(store): Path<String>,
     b: std::result::Result<Json<ListObjectsBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    let req = open(&host, &headers, &store, b).await?;
+    let req = open(&host, &m, &store, Need::Read, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let objects = host
         .rebac
@@ -572,11 +595,11 @@ struct ListUsersBody {
 
 async fn list_users(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path(store): Path<String>,
     b: std::result::Result<Json<ListUsersBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    let req = open(&host, &headers, &store, b).await?;
+    let req = open(&host, &m, &store, Need::Read, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let object = format!("{}:{}", req.object.object_type, req.object.id);
     let filters: Vec<String> = req
@@ -623,11 +646,11 @@ struct ExpandBody {
 
 async fn expand(
     State(host): Host,
-    headers: HeaderMap,
+    TenantMember(m): TenantMember,
     Path(store): Path<String>,
     b: std::result::Result<Json<ExpandBody>, JsonRejection>,
 ) -> Result<Json<Value>> {
-    let req = open(&host, &headers, &store, b).await?;
+    let req = open(&host, &m, &store, Need::Read, b).await?;
     let model = model_for(&host, &store, req.authorization_model_id.as_deref()).await?;
     let k = &req.tuple_key;
     let tree = host

@@ -24,11 +24,9 @@ use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::admin::require_admin;
-use super::admin::AdminQueryTenant;
-use super::agent::{authenticate, report_answer};
+use super::auth::{agent as authenticate, TenantAdmin, TenantReader};
+use super::tools::report_answer;
 use super::ApiError;
-use crate::config::DEFAULT_TENANT;
 use crate::policy_gate::{policy_key, policy_name, AuthorityError};
 use crate::Airlock;
 
@@ -231,11 +229,6 @@ pub(super) async fn finish_run(
 // ---- policies (admin) ----------------------------------------------------------------
 
 #[derive(Deserialize)]
-pub(super) struct PolicyQuery {
-    tenant: Option<String>,
-}
-
-#[derive(Deserialize)]
 pub(super) struct NewPolicy {
     tenant: Option<String>,
     /// `component.tool`, `component.*`, or `agent:NAME` for an entry policy.
@@ -251,26 +244,19 @@ fn policy_json(p: &airlock_approvals::Policy) -> Value {
 }
 
 /// `GET /v1/policies` (admin): the tenant's approval policies.
-pub(super) async fn list_policies(
-    State(host): Host,
-    headers: HeaderMap,
-    query: Result<Query<PolicyQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
-    let Query(q) = query?;
-    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
-    let list = host.policies.list(tenant).await.map_err(|e| ApiError::internal("policy store", e))?;
+pub(super) async fn list_policies(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+    let list = host.policies.list(&m.tenant).await.map_err(|e| ApiError::internal("policy store", e))?;
     Ok(Json(json!({ "policies": list.iter().map(policy_json).collect::<Vec<_>>() })))
 }
 
 /// `POST /v1/policies` (admin): creates or replaces the policy of a tool (or an agent's entry).
 pub(super) async fn put_policy(
     State(host): Host,
-    AdminQueryTenant(query_tenant): AdminQueryTenant,
+    TenantAdmin(m): TenantAdmin,
     body: Result<Json<NewPolicy>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(b) = body?;
-    let tenant = super::admin::body_or_query_tenant(b.tenant.as_deref(), query_tenant.as_deref())?;
+    let tenant = m.scope(b.tenant.as_deref())?;
     let (tool, action) = policy_key(&b.tool);
     let entry = action == ENTRY_ACTION && tool.starts_with("agent:");
     let ttl = Duration::from_secs(b.ttl_seconds.unwrap_or(15 * 60));
@@ -279,25 +265,21 @@ pub(super) async fn put_policy(
         airlock_approvals::PolicyError::Invalid(_) => ApiError::bad_request(e.to_string()),
         other => ApiError::internal("policy store", other),
     })?;
-    host.audit.record(event(tenant, "policy.put", "ok", "admin", &b.tool, policy_json(&p)));
+    host.audit.record(m.event("policy.put", "ok", &b.tool, policy_json(&p)));
     Ok(Json(policy_json(&p)))
 }
 
 /// `DELETE /v1/policies/{tool}` (admin).
 pub(super) async fn delete_policy(
     State(host): Host,
+    TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
-    headers: HeaderMap,
-    query: Result<Query<PolicyQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    require_admin(&host, &headers)?;
-    let Query(q) = query?;
-    let tenant = q.tenant.as_deref().unwrap_or(DEFAULT_TENANT);
     let (tool, action) = policy_key(&name);
-    let gone = host.policies.delete(tenant, &tool, &action).await.map_err(|e| ApiError::internal("policy store", e))?;
+    let gone = host.policies.delete(&m.tenant, &tool, &action).await.map_err(|e| ApiError::internal("policy store", e))?;
     if !gone {
         return Err(ApiError::not_found(format!("no policy for `{name}` in this tenant")));
     }
-    host.audit.record(event(tenant, "policy.delete", "ok", "admin", &name, json!({ "tool": name })));
+    host.audit.record(m.event("policy.delete", "ok", &name, json!({ "tool": name })));
     Ok(Json(json!({ "deleted": name })))
 }

@@ -127,30 +127,30 @@ pub(super) async fn run(cmd: CibaCmd) -> Result<(), String> {
         CibaCmd::Approver(ApproverCmd::Put { remote, name, iss, sub, webhook }) => {
             let body = json!({ "tenant": remote.tenant, "iss": iss, "sub": sub, "device_webhook": webhook });
             let path = format!("/v1/ciba/approvers/{}", enc(&name));
-            print(&Client::admin(&remote)?.send(Method::PUT, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::PUT, &path, Some(Body::Json(body))).await?);
         }
         CibaCmd::Approver(ApproverCmd::List { remote }) => {
-            let path = format!("/v1/ciba/approvers?tenant={}", enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+            let path = format!("/v1/ciba/approvers?tenant={}", enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::GET, &path, None).await?);
         }
         CibaCmd::Approver(ApproverCmd::Delete { remote, name }) => {
-            let path = format!("/v1/ciba/approvers/{}?tenant={}", enc(&name), enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
+            let path = format!("/v1/ciba/approvers/{}?tenant={}", enc(&name), enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::DELETE, &path, None).await?);
         }
         CibaCmd::Client(ClientCmd::Register { remote, client_id, ping }) => {
             let mode = if ping.is_some() { "ping" } else { "poll" };
             let body = json!({ "tenant": remote.tenant, "client_id": client_id, "delivery_mode": mode,
                                "notification_endpoint": ping });
-            print(&Client::admin(&remote)?.send(Method::POST, "/v1/ciba/clients", Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/ciba/clients", Some(Body::Json(body))).await?);
             eprintln!("keep the client secret now: it is stored only as a hash and cannot be shown again");
         }
         CibaCmd::Client(ClientCmd::List { remote }) => {
-            let path = format!("/v1/ciba/clients?tenant={}", enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+            let path = format!("/v1/ciba/clients?tenant={}", enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::GET, &path, None).await?);
         }
         CibaCmd::Client(ClientCmd::Delete { remote, client_id }) => {
-            let path = format!("/v1/ciba/clients/{}?tenant={}", enc(&client_id), enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
+            let path = format!("/v1/ciba/clients/{}?tenant={}", enc(&client_id), enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::DELETE, &path, None).await?);
         }
         CibaCmd::ExternalOp(ExternalOpCmd::Set {
             remote,
@@ -172,15 +172,15 @@ pub(super) async fn run(cmd: CibaCmd) -> Result<(), String> {
             let body = json!({ "tenant": remote.tenant, "discovery_url": discovery_url, "client_id": client_id,
                                "client_secret": secret.as_str(), "delivery_mode": mode, "scope": scope,
                                "login_hints": hints, "requested_expiry": requested_expiry });
-            print(&Client::admin(&remote)?.send(Method::PUT, "/v1/ciba/external-op", Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::PUT, "/v1/ciba/external-op", Some(Body::Json(body))).await?);
         }
         CibaCmd::ExternalOp(ExternalOpCmd::Show { remote }) => {
-            let path = format!("/v1/ciba/external-op?tenant={}", enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+            let path = format!("/v1/ciba/external-op?tenant={}", enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::GET, &path, None).await?);
         }
         CibaCmd::ExternalOp(ExternalOpCmd::Delete { remote }) => {
-            let path = format!("/v1/ciba/external-op?tenant={}", enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
+            let path = format!("/v1/ciba/external-op?tenant={}", enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::DELETE, &path, None).await?);
         }
     }
     Ok(())

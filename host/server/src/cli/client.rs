@@ -17,20 +17,28 @@ impl Client {
         Client { http: reqwest::Client::new(), base: base.trim_end_matches('/').to_string(), token: token.to_string() }
     }
 
-    /// An admin client for `remote`: token from `AIRLOCK_ADMIN_TOKEN` or the data directory.
-    pub fn admin(remote: &Remote) -> Result<Client, String> {
-        let token = match std::env::var("AIRLOCK_ADMIN_TOKEN") {
-            Ok(t) if !t.is_empty() => t,
-            _ => {
-                let path = remote.data_dir.join("admin.token");
-                std::fs::read_to_string(&path).map(|t| t.trim().to_string()).map_err(|e| {
-                    format!(
-                        "cannot read the admin token from `{}`: {e}. Set AIRLOCK_ADMIN_TOKEN or --data-dir to the host's data directory",
-                        path.display()
-                    )
-                })?
+    /// The operator's client (host-wide work): `AIRLOCK_ADMIN_TOKEN`, else `DATA_DIR/admin.token`.
+    pub fn operator(remote: &Remote) -> Result<Client, String> {
+        let token = token_from("AIRLOCK_ADMIN_TOKEN", &remote.data_dir.join("admin.token"), "the operator's token")?;
+        Ok(Client::new(&remote.server, &token))
+    }
+
+    /// A tenant member's client: `AIRLOCK_TOKEN`, else (for the `default` tenant) its first
+    /// admin's token in `DATA_DIR/default-admin.token`.
+    pub fn tenant(remote: &Remote) -> Result<Client, String> {
+        if let Ok(t) = std::env::var("AIRLOCK_TOKEN") {
+            if !t.is_empty() {
+                return Ok(Client::new(&remote.server, &t));
             }
-        };
+        }
+        if let Some(t) = remote.tenant.as_deref().filter(|t| *t != crate::config::DEFAULT_TENANT) {
+            return Err(format!(
+                "set AIRLOCK_TOKEN to a member token of tenant `{t}` (from `airlock invitation accept CODE`, or \
+                 `airlock token create` by one of its admins)"
+            ));
+        }
+        let file = remote.data_dir.join(crate::tenancy::DEFAULT_ADMIN_TOKEN_FILE);
+        let token = token_from("AIRLOCK_TOKEN", &file, "a tenant member's token")?;
         Ok(Client::new(&remote.server, &token))
     }
 
@@ -99,6 +107,21 @@ impl Client {
     }
 }
 
+/// A token from environment variable `var`, else from `file`.
+fn token_from(var: &str, file: &std::path::Path, what: &str) -> Result<String, String> {
+    if let Ok(t) = std::env::var(var) {
+        if !t.is_empty() {
+            return Ok(t);
+        }
+    }
+    std::fs::read_to_string(file).map(|t| t.trim().to_string()).map_err(|e| {
+        format!(
+            "cannot read {what} from `{}`: {e}. Set {var}, or --data-dir to the host's data directory",
+            file.display()
+        )
+    })
+}
+
 /// A request body.
 pub enum Body {
     Json(Value),
@@ -137,48 +160,48 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
         Command::Component(ComponentCmd::Add { remote, name, file }) => {
             let wasm = std::fs::read(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
             eprintln!("uploading and compiling `{name}` ({} KiB)...", wasm.len() / 1024);
-            let v = Client::admin(&remote)?
+            let v = Client::operator(&remote)?
                 .send(Method::POST, &format!("/v1/components/{}", enc(&name)), Some(Body::Bytes(wasm)))
                 .await?;
             print(&v);
         }
         Command::Component(ComponentCmd::List { remote }) => {
-            print(&Client::admin(&remote)?.send(Method::GET, "/v1/components", None).await?)
+            print(&Client::operator(&remote)?.send(Method::GET, "/v1/components", None).await?)
         }
         Command::Tuple(TupleCmd::Write { remote, user, relation, object }) => {
             let body = json!({ "tenant": remote.tenant, "writes": [{ "user": user, "relation": relation, "object": object }] });
-            print(&Client::admin(&remote)?.send(Method::POST, "/v1/tuples", Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/tuples", Some(Body::Json(body))).await?);
         }
         Command::Tuple(TupleCmd::Delete { remote, user, relation, object }) => {
             let body = json!({ "tenant": remote.tenant, "deletes": [{ "user": user, "relation": relation, "object": object }] });
-            print(&Client::admin(&remote)?.send(Method::POST, "/v1/tuples", Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/tuples", Some(Body::Json(body))).await?);
         }
         Command::Tuple(TupleCmd::List { remote, object }) => {
-            let mut path = format!("/v1/tuples?tenant={}", enc(&remote.tenant));
+            let mut path = format!("/v1/tuples?tenant={}", enc(&remote.t()));
             if let Some(o) = object {
                 path.push_str(&format!("&object={}", enc(&o)));
             }
-            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+            print(&Client::tenant(&remote)?.send(Method::GET, &path, None).await?);
         }
         Command::Model(ModelCmd::Write { remote, file }) => {
             let dsl = std::fs::read_to_string(&file).map_err(|e| format!("cannot read `{}`: {e}", file.display()))?;
-            let path = format!("/v1/authorization-model?tenant={}", enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::PUT, &path, Some(Body::Text(dsl))).await?);
+            let path = format!("/v1/authorization-model?tenant={}", enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::PUT, &path, Some(Body::Text(dsl))).await?);
         }
         Command::Model(ModelCmd::Show { remote }) => {
-            let path = format!("/v1/authorization-model?tenant={}", enc(&remote.tenant));
-            let v = Client::admin(&remote)?.send(Method::GET, &path, None).await?;
+            let path = format!("/v1/authorization-model?tenant={}", enc(&remote.t()));
+            let v = Client::tenant(&remote)?.send(Method::GET, &path, None).await?;
             println!("{}", v.get("dsl").and_then(Value::as_str).unwrap_or_default());
         }
         Command::Agent(AgentCmd::Create { remote, name }) => {
             let body = json!({ "tenant": remote.tenant, "name": name });
-            let v = Client::admin(&remote)?.send(Method::POST, "/v1/agents", Some(Body::Json(body))).await?;
+            let v = Client::tenant(&remote)?.send(Method::POST, "/v1/agents", Some(Body::Json(body))).await?;
             print(&v);
             eprintln!("keep the token now: it is stored only as a hash and cannot be shown again");
         }
         Command::Agent(AgentCmd::Revoke { remote, name }) => {
-            let path = format!("/v1/agents/{}?tenant={}", enc(&name), enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
+            let path = format!("/v1/agents/{}?tenant={}", enc(&name), enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::DELETE, &path, None).await?);
         }
         Command::Connection(ConnectionCmd::Put {
             remote,
@@ -212,28 +235,28 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
                                "expose_token": expose_token, "allow_private_network": allow_private_network,
                                "allow_undeclared_hosts": allow_undeclared_host, "secret": secret.as_str() });
             let path = format!("/v1/connections/{}", enc(&name));
-            print(&Client::admin(&remote)?.send(Method::PUT, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::PUT, &path, Some(Body::Json(body))).await?);
         }
         Command::Connection(ConnectionCmd::Rotate { remote, name, agent, secret_env }) => {
             let secret = secret_from_env(&secret_env)?;
             let body = json!({ "tenant": remote.tenant, "agent": agent, "secret": secret.as_str() });
             let path = format!("/v1/connections/{}/secret", enc(&name));
-            print(&Client::admin(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
         }
         Command::Connection(ConnectionCmd::List { remote }) => {
-            let path = format!("/v1/connections?tenant={}", enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+            let path = format!("/v1/connections?tenant={}", enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::GET, &path, None).await?);
         }
         Command::Connection(ConnectionCmd::Delete { remote, name, agent }) => {
-            let mut path = format!("/v1/connections/{}?tenant={}", enc(&name), enc(&remote.tenant));
+            let mut path = format!("/v1/connections/{}?tenant={}", enc(&name), enc(&remote.t()));
             if let Some(agent) = agent {
                 path.push_str(&format!("&agent={}", enc(&agent)));
             }
-            print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
+            print(&Client::tenant(&remote)?.send(Method::DELETE, &path, None).await?);
         }
         Command::Vault(VaultCmd::RotateTenantKey { remote }) => {
-            let path = format!("/v1/vault/rotate-tenant-key?tenant={}", enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::POST, &path, Some(Body::Json(json!({})))).await?);
+            let path = format!("/v1/vault/rotate-tenant-key?tenant={}", enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(json!({})))).await?);
         }
         Command::Vault(VaultCmd::RotateMasterKey { remote, new_key_env }) => {
             let new_key = zeroize::Zeroizing::new(
@@ -242,7 +265,7 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             );
             let body = json!({ "new_key": new_key.as_str() });
             print(
-                &Client::admin(&remote)?
+                &Client::operator(&remote)?
                     .send(Method::POST, "/v1/vault/rotate-master-key", Some(Body::Json(body)))
                     .await?,
             );
@@ -257,33 +280,71 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             print(&Client::new(&remote.server, &token).send(Method::POST, &path, Some(Body::Json(input))).await?);
         }
         Command::Approvals(ApprovalCmd::List { remote, status }) => {
-            let mut path = format!("/v1/approvals?tenant={}", enc(&remote.tenant));
+            let mut path = format!("/v1/approvals?tenant={}", enc(&remote.t()));
             if status != "all" {
                 path.push_str(&format!("&status={}", enc(&status)));
             }
-            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+            print(&Client::tenant(&remote)?.send(Method::GET, &path, None).await?);
         }
         Command::Approvals(ApprovalCmd::Approve { remote, id, approver }) => {
-            let body = json!({ "tenant": remote.tenant, "approver": approver, "approve": true });
+            let body = json!({ "tenant": remote.tenant, "approver": approver.map(|a| subject_of(&a)), "approve": true });
             let path = format!("/v1/approvals/{}/decision", enc(&id));
-            print(&Client::admin(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
         }
         Command::Approvals(ApprovalCmd::Deny { remote, id, approver, reason }) => {
-            let body = json!({ "tenant": remote.tenant, "approver": approver, "approve": false, "reason": reason });
+            let body = json!({ "tenant": remote.tenant, "approver": approver.map(|a| subject_of(&a)),
+                               "approve": false, "reason": reason });
             let path = format!("/v1/approvals/{}/decision", enc(&id));
-            print(&Client::admin(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
         }
-        Command::Audit { remote, verify, after, limit } => {
-            let client = Client::admin(&remote)?;
-            let path = if verify {
-                format!("/v1/audit/verify?tenant={}", enc(&remote.tenant))
+        Command::Audit { remote, verify: true, host: on_host, .. } => {
+            let (client, path) = if on_host {
+                (Client::operator(&remote)?, "/v1/host/audit/verify".to_string())
             } else {
-                format!("/v1/audit?tenant={}&after={after}&limit={limit}", enc(&remote.tenant))
+                (Client::tenant(&remote)?, format!("/v1/audit/verify?tenant={}", enc(&remote.t())))
+            };
+            let v = client.send(Method::GET, &path, None).await?;
+            print(&v);
+            return audit_verdict(&v);
+        }
+        Command::Audit { remote, verify: false, host: on_host, after, limit } => {
+            let (client, path) = if on_host {
+                (Client::operator(&remote)?, format!("/v1/host/audit?after={after}&limit={limit}"))
+            } else {
+                (Client::tenant(&remote)?, format!("/v1/audit?tenant={}&after={after}&limit={limit}", enc(&remote.t())))
             };
             print(&client.send(Method::GET, &path, None).await?);
         }
+        Command::Tenant(_) | Command::Token(_) | Command::User(_) | Command::Invitation(_) | Command::Whoami { .. } => {
+            return super::people::run(command).await;
+        }
     }
     Ok(())
+}
+
+/// One line saying whether a verified chain is intact; an error (so a non-zero exit) when not.
+fn audit_verdict(v: &Value) -> Result<(), String> {
+    let events = v.get("events").and_then(Value::as_i64).unwrap_or(0);
+    let chain = v.get("tenant").and_then(Value::as_str).unwrap_or("?");
+    match v.get("broken_at").and_then(Value::as_i64) {
+        None => {
+            eprintln!("intact: {events} events of `{chain}`, every hash verified");
+            Ok(())
+        }
+        Some(seq) => {
+            let reason = v.get("reason").and_then(Value::as_str).unwrap_or("hash mismatch");
+            Err(format!("BROKEN at event {seq} of `{chain}` ({reason}): the trail was altered from there on"))
+        }
+    }
+}
+
+/// `carol` or `user:carol` as a subject.
+pub(super) fn subject_of(name: &str) -> String {
+    if name.contains(':') {
+        name.to_string()
+    } else {
+        format!("user:{name}")
+    }
 }
 
 /// A secret read from the environment variable `name`, so it stays out of shell history.

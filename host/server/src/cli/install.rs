@@ -160,10 +160,10 @@ fn describe_diff(diff: &Value) -> String {
 }
 
 pub(super) async fn install(remote: &Remote, package: &str) -> Result<(), String> {
-    let client = Client::admin(remote)?;
+    let client = Client::tenant(remote)?;
     let (body, label) = package_body(package)?;
-    eprintln!("installing {label} into tenant `{}`", remote.tenant);
-    let report = streamed(&client, &format!("/v1/marketplace/install?tenant={}", enc(&remote.tenant)), body).await?;
+    eprintln!("installing {label} into tenant `{}`", remote.shown());
+    let report = streamed(&client, &format!("/v1/marketplace/install?tenant={}", enc(&remote.t())), body).await?;
     if report["already_installed"] == true {
         eprintln!("already installed (same package digest): nothing changed");
     } else {
@@ -180,10 +180,10 @@ pub(super) async fn install(remote: &Remote, package: &str) -> Result<(), String
 }
 
 pub(super) async fn upgrade(remote: &Remote, package: &str, yes: bool, dry_run: bool) -> Result<(), String> {
-    let client = Client::admin(remote)?;
+    let client = Client::tenant(remote)?;
     let (body, label) = package_body(package)?;
-    eprintln!("upgrading to {label} in tenant `{}`", remote.tenant);
-    let path = format!("/v1/marketplace/upgrade?tenant={}&consent={yes}&dry_run={dry_run}", enc(&remote.tenant));
+    eprintln!("upgrading to {label} in tenant `{}`", remote.shown());
+    let path = format!("/v1/marketplace/upgrade?tenant={}&consent={yes}&dry_run={dry_run}", enc(&remote.t()));
     let report = streamed(&client, &path, body).await?;
     eprintln!("{}", describe_diff(&report["diff"]));
     eprintln!("{}", if report["applied"] == true { "upgrade applied" } else { "nothing applied" });
@@ -192,15 +192,15 @@ pub(super) async fn upgrade(remote: &Remote, package: &str, yes: bool, dry_run: 
 }
 
 pub(super) async fn uninstall(remote: &Remote, agent: &str) -> Result<(), String> {
-    let client = Client::admin(remote)?;
-    let path = format!("/v1/marketplace/installed/{}?tenant={}", enc(agent), enc(&remote.tenant));
+    let client = Client::tenant(remote)?;
+    let path = format!("/v1/marketplace/installed/{}?tenant={}", enc(agent), enc(&remote.t()));
     print(&client.send(reqwest::Method::DELETE, &path, None).await?);
     Ok(())
 }
 
 pub(super) async fn catalog(remote: &Remote) -> Result<(), String> {
-    let client = Client::admin(remote)?;
-    let path = format!("/v1/marketplace/catalog?tenant={}", enc(&remote.tenant));
+    let client = Client::tenant(remote)?;
+    let path = format!("/v1/marketplace/catalog?tenant={}", enc(&remote.t()));
     print(&client.send(reqwest::Method::GET, &path, None).await?);
     Ok(())
 }
@@ -218,16 +218,16 @@ pub(super) async fn publisher(cmd: PublisherCmd) -> Result<(), String> {
                     .to_string(),
                 None => public_key,
             };
-            let client = Client::admin(&remote)?;
+            let client = Client::operator(&remote)?;
             let body = Body::Json(json!({ "publisher": publisher, "public_key": key }));
             print(&client.send(reqwest::Method::POST, "/v1/marketplace/publishers", Some(body)).await?);
         }
         PublisherCmd::List { remote } => {
-            let client = Client::admin(&remote)?;
+            let client = Client::operator(&remote)?;
             print(&client.send(reqwest::Method::GET, "/v1/marketplace/publishers", None).await?);
         }
         PublisherCmd::Distrust { remote, publisher, key_id } => {
-            let client = Client::admin(&remote)?;
+            let client = Client::operator(&remote)?;
             let path = format!("/v1/marketplace/publishers/{}/{}", enc(&publisher), enc(&key_id));
             print(&client.send(reqwest::Method::DELETE, &path, None).await?);
         }

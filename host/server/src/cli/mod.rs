@@ -6,6 +6,7 @@ mod ciba;
 mod client;
 mod install;
 mod package;
+mod people;
 mod policy;
 mod serve;
 
@@ -25,18 +26,35 @@ pub struct Cli {
     pub command: Command,
 }
 
-/// Where a client command finds the host and its admin token.
+/// Where a client command finds the host and its token.
+///
+/// Tenant work uses a member's token: `AIRLOCK_TOKEN`, else the `default` tenant's first
+/// admin token in `DATA_DIR/default-admin.token`. Host-wide work uses the operator's:
+/// `AIRLOCK_ADMIN_TOKEN`, else `DATA_DIR/admin.token`.
 #[derive(Args, Debug, Clone)]
 pub struct Remote {
     /// The host's base URL.
     #[arg(long, env = "AIRLOCK_URL", default_value = "http://127.0.0.1:8080", global = true)]
     pub server: String,
-    /// The data directory holding `admin.token` (when `AIRLOCK_ADMIN_TOKEN` is unset).
+    /// The data directory holding `admin.token` and `default-admin.token` (when no token is
+    /// given in the environment).
     #[arg(long, env = "AIRLOCK_DATA_DIR", default_value = "airlock-data", global = true)]
     pub data_dir: PathBuf,
-    /// Tenant to act in.
-    #[arg(long, env = "AIRLOCK_TENANT", default_value = crate::config::DEFAULT_TENANT, global = true)]
-    pub tenant: String,
+    /// Tenant to act in (default: the token's own; a token acts in its tenant only).
+    #[arg(long, env = "AIRLOCK_TENANT", global = true)]
+    pub tenant: Option<String>,
+}
+
+impl Remote {
+    /// The tenant named on the command line, or "" (the token's own) for a query string.
+    pub fn t(&self) -> String {
+        self.tenant.clone().unwrap_or_default()
+    }
+
+    /// The tenant as shown to the person.
+    pub fn shown(&self) -> String {
+        self.tenant.clone().unwrap_or_else(|| "of your token".into())
+    }
 }
 
 /// An external OpenFGA server to answer checks instead of the embedded engine (fail closed).
@@ -208,19 +226,39 @@ pub enum Command {
     /// List and decide approval requests (CIBA requests too: as the approver they name).
     #[command(subcommand)]
     Approvals(ApprovalCmd),
+    /// Tenants (the operator's): create, list, delete, invite into one.
+    #[command(subcommand)]
+    Tenant(people::TenantCmd),
+    /// A tenant's API tokens (its admins'), or with `--operator` the operator's.
+    #[command(subcommand)]
+    Token(people::TokenCmd),
+    /// Invite a person into the tenant with a role (a tenant admin).
+    #[command(subcommand)]
+    User(people::UserCmd),
+    /// Redeem an invitation: prints the token that carries your relations in the tenant.
+    #[command(subcommand)]
+    Invitation(people::InvitationCmd),
+    /// Who the token is: tenant, subject, roles.
+    Whoami {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// OpenID CIBA: approvers and clients of Airlock's provider, and the tenant's external OP.
     #[command(subcommand)]
     Ciba(ciba::CibaCmd),
     /// Which tool calls (and agent runs) wait for a human's approval, in which role.
     #[command(subcommand)]
     Policy(PolicyCmd),
-    /// Read or verify the audit trail.
+    /// Read or verify the audit trail (`--verify` exits non-zero when the chain is broken).
     Audit {
         #[command(flatten)]
         remote: Remote,
         /// Verify the hash chain instead of listing events.
         #[arg(long)]
         verify: bool,
+        /// The host's own chain (host-wide work; the operator's token) instead of the tenant's.
+        #[arg(long)]
+        host: bool,
         /// Only events after this sequence number.
         #[arg(long, default_value_t = 0)]
         after: i64,
@@ -401,22 +439,23 @@ pub enum ApprovalCmd {
         #[arg(long, default_value = "pending")]
         status: String,
     },
-    /// Approve a request as a named approver.
+    /// Approve a request, as the member whose token this is (`AIRLOCK_TOKEN`).
     Approve {
         #[command(flatten)]
         remote: Remote,
         id: String,
-        /// Who approves, e.g. `user:carol`.
+        /// Check that the token is this approver's, e.g. `user:carol` (a decision is always
+        /// made as the token's member, never as a name given here).
         #[arg(long = "as")]
-        approver: String,
+        approver: Option<String>,
     },
-    /// Deny a request as a named approver.
+    /// Deny a request, as the member whose token this is.
     Deny {
         #[command(flatten)]
         remote: Remote,
         id: String,
         #[arg(long = "as")]
-        approver: String,
+        approver: Option<String>,
         #[arg(long)]
         reason: Option<String>,
     },

@@ -60,15 +60,15 @@ pub(super) async fn run(cmd: PolicyCmd) -> Result<(), String> {
     match cmd {
         PolicyCmd::Put { remote, tool, role, ttl } => {
             let body = json!({ "tenant": remote.tenant, "tool": tool, "role": role, "ttl_seconds": ttl.as_secs() });
-            print(&Client::admin(&remote)?.send(Method::POST, "/v1/policies", Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/policies", Some(Body::Json(body))).await?);
         }
         PolicyCmd::List { remote } => {
-            let path = format!("/v1/policies?tenant={}", enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::GET, &path, None).await?);
+            let path = format!("/v1/policies?tenant={}", enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::GET, &path, None).await?);
         }
         PolicyCmd::Delete { remote, tool } => {
-            let path = format!("/v1/policies/{}?tenant={}", enc(&tool), enc(&remote.tenant));
-            print(&Client::admin(&remote)?.send(Method::DELETE, &path, None).await?);
+            let path = format!("/v1/policies/{}?tenant={}", enc(&tool), enc(&remote.t()));
+            print(&Client::tenant(&remote)?.send(Method::DELETE, &path, None).await?);
         }
     }
     Ok(())

@@ -139,6 +139,11 @@ impl Installed {
             .insert(component.name.clone(), Entry { agent: agent.to_string(), component });
     }
 
+    /// Forgets every component of a deleted tenant.
+    pub(crate) fn forget_tenant(&self, tenant: &str) {
+        self.by_tenant.write().remove(tenant);
+    }
+
     /// Forgets `agent`'s components in `tenant`: calls already running finish, new ones find nothing.
     pub(super) fn remove_agent(&self, tenant: &str, agent: &str) {
         if let Some(m) = self.by_tenant.write().get_mut(tenant) {

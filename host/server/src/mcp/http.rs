@@ -35,7 +35,7 @@ pub fn routes<S: Clone + Send + Sync + 'static>(host: Arc<Airlock>, allowed_host
 
 /// Puts the authenticated [`crate::agents::Agent`] in the request's extensions, or answers 401.
 async fn authenticate(State(host): State<Arc<Airlock>>, mut req: Request, next: Next) -> Response {
-    match crate::api::agent::authenticate(&host, req.headers(), "mcp").await {
+    match crate::api::auth::agent(&host, req.headers(), "mcp").await {
         Ok(agent) => {
             req.extensions_mut().insert(agent);
             next.run(req).await

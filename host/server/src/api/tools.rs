@@ -1,0 +1,82 @@
+//! The agent's side: list the tools it may use (`GET /v1/tools`), call one
+//! (`POST /v1/tools/{component.tool}/call`), with the agent's bearer token.
+
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::auth::agent as authenticate;
+use super::ApiError;
+use crate::gate::{error_kind, new_call_id, CallReport, GateError};
+use crate::policy_gate::CallOptions;
+use crate::Airlock;
+use airlock_runtime::CallError;
+
+/// `GET /v1/tools`: the tools this agent may use right now, with their input schemas.
+pub(super) async fn list_tools(State(host): State<Arc<Airlock>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+    let agent = authenticate(&host, &headers, "").await?;
+    let tools: Vec<Value> = host
+        .visible_tools(&agent)
+        .await
+        .into_iter()
+        .map(|t| json!({ "name": t.id, "description": t.description, "input_schema": t.input_schema }))
+        .collect();
+    Ok(Json(json!({ "tools": tools })))
+}
+
+/// `POST /v1/tools/{component.tool}/call` with the JSON input as body.
+pub(super) async fn call_tool(
+    State(host): State<Arc<Airlock>>,
+    Path(tool): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let agent = authenticate(&host, &headers, &tool).await?;
+    let input = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8 JSON"))?;
+    let input = if input.trim().is_empty() { "{}" } else { input };
+    if !serde_json::from_str::<Value>(input).map(|v| v.is_object()).unwrap_or(false) {
+        return Err(ApiError::bad_request("body must be a JSON object: the tool's input"));
+    }
+    let opts =
+        CallOptions { grant: header(&headers, GRANT_HEADER), run: header(&headers, RUN_HEADER), ..Default::default() };
+    report_answer(host.call_tool_with(&agent, &tool, input, new_call_id(), &opts).await)
+}
+
+/// The header a caller presents a grant (an approval id) in, to spend it on this call.
+pub const GRANT_HEADER: &str = "airlock-grant";
+/// The header naming the run a call is a step of.
+pub const RUN_HEADER: &str = "airlock-run";
+
+fn header(headers: &HeaderMap, name: &str) -> Option<String> {
+    headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
+}
+
+/// The gate's answer as the API returns it (a call, or a resumed call).
+pub(crate) fn report_answer(report: Result<CallReport, GateError>) -> Result<Json<Value>, ApiError> {
+    let report = report.map_err(|e| match e {
+        GateError::BadToolId(_) => ApiError::bad_request(e.to_string()),
+        GateError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
+        GateError::AuthzUnavailable(_) => ApiError::new(StatusCode::FORBIDDEN, "authz_unavailable", e.to_string()),
+        GateError::Authority(e) => super::runs::authority_error(e),
+    })?;
+    match report.outcome.result {
+        Ok(result) => Ok(Json(json!({ "call_id": report.call_id, "result": result, "log": report.outcome.log }))),
+        Err(e) => {
+            let status = match &e {
+                CallError::UnknownComponent(_) | CallError::UnknownTool { .. } => StatusCode::NOT_FOUND,
+                CallError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+                CallError::Refused(_) => StatusCode::FORBIDDEN,
+                CallError::Failed(_) => StatusCode::BAD_GATEWAY,
+                CallError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
+                CallError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            };
+            let mut err = ApiError::new(status, error_kind(&e), e.to_string());
+            err.extra = Some(json!({ "call_id": report.call_id, "log": report.outcome.log }));
+            Err(err)
+        }
+    }
+}

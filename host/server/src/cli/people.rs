@@ -1,0 +1,212 @@
+//! `airlock tenant|token|user|invitation|whoami`: tenants (the operator's), members' tokens
+//! and invitations (a tenant admin's), redeeming an invitation (anyone holding the code).
+
+use clap::Subcommand;
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use super::client::{enc, print, subject_of, Body, Client};
+use super::{Command, Remote};
+
+#[derive(Subcommand, Debug)]
+pub enum TenantCmd {
+    /// Create a tenant; with `--admin user:NAME`, prints a one-time invitation for its first admin.
+    Create {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+        #[arg(long)]
+        admin: Option<String>,
+    },
+    /// List every tenant.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Delete a tenant: everything of it goes in one transaction but its audit trail (kept, sealed).
+    Delete {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+    },
+    /// Invite someone (yourself too) into a tenant with a role; audited in that tenant.
+    Invite {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+        /// `user:NAME` (or just `NAME`).
+        member: String,
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Create a named token, printed once: with a fixed `--role`, or carrying a member's
+    /// relations (`--as-member user:alice`); `--operator` for an operator token.
+    Create {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+        #[arg(long, conflicts_with_all = ["as_member", "operator"])]
+        role: Option<String>,
+        #[arg(long, conflicts_with = "operator")]
+        as_member: Option<String>,
+        /// `90d`, `12h`, `30m`, `3600s`, or `never` (default 90d).
+        #[arg(long, default_value = "90d")]
+        expires: String,
+        #[arg(long)]
+        operator: bool,
+    },
+    /// List tokens (never their secrets), with their last use.
+    List {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        operator: bool,
+    },
+    /// Revoke every live token of that name: refused from the very next request.
+    Revoke {
+        #[command(flatten)]
+        remote: Remote,
+        name: String,
+        #[arg(long)]
+        operator: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCmd {
+    /// Invite a person to hold a role on the tenant (`admin`, `auditor`, `cfo`, ...).
+    Invite {
+        #[command(flatten)]
+        remote: Remote,
+        /// `carol` or `user:carol`.
+        name: String,
+        #[arg(long)]
+        role: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum InvitationCmd {
+    /// Redeem an invitation code; prints your token (export it as AIRLOCK_TOKEN).
+    Accept {
+        #[command(flatten)]
+        remote: Remote,
+        code: String,
+    },
+}
+
+/// `90d`, `12h`, `30m`, `45s` or `never` (0) as seconds.
+fn seconds(expires: &str) -> Result<i64, String> {
+    if expires == "never" {
+        return Ok(0);
+    }
+    let (n, unit) = expires.split_at(expires.len().saturating_sub(1));
+    let n: i64 = n.parse().map_err(|_| format!("`--expires {expires}`: use e.g. 90d, 12h, 30m, 3600s or never"))?;
+    let factor = match unit {
+        "d" => 86_400,
+        "h" => 3_600,
+        "m" => 60,
+        "s" => 1,
+        _ => return Err(format!("`--expires {expires}`: the unit is d, h, m or s")),
+    };
+    Ok(n.saturating_mul(factor))
+}
+
+fn show_secret(v: &Value, field: &str, next: &str) {
+    print(v);
+    if v.get(field).is_some() {
+        eprintln!("keep it now: it is stored only as a hash and cannot be shown again. {next}");
+    }
+}
+
+pub(super) async fn run(command: Command) -> Result<(), String> {
+    match command {
+        Command::Tenant(TenantCmd::Create { remote, name, admin }) => {
+            let body = json!({ "name": name, "admin": admin.map(|a| subject_of(&a)) });
+            let v = Client::operator(&remote)?.send(Method::POST, "/v1/tenants", Some(Body::Json(body))).await?;
+            print(&v);
+            if let Some(code) = v.pointer("/invitation/code").and_then(Value::as_str) {
+                eprintln!("give the invitation to its admin; they run `airlock invitation accept {code}`");
+            }
+        }
+        Command::Tenant(TenantCmd::List { remote }) => {
+            print(&Client::operator(&remote)?.send(Method::GET, "/v1/tenants", None).await?)
+        }
+        Command::Tenant(TenantCmd::Delete { remote, name }) => {
+            let path = format!("/v1/tenants/{}", enc(&name));
+            print(&Client::operator(&remote)?.send(Method::DELETE, &path, None).await?)
+        }
+        Command::Tenant(TenantCmd::Invite { remote, name, member, role }) => {
+            let body = json!({ "member": subject_of(&member), "role": role });
+            let path = format!("/v1/tenants/{}/invitations", enc(&name));
+            print(&Client::operator(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?)
+        }
+        Command::Token(TokenCmd::Create { remote, name, role, as_member, expires, operator }) => {
+            let expires_in_seconds = seconds(&expires)?;
+            let v = if operator {
+                let body = json!({ "name": name, "expires_in_seconds": expires_in_seconds });
+                Client::operator(&remote)?.send(Method::POST, "/v1/operator/tokens", Some(Body::Json(body))).await?
+            } else {
+                let body = json!({ "name": name, "role": role, "as_member": as_member.map(|m| subject_of(&m)),
+                                   "tenant": remote.tenant, "expires_in_seconds": expires_in_seconds });
+                Client::tenant(&remote)?.send(Method::POST, "/v1/tokens", Some(Body::Json(body))).await?
+            };
+            show_secret(&v, "token", "Use it as AIRLOCK_TOKEN (or AIRLOCK_ADMIN_TOKEN for an operator token).");
+        }
+        Command::Token(TokenCmd::List { remote, operator }) => {
+            let v = if operator {
+                Client::operator(&remote)?.send(Method::GET, "/v1/operator/tokens", None).await?
+            } else {
+                let path = format!("/v1/tokens?tenant={}", enc(&remote.t()));
+                Client::tenant(&remote)?.send(Method::GET, &path, None).await?
+            };
+            print(&v);
+        }
+        Command::Token(TokenCmd::Revoke { remote, name, operator }) => {
+            let v = if operator {
+                let path = format!("/v1/operator/tokens/{}", enc(&name));
+                Client::operator(&remote)?.send(Method::DELETE, &path, None).await?
+            } else {
+                let path = format!("/v1/tokens/{}?tenant={}", enc(&name), enc(&remote.t()));
+                Client::tenant(&remote)?.send(Method::DELETE, &path, None).await?
+            };
+            print(&v);
+        }
+        Command::User(UserCmd::Invite { remote, name, role }) => {
+            let body = json!({ "member": subject_of(&name), "role": role, "tenant": remote.tenant });
+            let v = Client::tenant(&remote)?.send(Method::POST, "/v1/invitations", Some(Body::Json(body))).await?;
+            print(&v);
+            if let Some(code) = v.pointer("/invitation/code").and_then(Value::as_str) {
+                eprintln!("give the code to them; they run `airlock invitation accept {code}`");
+            }
+        }
+        Command::Invitation(InvitationCmd::Accept { remote, code }) => {
+            let body = json!({ "code": code });
+            let v = Client::new(&remote.server, "")
+                .send(Method::POST, "/v1/invitations/accept", Some(Body::Json(body)))
+                .await?;
+            show_secret(&v, "token", "Use it as AIRLOCK_TOKEN.");
+        }
+        Command::Whoami { remote } => print(&Client::tenant(&remote)?.send(Method::GET, "/v1/me", None).await?),
+        _ => return Err("not a people command".into()),
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seconds;
+
+    #[test]
+    fn expiry_units() {
+        assert_eq!(seconds("90d"), Ok(90 * 86_400));
+        assert_eq!(seconds("12h"), Ok(12 * 3_600));
+        assert_eq!(seconds("never"), Ok(0));
+        assert!(seconds("soon").is_err());
+        assert!(seconds("5w").is_err());
+    }
+}
