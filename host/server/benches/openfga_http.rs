@@ -35,6 +35,16 @@ fn main() {
             ])
             .collect();
         host.rebac.write(&store.id, &tuples).await.expect("tuples");
+        // The store is a tenant; an auditor-role token of it asks the checks.
+        host.people.tenants.ensure(&store.id).await.expect("tenant");
+        let reader = airlock::tenancy::NewToken {
+            name: "bench".into(),
+            member: None,
+            role: Some("auditor".into()),
+            expires_at: None,
+            created_by: "bench".into(),
+        };
+        let (token, _) = host.people.tokens.create(Some(&store.id), &reader).await.expect("token");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let addr = listener.local_addr().expect("addr");
         let app = airlock::api::router(host.clone());
@@ -42,7 +52,7 @@ fn main() {
             let _ = tcp.set_nodelay(true);
         });
         tokio::spawn(async move { axum::serve(listener, app).await });
-        (format!("http://{addr}"), host.admin_token.clone(), store.id)
+        (format!("http://{addr}"), token, store.id)
     });
 
     println!("openfga_http bench: {secs}s per case, POST /stores/{{id}}/check (userset chain, allowed)");

@@ -59,14 +59,16 @@ fn cli(t: &TestHost, args: &[&str]) -> String {
         .args(["--server", &t.url, "--data-dir"])
         .arg(&t.dir)
         .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .env_remove("AIRLOCK_TOKEN")
         .output()
         .unwrap();
     assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
     String::from_utf8(out.stdout).unwrap()
 }
 
-async fn pending_ciba_approval(t: &TestHost, tenant: &str) -> String {
-    let (status, body) = t.admin_get(&format!("/v1/approvals?status=pending&tenant={tenant}")).await;
+/// The one pending CIBA approval of the tenant whose admin holds `admin`.
+async fn pending_ciba_approval(t: &TestHost, admin: &str) -> String {
+    let (status, body) = t.request(reqwest::Method::GET, "/v1/approvals?status=pending", admin, None).await;
     assert_eq!(status, 200, "{body}");
     let list = body["approvals"].as_array().unwrap();
     let mine: Vec<&Value> = list.iter().filter(|a| a["tool"] == "ciba").collect();
@@ -74,12 +76,11 @@ async fn pending_ciba_approval(t: &TestHost, tenant: &str) -> String {
     mine[0]["id"].as_str().unwrap().to_string()
 }
 
-async fn decide(t: &TestHost, tenant: &str, id: &str, approver: &str, approve: bool) -> (u16, Value) {
-    t.admin_post(
-        &format!("/v1/approvals/{id}/decision"),
-        json!({ "tenant": tenant, "approver": approver, "approve": approve }),
-    )
-    .await
+/// Decides as `approver`, with that person's own token in the tenant whose admin holds `admin`.
+async fn decide(t: &TestHost, admin: &str, id: &str, approver: &str, approve: bool) -> (u16, Value) {
+    let token = t.member_token_in(admin, approver).await;
+    t.request(reqwest::Method::POST, &format!("/v1/approvals/{id}/decision"), &token, Some(json!({ "approve": approve })))
+        .await
 }
 
 fn kinds(events: &[Value]) -> Vec<(String, String)> {
@@ -142,15 +143,15 @@ async fn our_provider_over_http_from_discovery_to_tokens() {
     let other_grant = form_post(&token, creds, &[("grant_type", "password")]).await;
     assert_eq!((other_grant.status, other_grant.body["error"].as_str()), (400, Some("unsupported_grant_type")));
 
-    let id = pending_ciba_approval(&t, "default").await;
+    let id = pending_ciba_approval(&t, &t.admin).await;
     let (_, approval) = t.admin_get(&format!("/v1/approvals/{id}")).await;
     assert_eq!((approval["summary"].as_str(), approval["role"].as_str()), (Some("restart prod"), Some("carol")));
     // Holding the role the generic path would check is not enough: only carol decides.
     t.grant(&[("user:mallory", "carol", "tenant:default")]).await;
-    let (status, body) = decide(&t, "default", &id, "user:mallory", true).await;
+    let (status, body) = decide(&t, &t.admin, &id, "user:mallory", true).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["message"].as_str().unwrap().contains("only `user:carol`"), "{body}");
-    let (status, body) = decide(&t, "default", &id, "user:carol", true).await;
+    let (status, body) = decide(&t, &t.admin, &id, "user:carol", true).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["status"], "approved");
 
@@ -175,11 +176,14 @@ async fn our_provider_over_http_from_discovery_to_tokens() {
     .await;
     assert_eq!(started.status, 200, "{}", started.body);
     let denied_id = started.body["auth_req_id"].as_str().unwrap().to_string();
-    let id = pending_ciba_approval(&t, "default").await;
+    let id = pending_ciba_approval(&t, &t.admin).await;
+    let carol = t.member_token("user:carol").await;
     let (status, body) = t
-        .admin_post(
+        .request(
+            reqwest::Method::POST,
             &format!("/v1/approvals/{id}/decision"),
-            json!({ "approver": "user:carol", "approve": false, "reason": "not now" }),
+            &carol,
+            Some(json!({ "approve": false, "reason": "not now" })),
         )
         .await;
     assert_eq!(status, 200, "{body}");
@@ -259,13 +263,16 @@ async fn ping_endpoint() -> (SocketAddr, Pings) {
 async fn a_ping_mode_client_of_another_tenant_is_pinged_when_the_approver_decides() {
     let t = TestHost::start().await;
     let (addr, pings) = ping_endpoint().await;
+    let acme = t.tenant_admin("acme").await;
     let (status, body) =
-        t.request(reqwest::Method::PUT, "/v1/ciba/approvers/dave", &t.admin, Some(json!({ "tenant": "acme" }))).await;
+        t.request(reqwest::Method::PUT, "/v1/ciba/approvers/dave", &acme, Some(json!({ "tenant": "acme" }))).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = t
-        .admin_post(
+        .request(
+            reqwest::Method::POST,
             "/v1/ciba/clients",
-            json!({ "tenant": "acme", "client_id": "pinger", "notification_endpoint": format!("http://{addr}/cb") }),
+            &acme,
+            Some(json!({ "tenant": "acme", "client_id": "pinger", "notification_endpoint": format!("http://{addr}/cb") })),
         )
         .await;
     assert_eq!(status, 201, "{body}");
@@ -287,9 +294,9 @@ async fn a_ping_mode_client_of_another_tenant_is_pinged_when_the_approver_decide
     let started = form_post(&format!("{}/ciba/backchannel", t.url), creds, &form).await;
     assert_eq!(started.status, 200, "{}", started.body);
     let auth_req_id = started.body["auth_req_id"].as_str().unwrap().to_string();
-    let id = pending_ciba_approval(&t, "acme").await;
+    let id = pending_ciba_approval(&t, &acme).await;
     assert!(pings.lock().unwrap().is_empty());
-    let (status, body) = decide(&t, "acme", &id, "user:dave", true).await;
+    let (status, body) = decide(&t, &acme, &id, "user:dave", true).await;
     assert_eq!(status, 200, "{body}");
 
     let t0 = Instant::now();

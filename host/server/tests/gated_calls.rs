@@ -145,14 +145,16 @@ async fn a_refund_suspends_until_the_cfo_approves_through_the_api() {
 
     let id = pending["id"].as_str().unwrap();
     // Someone who is not the CFO cannot decide.
-    let (status, body) =
-        t.admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:bob", "approve": true })).await;
+    let (status, body) = t.decide(id, "user:bob", true).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["message"].as_str().unwrap().contains("is not `cfo`"), "{body}");
+    // Nor can anyone decide in another's name: the admin claiming to be carol is refused.
+    let (status, body) =
+        t.admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true })).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("made as oneself"), "{body}");
 
-    let (status, body) = t
-        .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
-        .await;
+    let (status, body) = t.decide(id, "user:carol", true).await;
     assert_eq!(status, 200, "{body}");
 
     let (status, body) = tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap();
@@ -164,9 +166,7 @@ async fn a_refund_suspends_until_the_cfo_approves_through_the_api() {
     // The grant was spent by the refund: it is consumed and cannot be decided again.
     let (_, approval) = t.admin_get(&format!("/v1/approvals/{id}")).await;
     assert_eq!(approval["status"], "consumed");
-    let (status, _) = t
-        .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
-        .await;
+    let (status, _) = t.decide(id, "user:carol", true).await;
     assert_eq!(status, 409);
 
     let k = kinds(&t.audit().await);
@@ -201,6 +201,7 @@ async fn a_refund_denied_through_the_cli_never_reaches_the_api() {
         .unwrap();
     assert!(list.status.success(), "{}", String::from_utf8_lossy(&list.stderr));
     assert!(String::from_utf8_lossy(&list.stdout).contains(&id));
+    let carol = t.member_token("user:carol").await;
     let deny = std::process::Command::new(bin)
         .args([
             "approvals",
@@ -216,6 +217,7 @@ async fn a_refund_denied_through_the_cli_never_reaches_the_api() {
         ])
         .arg(&t.dir)
         .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .env("AIRLOCK_TOKEN", &carol)
         .output()
         .unwrap();
     assert!(deny.status.success(), "{}", String::from_utf8_lossy(&deny.stderr));
@@ -251,10 +253,11 @@ async fn the_cli_reports_a_bad_token_or_a_missing_host_clearly() {
     let out = std::process::Command::new(bin)
         .args(["tuple", "list", "--server", &t.url, "--data-dir", "/nonexistent"])
         .env_remove("AIRLOCK_ADMIN_TOKEN")
+        .env_remove("AIRLOCK_TOKEN")
         .output()
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("cannot read the admin token"), "{err}");
+    assert!(err.contains("cannot read a tenant member's token"), "{err}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -304,12 +307,16 @@ async fn state_survives_a_restart_and_compiled_code_comes_from_the_cache() {
     let cached: Vec<_> = std::fs::read_dir(dir.join("cache")).unwrap().flatten().collect();
     assert!(cached.len() >= 2, "billing and probe are cached: {cached:?}");
     let admin_token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
-    let mode =
-        std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join("admin.token")).unwrap().permissions());
-    assert_eq!(mode & 0o777, 0o600);
+    let tenant_admin = std::fs::read_to_string(dir.join("default-admin.token")).unwrap();
+    for file in ["admin.token", "default-admin.token"] {
+        let mode =
+            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join(file)).unwrap().permissions());
+        assert_eq!(mode & 0o777, 0o600, "{file}");
+    }
 
     let t = TestHost::start_in(dir.clone(), None, support::test_limits()).await;
-    assert_eq!(t.admin, admin_token.trim());
+    assert_eq!(t.operator, admin_token.trim());
+    assert_eq!(t.admin, tenant_admin.trim(), "the first admin's token is made once");
     let (status, body) = t.call(&token, "probe.echo", json!({ "hello": "again" })).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["result"], json!({ "hello": "again" }));
@@ -329,9 +336,7 @@ async fn the_same_host_runs_on_postgresql() {
     let call = spawn_refund(&t, &token, "5.00");
     let pending = wait_for_pending(&t).await;
     let id = pending["id"].as_str().unwrap();
-    let (status, _) = t
-        .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
-        .await;
+    let (status, _) = t.decide(id, "user:carol", true).await;
     assert_eq!(status, 200);
     assert_eq!(tokio::time::timeout(Duration::from_secs(10), call).await.unwrap().unwrap().0, 200);
     assert_eq!(seen.paths(), vec!["/refunds".to_string()]);
@@ -420,7 +425,7 @@ async fn the_official_openfga_sdk_works_against_the_openfga_api() {
     let t = TestHost::start().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/sdk_peer.py");
     let out =
-        tokio::process::Command::new(&python).arg(script).arg(&t.url).arg(&t.admin).arg(&fga).output().await.unwrap();
+        tokio::process::Command::new(&python).arg(script).arg(&t.url).arg(&t.operator).arg(&fga).output().await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("openfga-sdk: all steps passed"), "{stdout}");
@@ -434,7 +439,7 @@ async fn checks_can_be_sent_to_an_external_openfga_server_and_fail_closed() {
     let http = reqwest::Client::new();
     let store: Value = http
         .post(format!("{}/stores", external.url))
-        .bearer_auth(&external.admin)
+        .bearer_auth(&external.operator)
         .json(&json!({ "name": "fleet" }))
         .send()
         .await
@@ -443,13 +448,15 @@ async fn checks_can_be_sent_to_an_external_openfga_server_and_fail_closed() {
         .await
         .unwrap();
     let store_id = store["id"].as_str().unwrap().to_string();
+    // Inside the store, a member of its tenant works (the operator's token acts in no tenant).
+    let member = external.invited_admin(&store_id).await;
     let model = json!({ "schema_version": "1.1", "type_definitions": [
         { "type": "agent" },
         { "type": "tool", "relations": { "can_use": { "this": {} } },
           "metadata": { "relations": { "can_use": { "directly_related_user_types": [{ "type": "agent" }] } } } } ] });
     let resp = http
         .post(format!("{}/stores/{store_id}/authorization-models", external.url))
-        .bearer_auth(&external.admin)
+        .bearer_auth(&member)
         .json(&model)
         .send()
         .await
@@ -459,13 +466,13 @@ async fn checks_can_be_sent_to_an_external_openfga_server_and_fail_closed() {
         let key =
             json!({ "tuple_keys": [{ "user": "agent:helper", "relation": "can_use", "object": "tool:hello.greet" }] });
         let body = if deletes { json!({ "deletes": key }) } else { json!({ "writes": key }) };
-        http.post(format!("{}/stores/{store_id}/write", external.url)).bearer_auth(&external.admin).json(&body).send()
+        http.post(format!("{}/stores/{store_id}/write", external.url)).bearer_auth(&member).json(&body).send()
     };
     assert_eq!(write(false).await.unwrap().status().as_u16(), 200);
 
     let remote = airlock_rebac::remote::RemoteConfig {
         url: external.url.clone(),
-        token: Some(external.admin.clone()),
+        token: Some(member.clone()),
         default_store: Some(store_id.clone()),
         stores: Default::default(),
         timeout: Duration::from_secs(2),
@@ -528,14 +535,18 @@ async fn keys_rotate_through_the_api_and_the_host_restarts_with_the_new_master_k
         assert_eq!((status, body["data_key_version"].as_i64()), (200, Some(2)), "{body}");
         let old = std::fs::read_to_string(tmp.path().join("master.key")).unwrap();
         let (status, body) = t
-            .admin_post(
+            .request(
+                reqwest::Method::POST,
                 "/v1/vault/rotate-master-key",
-                json!({ "new_key": "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=" }),
+                &t.operator,
+                Some(json!({ "new_key": "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=" })),
             )
             .await;
         assert_eq!(status, 200, "{body}");
         assert_ne!(std::fs::read_to_string(tmp.path().join("master.key")).unwrap(), old);
-        let (status, body) = t.admin_post("/v1/vault/rotate-master-key", json!({ "new_key": "short" })).await;
+        let (status, body) = t
+            .request(reqwest::Method::POST, "/v1/vault/rotate-master-key", &t.operator, Some(json!({ "new_key": "short" })))
+            .await;
         assert_eq!(status, 400, "{body}");
     }
     // After a restart the host opens with the rotated key and the secret still works.

@@ -56,9 +56,13 @@ fn tar_of(dir: &Path) -> Vec<u8> {
 }
 
 async fn upload(t: &TestHost, path: &str, tar: Vec<u8>) -> (u16, Value) {
+    upload_as(t, &t.admin, path, tar).await
+}
+
+async fn upload_as(t: &TestHost, token: &str, path: &str, tar: Vec<u8>) -> (u16, Value) {
     let resp = reqwest::Client::new()
         .post(format!("{}{path}", t.url))
-        .bearer_auth(&t.admin)
+        .bearer_auth(token)
         .header("content-type", "application/x-tar")
         .body(tar)
         .send()
@@ -70,19 +74,23 @@ async fn upload(t: &TestHost, path: &str, tar: Vec<u8>) -> (u16, Value) {
 
 async fn trust(t: &TestHost, publisher: &str, key: &SigningKey) {
     let (status, body) = t
-        .admin_post(
+        .request(
+            Method::POST,
             "/v1/marketplace/publishers",
-            json!({ "publisher": publisher, "public_key": key.public_key_base64() }),
+            &t.operator,
+            Some(json!({ "publisher": publisher, "public_key": key.public_key_base64() })),
         )
         .await;
     assert_eq!(status, 200, "{body}");
 }
 
-/// Every row of every table but the audit trail's, as text: "the database as it was".
+/// Every row of every table but the audit trail's (and the API tokens', whose last use the
+/// requests themselves record), as text: "the database as it was".
 async fn snapshot(t: &TestHost) -> Vec<String> {
     let pool = t.host.db.pool();
     let tables: Vec<(String,)> = sqlx::query_as(
-        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'audit%' AND name NOT LIKE '_sqlx%' ORDER BY name",
+        "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'audit%' AND name NOT LIKE '_sqlx%' \
+         AND name <> 'api_tokens' ORDER BY name",
     )
     .fetch_all(pool)
     .await
@@ -297,9 +305,10 @@ async fn forged_packages_are_refused_naming_the_failed_check_and_write_nothing()
     assert_eq!(status, 200, "{body}");
     let key_id = body["key_id"].as_str().unwrap().to_string();
     let (status, _) =
-        t.request(Method::DELETE, &format!("/v1/marketplace/publishers/acme/{key_id}"), &t.admin, None).await;
+        t.request(Method::DELETE, &format!("/v1/marketplace/publishers/acme/{key_id}"), &t.operator, None).await;
     assert_eq!(status, 200);
-    let (status, body) = upload(&t, "/v1/marketplace/install?tenant=other", tar_of(&good)).await;
+    let other = t.tenant_admin("other").await;
+    let (status, body) = upload_as(&t, &other, "/v1/marketplace/install", tar_of(&good)).await;
     assert_eq!((status, body["code"].as_str()), (422, Some("unknown-publisher")), "{body}");
 }
 
@@ -471,9 +480,10 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
     let (key, _) = generate_key().unwrap();
     trust(&t, "acme", &key).await;
     let pkg = build_package(work.path(), "prober", &prober_manifest("1.0.0", &[], &[&api_a.to_string()], false), &key);
-    let (status, a) = upload(&t, "/v1/marketplace/install?tenant=acme-corp", tar_of(&pkg)).await;
+    let (acme, globex) = (t.tenant_admin("acme-corp").await, t.tenant_admin("globex").await);
+    let (status, a) = upload_as(&t, &acme, "/v1/marketplace/install?tenant=acme-corp", tar_of(&pkg)).await;
     assert_eq!(status, 200, "{a}");
-    let (status, b) = upload(&t, "/v1/marketplace/install?tenant=globex", tar_of(&pkg)).await;
+    let (status, b) = upload_as(&t, &globex, "/v1/marketplace/install", tar_of(&pkg)).await;
     assert_eq!(status, 200, "{b}");
     let (token_a, token_b) = (a["client_secret"].as_str().unwrap(), b["client_secret"].as_str().unwrap());
     assert_ne!(token_a, token_b);
@@ -481,7 +491,10 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
     // Tenant A fills its slot; B's agent, same name and same tool, cannot use A's credential.
     let fill = json!({ "kind": "bearer", "agent": "prober", "base_url": format!("http://{api_a}"),
                        "allowed_hosts": [api_a.to_string()], "secret": "secret-of-a", "allow_undeclared_hosts": true });
-    let (status, body) = t.request(Method::PUT, "/v1/connections/api?tenant=acme-corp", &t.admin, Some(fill)).await;
+    // Globex's admin cannot fill acme-corp's slot: 404, as if it did not exist.
+    let (status, _) = t.request(Method::PUT, "/v1/connections/api?tenant=acme-corp", &globex, Some(fill.clone())).await;
+    assert_eq!(status, 404);
+    let (status, body) = t.request(Method::PUT, "/v1/connections/api?tenant=acme-corp", &acme, Some(fill)).await;
     assert_eq!(status, 200, "{body}");
     let input = json!({ "connection": "api", "url": format!("http://{api_a}/contacts") });
     let (status, body) = t.call(token_a, "prober.fetch", input.clone()).await;
@@ -492,11 +505,11 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
     assert_eq!(seen_a.count(), 1, "only A's call reached A's API");
 
     // Neither sees the other's installation, tuples, credentials or audit.
-    let (_, installed_b) = t.admin_get("/v1/marketplace/installed?tenant=globex").await;
+    let (_, installed_b) = t.request(Method::GET, "/v1/marketplace/installed", &globex, None).await;
     assert_eq!(installed_b["installed"][0]["connection_slots"][0]["filled"], false, "{installed_b}");
     assert!(t.host.vault.list("globex").await.unwrap().is_empty());
     t.host.flush().await;
-    let (_, audit_b) = t.admin_get("/v1/audit?tenant=globex").await;
+    let (_, audit_b) = t.request(Method::GET, "/v1/audit", &globex, None).await;
     let text = audit_b.to_string();
     assert!(!text.contains("secret-of-a") && !text.contains("acme-corp"), "{text}");
     for event in audit_b["events"].as_array().unwrap() {
@@ -509,7 +522,7 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
 
     // Uninstalling in A leaves B's agent working.
     let (status, _) =
-        t.request(Method::DELETE, "/v1/marketplace/installed/prober?tenant=acme-corp", &t.admin, None).await;
+        t.request(Method::DELETE, "/v1/marketplace/installed/prober", &acme, None).await;
     assert_eq!(status, 200);
     let (status, body) = t.call(token_a, "prober.echo", json!({})).await;
     assert_eq!(status, 401, "{body}");
@@ -518,17 +531,19 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
     assert!(t.host.installed.get("acme-corp", "prober").is_none());
     assert!(t.host.installed.get("globex", "prober").is_some());
 
-    // An admin request names its tenant once: in the query, or in the body, never both ways.
+    // An admin writes in its own tenant only: naming another (query or body) is 404.
     let write = json!({ "writes": [{ "user": "agent:prober", "relation": "can_use", "object": "tool:prober.spin" }] });
-    let (status, body) = t.request(Method::POST, "/v1/tuples?tenant=globex", &t.admin, Some(write.clone())).await;
+    let (status, body) = t.request(Method::POST, "/v1/tuples?tenant=globex", &globex, Some(write.clone())).await;
     assert_eq!(status, 200, "{body}");
     assert!(t.host.rebac.check("globex", "agent:prober", "can_use", "tool:prober.spin").unwrap());
     assert!(!t.host.rebac.check("default", "agent:prober", "can_use", "tool:prober.spin").unwrap());
-    let mut both = write;
-    both["tenant"] = json!("acme-corp");
-    let (status, body) = t.request(Method::POST, "/v1/tuples?tenant=globex", &t.admin, Some(both)).await;
-    assert_eq!(status, 400, "{body}");
-    assert!(body["message"].as_str().unwrap().contains("name it once"), "{body}");
+    let mut other = write;
+    other["tenant"] = json!("acme-corp");
+    let (status, body) = t.request(Method::POST, "/v1/tuples", &globex, Some(other.clone())).await;
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = t.request(Method::POST, "/v1/tuples?tenant=acme-corp", &t.admin, Some(other)).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(!t.host.rebac.check("acme-corp", "agent:prober", "can_use", "tool:prober.spin").unwrap());
 }
 
 #[tokio::test]
@@ -606,7 +621,7 @@ async fn the_cli_installs_with_progress_and_uninstalls() {
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
             .args(args)
             .args(["--server", &t.url])
-            .env("AIRLOCK_ADMIN_TOKEN", &t.admin)
+            .env("AIRLOCK_TOKEN", &t.admin)
             .output()
             .unwrap();
         (

@@ -101,9 +101,7 @@ async fn the_official_python_sdk_lists_calls_is_denied_waits_for_approval_and_se
     tokio::time::sleep(Duration::from_millis(1200)).await; // at least two progress ticks
     assert!(seen.paths().is_empty(), "nothing refunded before approval");
     let id = pending["id"].as_str().unwrap();
-    let (status, body) = t
-        .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
-        .await;
+    let (status, body) = t.decide(id, "user:carol", true).await;
     assert_eq!(status, 200, "{body}");
     peer.go_on().await;
     let refund = peer.next().await;

@@ -50,7 +50,7 @@ async fn the_offboarding_agent_runs_end_to_end_under_its_approvals() {
     let component = m["tools"][0]["component"].as_str().unwrap();
     let resp = reqwest::Client::new()
         .post(format!("{}/v1/components/{component}", t.url))
-        .bearer_auth(&t.admin)
+        .bearer_auth(&t.operator)
         .header("content-type", "application/wasm")
         .body(airlock::bundled::OFFBOARDING.to_vec())
         .send()

@@ -75,7 +75,7 @@ async fn a_policy_holds_the_call_until_its_role_approves_and_a_denial_runs_nothi
     // The CLI puts the policy; the admin API lists it.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["policy", "put", "offboarding.issue-refund", "--role", "cfo", "--ttl", "15m", "--server", &t.url])
-        .env("AIRLOCK_ADMIN_TOKEN", &t.admin)
+        .env("AIRLOCK_TOKEN", &t.admin)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -116,10 +116,13 @@ async fn a_policy_holds_the_call_until_its_role_approves_and_a_denial_runs_nothi
     // Denied: refused before anything runs, and audited.
     let call = spawn_call(&t, &token, "offboarding.issue-refund", refund());
     let pending = wait_for_pending_of(&t, "offboarding.issue-refund").await;
+    let carol = t.member_token("user:carol").await;
     let (status, _) = t
-        .admin_post(
+        .request(
+            reqwest::Method::POST,
             &format!("/v1/approvals/{}/decision", pending["id"].as_str().unwrap()),
-            json!({ "approver": "user:carol", "approve": false, "reason": "already refunded" }),
+            &carol,
+            Some(json!({ "approve": false, "reason": "already refunded" })),
         )
         .await;
     assert_eq!(status, 200);
@@ -138,7 +141,7 @@ async fn a_policy_holds_the_call_until_its_role_approves_and_a_denial_runs_nothi
     // Deleting the policy lets the tool run without a human again.
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
         .args(["policy", "delete", "offboarding.issue-refund", "--server", &t.url])
-        .env("AIRLOCK_ADMIN_TOKEN", &t.admin)
+        .env("AIRLOCK_TOKEN", &t.admin)
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
@@ -319,7 +322,10 @@ async fn the_sweeper_expires_overdue_grants_without_anyone_presenting_them() {
         .await;
     assert_eq!(status, 201, "{asked}");
     let id = asked["id"].as_str().unwrap();
-    assert_eq!(t.decide(id, "user:carol", true).await.0, 200);
+    // No policy names a role for this tool: a tenant admin decides, and carol (a cfo) may not.
+    assert_eq!(t.decide(id, "user:carol", true).await.0, 403);
+    let decision = format!("/v1/approvals/{id}/decision");
+    assert_eq!(t.admin_post(&decision, json!({ "approve": true })).await.0, 200);
     let ledger = t.host.approvals.ledger();
     assert_eq!(ledger.get("default", id).await.unwrap().state, airlock_approvals::GrantState::Issued);
     let mut state = None;

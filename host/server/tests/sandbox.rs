@@ -139,7 +139,7 @@ async fn components_with_forbidden_imports_or_garbage_are_refused_with_reasons()
     let token = t.agent("prober").await;
     let http = reqwest::Client::new();
     let add = |name: &'static str, bytes: Vec<u8>| {
-        let req = http.post(format!("{}/v1/components/{name}", t.url)).bearer_auth(&t.admin).body(bytes);
+        let req = http.post(format!("{}/v1/components/{name}", t.url)).bearer_auth(&t.operator).body(bytes);
         async move {
             let resp = req.send().await.unwrap();
             (resp.status().as_u16(), resp.json::<Value>().await.unwrap())
@@ -173,7 +173,7 @@ async fn components_with_forbidden_imports_or_garbage_are_refused_with_reasons()
     assert_eq!(status, 422, "{body}");
     assert!(body["message"].as_str().unwrap().contains("does not export `airlock:tool/tools@0.1.0`"), "{body}");
 
-    let (_, list) = t.admin_get("/v1/components").await;
+    let (_, list) = t.request(reqwest::Method::GET, "/v1/components", &t.operator, None).await;
     let names: Vec<&str> = list["components"].as_array().unwrap().iter().map(|c| c["name"].as_str().unwrap()).collect();
     assert_eq!(names, vec!["billing", "hello", "probe"], "nothing refused was registered");
     t.grant(&[("agent:prober", "can_use", "tool:probe.echo")]).await;

@@ -87,8 +87,10 @@ pub(super) async fn request_approval(
     headers: HeaderMap,
     body: Result<Json<AheadRequest>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    // The agent first: a request without an agent's token is 401 whatever its body.
+    let tool = body.as_ref().map(|Json(b)| b.tool.clone()).unwrap_or_default();
+    let agent = authenticate(&host, &headers, &tool).await?;
     let Json(b) = body?;
-    let agent = authenticate(&host, &headers, &b.tool).await?;
     if !b.tool.contains('.') {
         return Err(ApiError::bad_request(format!("tool `{}` must be `component.tool`", b.tool)));
     }

@@ -1,7 +1,9 @@
 """Drives Airlock's OpenFGA API with the official Python SDK (PyPI `openfga-sdk`).
 
-Usage: python sdk_peer.py API_URL TOKEN FGA_CLI
+Usage: python sdk_peer.py API_URL OPERATOR_TOKEN FGA_CLI
 The model is turned from DSL into JSON by the real `fga model transform`, not by Airlock.
+The operator creates the store (a tenant); a member of it, invited through Airlock's API,
+works inside it: an operator token acts in no tenant.
 Exits non-zero, naming the step, on the first disagreement.
 """
 
@@ -10,6 +12,7 @@ import json
 import subprocess
 import sys
 import tempfile
+import urllib.request
 
 from openfga_sdk import ClientConfiguration, OpenFgaClient
 from openfga_sdk.client.models import (
@@ -56,13 +59,37 @@ async def main(url, token, fga):
         f.flush()
         model_json = json.loads(subprocess.run([fga, "model", "transform", "--file", f.name], check=True, capture_output=True, text=True).stdout)
 
-    config = ClientConfiguration(
-        api_url=url,
-        credentials=Credentials(method="api_token", configuration=CredentialConfiguration(api_token=token)),
-    )
-    async with OpenFgaClient(config) as client:
-        store = await client.create_store(CreateStoreRequest(name="sdk conformance"))
+    def config(tok):
+        return ClientConfiguration(
+            api_url=url,
+            credentials=Credentials(method="api_token", configuration=CredentialConfiguration(api_token=tok)),
+        )
+
+    async with OpenFgaClient(config(token)) as operator:
+        store = await operator.create_store(CreateStoreRequest(name="sdk conformance"))
         expect("create store returns its name", store.name, "sdk conformance")
+        operator.set_store_id(store.id)
+        try:
+            await operator.read_authorization_models()
+            expect("the operator acts in no store", "accepted", "refused")
+        except Exception as e:
+            expect("the operator acts in no store", "403" in str(e) or "Forbidden" in str(e), True)
+
+    def post(path, body, bearer=None):
+        req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+        if bearer:
+            req.add_header("Authorization", f"Bearer {bearer}")
+        with urllib.request.urlopen(req) as resp:
+            return resp.status, json.loads(resp.read())
+
+    status, invited = post(f"/v1/tenants/{store.id}/invitations", {"member": "user:sdk", "role": "admin"}, token)
+    expect("operator invites a store admin", status, 201)
+    status, accepted = post("/v1/invitations/accept", {"code": invited["invitation"]["code"]})
+    expect("invitation redeemed", status, 200)
+    member = accepted["token"]
+
+    async with OpenFgaClient(config(member)) as client:
         client.set_store_id(store.id)
 
         written = await client.write_authorization_model(model_json)

@@ -21,10 +21,15 @@ use serde_json::{json, Value};
 pub struct TestHost {
     pub host: Arc<Airlock>,
     pub url: String,
+    /// The `default` tenant's first admin (`DATA_DIR/default-admin.token`).
     pub admin: String,
+    /// The operator's bootstrap token (`DATA_DIR/admin.token`): host-wide work only.
+    pub operator: String,
     pub dir: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     http: reqwest::Client,
+    /// Member tokens made by [`TestHost::member_token`], by `tenant/subject`.
+    members: Mutex<std::collections::HashMap<String, String>>,
 }
 
 /// Limits for tests: a short deadline so loops end fast, room for memory dumps.
@@ -81,8 +86,74 @@ impl TestHost {
         let addr = listener.local_addr().unwrap();
         let app = airlock::api::router(host.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        let admin = host.admin_token.clone();
-        TestHost { host, url: format!("http://{addr}"), admin, dir, _tmp: None, http: reqwest::Client::new() }
+        let operator = host.admin_token.clone();
+        let admin = std::fs::read_to_string(dir.join(airlock::tenancy::DEFAULT_ADMIN_TOKEN_FILE))
+            .unwrap()
+            .trim()
+            .to_string();
+        TestHost {
+            host,
+            url: format!("http://{addr}"),
+            admin,
+            operator,
+            dir,
+            _tmp: None,
+            http: reqwest::Client::new(),
+            members: Mutex::default(),
+        }
+    }
+
+    /// Creates tenant `name` as the operator and returns the token of its first admin
+    /// (`user:NAME-admin`, through the invitation, as a person would).
+    pub async fn tenant_admin(&self, name: &str) -> String {
+        let admin = format!("user:{name}-admin");
+        let (status, body) =
+            self.request(reqwest::Method::POST, "/v1/tenants", &self.operator, Some(json!({ "name": name, "admin": admin }))).await;
+        assert_eq!(status, 201, "{body}");
+        let code = body["invitation"]["code"].as_str().unwrap().to_string();
+        let (status, body) =
+            self.request(reqwest::Method::POST, "/v1/invitations/accept", "", Some(json!({ "code": code }))).await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// The token of an admin of `tenant` (a store made through the OpenFGA API, say), invited
+    /// by the operator as an operator who must act inside a tenant does.
+    pub async fn invited_admin(&self, tenant: &str) -> String {
+        let body = json!({ "member": format!("user:{}-admin", tenant.to_lowercase()), "role": "admin" });
+        let (status, body) = self
+            .request(reqwest::Method::POST, &format!("/v1/tenants/{tenant}/invitations"), &self.operator, Some(body))
+            .await;
+        assert_eq!(status, 201, "{body}");
+        let code = body["invitation"]["code"].as_str().unwrap().to_string();
+        let (status, body) =
+            self.request(reqwest::Method::POST, "/v1/invitations/accept", "", Some(json!({ "code": code }))).await;
+        assert_eq!(status, 200, "{body}");
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// A token of the default tenant carrying `subject`'s relations (made once, by its admin).
+    pub async fn member_token(&self, subject: &str) -> String {
+        self.member_token_in(&self.admin, subject).await
+    }
+
+    /// A token carrying `subject`'s relations in the tenant of `admin_token`.
+    pub async fn member_token_in(&self, admin_token: &str, subject: &str) -> String {
+        let key = format!("{admin_token}/{subject}");
+        if let Some(t) = self.members.lock().unwrap().get(&key) {
+            return t.clone();
+        }
+        let name: String = subject
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+            .chain(format!("-{}", self.members.lock().unwrap().len()).chars())
+            .collect();
+        let body = json!({ "name": name, "as_member": subject });
+        let (status, body) = self.request(reqwest::Method::POST, "/v1/tokens", admin_token, Some(body)).await;
+        assert_eq!(status, 201, "{body}");
+        let token = body["token"].as_str().unwrap().to_string();
+        self.members.lock().unwrap().insert(key, token.clone());
+        token
     }
 
     /// Sends a request with `token`; returns status and JSON body.
@@ -277,10 +348,16 @@ impl TestHost {
         assert_eq!(status, 200, "{body}");
     }
 
-    /// Decides an approval as `approver`.
+    /// Decides an approval as `approver`, with that person's own token.
     pub async fn decide(&self, id: &str, approver: &str, approve: bool) -> (u16, Value) {
-        self.admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": approver, "approve": approve }))
-            .await
+        let token = self.member_token(approver).await;
+        self.request(
+            reqwest::Method::POST,
+            &format!("/v1/approvals/{id}/decision"),
+            &token,
+            Some(json!({ "approve": approve })),
+        )
+        .await
     }
 }
 
