@@ -1,0 +1,173 @@
+//! The README's walkthrough ("A first gated call") runs in the test suite, line by line, with
+//! the real `airlock` binary against a real host: a README that drifts from the CLI fails.
+//!
+//! Each command of the block runs as written, with three substitutions a reader makes too:
+//! the values the README elides (`alk_...`, `inv_...`, `atk_...`, `apr_...`) are the ones
+//! printed by the commands before, and the billing host is a local stand-in of the billing API.
+//! A command followed by a `# error: ...` line must fail with that message; every other
+//! command must succeed.
+
+mod support;
+
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+use support::TestHost;
+
+/// The first ```sh block after `heading`, with `\` continuations joined.
+fn block_after(readme: &str, heading: &str) -> Vec<String> {
+    let start = readme.find(heading).expect("the walkthrough heading");
+    let rest = &readme[start..];
+    let open = rest.find("```sh\n").expect("a sh block") + 6;
+    let close = rest[open..].find("```").expect("the block ends") + open;
+    let mut lines = Vec::new();
+    let mut pending = String::new();
+    for line in rest[open..close].lines() {
+        if let Some(cont) = line.strip_suffix('\\') {
+            pending.push_str(cont);
+            continue;
+        }
+        pending.push_str(line);
+        lines.push(std::mem::take(&mut pending));
+    }
+    lines
+}
+
+/// A command without its trailing comment (`  # ...` outside quotes).
+fn without_comment(line: &str) -> &str {
+    let mut quote = None;
+    let bytes = line.as_bytes();
+    for (i, c) in line.char_indices() {
+        match (quote, c) {
+            (None, '\'' | '"') => quote = Some(c),
+            (Some(q), c) if c == q => quote = None,
+            (None, '#') if i > 0 && bytes[i - 1] == b' ' => return line[..i].trim_end(),
+            _ => {}
+        }
+    }
+    line.trim_end()
+}
+
+/// The last value printed so far that starts with `prefix` (`alk_`, `inv_`, `atk_`, `apr_`).
+fn last_printed(seen: &str, prefix: &str) -> String {
+    let at = seen.rfind(prefix).unwrap_or_else(|| panic!("nothing printed starts with `{prefix}`:\n{seen}"));
+    seen[at..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect()
+}
+
+struct Walk {
+    bin: String,
+    env: Vec<(String, String)>,
+    /// Everything the commands printed, to take elided values from.
+    seen: String,
+    background: Vec<(String, Child)>,
+}
+
+impl Walk {
+    fn command(&self, line: &str) -> Command {
+        let mut cmd = Command::new("bash");
+        cmd.arg("-c").arg(format!("airlock() {{ \"{}\" \"$@\"; }}\n{line}", self.bin));
+        for key in ["AIRLOCK_ADMIN_TOKEN", "AIRLOCK_TOKEN", "AIRLOCK_AGENT_TOKEN", "AIRLOCK_TENANT"] {
+            cmd.env_remove(key);
+        }
+        cmd.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        cmd
+    }
+
+    fn set(&mut self, key: &str, value: String) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.to_string(), value));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_walkthrough_runs_as_written() {
+    let t = TestHost::start().await;
+    let (api, seen_by_api) = support::billing_api("sk_test_123").await;
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../README.md")).unwrap();
+    let lines = block_after(&readme, "## A first gated call");
+    assert!(lines.len() > 15, "{lines:?}");
+
+    let mut walk = Walk {
+        bin: env!("CARGO_BIN_EXE_airlock").to_string(),
+        env: vec![("AIRLOCK_URL".into(), t.url.clone()), ("AIRLOCK_DATA_DIR".into(), t.dir.display().to_string())],
+        seen: String::new(),
+        background: Vec::new(),
+    };
+    let mut ran = 0;
+    for (i, raw) in lines.iter().enumerate() {
+        let line = without_comment(raw.trim());
+        if line.is_empty() || line.starts_with('#') || line.starts_with("airlock() {") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("export ") {
+            let (key, value) = rest.split_once('=').unwrap();
+            let value = match value.strip_suffix("...") {
+                Some(prefix) => last_printed(&walk.seen, prefix),
+                None => value.to_string(),
+            };
+            walk.set(key, value);
+            continue;
+        }
+        if let Some(key) = line.strip_prefix("unset ") {
+            walk.env.retain(|(k, _)| k != key.trim());
+            continue;
+        }
+        let mut command = line.to_string();
+        for prefix in ["inv_", "apr_", "atk_", "alk_"] {
+            let elided = format!("{prefix}...");
+            if command.contains(&elided) {
+                command = command.replace(&elided, &last_printed(&walk.seen, prefix));
+            }
+        }
+        // The billing API is a local stand-in of it.
+        command = command.replace("https://billing.example.com", &format!("http://{api}"));
+        command = command.replace("billing.example.com", &api.to_string());
+        if let Some(background) = command.strip_suffix('&') {
+            let child = walk.command(background).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+            walk.background.push((background.to_string(), child));
+            // Let it reach the host (the approval it waits for is listed by a later command).
+            let mut waited = 0;
+            while t.host.approvals.list("default", Some(airlock_approvals::Status::Pending)).await.unwrap().is_empty() {
+                assert!(waited < 200, "`{background}` asked for no approval");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                waited += 1;
+            }
+            continue;
+        }
+        let expect_error = lines.get(i + 1).and_then(|next| next.trim().strip_prefix("# error: "));
+        let out = tokio::task::block_in_place(|| walk.command(&command).output()).unwrap();
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        walk.seen.push_str(&stdout);
+        walk.seen.push_str(&stderr);
+        match expect_error {
+            Some(message) => {
+                assert!(!out.status.success(), "`{command}` should fail as the README shows");
+                let shown: String = message.chars().take(40).collect();
+                assert!(stderr.contains(&shown), "`{command}`: the README shows `{message}`, the CLI said {stderr}");
+            }
+            None => assert!(out.status.success(), "`{command}` failed:\n{stdout}\n{stderr}"),
+        }
+        ran += 1;
+    }
+    assert!(ran >= 15, "only {ran} commands ran");
+
+    // The refund waited for carol and went through once she approved, as the README says.
+    for (command, child) in walk.background.drain(..) {
+        let out = tokio::task::block_in_place(|| child.wait_with_output()).unwrap();
+        assert!(out.status.success(), "`{command}`: {}", String::from_utf8_lossy(&out.stderr));
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(body["result"]["approved_by"], "user:carol", "{body}");
+    }
+    assert_eq!(seen_by_api.paths(), ["/customers/42", "/refunds"]);
+
+    // `airlock audit --verify` says "intact" and exits 0 above; an edited trail exits non-zero.
+    t.host.flush().await;
+    airlock_store::sqlx::query("UPDATE audit_events SET outcome = 'allowed' WHERE tenant = 'default' AND seq = 3")
+        .execute(t.host.db.pool())
+        .await
+        .unwrap();
+    let out = tokio::task::block_in_place(|| walk.command("airlock audit --verify").output()).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "a broken chain must fail the command: {stderr}");
+    assert!(stderr.contains("BROKEN at event 3"), "{stderr}");
+}
