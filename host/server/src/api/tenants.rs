@@ -172,7 +172,7 @@ pub(super) async fn accept(State(host): Host, body: Result<Json<Accept>, JsonRej
     }
     let mut tx = host.db.pool().begin().await.map_err(TenancyError::from)?;
     let inv = host.people.invitations.redeem_in(&mut tx, &b.code).await?;
-    let tuple = Tuple::new(&format!("tenant:{}", inv.tenant), &inv.relation, &inv.member);
+    let tuple = Tuple::new(format!("tenant:{}", inv.tenant), &inv.relation, &inv.member);
     host.rebac.stage_in(&mut tx, &inv.tenant, None, std::slice::from_ref(&tuple), &[]).await.map_err(|e| {
         ApiError::bad_request(format!(
             "the tenant's authorization model does not allow `{} {} tenant:{}`: {e}. A tenant admin adds `type tenant` \
