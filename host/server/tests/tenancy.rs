@@ -414,3 +414,60 @@ async fn deleting_a_tenant_leaves_nothing_of_it_but_its_sealed_audit() {
     assert_eq!(status, 200);
     assert!(host_audit.to_string().contains("tenant.delete"), "{host_audit}");
 }
+
+/// Runs the `airlock` CLI against `t` with `token` as `AIRLOCK_TOKEN` (or none); stdout, stderr.
+fn cli(t: &TestHost, token: Option<&str>, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
+    cmd.args(args).args(["--server", &t.url, "--data-dir"]).arg(&t.dir);
+    cmd.env_remove("AIRLOCK_ADMIN_TOKEN").env_remove("AIRLOCK_TOKEN").env_remove("AIRLOCK_TENANT");
+    if let Some(token) = token {
+        cmd.env("AIRLOCK_TOKEN", token);
+    }
+    let out = cmd.output().unwrap();
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_creates_a_tenant_its_admin_joins_and_tokens_come_and_go() {
+    let t = TestHost::start().await;
+    let run = |token: Option<&str>, args: &[&str]| tokio::task::block_in_place(|| cli(&t, token, args));
+
+    let (ok, out, err) = run(None, &["tenant", "create", "globex", "--admin", "alice"]);
+    assert!(ok, "{err}");
+    let created: Value = serde_json::from_str(&out).unwrap();
+    let code = created["invitation"]["code"].as_str().unwrap().to_string();
+    assert!(err.contains(&format!("airlock invitation accept {code}")), "{err}");
+    // The default tenant's admin may not create tenants: that is the operator's.
+    let (ok, _, err) = run(Some(&t.admin), &["tenant", "create", "initech"]);
+    assert!(!ok && err.contains("403"), "{err}");
+
+    let (ok, out, err) = run(None, &["invitation", "accept", &code]);
+    assert!(ok, "{err}");
+    let alice = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+    let (ok, out, _) = run(Some(&alice), &["whoami"]);
+    assert!(ok);
+    let me: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!((me["tenant"].as_str(), me["subject"].as_str()), (Some("globex"), Some("user:alice")), "{me}");
+
+    let (ok, out, err) = run(Some(&alice), &["token", "create", "ci-bot", "--role", "admin", "--expires", "1d"]);
+    assert!(ok, "{err}");
+    let bot = serde_json::from_str::<Value>(&out).unwrap()["token"].as_str().unwrap().to_string();
+    let (ok, out, _) = run(Some(&bot), &["agent", "create", "worker"]);
+    assert!(ok && out.contains("\"tenant\": \"globex\""), "{out}");
+    let (ok, out, _) = run(Some(&alice), &["token", "list"]);
+    assert!(ok && out.contains("ci-bot") && !out.contains(&bot), "{out}");
+    // A globex token names the default tenant: 404, as if it did not exist.
+    let (ok, _, err) = run(Some(&alice), &["tuple", "list", "--tenant", "default"]);
+    assert!(!ok && err.contains("404"), "{err}");
+    let (ok, _, err) = run(Some(&alice), &["token", "revoke", "ci-bot"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(Some(&bot), &["agent", "create", "second"]);
+    assert!(!ok && err.contains("401"), "revoked at once: {err}");
+
+    let (ok, out, _) = run(None, &["tenant", "list"]);
+    assert!(ok && out.contains("globex") && out.contains("default"), "{out}");
+    let (ok, _, err) = run(None, &["tenant", "delete", "globex"]);
+    assert!(ok, "{err}");
+    let (ok, _, err) = run(Some(&alice), &["whoami"]);
+    assert!(!ok && err.contains("401"), "{err}");
+}
