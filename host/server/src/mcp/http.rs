@@ -30,7 +30,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(host: Arc<Airlock>, allowed_host
     let handler = AirlockMcp::new(host.clone());
     let service: StreamableHttpService<AirlockMcp, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);
-    Router::new().route_service("/mcp", service).layer(middleware::from_fn_with_state(host, authenticate))
+    // `route_layer`: only `/mcp` needs an agent token; an unknown path is the router's 404.
+    Router::new().route_service("/mcp", service).route_layer(middleware::from_fn_with_state(host, authenticate))
 }
 
 /// Puts the authenticated [`crate::agents::Agent`] in the request's extensions, or answers 401.
