@@ -12,14 +12,21 @@ use wasmtime::Engine;
 
 use crate::AddError;
 
+/// Where a component's machine code came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Compiled,
+    Cache,
+}
+
 pub(crate) fn load_or_compile(
     engine: &Engine,
     dir: Option<&Path>,
     sha256: &str,
     wasm: &[u8],
-) -> Result<Component, AddError> {
+) -> Result<(Component, Source), AddError> {
     let Some(dir) = dir else {
-        return Component::new(engine, wasm).map_err(|e| AddError::Invalid(format!("{e:#}")));
+        return Component::new(engine, wasm).map(|c| (c, Source::Compiled)).map_err(|e| AddError::Invalid(format!("{e:#}")));
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);
@@ -30,7 +37,7 @@ pub(crate) fn load_or_compile(
         // loaded when its name matches the sha256 of the component being added.
         #[allow(unsafe_code)]
         match unsafe { Component::deserialize_file(engine, &path) } {
-            Ok(c) => return Ok(c),
+            Ok(c) => return Ok((c, Source::Cache)),
             Err(e) => tracing::warn!("ignoring unreadable cache entry {}: {e:#}", path.display()),
         }
     }
@@ -41,5 +48,7 @@ pub(crate) fn load_or_compile(
     }
     // SAFETY: `compiled` was produced just now by this engine.
     #[allow(unsafe_code)]
-    unsafe { Component::deserialize(engine, &compiled) }.map_err(|e| AddError::Invalid(format!("{e:#}")))
+    unsafe { Component::deserialize(engine, &compiled) }
+        .map(|c| (c, Source::Compiled))
+        .map_err(|e| AddError::Invalid(format!("{e:#}")))
 }

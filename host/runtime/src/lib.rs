@@ -94,6 +94,44 @@ pub enum CallError {
     Limit(LimitExceeded),
     #[error("tool crashed: {0}")]
     Trap(String),
+    /// The external API the tool depended on failed (no answer, or a 5xx): the call was
+    /// allowed, nothing refused it, and it did not happen.
+    #[error("{0}")]
+    Upstream(UpstreamFailure),
+}
+
+/// How the external API behind a connection failed a call (see [`CallError::Upstream`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UpstreamFailure {
+    /// The connection the request went through.
+    pub connection: String,
+    /// The API's host name.
+    pub host: String,
+    /// Why: `the name does not resolve`, `the connection was refused`, `answered 503`...
+    pub reason: String,
+    /// It may have received the request but did not answer in time.
+    pub timed_out: bool,
+    /// The API answered with a 5xx status (it was reached).
+    pub status: Option<u16>,
+    /// What the tool itself reported, for the log.
+    pub tool_message: Option<String>,
+}
+
+impl std::fmt::Display for UpstreamFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.status {
+            Some(status) => write!(
+                f,
+                "the external API `{}` (connection `{}`) answered {status}: the call was allowed but the API failed it",
+                self.host, self.connection
+            ),
+            None => write!(
+                f,
+                "the external API `{}` (connection `{}`) could not be reached: {}; the call was allowed but did not happen",
+                self.host, self.connection, self.reason
+            ),
+        }
+    }
 }
 
 /// What a call produced, whatever the outcome.
@@ -114,6 +152,9 @@ pub struct Runtime {
     services: Arc<Services>,
     cache_dir: Option<PathBuf>,
     components: RwLock<HashMap<String, Arc<LoadedComponent>>>,
+    /// Components compiled, and loaded from the cache, since start (what `serve` reports).
+    compiled: std::sync::atomic::AtomicUsize,
+    from_cache: std::sync::atomic::AtomicUsize,
     _ticker: engine::EpochTicker,
 }
 
@@ -140,6 +181,8 @@ impl Runtime {
             services,
             cache_dir,
             components: RwLock::new(HashMap::new()),
+            compiled: Default::default(),
+            from_cache: Default::default(),
             _ticker: ticker,
         })
     }
@@ -147,6 +190,13 @@ impl Runtime {
     /// The engine (shared with benchmarks that compare against bare wasmtime).
     pub fn engine(&self) -> &Engine {
         &self.engine
+    }
+
+    /// How many components were compiled, and how many loaded from the compile cache, since
+    /// this runtime started: a restart that recompiles shows here.
+    pub fn compile_counts(&self) -> (usize, usize) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.compiled.load(Relaxed), self.from_cache.load(Relaxed))
     }
 
     /// The per-call limits.
@@ -175,7 +225,9 @@ impl Runtime {
             return Err(AddError::BadName(name.to_string()));
         }
         let sha256 = hex::encode(Sha256::digest(wasm));
-        let component = cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), &sha256, wasm)?;
+        let (component, source) = cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), &sha256, wasm)?;
+        let counter = if source == cache::Source::Cache { &self.from_cache } else { &self.compiled };
+        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         imports::check(&self.engine, &component)?;
         let pre = self.linker.instantiate_pre(&component).map_err(|e| AddError::Link(format!("{e:#}")))?;
         let pre = bindings::ToolPre::new(pre).map_err(|_| AddError::MissingExport)?;
@@ -280,7 +332,7 @@ impl Runtime {
         }
         if input.len() > limits.input_bytes {
             return CallOutcome::early(
-                CallError::InvalidInput(format!("input larger than {} bytes", limits.input_bytes)),
+                CallError::Limit(LimitExceeded::Input(limits.input_bytes)),
                 started,
             );
         }
@@ -297,9 +349,17 @@ impl Runtime {
             Ok(Ok(output)) => {
                 serde_json::from_str(&output).map_err(|e| CallError::Failed(format!("tool returned invalid JSON: {e}")))
             }
-            Ok(Err(WitToolError::InvalidInput(m))) => Err(CallError::InvalidInput(m)),
-            Ok(Err(WitToolError::Refused(m))) => Err(CallError::Refused(m)),
-            Ok(Err(WitToolError::Failed(m))) => Err(CallError::Failed(m)),
+            // A tool reports an API that failed it as it likes (often as a refusal); the host
+            // saw the request fail, and says so.
+            Ok(Err(e)) => match (e, store.data_mut().upstream.take()) {
+                (WitToolError::InvalidInput(m), _) => Err(CallError::InvalidInput(m)),
+                (WitToolError::Refused(m) | WitToolError::Failed(m), Some(mut failure)) => {
+                    failure.tool_message = Some(m);
+                    Err(CallError::Upstream(failure))
+                }
+                (WitToolError::Refused(m), None) => Err(CallError::Refused(m)),
+                (WitToolError::Failed(m), None) => Err(CallError::Failed(m)),
+            },
             Err(e) => Err(limits::classify_trap(&e, &store)),
         };
         let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));

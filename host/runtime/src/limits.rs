@@ -69,6 +69,8 @@ pub enum LimitExceeded {
     Memory(usize),
     #[error("output larger than {0} bytes")]
     Output(usize),
+    #[error("input larger than {0} bytes: send a smaller input")]
+    Input(usize),
 }
 
 /// Turns a trap into the limit it was, or a crash with its message.

@@ -93,6 +93,9 @@ pub struct CallState {
     pub(crate) limits: Limits,
     /// When the call must end; pushed back by the time spent waiting for a human.
     pub(crate) deadline: Instant,
+    /// The last `vault.fetch` of this call failed at the API (no answer, or a 5xx); cleared
+    /// by a later answer. Turns the tool's error into [`crate::CallError::Upstream`].
+    pub(crate) upstream: Option<crate::UpstreamFailure>,
 }
 
 impl CallState {
@@ -111,6 +114,7 @@ impl CallState {
             services,
             limits: limits.clone(),
             deadline: Instant::now() + limits.deadline,
+            upstream: None,
         }
     }
 

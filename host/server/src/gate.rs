@@ -138,7 +138,14 @@ impl Airlock {
                     chain => format!("{} (for {})", agent.subject(), chain.join(" -> ")),
                 };
                 let err = GateError::Forbidden { agent: who, tool: tool.to_string() };
-                self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
+                // The agent learns nothing about what exists; the audit (read by admins) says
+                // when there is nothing to grant, so nobody writes a tuple to no avail.
+                let mut detail = json!({ "reason": err.to_string() });
+                if let Some(missing) = self.missing_tool(&ctx.tenant, component, name).await {
+                    detail["reason"] = format!("{err}; and {missing}, so granting `can_use` would not help").into();
+                    detail["tool_exists"] = false.into();
+                }
+                self.audit.record(ctx.event("tool.call", "denied", detail, &[]));
                 return Err(err);
             }
             Err(err) => {
@@ -169,7 +176,14 @@ impl Airlock {
         let (label, mut detail) = match &outcome.result {
             Ok(_) => ("allowed", json!({ "result": "ok", "fuel": outcome.fuel_used })),
             Err(e) => {
-                ("allowed", json!({ "result": error_kind(e), "error": e.to_string(), "fuel": outcome.fuel_used }))
+                // Allowed, then failed at the external API: the record says it failed, and why.
+                let label = if matches!(e, CallError::Upstream(_)) { "failed" } else { "allowed" };
+                let mut detail = json!({ "result": error_kind(e), "error": e.to_string(), "fuel": outcome.fuel_used });
+                if let CallError::Upstream(f) = e {
+                    detail["upstream"] = json!({ "connection": f.connection, "host": f.host, "reason": f.reason,
+                                                 "status": f.status, "tool_message": f.tool_message });
+                }
+                (label, detail)
             }
         };
         if let (Some(map), Value::Object(extra)) = (detail.as_object_mut(), admission.audit_fields()) {
@@ -185,6 +199,24 @@ impl Airlock {
     /// else one of the host's (`None`: the runtime answers "no component").
     pub fn component_for(&self, tenant: &str, name: &str) -> Option<Arc<airlock_runtime::LoadedComponent>> {
         self.installed.get(tenant, name).or_else(|| self.runtime.component(name))
+    }
+
+    /// Why `component.tool` names nothing this tenant can run (`None`: it exists), for admins:
+    /// audit records and the tuple API's warnings, never an agent's answer.
+    pub(crate) async fn missing_tool(&self, tenant: &str, component: &str, tool: &str) -> Option<String> {
+        if let Err(e) = self.sync_installed(tenant).await {
+            tracing::warn!("installed components of `{tenant}` not synced: {e}");
+        }
+        match self.component_for(tenant, component) {
+            None => Some(format!(
+                "no component `{component}` is installed in this tenant or on the host (`airlock catalog` lists what can be installed)"
+            )),
+            Some(loaded) if !loaded.tools.iter().any(|t| t.name == tool) => {
+                let tools: Vec<&str> = loaded.tools.iter().map(|t| t.name.as_str()).collect();
+                Some(format!("component `{component}` has no tool `{tool}` (it has: {})", tools.join(", ")))
+            }
+            Some(_) => None,
+        }
     }
 
     /// On a shared database, learns of installs, upgrades and uninstalls made by other hosts.
@@ -228,7 +260,25 @@ pub fn error_kind(e: &CallError) -> &'static str {
         CallError::InvalidInput(_) => "invalid_input",
         CallError::Refused(_) => "tool_refused",
         CallError::Failed(_) => "tool_failed",
+        CallError::Limit(airlock_runtime::LimitExceeded::Input(_)) => "input_too_large",
         CallError::Limit(_) => "limit_exceeded",
         CallError::Trap(_) => "tool_crashed",
+        CallError::Upstream(f) if f.timed_out => "upstream_timeout",
+        CallError::Upstream(f) if f.status.is_some() => "upstream_error",
+        CallError::Upstream(_) => "upstream_unreachable",
+    }
+}
+
+/// What to check when the external API failed a call: it is not a permission problem.
+pub fn upstream_next_step(f: &airlock_runtime::UpstreamFailure) -> String {
+    let check = format!(
+        "nothing refused this call: check that connection `{}` points at the right API (`airlock connection list`) \
+         and that `{}` is up and reachable from the Airlock host",
+        f.connection, f.host
+    );
+    match (f.timed_out, f.status) {
+        (true, _) => format!("{check}; it may have received the request, so check its side before retrying"),
+        (false, Some(_)) => format!("{check}; the API reported its own error, so retry later or check its status"),
+        (false, None) => format!("{check}; the request never reached it"),
     }
 }

@@ -117,7 +117,7 @@ pub(crate) async fn send(
             builder = builder.body(b.clone());
         }
         // reqwest's error text can include the URL, which may hold a query credential: keep it out.
-        let resp = builder.send().await.map_err(|e| VaultError::Transport(describe(e)))?;
+        let resp = builder.send().await.map_err(|e| unreachable(&url, e))?;
         let next = if resp.status().is_redirection() {
             resp.headers()
                 .get(reqwest::header::LOCATION)
@@ -157,7 +157,11 @@ async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultE
     let port = url.port_or_known_default().unwrap_or(443);
     let addrs = tokio::net::lookup_host((name, port))
         .await
-        .map_err(|_| VaultError::Transport(format!("cannot resolve `{name}`")))?;
+        .map_err(|_| VaultError::Unreachable {
+            host: name.to_string(),
+            reason: "the name does not resolve".into(),
+            timed_out: false,
+        })?;
     for addr in addrs {
         let ip = addr.ip();
         let internal = is_internal(ip);
@@ -304,6 +308,42 @@ fn describe(e: reqwest::Error) -> String {
     } else {
         e.to_string()
     }
+}
+
+/// A request to `url` that got no answer, as the error the tool and the audit see: which host,
+/// and why (resolution, connection, TLS, timeout), never the URL itself (it may hold a credential).
+fn unreachable(url: &Url, e: reqwest::Error) -> VaultError {
+    let host = url.host_str().unwrap_or("the API").to_string();
+    let timed_out = e.is_timeout();
+    let reason = if timed_out {
+        "it did not answer in time".to_string()
+    } else if e.is_connect() {
+        // The source chain says which: DNS, refused connection, TLS handshake.
+        let mut chain = Vec::new();
+        let mut source = std::error::Error::source(&e);
+        while let Some(s) = source {
+            chain.push(s.to_string());
+            source = s.source();
+        }
+        let chain = chain.join(": ");
+        let lower = chain.to_lowercase();
+        if lower.contains("internal address") {
+            // The public resolver refused the answer: an egress rule, not a network failure.
+            return VaultError::EgressRefused(format!("`{host}`: {chain}"));
+        }
+        if lower.contains("dns") || lower.contains("resolve") || lower.contains("lookup") {
+            "the name does not resolve".to_string()
+        } else if lower.contains("tls") || lower.contains("certificate") || lower.contains("handshake") {
+            format!("the TLS handshake failed ({chain})")
+        } else if lower.contains("refused") {
+            "the connection was refused".to_string()
+        } else {
+            format!("could not connect ({chain})")
+        }
+    } else {
+        describe(e)
+    };
+    VaultError::Unreachable { host, reason, timed_out }
 }
 
 #[cfg(test)]

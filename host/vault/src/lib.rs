@@ -69,6 +69,10 @@ pub enum VaultError {
     GrantRequired(String),
     #[error("request failed: {0}")]
     Transport(String),
+    /// The external API did not answer: the name did not resolve, nothing accepted the
+    /// connection, TLS failed, or it timed out. Not a refusal: nothing here said no.
+    #[error("`{host}` could not be reached: {reason}")]
+    Unreachable { host: String, reason: String, timed_out: bool },
     #[error("response larger than {0} bytes")]
     ResponseTooLarge(usize),
     #[error("{0}")]

@@ -23,9 +23,31 @@ impl vault::Host for CallState {
                                  "grant": grant });
         let (services, ctx) = (self.services.clone(), self.ctx.clone());
         let mut resolved = None;
-        let outcome = fetch_as(&services, &ctx, &agent, &connection, &mut resolved, req, grant.as_deref()).await;
+        let mut unreachable = None;
+        let outcome =
+            fetch_as(&services, &ctx, &agent, &connection, &mut resolved, &mut unreachable, req, grant.as_deref()).await;
         let via = format!("connection:{}", resolved.as_deref().unwrap_or(&connection));
         detail["connection"] = resolved.as_deref().unwrap_or(&connection).into();
+        let used = resolved.clone().unwrap_or_else(|| connection.clone());
+        self.upstream = match (&outcome, unreachable) {
+            (Err(_), Some((host, reason, timed_out))) => Some(crate::UpstreamFailure {
+                connection: used,
+                host,
+                reason,
+                timed_out,
+                status: None,
+                tool_message: None,
+            }),
+            (Ok(resp), Some((host, _, _))) if resp.status >= 500 => Some(crate::UpstreamFailure {
+                connection: used,
+                host,
+                reason: format!("answered {}", resp.status),
+                timed_out: false,
+                status: Some(resp.status),
+                tool_message: None,
+            }),
+            _ => None,
+        };
         let (label, answer) = match outcome {
             Ok(resp) => {
                 detail["status"] = resp.status.into();
@@ -33,7 +55,12 @@ impl vault::Host for CallState {
             }
             Err(e) => {
                 detail["error"] = format!("{e:?}").into();
-                (if matches!(e, Error::Denied(_)) { "denied" } else { "error" }, Err(e))
+                let label = match (&e, &self.upstream) {
+                    (Error::Denied(_), _) => "denied",
+                    (_, Some(_)) => "failed",
+                    _ => "error",
+                };
+                (label, Err(e))
             }
         };
         let mut hops = vec![via.as_str()];
@@ -120,12 +147,16 @@ fn vault_error(e: VaultError) -> Error {
 }
 
 /// The checks and the request, on `Send` data only (the store's WASI state is not `Sync`).
+/// `unreachable` learns the host, reason and timeout flag of a request the API never answered
+/// (or answered with a 5xx).
+#[allow(clippy::too_many_arguments)]
 async fn fetch_as(
     services: &Services,
     ctx: &CallContext,
     agent: &str,
     connection: &str,
     resolved: &mut Option<String>,
+    unreachable: &mut Option<(String, String, bool)>,
     req: HttpRequest,
     grant: Option<&str>,
 ) -> Result<HttpResponse, Error> {
@@ -144,8 +175,22 @@ async fn fetch_as(
             true
         }
     };
+    // The API's host, for a failure report: the URL's own, or the connection's base URL's.
+    let api_host = url::Url::parse(&req.url)
+        .or_else(|_| url::Url::parse(conn.base_url.as_deref().unwrap_or_default()).and_then(|b| b.join(&req.url)))
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string))
+        .unwrap_or_else(|| conn.name.clone());
     let outbound = OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
-    let resp = services.vault.fetch(tenant, &conn.name, outbound, granted).await.map_err(vault_error)?;
+    let resp = services.vault.fetch(tenant, &conn.name, outbound, granted).await.map_err(|e| {
+        if let VaultError::Unreachable { host, reason, timed_out } = &e {
+            *unreachable = Some((host.clone(), reason.clone(), *timed_out));
+        }
+        vault_error(e)
+    })?;
+    if resp.status >= 500 {
+        *unreachable = Some((api_host, format!("answered {}", resp.status), false));
+    }
     Ok(HttpResponse { status: resp.status, headers: resp.headers, body: resp.body })
 }
 

@@ -86,7 +86,19 @@ pub(super) async fn write_tuples(
     let options = airlock_rebac::writes::WriteOptions { ignore_duplicates: true, ignore_missing: true };
     host.rebac.write_tuples(tenant, &with_conditions, &deletes, options).await?;
     host.audit.record(m.event("tuples.write", "ok", "", json!({ "writes": writes, "deletes": deletes })));
-    Ok(Json(json!({ "written": writes.len(), "deleted": deletes.len() })))
+    // A grant on a tool that does not exist is kept (it may be installed later), and said.
+    let mut warnings = Vec::new();
+    for t in &writes {
+        let Some((component, tool)) = t.object.strip_prefix("tool:").and_then(|id| id.split_once('.')) else { continue };
+        if let Some(missing) = host.missing_tool(tenant, component, tool).await {
+            warnings.push(format!("`{}` grants nothing yet: {missing}", t.object));
+        }
+    }
+    let mut answer = json!({ "written": writes.len(), "deleted": deletes.len() });
+    if !warnings.is_empty() {
+        answer["warnings"] = json!(warnings);
+    }
+    Ok(Json(answer))
 }
 
 #[derive(Deserialize)]

@@ -63,7 +63,20 @@ impl IntoResponse for ApiError {
 
 impl From<axum::extract::rejection::JsonRejection> for ApiError {
     fn from(r: axum::extract::rejection::JsonRejection) -> ApiError {
-        ApiError::bad_request(format!("request body: {}", r.body_text()))
+        // The framework's status stands (413 too large, 415 not JSON): only its shape changes.
+        match r.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                "the request body is larger than the host accepts: send a smaller body",
+            ),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                format!("request body: {}: send `content-type: application/json`", r.body_text()),
+            ),
+            _ => ApiError::bad_request(format!("request body: {}", r.body_text())),
+        }
     }
 }
 

@@ -13,7 +13,9 @@
 //!
 //! Errors are JSON bodies `{"code": "...", "message": "..."}` with a stable code
 //! ([`ApiError`]; each domain error mapped once, in `error.rs`); internals stay in the log.
-//! OpenFGA's (`/stores`) and OAuth's endpoints answer in their own error shapes.
+//! OpenFGA's (`/stores`) and OAuth's endpoints answer in their own error shapes. The
+//! framework's own refusals (unknown route, wrong method, body too large) are rewritten into
+//! the same JSON by [`rejections`].
 
 mod agents;
 mod approvals;
@@ -29,6 +31,7 @@ mod identity_admin;
 mod marketplace;
 mod oauth;
 mod openfga;
+mod rejections;
 mod runs;
 mod tenants;
 pub(crate) mod tools;
@@ -131,7 +134,10 @@ impl Routes {
         for extra in self.extra {
             router = router.merge(extra);
         }
-        router.layer(axum::extract::DefaultBodyLimit::max(32 << 20)).with_state(self.host)
+        router
+            .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
+            .layer(axum::middleware::from_fn(rejections::json_errors))
+            .with_state(self.host)
     }
 }
 

@@ -11,10 +11,10 @@ use serde_json::{json, Value};
 
 use super::auth::agent as authenticate;
 use super::ApiError;
-use crate::gate::{error_kind, new_call_id, CallReport, GateError};
+use crate::gate::{error_kind, new_call_id, upstream_next_step, CallReport, GateError};
 use crate::policy_gate::CallOptions;
 use crate::Airlock;
-use airlock_runtime::CallError;
+use airlock_runtime::{CallError, LimitExceeded};
 
 /// `GET /v1/tools`: the tools this agent may use right now, with their input schemas.
 pub(super) async fn list_tools(State(host): State<Arc<Airlock>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
@@ -36,6 +36,15 @@ pub(super) async fn call_tool(
     body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
     let agent = authenticate(&host, &headers, &tool).await?;
+    // Size first: an input no component may take is refused before it is parsed.
+    let max = host.runtime.limits().input_bytes;
+    if body.len() > max {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "input_too_large",
+            format!("the tool input is {} bytes, more than the {max} bytes a tool call may carry: send a smaller input", body.len()),
+        ));
+    }
     let input = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8 JSON"))?;
     let input = if input.trim().is_empty() { "{}" } else { input };
     if !serde_json::from_str::<Value>(input).map(|v| v.is_object()).unwrap_or(false) {
@@ -71,11 +80,17 @@ pub(crate) fn report_answer(report: Result<CallReport, GateError>) -> Result<Jso
                 CallError::InvalidInput(_) => StatusCode::BAD_REQUEST,
                 CallError::Refused(_) => StatusCode::FORBIDDEN,
                 CallError::Failed(_) => StatusCode::BAD_GATEWAY,
+                CallError::Limit(LimitExceeded::Input(_)) => StatusCode::PAYLOAD_TOO_LARGE,
                 CallError::Limit(_) => StatusCode::UNPROCESSABLE_ENTITY,
                 CallError::Trap(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                CallError::Upstream(f) if f.timed_out => StatusCode::GATEWAY_TIMEOUT,
+                CallError::Upstream(_) => StatusCode::BAD_GATEWAY,
             };
             let mut err = ApiError::new(status, error_kind(&e), e.to_string());
             err.extra = Some(json!({ "call_id": report.call_id, "log": report.outcome.log }));
+            if let (CallError::Upstream(f), Some(extra)) = (&e, err.extra.as_mut()) {
+                extra["next_step"] = upstream_next_step(f).into();
+            }
             Err(err)
         }
     }

@@ -23,8 +23,15 @@ pub(super) async fn run(
         eprintln!("airlock: checks go to the external OpenFGA server at {} (fail closed)", remote.url);
     }
     config.openfga = openfga;
-    eprintln!("airlock: opening {} (compiling components on first start)", config.data_dir.display());
+    eprintln!("airlock: opening {}", config.data_dir.display());
+    let started = std::time::Instant::now();
     let host = Arc::new(Airlock::open(&config).await.map_err(|e| e.to_string())?);
+    let (compiled, cached) = host.runtime.compile_counts();
+    eprintln!(
+        "airlock: opened in {:.1} s: compiled {compiled} components, loaded {cached} from the cache ({})",
+        started.elapsed().as_secs_f64(),
+        config.data_dir.join("cache").display()
+    );
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .map_err(|e| format!("cannot listen on {listen}: {e} (is another airlock running? use --listen)"))?

@@ -30,7 +30,8 @@ pub fn routes<S: Clone + Send + Sync + 'static>(host: Arc<Airlock>, allowed_host
     let handler = AirlockMcp::new(host.clone());
     let service: StreamableHttpService<AirlockMcp, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);
-    Router::new().route_service("/mcp", service).layer(middleware::from_fn_with_state(host, authenticate))
+    // `route_layer`: only `/mcp` needs an agent token; an unknown path is the router's 404.
+    Router::new().route_service("/mcp", service).route_layer(middleware::from_fn_with_state(host, authenticate))
 }
 
 /// Puts the authenticated [`crate::agents::Agent`] in the request's extensions, or answers 401.
@@ -40,13 +41,37 @@ async fn authenticate(State(host): State<Arc<Airlock>>, mut req: Request, next: 
             req.extensions_mut().insert(agent);
             next.run(req).await
         }
-        Err(e) => {
-            let mut resp = e.into_response();
-            resp.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer realm=\"airlock\""),
-            );
-            resp
-        }
+        Err(e) => refuse(req.headers().contains_key(axum::http::header::AUTHORIZATION), e),
     }
+}
+
+/// The refusal (a 401) an MCP client can explain: RFC 6750's `error` and `error_description` in the
+/// challenge (clients that read only headers), and a JSON-RPC error in the body beside the
+/// API's own `code` and `message` (the official SDKs surface a JSON-RPC error body, not a
+/// bare status).
+fn refuse(token_sent: bool, e: crate::api::ApiError) -> Response {
+    let challenge = if token_sent && e.status == axum::http::StatusCode::UNAUTHORIZED {
+        format!("Bearer realm=\"airlock\", error=\"invalid_token\", error_description=\"{}\"", quotable(&e.message))
+    } else {
+        // RFC 6750 3.1: a request without credentials gets no error code.
+        "Bearer realm=\"airlock\"".to_string()
+    };
+    let message = format!("{}: {}", e.code, e.message);
+    let body = serde_json::json!({
+        "code": e.code,
+        "message": e.message,
+        "jsonrpc": "2.0",
+        "id": null,
+        "error": { "code": -32001, "message": message, "data": { "code": e.code } },
+    });
+    let mut resp = (e.status, axum::Json(body)).into_response();
+    if let Ok(value) = axum::http::HeaderValue::from_str(&challenge) {
+        resp.headers_mut().insert(axum::http::header::WWW_AUTHENTICATE, value);
+    }
+    resp
+}
+
+/// `text` as the inside of an RFC 6750 quoted string: printable ASCII without quote or backslash.
+fn quotable(text: &str) -> String {
+    text.chars().map(|c| if c == '"' || c == '\\' || !(' '..='~').contains(&c) { '\'' } else { c }).collect()
 }

@@ -174,8 +174,11 @@ fn answer(agent: &Agent, tool: &str, report: Result<crate::gate::CallReport, Gat
     let report = match report {
         Ok(report) => report,
         Err(e @ GateError::Forbidden { .. }) => {
+            // The same words whether the tool exists or not: an agent learns nothing of tools
+            // it may not use. The audit record tells the admin which it is.
             let next = format!(
-                "ask a tenant admin to grant it: `airlock tuple write {} can_use tool:{tool}`",
+                "ask a tenant admin: this call's audit record says whether `tool:{tool}` exists; if it does, \
+                 `airlock tuple write {} can_use tool:{tool}` grants it",
                 agent.subject()
             );
             return refusal("forbidden", e.to_string(), next, None);
@@ -228,5 +231,6 @@ fn next_step(e: &CallError, message: &str) -> String {
         CallError::Failed(_) => "the external service failed; retry later".into(),
         CallError::Limit(_) => "the tool hit a sandbox limit; use smaller input".into(),
         CallError::Trap(_) => "the tool crashed; report it to its publisher".into(),
+        CallError::Upstream(f) => crate::gate::upstream_next_step(f),
     }
 }

@@ -1,0 +1,79 @@
+//! The framework's own refusals in the API's shape.
+//!
+//! axum, hyper and rmcp answer some requests before a handler runs: an unknown route (404,
+//! empty), a wrong method (405), a body over the size limit (413, "Failed to buffer the
+//! request body"), a wrong content type (415). A client that parses every error as
+//! `{"code", "message"}` would choke on those; this layer rewrites any error response that is
+//! not JSON into that shape, keeping its status and headers (`Allow`, `WWW-Authenticate`).
+
+use axum::extract::Request;
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::ApiError;
+
+/// At most this much of a plain-text error body is kept as the message.
+const KEEP: usize = 4096;
+
+/// Middleware: every error the client gets is JSON `{"code", "message"}`.
+pub(super) async fn json_errors(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    let status = resp.status();
+    if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers().get(header::CONTENT_TYPE)) {
+        return resp;
+    }
+    let (parts, body) = resp.into_parts();
+    let text = axum::body::to_bytes(body, KEEP).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&text).trim().to_string();
+    let (code, message) = describe(status, &method, &path, &text);
+    let mut out = ApiError::new(status, code, message).into_response();
+    for (name, value) in parts.headers.iter() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            out.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+fn is_json(content_type: Option<&HeaderValue>) -> bool {
+    content_type.and_then(|v| v.to_str().ok()).is_some_and(|v| {
+        let v = v.to_ascii_lowercase();
+        v.starts_with("application/json") || v.contains("+json")
+    })
+}
+
+/// A stable code and a message that says what to do next, for a refusal the framework made.
+fn describe(status: StatusCode, method: &axum::http::Method, path: &str, text: &str) -> (&'static str, String) {
+    let said = if text.is_empty() { String::new() } else { format!(" ({})", lower_first(text)) };
+    match status {
+        StatusCode::NOT_FOUND => ("not_found", format!("no route `{method} {path}`{said}: see the route table in `host/server/src/api/mod.rs`")),
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            format!("`{path}` does not take `{method}`: the `allow` header lists the methods it takes"),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => (
+            "payload_too_large",
+            format!("the request body is larger than the host accepts{said}: send a smaller body"),
+        ),
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => (
+            "unsupported_media_type",
+            format!("the request's content type is not accepted{said}: send `content-type: application/json`"),
+        ),
+        StatusCode::NOT_ACCEPTABLE => (
+            "not_acceptable",
+            format!("the `accept` header does not allow the answer{said}: accept `application/json` (and `text/event-stream` for MCP)"),
+        ),
+        s if s.is_server_error() => ("unavailable", format!("the host could not answer{said}: see its log")),
+        _ => ("invalid_request", if text.is_empty() { format!("refused with status {}", status.as_u16()) } else { lower_first(text) }),
+    }
+}
+
+fn lower_first(text: &str) -> String {
+    let mut chars = text.chars();
+    match chars.next() {
+        Some(c) => c.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    }
+}
