@@ -32,7 +32,7 @@ use zeroize::Zeroizing;
 
 use super::auth::{bearer, known_tenant, Member, TenantAdmin, TenantReader};
 use super::ApiError;
-use crate::ciba::{ExternalOpConfig, ExternalOpError};
+use crate::ciba::ExternalOpConfig;
 use crate::config::DEFAULT_TENANT;
 use crate::Airlock;
 
@@ -332,7 +332,7 @@ pub(super) async fn decide(
             "`{approver}` may not decide this CIBA request: only `user:{named}`, whose consent it asks, may"
         )));
     }
-    let decided = host.ciba.decide(tenant, id, named, approve, reason).await.map_err(ciba_admin_error)?;
+    let decided = host.ciba.decide(tenant, id, named, approve, reason).await.map_err(ApiError::from)?;
     host.audit.record(event(
         if approve { "approved" } else { "denied" },
         json!({ "approval_id": id, "approver": approver, "agent": decided.agent, "reason": reason }),
@@ -341,20 +341,6 @@ pub(super) async fn decide(
 }
 
 // ---- admin API -----------------------------------------------------------------------
-
-fn ciba_admin_error(e: CibaError) -> ApiError {
-    if e.status() >= 500 {
-        return ApiError::internal("CIBA store", e);
-    }
-    let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
-    let code = match &e {
-        CibaError::Approval(airlock_approvals::ApprovalError::AlreadyDecided { .. }) => "conflict",
-        CibaError::Approval(airlock_approvals::ApprovalError::NotFound(_)) => "not_found",
-        CibaError::Approval(_) | CibaError::InvalidRegistration(_) => "invalid_request",
-        other => other.code(),
-    };
-    ApiError::new(status, code, e.to_string())
-}
 
 fn admin_event(m: &Member, kind: &str, detail: Value) -> AuditEvent {
     m.event(kind, "ok", "ciba", detail)
@@ -381,14 +367,14 @@ pub(super) async fn put_approver(
     let Json(b) = body?;
     let tenant = m.scope(b.tenant.as_deref())?;
     let approver = Approver { name, iss: b.iss, sub: b.sub, device_webhook: b.device_webhook };
-    host.ciba.put_approver(tenant, &approver).await.map_err(ciba_admin_error)?;
+    host.ciba.put_approver(tenant, &approver).await.map_err(ApiError::from)?;
     host.audit.record(admin_event(&m, "ciba.approver.put", json!({ "approver": approver })));
     Ok(Json(json!({ "approver": approver })))
 }
 
 pub(super) async fn list_approvers(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
     let tenant = m.tenant.as_str();
-    Ok(Json(json!({ "approvers": host.ciba.approvers(tenant).await.map_err(ciba_admin_error)? })))
+    Ok(Json(json!({ "approvers": host.ciba.approvers(tenant).await.map_err(ApiError::from)? })))
 }
 
 pub(super) async fn delete_approver(
@@ -397,7 +383,7 @@ pub(super) async fn delete_approver(
     TenantAdmin(m): TenantAdmin,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = m.tenant.as_str();
-    if !host.ciba.delete_approver(tenant, &name).await.map_err(ciba_admin_error)? {
+    if !host.ciba.delete_approver(tenant, &name).await.map_err(ApiError::from)? {
         return Err(ApiError::not_found(format!("no approver `{name}` in this tenant")));
     }
     host.audit.record(admin_event(&m, "ciba.approver.delete", json!({ "approver": name })));
@@ -432,7 +418,7 @@ pub(super) async fn register_client(
     let new = NewClient { client_id: b.client_id, delivery_mode: mode, notification_endpoint: b.notification_endpoint };
     let (client, secret) = host.ciba.register_client(tenant, &new).await.map_err(|e| match e {
         CibaError::InvalidRegistration(m) if m.contains("already exists") => ApiError::conflict(m),
-        other => ciba_admin_error(other),
+        other => ApiError::from(other),
     })?;
     host.audit.record(admin_event(&m, "ciba.client.register", json!({ "client": client })));
     Ok((StatusCode::CREATED, Json(json!({ "client": client, "client_secret": secret }))))
@@ -440,7 +426,7 @@ pub(super) async fn register_client(
 
 pub(super) async fn list_clients(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
     let tenant = m.tenant.as_str();
-    Ok(Json(json!({ "clients": host.ciba.clients(tenant).await.map_err(ciba_admin_error)? })))
+    Ok(Json(json!({ "clients": host.ciba.clients(tenant).await.map_err(ApiError::from)? })))
 }
 
 pub(super) async fn delete_client(
@@ -449,7 +435,7 @@ pub(super) async fn delete_client(
     TenantAdmin(m): TenantAdmin,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = m.tenant.as_str();
-    if !host.ciba.delete_client(tenant, &client_id).await.map_err(ciba_admin_error)? {
+    if !host.ciba.delete_client(tenant, &client_id).await.map_err(ApiError::from)? {
         return Err(ApiError::not_found(format!("no client `{client_id}` in this tenant")));
     }
     host.audit.record(admin_event(&m, "ciba.client.delete", json!({ "client_id": client_id })));
@@ -469,14 +455,6 @@ pub(super) struct PutExternalOp {
     login_hints: BTreeMap<String, String>,
     #[serde(default)]
     requested_expiry: Option<u64>,
-}
-
-fn external_op_error(e: ExternalOpError) -> ApiError {
-    match e {
-        ExternalOpError::Invalid(_) => ApiError::bad_request(e.to_string()),
-        ExternalOpError::NotConfigured(_) => ApiError::not_found(e.to_string()),
-        other => ApiError::internal("external OP", other),
-    }
 }
 
 /// `PUT /v1/ciba/external-op`: the tenant's approvals go to this OP from now on.
@@ -501,14 +479,14 @@ pub(super) async fn put_external_op(
         login_hints: b.login_hints,
         requested_expiry: b.requested_expiry,
     };
-    host.external_ops.put(tenant, &config, secret).await.map_err(external_op_error)?;
+    host.external_ops.put(tenant, &config, secret).await.map_err(ApiError::from)?;
     host.audit.record(admin_event(&m, "ciba.external_op.put", json!({ "external_op": config })));
     Ok(Json(json!({ "external_op": config, "callback_path": format!("/ciba/callback/{tenant}") })))
 }
 
 pub(super) async fn get_external_op(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
     let tenant = m.tenant.as_str();
-    match host.external_ops.get(tenant).await.map_err(external_op_error)? {
+    match host.external_ops.get(tenant).await.map_err(ApiError::from)? {
         Some(config) => Ok(Json(json!({ "external_op": config }))),
         None => Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider"))),
     }
@@ -519,7 +497,7 @@ pub(super) async fn delete_external_op(
     TenantAdmin(m): TenantAdmin,
 ) -> Result<Json<Value>, ApiError> {
     let tenant = m.tenant.as_str();
-    if !host.external_ops.delete(tenant).await.map_err(external_op_error)? {
+    if !host.external_ops.delete(tenant).await.map_err(ApiError::from)? {
         return Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider")));
     }
     host.audit.record(admin_event(&m, "ciba.external_op.delete", json!({})));

@@ -160,3 +160,99 @@ impl From<airlock_identity::IdentityError> for ApiError {
         }
     }
 }
+
+impl From<crate::marketplace::InstallError> for ApiError {
+    fn from(e: crate::marketplace::InstallError) -> ApiError {
+        use crate::marketplace::InstallError;
+        let status = match &e {
+            InstallError::NotInCatalog(_) | InstallError::NotInstalled(_) => StatusCode::NOT_FOUND,
+            InstallError::UpgradeNeeded { .. }
+            | InstallError::AgentExists(_)
+            | InstallError::Revoked(_)
+            | InstallError::ComponentTaken { .. }
+            | InstallError::Model(_)
+            | InstallError::ConsentRequired(_) => StatusCode::CONFLICT,
+            InstallError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
+            InstallError::Io(_) => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let mut err = ApiError::new(status, e.code(), e.to_string());
+        if let InstallError::ConsentRequired(diff) = &e {
+            err.extra = Some(json!({ "diff": diff }));
+        }
+        if let InstallError::Store(inner) = &e {
+            tracing::error!("marketplace: {inner}");
+            err.message = "the database failed; nothing was written: retry, and see the host's log".into();
+        }
+        err
+    }
+}
+
+impl From<crate::marketplace::trust::TrustError> for ApiError {
+    fn from(e: crate::marketplace::trust::TrustError) -> ApiError {
+        use crate::marketplace::trust::TrustError;
+        match e {
+            TrustError::Key(k) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_key", k.to_string()),
+            TrustError::Shipped(_) => ApiError::conflict(e.to_string()),
+            TrustError::Store(s) => ApiError::internal("trusted publishers", s),
+        }
+    }
+}
+
+impl From<airlock_approvals::ciba::CibaError> for ApiError {
+    fn from(e: airlock_approvals::ciba::CibaError) -> ApiError {
+        use airlock_approvals::ciba::CibaError;
+        if e.status() >= 500 {
+            return ApiError::internal("CIBA store", e);
+        }
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST);
+        let code = match &e {
+            CibaError::Approval(airlock_approvals::ApprovalError::AlreadyDecided { .. }) => "conflict",
+            CibaError::Approval(airlock_approvals::ApprovalError::NotFound(_)) => "not_found",
+            CibaError::Approval(_) | CibaError::InvalidRegistration(_) => "invalid_request",
+            other => other.code(),
+        };
+        ApiError::new(status, code, e.to_string())
+    }
+}
+
+impl From<crate::ciba::ExternalOpError> for ApiError {
+    fn from(e: crate::ciba::ExternalOpError) -> ApiError {
+        use crate::ciba::ExternalOpError;
+        match e {
+            ExternalOpError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            ExternalOpError::NotConfigured(_) => ApiError::not_found(e.to_string()),
+            other => ApiError::internal("external OP", other),
+        }
+    }
+}
+
+impl From<crate::policy_gate::AuthorityError> for ApiError {
+    fn from(e: crate::policy_gate::AuthorityError) -> ApiError {
+        use crate::policy_gate::AuthorityError;
+        let status = match &e {
+            AuthorityError::UnknownCall(_) => StatusCode::NOT_FOUND,
+            AuthorityError::BadInput => StatusCode::BAD_REQUEST,
+            AuthorityError::Unavailable(m) => return ApiError::internal("approvals", m),
+            _ => StatusCode::FORBIDDEN,
+        };
+        let mut err = ApiError::new(status, e.code(), e.to_string());
+        if let Some(reason) = e.ledger_reason() {
+            err.extra = Some(json!({ "ledger_reason": reason }));
+        }
+        err
+    }
+}
+
+impl From<airlock_approvals::LedgerError> for ApiError {
+    fn from(e: airlock_approvals::LedgerError) -> ApiError {
+        use airlock_approvals::LedgerError;
+        match e {
+            LedgerError::Store(e) => ApiError::internal("ledger", e),
+            LedgerError::NotFound(_) => ApiError::not_found(e.to_string()),
+            LedgerError::Invalid(_) => ApiError::bad_request(e.to_string()),
+            LedgerError::Replayed(_) => ApiError::conflict(e.to_string()),
+            other => ApiError::forbidden(other.to_string()),
+        }
+    }
+}

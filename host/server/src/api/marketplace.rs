@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
@@ -27,8 +27,8 @@ use serde_json::{json, Value};
 
 use super::auth::{Operator, TenantAdmin, TenantReader};
 use super::ApiError;
-use crate::marketplace::trust::{self, TrustError};
-use crate::marketplace::{catalog, InstallError, InstallOptions, PackageSource, Progress};
+use crate::marketplace::trust;
+use crate::marketplace::{catalog, InstallOptions, PackageSource, Progress};
 use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
@@ -67,30 +67,6 @@ fn package_request(headers: &HeaderMap, body: Bytes) -> Result<(PackageSource, P
     };
     let source = PackageSource::Catalog(name.clone());
     Ok((source, req))
-}
-
-pub(crate) fn install_error(e: InstallError) -> ApiError {
-    let status = match &e {
-        InstallError::NotInCatalog(_) | InstallError::NotInstalled(_) => StatusCode::NOT_FOUND,
-        InstallError::UpgradeNeeded { .. }
-        | InstallError::AgentExists(_)
-        | InstallError::Revoked(_)
-        | InstallError::ComponentTaken { .. }
-        | InstallError::Model(_)
-        | InstallError::ConsentRequired(_) => StatusCode::CONFLICT,
-        InstallError::Store(_) => StatusCode::SERVICE_UNAVAILABLE,
-        InstallError::Io(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::UNPROCESSABLE_ENTITY,
-    };
-    let mut err = ApiError::new(status, e.code(), e.to_string());
-    if let InstallError::ConsentRequired(diff) = &e {
-        err.extra = Some(json!({ "diff": diff }));
-    }
-    if let InstallError::Store(inner) = &e {
-        tracing::error!("marketplace: {inner}");
-        err.message = "the database failed; nothing was written: retry, and see the host's log".into();
-    }
-    err
 }
 
 fn wants_stream(headers: &HeaderMap) -> bool {
@@ -142,12 +118,12 @@ where
 }
 
 pub(super) async fn catalog_list(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
-    let installed = host.installations(&m.tenant).await.map_err(install_error)?;
+    let installed = host.installations(&m.tenant).await.map_err(ApiError::from)?;
     Ok(Json(json!({ "catalog": catalog::listings(), "installed": installed })))
 }
 
 pub(super) async fn installed(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
-    let installed = host.installations(&m.tenant).await.map_err(install_error)?;
+    let installed = host.installations(&m.tenant).await.map_err(ApiError::from)?;
     Ok(Json(json!({ "installed": installed })))
 }
 
@@ -164,7 +140,7 @@ pub(super) async fn install(
     };
     run_with_progress(host, &headers, move |host, progress| async move {
         let report =
-            host.install(&tenant, &source, &InstallOptions::default(), &*progress).await.map_err(install_error)?;
+            host.install(&tenant, &source, &InstallOptions::default(), &*progress).await.map_err(ApiError::from)?;
         Ok(serde_json::to_value(report).unwrap_or_default())
     })
     .await
@@ -184,7 +160,7 @@ pub(super) async fn upgrade(
     };
     let (consent, dry_run) = (req.consent || q.consent, req.dry_run || q.dry_run);
     run_with_progress(host, &headers, move |host, progress| async move {
-        let report = host.upgrade(&tenant, &source, consent, dry_run, &*progress).await.map_err(install_error)?;
+        let report = host.upgrade(&tenant, &source, consent, dry_run, &*progress).await.map_err(ApiError::from)?;
         Ok(serde_json::to_value(report).unwrap_or_default())
     })
     .await
@@ -200,7 +176,7 @@ pub(super) async fn uninstall(
     let report = tokio::spawn(async move { host.uninstall(&tenant, &agent).await })
         .await
         .map_err(|e| ApiError::internal("marketplace", e))?
-        .map_err(install_error)?;
+        .map_err(ApiError::from)?;
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
@@ -212,16 +188,8 @@ pub(super) struct TrustRequest {
     public_key: String,
 }
 
-fn trust_error(e: TrustError) -> ApiError {
-    match e {
-        TrustError::Key(k) => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_key", k.to_string()),
-        TrustError::Shipped(_) => ApiError::conflict(e.to_string()),
-        TrustError::Store(s) => ApiError::internal("trusted publishers", s),
-    }
-}
-
 pub(super) async fn publishers(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
-    let keys = trust::list(&host.db).await.map_err(trust_error)?;
+    let keys = trust::list(&host.db).await.map_err(ApiError::from)?;
     Ok(Json(json!({ "publishers": keys })))
 }
 
@@ -231,7 +199,7 @@ pub(super) async fn trust_publisher(
     body: Result<Json<TrustRequest>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(req) = body?;
-    let key_id = trust::add(&host.db, &req.publisher, &req.public_key).await.map_err(trust_error)?;
+    let key_id = trust::add(&host.db, &req.publisher, &req.public_key).await.map_err(ApiError::from)?;
     host.audit.record(operator.event(
         "marketplace.trust",
         "ok",
@@ -246,7 +214,7 @@ pub(super) async fn distrust_publisher(
     operator: Operator,
     Path((publisher, key_id)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    if !trust::remove(&host.db, &publisher, &key_id).await.map_err(trust_error)? {
+    if !trust::remove(&host.db, &publisher, &key_id).await.map_err(ApiError::from)? {
         return Err(ApiError::not_found(format!("no admin-added key `{key_id}` for publisher `{publisher}`")));
     }
     host.audit.record(operator.event(

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_approvals::{ApprovalError, LedgerError, PolicySpec, ENTRY_ACTION};
+use airlock_approvals::{ApprovalError, PolicySpec, ENTRY_ACTION};
 use airlock_audit::AuditEvent;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -27,35 +27,10 @@ use serde_json::{json, Value};
 use super::auth::{agent as authenticate, TenantAdmin, TenantReader};
 use super::tools::report_answer;
 use super::ApiError;
-use crate::policy_gate::{policy_key, policy_name, AuthorityError};
+use crate::policy_gate::{policy_key, policy_name};
 use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
-
-/// The API error for an authority refusal: 403 with the ledger's reason, 404 for an unknown call.
-pub(crate) fn authority_error(e: AuthorityError) -> ApiError {
-    let status = match &e {
-        AuthorityError::UnknownCall(_) => StatusCode::NOT_FOUND,
-        AuthorityError::BadInput => StatusCode::BAD_REQUEST,
-        AuthorityError::Unavailable(m) => return ApiError::internal("approvals", m),
-        _ => StatusCode::FORBIDDEN,
-    };
-    let mut err = ApiError::new(status, e.code(), e.to_string());
-    if let Some(reason) = e.ledger_reason() {
-        err.extra = Some(json!({ "ledger_reason": reason }));
-    }
-    err
-}
-
-fn ledger_error(e: LedgerError) -> ApiError {
-    match e {
-        LedgerError::Store(e) => ApiError::internal("ledger", e),
-        LedgerError::NotFound(_) => ApiError::not_found(e.to_string()),
-        LedgerError::Invalid(_) => ApiError::bad_request(e.to_string()),
-        LedgerError::Replayed(_) => ApiError::conflict(e.to_string()),
-        other => ApiError::forbidden(other.to_string()),
-    }
-}
 
 fn event(tenant: &str, kind: &str, outcome: &str, agent: &str, tool: &str, detail: Value) -> AuditEvent {
     AuditEvent {
@@ -107,7 +82,7 @@ pub(super) async fn request_approval(
         return Err(ApiError::bad_request("`input` must be a JSON object: the tool's input"));
     }
     let ttl = b.ttl_seconds.map(Duration::from_secs);
-    let a = host.request_approval(&agent, &b.tool, &input, b.summary, b.role, ttl).await.map_err(authority_error)?;
+    let a = host.request_approval(&agent, &b.tool, &input, b.summary, b.role, ttl).await.map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, Json(json!(a))))
 }
 
@@ -170,7 +145,7 @@ pub(super) async fn start_run(
     let agent = authenticate(&host, &headers, "").await?;
     let summary = body.map(|Json(b)| b.summary).unwrap_or_default();
     let summary = if summary.is_empty() { format!("a run of {}", agent.subject()) } else { summary };
-    let run = host.runs.start(&agent.tenant, &agent.subject(), &summary).await.map_err(ledger_error)?;
+    let run = host.runs.start(&agent.tenant, &agent.subject(), &summary).await.map_err(ApiError::from)?;
     host.audit.record(event(
         &agent.tenant,
         "run.start",
@@ -190,7 +165,7 @@ pub(super) async fn get_run(
     headers: HeaderMap,
 ) -> Result<Json<Value>, ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
-    let run = host.runs.get(&agent.tenant, &id).await.map_err(ledger_error)?;
+    let run = host.runs.get(&agent.tenant, &id).await.map_err(ApiError::from)?;
     if run.agent != agent.subject() {
         return Err(ApiError::not_found(format!("no run `{id}` of this agent")));
     }
@@ -211,12 +186,12 @@ pub(super) async fn finish_run(
     body: Option<Json<Finish>>,
 ) -> Result<Json<Value>, ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
-    let run = host.runs.get(&agent.tenant, &id).await.map_err(ledger_error)?;
+    let run = host.runs.get(&agent.tenant, &id).await.map_err(ApiError::from)?;
     if run.agent != agent.subject() {
         return Err(ApiError::not_found(format!("no run `{id}` of this agent")));
     }
     let outcome = body.map(|Json(b)| b.outcome).filter(|o| !o.is_empty()).unwrap_or_else(|| "finished".into());
-    let run = host.runs.finish(&agent.tenant, &id, &outcome).await.map_err(ledger_error)?;
+    let run = host.runs.finish(&agent.tenant, &id, &outcome).await.map_err(ApiError::from)?;
     host.audit.record(event(
         &agent.tenant,
         "run.finish",

@@ -70,7 +70,7 @@ pub(crate) fn report_answer(report: Result<CallReport, GateError>) -> Result<Jso
         GateError::BadToolId(_) => ApiError::bad_request(e.to_string()),
         GateError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
         GateError::AuthzUnavailable(_) => ApiError::new(StatusCode::FORBIDDEN, "authz_unavailable", e.to_string()),
-        GateError::Authority(e) => super::runs::authority_error(e),
+        GateError::Authority(e) => ApiError::from(e),
     })?;
     match report.outcome.result {
         Ok(result) => Ok(Json(json!({ "call_id": report.call_id, "result": result, "log": report.outcome.log }))),

@@ -146,7 +146,8 @@ pub enum Command {
         /// The package directory to create.
         #[arg(long)]
         out: PathBuf,
-        /// Where to look for built components the manifest names (repeatable).
+        /// Where to look for built components the manifest names (repeatable; default: the
+        /// components this binary's build compiled from `plugins/`).
         #[arg(long)]
         search: Vec<PathBuf>,
     },

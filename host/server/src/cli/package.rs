@@ -49,6 +49,9 @@ fn public_path(private: &Path) -> PathBuf {
 pub(super) fn package(folder: &Path, key: &Path, out: &Path, search: &[PathBuf]) -> Result<(), String> {
     let key = SigningKey::load(key).map_err(|e| format!("cannot load the key `{}`: {e}", key.display()))?;
     eprintln!("[1/3] reading {}/manifest.json and validating it", folder.display());
+    // Without `--search`, the components this binary's build made from `plugins/`.
+    let built_plugins = [PathBuf::from(env!("AIRLOCK_PLUGIN_DIR"))];
+    let search = if search.is_empty() { &built_plugins[..] } else { search };
     let search: Vec<&Path> = search.iter().map(PathBuf::as_path).collect();
     eprintln!("[2/3] digesting and copying components into {}/components", out.display());
     let built = airlock_marketplace::build(folder, out, &key, &search).map_err(|e| e.to_string())?;

@@ -75,24 +75,17 @@ impl Invitations {
     ) -> Result<Invitation, TenancyError> {
         let now = now_millis();
         let refused = || TenancyError::NotFound("this invitation is unknown, used or expired: ask for a new one".into());
+        // One statement that writes first: on SQLite a transaction that read before writing
+        // fails when another connection committed in between (WAL snapshot upgrade).
         let row: Option<(String, String, String, String, i64)> = sqlx::query_as(
-            "SELECT tenant, member, relation, created_by, expires_at FROM invitations \
-             WHERE code_hash = $1 AND used_at IS NULL AND expires_at > $2",
+            "UPDATE invitations SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL AND expires_at > $1 \
+             RETURNING tenant, member, relation, created_by, expires_at",
         )
-        .bind(digest(code))
         .bind(now)
+        .bind(digest(code))
         .fetch_optional(&mut **tx)
         .await?;
         let Some((tenant, member, relation, created_by, expires_at)) = row else { return Err(refused()) };
-        let spent = sqlx::query("UPDATE invitations SET used_at = $1 WHERE code_hash = $2 AND used_at IS NULL")
-            .bind(now)
-            .bind(digest(code))
-            .execute(&mut **tx)
-            .await?
-            .rows_affected();
-        if spent == 0 {
-            return Err(refused());
-        }
         Ok(Invitation { tenant, member, relation, created_by, expires_at })
     }
 }
