@@ -11,6 +11,7 @@
 use std::sync::Arc;
 
 use airlock_runtime::{CallContext, CallError, CallOutcome};
+use airlock_store::sqlx;
 use serde::Serialize;
 use serde_json::{json, Value};
 
@@ -172,7 +173,7 @@ impl Airlock {
             Some(loaded) => self.runtime.call_loaded(ctx.clone(), &loaded, name, input).await,
             None => self.runtime.call(ctx.clone(), component, name, input).await,
         };
-        self.settle(&ctx.tenant, &call_id, &admission, &outcome).await;
+        self.settle(&ctx.tenant, &call_id, &admission, outcome.result.as_ref().err().map(error_kind)).await;
         let (label, mut detail) = match &outcome.result {
             Ok(_) => ("allowed", json!({ "result": "ok", "fuel": outcome.fuel_used })),
             Err(e) => {
@@ -192,6 +193,35 @@ impl Airlock {
         self.audit.record(ctx.event("tool.call", label, detail, &[]));
         Ok(CallReport { call_id, outcome })
     }
+
+    /// Re-attaches to call `call_id` of `agent`, held by a policy approval (e.g. before a
+    /// restart): waits for the decision, then runs the call once with its original input.
+    pub async fn resume_call(
+        &self,
+        agent: &Agent,
+        call_id: &str,
+    ) -> Result<CallReport, GateError> {
+        let held: Option<(String, String, String, Option<String>)> = sqlx::query_as(
+            "SELECT approval_id, agent, tool, run_id FROM policy_calls WHERE tenant = $1 AND call_id = $2",
+        )
+        .bind(&agent.tenant)
+        .bind(call_id)
+        .fetch_optional(self.db.pool())
+        .await
+        .map_err(|e| GateError::Authority(crate::policy_gate::unavailable(e)))?;
+        // Another agent's call is as unknown as a call that never was.
+        let Some((approval_id, _, tool, run)) = held.filter(|h| h.1 == agent.subject()) else {
+            return Err(GateError::Authority(AuthorityError::UnknownCall(call_id.to_string())));
+        };
+        let approval = self
+            .approvals
+            .get(&agent.tenant, &approval_id)
+            .await
+            .map_err(|e| GateError::Authority(crate::policy_gate::unavailable(e)))?;
+        let opts = CallOptions { grant: None, run, resume_approval: Some(approval_id) };
+        self.call_tool_with(agent, &tool, &approval.details, call_id.to_string(), &opts).await
+    }
+
 }
 
 impl Airlock {

@@ -34,7 +34,7 @@ use std::time::Duration;
 use airlock_approvals::{
     args_digest, canonical_json, Approval, Approvals, LedgerError, NewApproval, Policy, Presented, Status, ANY_ACTION,
 };
-use airlock_runtime::{CallContext, CallOutcome};
+use airlock_runtime::CallContext;
 use airlock_store::{now_millis, sqlx};
 use serde_json::{json, Value};
 
@@ -118,7 +118,7 @@ fn ledger_reason(e: &LedgerError) -> String {
     }
 }
 
-fn unavailable(e: impl std::fmt::Display) -> AuthorityError {
+pub(crate) fn unavailable(e: impl std::fmt::Display) -> AuthorityError {
     AuthorityError::Unavailable(e.to_string())
 }
 
@@ -253,11 +253,12 @@ impl Airlock {
 
     /// Consumes the grant the call claimed, with how the call went. The call ran: a failure
     /// here is logged, never turned into a second run.
-    pub(crate) async fn settle(&self, tenant: &str, call_id: &str, admission: &Admission, outcome: &CallOutcome) {
+    /// `failure` is the kind of the call's failure, if it failed.
+    pub(crate) async fn settle(&self, tenant: &str, call_id: &str, admission: &Admission, failure: Option<&str>) {
         let Some(grant) = &admission.grant else { return };
-        let how = match &outcome.result {
-            Ok(_) => format!("call `{call_id}` ok"),
-            Err(e) => format!("call `{call_id}` failed: {}", crate::gate::error_kind(e)),
+        let how = match failure {
+            None => format!("call `{call_id}` ok"),
+            Some(kind) => format!("call `{call_id}` failed: {kind}"),
         };
         if let Err(e) = self.approvals.ledger().consume(tenant, grant, &how).await {
             tracing::error!("consuming grant `{grant}` after call `{call_id}`: {e}");
@@ -285,34 +286,6 @@ impl Airlock {
             map.insert("grant_id".into(), json!(opts.grant));
         }
         self.audit.record(ctx.event("tool.call", "denied", detail, &[]));
-    }
-
-    /// Re-attaches to call `call_id` of `agent`, held by a policy approval (e.g. before a
-    /// restart): waits for the decision, then runs the call once with its original input.
-    pub async fn resume_call(
-        &self,
-        agent: &Agent,
-        call_id: &str,
-    ) -> Result<crate::gate::CallReport, crate::gate::GateError> {
-        let held: Option<(String, String, String, Option<String>)> = sqlx::query_as(
-            "SELECT approval_id, agent, tool, run_id FROM policy_calls WHERE tenant = $1 AND call_id = $2",
-        )
-        .bind(&agent.tenant)
-        .bind(call_id)
-        .fetch_optional(self.db.pool())
-        .await
-        .map_err(|e| crate::gate::GateError::Authority(unavailable(e)))?;
-        // Another agent's call is as unknown as a call that never was.
-        let Some((approval_id, _, tool, run)) = held.filter(|h| h.1 == agent.subject()) else {
-            return Err(crate::gate::GateError::Authority(AuthorityError::UnknownCall(call_id.to_string())));
-        };
-        let approval = self
-            .approvals
-            .get(&agent.tenant, &approval_id)
-            .await
-            .map_err(|e| crate::gate::GateError::Authority(unavailable(e)))?;
-        let opts = CallOptions { grant: None, run, resume_approval: Some(approval_id) };
-        self.call_tool_with(agent, &tool, &approval.details, call_id.to_string(), &opts).await
     }
 
     /// The human who approved run `run`'s entry, to head the delegation chain of its steps.

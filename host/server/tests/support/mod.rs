@@ -110,11 +110,7 @@ impl TestHost {
         let (status, body) =
             self.request(reqwest::Method::POST, "/v1/tenants", &self.operator, Some(json!({ "name": name, "admin": admin }))).await;
         assert_eq!(status, 201, "{body}");
-        let code = body["invitation"]["code"].as_str().unwrap().to_string();
-        let (status, body) =
-            self.request(reqwest::Method::POST, "/v1/invitations/accept", "", Some(json!({ "code": code }))).await;
-        assert_eq!(status, 200, "{body}");
-        body["token"].as_str().unwrap().to_string()
+        self.accept_invitation(body["invitation"]["code"].as_str().unwrap()).await
     }
 
     /// The token of an admin of `tenant` (a store made through the OpenFGA API, say), invited
@@ -125,7 +121,11 @@ impl TestHost {
             .request(reqwest::Method::POST, &format!("/v1/tenants/{tenant}/invitations"), &self.operator, Some(body))
             .await;
         assert_eq!(status, 201, "{body}");
-        let code = body["invitation"]["code"].as_str().unwrap().to_string();
+        self.accept_invitation(body["invitation"]["code"].as_str().unwrap()).await
+    }
+
+    /// Redeems an invitation code as its invitee would; returns their token.
+    pub async fn accept_invitation(&self, code: &str) -> String {
         let (status, body) =
             self.request(reqwest::Method::POST, "/v1/invitations/accept", "", Some(json!({ "code": code }))).await;
         assert_eq!(status, 200, "{body}");
