@@ -26,7 +26,9 @@ pub(crate) fn load_or_compile(
     wasm: &[u8],
 ) -> Result<(Component, Source), AddError> {
     let Some(dir) = dir else {
-        return Component::new(engine, wasm).map(|c| (c, Source::Compiled)).map_err(|e| AddError::Invalid(format!("{e:#}")));
+        return Component::new(engine, wasm)
+            .map(|c| (c, Source::Compiled))
+            .map_err(|e| AddError::Invalid(format!("{e:#}")));
     };
     let mut h = std::collections::hash_map::DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut h);

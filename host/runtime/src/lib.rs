@@ -331,10 +331,7 @@ impl Runtime {
             );
         }
         if input.len() > limits.input_bytes {
-            return CallOutcome::early(
-                CallError::Limit(LimitExceeded::Input(limits.input_bytes)),
-                started,
-            );
+            return CallOutcome::early(CallError::Limit(LimitExceeded::Input(limits.input_bytes)), started);
         }
         let mut store = self.new_store(ctx, limits);
         let run = async {

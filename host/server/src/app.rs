@@ -9,7 +9,7 @@ use airlock_audit::{AuditEvent, AuditLog};
 use airlock_rebac::Rebac;
 use airlock_runtime::{AddError, LoadedComponent, Runtime, Services};
 use airlock_store::{now_millis, sqlx, Db};
-use airlock_vault::{FetchLimits, MasterKey, Vault};
+use airlock_vault::{MasterKey, Vault};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -110,7 +110,7 @@ impl Airlock {
         let rebac = Arc::new(rebac);
         let approvals = Arc::new(Approvals::new(db.clone()));
         let key = MasterKey::load_or_create(dir)?;
-        let vault = match Vault::open(db.clone(), key, FetchLimits::default()).await {
+        let vault = match Vault::open(db.clone(), key, config.fetch_limits.clone()).await {
             Ok(v) => v,
             // A master-key rotation that stopped between the database commit and installing the
             // staged key file: the staged key is the database's key, so install it now.
@@ -118,7 +118,7 @@ impl Airlock {
                 let staged = std::fs::read_to_string(dir.join("master.key.new")).unwrap_or_default();
                 let key =
                     MasterKey::from_base64(&staged).map_err(|_| airlock_vault::VaultError::MasterKey(m.clone()))?;
-                let v = Vault::open(db.clone(), key, FetchLimits::default())
+                let v = Vault::open(db.clone(), key, config.fetch_limits.clone())
                     .await
                     .map_err(|_| airlock_vault::VaultError::MasterKey(m))?;
                 std::fs::rename(dir.join("master.key.new"), dir.join("master.key"))

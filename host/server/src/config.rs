@@ -14,6 +14,8 @@ pub struct Config {
     pub database_url: Option<String>,
     pub listen: SocketAddr,
     pub limits: Limits,
+    /// Outbound requests the vault makes for tools: timeout and size caps.
+    pub fetch_limits: airlock_vault::FetchLimits,
     /// Register [`crate::bundled::DEFAULT_COMPONENTS`] on start.
     pub register_bundled: bool,
     /// Answer request-path checks from an external OpenFGA server instead of the embedded engine.
@@ -39,6 +41,7 @@ impl Config {
             database_url: None,
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             limits: Limits::default(),
+            fetch_limits: airlock_vault::FetchLimits::default(),
             register_bundled: true,
             openfga: None,
             mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],

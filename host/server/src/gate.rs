@@ -196,11 +196,7 @@ impl Airlock {
 
     /// Re-attaches to call `call_id` of `agent`, held by a policy approval (e.g. before a
     /// restart): waits for the decision, then runs the call once with its original input.
-    pub async fn resume_call(
-        &self,
-        agent: &Agent,
-        call_id: &str,
-    ) -> Result<CallReport, GateError> {
+    pub async fn resume_call(&self, agent: &Agent, call_id: &str) -> Result<CallReport, GateError> {
         let held: Option<(String, String, String, Option<String>)> = sqlx::query_as(
             "SELECT approval_id, agent, tool, run_id FROM policy_calls WHERE tenant = $1 AND call_id = $2",
         )
@@ -221,7 +217,6 @@ impl Airlock {
         let opts = CallOptions { grant: None, run, resume_approval: Some(approval_id) };
         self.call_tool_with(agent, &tool, &approval.details, call_id.to_string(), &opts).await
     }
-
 }
 
 impl Airlock {

@@ -79,8 +79,13 @@ async fn pending_ciba_approval(t: &TestHost, admin: &str) -> String {
 /// Decides as `approver`, with that person's own token in the tenant whose admin holds `admin`.
 async fn decide(t: &TestHost, admin: &str, id: &str, approver: &str, approve: bool) -> (u16, Value) {
     let token = t.member_token_in(admin, approver).await;
-    t.request(reqwest::Method::POST, &format!("/v1/approvals/{id}/decision"), &token, Some(json!({ "approve": approve })))
-        .await
+    t.request(
+        reqwest::Method::POST,
+        &format!("/v1/approvals/{id}/decision"),
+        &token,
+        Some(json!({ "approve": approve })),
+    )
+    .await
 }
 
 fn kinds(events: &[Value]) -> Vec<(String, String)> {

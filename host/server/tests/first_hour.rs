@@ -163,7 +163,10 @@ async fn a_tool_that_does_not_exist_is_refused_alike_but_the_admin_learns_it_doe
     assert_eq!(status, 200, "{body}");
     assert!(body["warnings"][0].as_str().unwrap().contains("no component `nope`"), "{body}");
     let (_, body) = t
-        .admin_post("/v1/tuples", json!({ "writes": [{ "user": "agent:support-bot", "relation": "can_use", "object": "tool:hello.greet" }] }))
+        .admin_post(
+            "/v1/tuples",
+            json!({ "writes": [{ "user": "agent:support-bot", "relation": "can_use", "object": "tool:hello.greet" }] }),
+        )
         .await;
     assert_eq!(body.get("warnings"), None, "{body}");
 }
@@ -191,9 +194,12 @@ async fn every_error_is_json_and_size_limits_answer_413_before_parsing() {
 
     // Over the host's body limit: 413 in the API's shape, on a JSON route and a raw-bytes one.
     let huge = vec![b' '; 33 << 20];
-    let (status, _, body) =
-        raw(http.post(format!("{}/v1/tuples", t.url)).bearer_auth(&t.admin).header("content-type", "application/json").body(huge.clone()))
-            .await;
+    let (status, _, body) = raw(http
+        .post(format!("{}/v1/tuples", t.url))
+        .bearer_auth(&t.admin)
+        .header("content-type", "application/json")
+        .body(huge.clone()))
+    .await;
     assert_eq!((status, body["code"].as_str()), (413, Some("payload_too_large")), "{body}");
     let (status, _, body) =
         raw(http.post(format!("{}/v1/components/big", t.url)).bearer_auth(&t.operator).body(huge)).await;
@@ -217,10 +223,8 @@ async fn a_wrong_token_on_mcp_says_why_in_the_challenge_and_the_body() {
     let init = json!({ "jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": { "name": "t", "version": "0" } } });
     let post = |token: Option<&str>| {
-        let mut req = http
-            .post(format!("{}/mcp", t.url))
-            .header("accept", "application/json, text/event-stream")
-            .json(&init);
+        let mut req =
+            http.post(format!("{}/mcp", t.url)).header("accept", "application/json, text/event-stream").json(&init);
         if let Some(token) = token {
             req = req.bearer_auth(token);
         }
@@ -229,7 +233,10 @@ async fn a_wrong_token_on_mcp_says_why_in_the_challenge_and_the_body() {
     let resp = post(Some("alk_wrong")).send().await.unwrap();
     assert_eq!(resp.status(), 401);
     let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
-    assert!(challenge.starts_with("Bearer realm=\"airlock\", error=\"invalid_token\", error_description=\""), "{challenge}");
+    assert!(
+        challenge.starts_with("Bearer realm=\"airlock\", error=\"invalid_token\", error_description=\""),
+        "{challenge}"
+    );
     let body: Value = resp.json().await.unwrap();
     assert_eq!(body["code"], "unauthenticated", "{body}");
     let description = challenge.split("error_description=\"").nth(1).unwrap().trim_end_matches('"');
@@ -321,4 +328,41 @@ async fn airlock_key_writes_the_public_key_that_publisher_trust_reads_as_written
     let again = airlock(&["key", "--out", "acme.key"]);
     assert!(!again.status.success());
     assert_eq!(std::fs::read_to_string(dir.path().join("acme.pub")).unwrap(), public);
+}
+
+/// An API that accepts the connection and never answers.
+async fn silent_api() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((socket, _)) = listener.accept().await {
+            held.push(socket); // kept open, never read or written
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_api_that_never_answers_is_a_gateway_timeout_that_may_have_happened() {
+    let tmp = tempfile::tempdir().unwrap();
+    // The vault gives up before the sandbox's deadline (1.5 s in tests) does.
+    let t = TestHost::start_configured(tmp.path().to_path_buf(), |c| {
+        c.fetch_limits.timeout = std::time::Duration::from_millis(400);
+    })
+    .await;
+    let token = t.agent("support-bot").await;
+    t.grant(&[
+        ("agent:support-bot", "can_use", "tool:billing.lookup-customer"),
+        ("agent:support-bot", "viewer", "customer:42"),
+        ("agent:support-bot", "can_use", "connection:billing-api"),
+    ])
+    .await;
+    let api = silent_api().await;
+    billing_at(&t, &format!("http://{api}"), &api.to_string()).await;
+    let (status, body) = t.call(&token, "billing.lookup-customer", json!({ "customer_id": "42" })).await;
+    assert_eq!((status, body["code"].as_str()), (504, Some("upstream_timeout")), "{body}");
+    assert!(body["next_step"].as_str().unwrap().contains("may have received the request"), "{body}");
+    let record = last_call(&t, "billing.lookup-customer").await;
+    assert_eq!((record["outcome"].as_str(), record["detail"]["result"].as_str()), (Some("failed"), Some("upstream_timeout")));
 }

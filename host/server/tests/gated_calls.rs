@@ -149,8 +149,9 @@ async fn a_refund_suspends_until_the_cfo_approves_through_the_api() {
     assert_eq!(status, 403, "{body}");
     assert!(body["message"].as_str().unwrap().contains("is not `cfo`"), "{body}");
     // Nor can anyone decide in another's name: the admin claiming to be carol is refused.
-    let (status, body) =
-        t.admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true })).await;
+    let (status, body) = t
+        .admin_post(&format!("/v1/approvals/{id}/decision"), json!({ "approver": "user:carol", "approve": true }))
+        .await;
     assert_eq!(status, 403, "{body}");
     assert!(body["message"].as_str().unwrap().contains("made as oneself"), "{body}");
 
@@ -309,8 +310,7 @@ async fn state_survives_a_restart_and_compiled_code_comes_from_the_cache() {
     let admin_token = std::fs::read_to_string(dir.join("admin.token")).unwrap();
     let tenant_admin = std::fs::read_to_string(dir.join("default-admin.token")).unwrap();
     for file in ["admin.token", "default-admin.token"] {
-        let mode =
-            std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join(file)).unwrap().permissions());
+        let mode = std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(dir.join(file)).unwrap().permissions());
         assert_eq!(mode & 0o777, 0o600, "{file}");
     }
 
@@ -424,8 +424,14 @@ async fn the_official_openfga_sdk_works_against_the_openfga_api() {
     }
     let t = TestHost::start().await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/sdk_peer.py");
-    let out =
-        tokio::process::Command::new(&python).arg(script).arg(&t.url).arg(&t.operator).arg(&fga).output().await.unwrap();
+    let out = tokio::process::Command::new(&python)
+        .arg(script)
+        .arg(&t.url)
+        .arg(&t.operator)
+        .arg(&fga)
+        .output()
+        .await
+        .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("openfga-sdk: all steps passed"), "{stdout}");
@@ -545,7 +551,12 @@ async fn keys_rotate_through_the_api_and_the_host_restarts_with_the_new_master_k
         assert_eq!(status, 200, "{body}");
         assert_ne!(std::fs::read_to_string(tmp.path().join("master.key")).unwrap(), old);
         let (status, body) = t
-            .request(reqwest::Method::POST, "/v1/vault/rotate-master-key", &t.operator, Some(json!({ "new_key": "short" })))
+            .request(
+                reqwest::Method::POST,
+                "/v1/vault/rotate-master-key",
+                &t.operator,
+                Some(json!({ "new_key": "short" })),
+            )
             .await;
         assert_eq!(status, 400, "{body}");
     }

@@ -310,7 +310,8 @@ async fn an_external_issuers_token_acts_as_the_mapped_agent_and_nothing_else() {
     let secret = t.agent("after").await;
     t.grant(&[("agent:after", "can_use", "tool:hello.greet")]).await;
     let before = agent_jwt(&t, "after", &secret).await;
-    let (status, body) = t.request(reqwest::Method::POST, "/v1/identity/rotate-key", &t.operator, Some(json!({}))).await;
+    let (status, body) =
+        t.request(reqwest::Method::POST, "/v1/identity/rotate-key", &t.operator, Some(json!({}))).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(t.call(&before, "hello.greet", json!({ "name": "x" })).await.0, 200);
     let after = agent_jwt(&t, "after", &secret).await;

@@ -521,8 +521,7 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
     }
 
     // Uninstalling in A leaves B's agent working.
-    let (status, _) =
-        t.request(Method::DELETE, "/v1/marketplace/installed/prober", &acme, None).await;
+    let (status, _) = t.request(Method::DELETE, "/v1/marketplace/installed/prober", &acme, None).await;
     assert_eq!(status, 200);
     let (status, body) = t.call(token_a, "prober.echo", json!({})).await;
     assert_eq!(status, 401, "{body}");

@@ -191,8 +191,11 @@ async fn the_readme_marketplace_block_runs_as_written() {
     let t = TestHost::start_with(support::catalog_limits()).await;
     // Run where a reader of the README stands: beside the repository's `marketplace/`.
     let cwd = tempfile::tempdir().unwrap();
-    std::os::unix::fs::symlink(concat!(env!("CARGO_MANIFEST_DIR"), "/../../marketplace"), cwd.path().join("marketplace"))
-        .unwrap();
+    std::os::unix::fs::symlink(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../marketplace"),
+        cwd.path().join("marketplace"),
+    )
+    .unwrap();
     let walk = walk_block(&t, "## Install an agent from the marketplace", cwd.path(), &[]).await;
     assert!(walk.background.is_empty());
     assert!(cwd.path().join("acme.pub").is_file() && cwd.path().join("shouter-1.1.0/signature.json").is_file());

@@ -86,7 +86,8 @@ async fn every_route_is_behind_its_door_walked_from_the_router_itself() {
     for route in &table {
         let path = fill(route.path, &b);
         let sep = if path.contains('?') { '&' } else { '?' };
-        let body = (route.method != Method::GET && route.method != Method::DELETE).then(|| json!({ "tenant": "default" }));
+        let body =
+            (route.method != Method::GET && route.method != Method::DELETE).then(|| json!({ "tenant": "default" }));
         match route.scope {
             Scope::Tenant => {
                 // A member of acme naming the default tenant's objects: 404, never 403.
@@ -332,7 +333,10 @@ async fn tokens_expire_and_invitations_are_single_use() {
     // Removing the member's relation takes their rights at once (the token carries relations,
     // it does not copy them).
     let (status, _) = t
-        .admin_post("/v1/tuples", json!({ "deletes": [{ "user": "user:dana", "relation": "dpo", "object": "tenant:default" }] }))
+        .admin_post(
+            "/v1/tuples",
+            json!({ "deletes": [{ "user": "user:dana", "relation": "dpo", "object": "tenant:default" }] }),
+        )
         .await;
     assert_eq!(status, 200);
     let (_, me) = t.request(Method::GET, "/v1/me", dana, None).await;
@@ -364,7 +368,12 @@ async fn deleting_a_tenant_leaves_nothing_of_it_but_its_sealed_audit() {
         .await;
     assert_eq!(status, 201, "{pending}");
     let jwt = {
-        let form = [("grant_type", "client_credentials"), ("client_id", "worker"), ("client_secret", &agent_token), ("tenant", "acme")];
+        let form = [
+            ("grant_type", "client_credentials"),
+            ("client_id", "worker"),
+            ("client_secret", &agent_token),
+            ("tenant", "acme"),
+        ];
         let resp = reqwest::Client::new().post(format!("{}/oauth/token", t.url)).form(&form).send().await.unwrap();
         let body: Value = resp.json().await.unwrap();
         body["access_token"].as_str().unwrap().to_string()

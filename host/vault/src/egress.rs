@@ -155,13 +155,11 @@ async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultE
         return Ok(());
     }
     let port = url.port_or_known_default().unwrap_or(443);
-    let addrs = tokio::net::lookup_host((name, port))
-        .await
-        .map_err(|_| VaultError::Unreachable {
-            host: name.to_string(),
-            reason: "the name does not resolve".into(),
-            timed_out: false,
-        })?;
+    let addrs = tokio::net::lookup_host((name, port)).await.map_err(|_| VaultError::Unreachable {
+        host: name.to_string(),
+        reason: "the name does not resolve".into(),
+        timed_out: false,
+    })?;
     for addr in addrs {
         let ip = addr.ip();
         let internal = is_internal(ip);

@@ -25,7 +25,8 @@ impl vault::Host for CallState {
         let mut resolved = None;
         let mut unreachable = None;
         let outcome =
-            fetch_as(&services, &ctx, &agent, &connection, &mut resolved, &mut unreachable, req, grant.as_deref()).await;
+            fetch_as(&services, &ctx, &agent, &connection, &mut resolved, &mut unreachable, req, grant.as_deref())
+                .await;
         let via = format!("connection:{}", resolved.as_deref().unwrap_or(&connection));
         detail["connection"] = resolved.as_deref().unwrap_or(&connection).into();
         let used = resolved.clone().unwrap_or_else(|| connection.clone());

@@ -30,13 +30,25 @@ pub(super) struct ApprovalsQuery {
     status: Option<Status>,
 }
 
+/// The roles a member was found to hold (or not) while one request lists approvals: each
+/// role is asked of the authorization engine once, however many requests name it.
+type Held = std::collections::HashMap<String, bool>;
+
 /// Whether `m` may see (and so may be asked to decide) approval `a`.
-async fn visible(host: &Airlock, m: &Member, a: &Approval, reads_all: bool) -> Result<bool, ApiError> {
+async fn visible(host: &Airlock, m: &Member, a: &Approval, reads_all: bool, held: &mut Held) -> Result<bool, ApiError> {
     if reads_all {
         return Ok(true);
     }
     if let Some(role) = &a.role {
-        if m.holds(host, role).await {
+        let holds = match held.get(role) {
+            Some(known) => *known,
+            None => {
+                let answer = m.holds(host, role).await;
+                held.insert(role.clone(), answer);
+                answer
+            }
+        };
+        if holds {
             return Ok(true);
         }
     }
@@ -52,9 +64,9 @@ pub(super) async fn list(
     let Query(q) = query?;
     let all = host.approvals.list(&m.tenant, q.status).await?;
     let reads_all = m.reads_all(&host).await;
-    let mut shown = Vec::with_capacity(all.len());
+    let (mut shown, mut held) = (Vec::with_capacity(all.len()), Held::new());
     for a in all {
-        if visible(&host, &m, &a, reads_all).await? {
+        if visible(&host, &m, &a, reads_all, &mut held).await? {
             shown.push(a);
         }
     }
@@ -67,7 +79,7 @@ pub(super) async fn get(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let a = host.approvals.get(&m.tenant, &id).await?;
-    if !visible(&host, &m, &a, m.reads_all(&host).await).await? {
+    if !visible(&host, &m, &a, m.reads_all(&host).await, &mut Held::new()).await? {
         return Err(ApiError::not_found(format!("no approval `{id}` among yours")));
     }
     Ok(Json(json!(a)))
@@ -105,10 +117,10 @@ pub(super) async fn decide(
         )));
     }
     // A CIBA request is reserved for the approver it names, whatever roles others hold.
-    let ciba_approver =
-        host.ciba.approver_for(&tenant, &id).await.map_err(|e| ApiError::internal("CIBA store", e))?;
+    let ciba_approver = host.ciba.approver_for(&tenant, &id).await.map_err(|e| ApiError::internal("CIBA store", e))?;
     if let Some(named) = ciba_approver {
-        let decided = super::ciba::decide(&host, &tenant, &id, &named, &m.subject, d.approve, d.reason.as_deref()).await?;
+        let decided =
+            super::ciba::decide(&host, &tenant, &id, &named, &m.subject, d.approve, d.reason.as_deref()).await?;
         return Ok(Json(decided));
     }
     let needs = pending.role.clone().unwrap_or_else(|| "admin".into());

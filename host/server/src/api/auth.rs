@@ -46,7 +46,9 @@ pub(crate) fn bearer(headers: &HeaderMap) -> Option<&str> {
 #[derive(Debug, Clone)]
 pub enum Principal {
     /// Host-wide work; `name` is the token's (`bootstrap` for `admin.token`).
-    Operator { name: String },
+    Operator {
+        name: String,
+    },
     Member(Member),
 }
 
@@ -63,15 +65,17 @@ pub struct Member {
 impl Member {
     /// Whether this member holds `relation` on `tenant:T`: a role token by its role, a person
     /// by the tenant's authorization engine (a check, so usersets and computed relations
-    /// count), or a direct tuple when the tenant's model has no `tenant` type to check against.
+    /// count), or a direct tuple when the tenant's model cannot answer (it has no `tenant` type
+    /// or not this relation: an admin is not locked out by a model that forgot them).
     pub async fn holds(&self, host: &Airlock, relation: &str) -> bool {
         if let Some(role) = &self.role {
             return role == relation;
         }
         let object = format!("tenant:{}", self.tenant);
-        if let Ok(true) = host.rebac.check_now(&self.tenant, &self.subject, relation, &object).await {
-            return true;
+        if let Ok(answer) = host.rebac.check_now(&self.tenant, &self.subject, relation, &object).await {
+            return answer;
         }
+        // The model cannot answer (no `tenant` type, or not this relation): the tuple as written.
         match host.rebac.read(&self.tenant, Some(&object)).await {
             Ok(tuples) => tuples.iter().any(|t| t.relation == relation && t.subject == self.subject),
             Err(e) => {

@@ -47,7 +47,11 @@ fn refuse_when_remote(host: &Airlock) -> Result<(), ApiError> {
 }
 
 /// `PUT /v1/authorization-model`: the body is a model in the OpenFGA DSL; it becomes the tenant's active model.
-pub(super) async fn write_model(State(host): Host, TenantAdmin(m): TenantAdmin, body: Bytes) -> Result<Json<Value>, ApiError> {
+pub(super) async fn write_model(
+    State(host): Host,
+    TenantAdmin(m): TenantAdmin,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
     refuse_when_remote(&host)?;
     let dsl = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the model must be UTF-8 DSL text"))?;
     let active = host.rebac.write_model(&m.tenant, dsl).await?;
@@ -89,7 +93,9 @@ pub(super) async fn write_tuples(
     // A grant on a tool that does not exist is kept (it may be installed later), and said.
     let mut warnings = Vec::new();
     for t in &writes {
-        let Some((component, tool)) = t.object.strip_prefix("tool:").and_then(|id| id.split_once('.')) else { continue };
+        let Some((component, tool)) = t.object.strip_prefix("tool:").and_then(|id| id.split_once('.')) else {
+            continue;
+        };
         if let Some(missing) = host.missing_tool(tenant, component, tool).await {
             warnings.push(format!("`{}` grants nothing yet: {missing}", t.object));
         }

@@ -45,8 +45,8 @@ pub const AUTH0_BACKCHANNEL_PATH: &str = "/bc-authorize";
 /// The CIBA routes: the OAuth endpoints and the external OP's ping (public), the admin API
 /// of the tenant's approvers, clients and external OP.
 pub(super) fn routes(r: super::Routes) -> super::Routes {
-    use axum::http::Method as M;
     use super::Scope::{Public, Tenant};
+    use axum::http::Method as M;
     r.at(Public, M::POST, airlock_approvals::ciba::BACKCHANNEL_PATH, backchannel)
         .at(Public, M::POST, AUTH0_BACKCHANNEL_PATH, backchannel)
         .at(Public, M::GET, "/.well-known/openid-configuration", discovery)

@@ -224,4 +224,3 @@ pub(super) async fn rotate_master_key(
         if from_env { "set AIRLOCK_MASTER_KEY to the new key before the next start" } else { "written to master.key" };
     Ok(Json(json!({ "data_keys_resealed": resealed, "next": next })))
 }
-

@@ -26,8 +26,8 @@ type Host = State<Arc<Airlock>>;
 
 /// The `/stores` routes.
 pub(super) fn routes(r: super::Routes) -> super::Routes {
-    use axum::http::Method as M;
     use super::Scope::{Operator, Tenant};
+    use axum::http::Method as M;
     r.at(Operator, M::GET, "/stores", list_stores)
         .at(Operator, M::POST, "/stores", create_store)
         .at(Tenant, M::GET, "/stores/{store}", get_store)
@@ -270,9 +270,18 @@ async fn create_store(
     // The store is a tenant: members are invited into it (`POST /v1/tenants/{id}/invitations`).
     host.people.tenants.ensure(&store.id).await.map_err(|e| {
         tracing::error!("registering store tenant: {e}");
-        FgaError(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the host could not complete this; see its log".into())
+        FgaError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "the host could not complete this; see its log".into(),
+        )
     })?;
-    host.audit.record(operator.event("tenant.create", "ok", "", json!({ "tenant": store.id, "store_name": store.name })));
+    host.audit.record(operator.event(
+        "tenant.create",
+        "ok",
+        "",
+        json!({ "tenant": store.id, "store_name": store.name }),
+    ));
     Ok((StatusCode::CREATED, Json(store_json(&store))))
 }
 
@@ -295,10 +304,16 @@ async fn delete_store(State(host): Host, operator: Operator, Path(store): Path<S
     // Deleting a store deletes its tenant (all but the audit trail).
     let by = format!("operator:{}", operator.0);
     let live = host.rebac.store(&store).await.map_err(rebac_error)?.is_some();
-    if live && host.delete_tenant(&store, &by).await.map_err(|e| {
-        tracing::error!("deleting store tenant: {e}");
-        FgaError(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "the host could not complete this; see its log".into())
-    })? {
+    if live
+        && host.delete_tenant(&store, &by).await.map_err(|e| {
+            tracing::error!("deleting store tenant: {e}");
+            FgaError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal_error",
+                "the host could not complete this; see its log".into(),
+            )
+        })?
+    {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(FgaError(StatusCode::NOT_FOUND, "store_id_not_found", format!("store `{store}` not found")))
@@ -326,7 +341,11 @@ async fn write_model(
     Ok((StatusCode::CREATED, Json(json!({ "authorization_model_id": active.id }))))
 }
 
-async fn read_models(State(host): Host, TenantMember(m): TenantMember, Path(store): Path<String>) -> Result<Json<Value>> {
+async fn read_models(
+    State(host): Host,
+    TenantMember(m): TenantMember,
+    Path(store): Path<String>,
+) -> Result<Json<Value>> {
     authorize(&host, &m, &store, Need::Read).await?;
     live_store(&host, &store).await?;
     let models = host.rebac.models(&store).await.map_err(rebac_error)?;

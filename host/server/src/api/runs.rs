@@ -253,7 +253,8 @@ pub(super) async fn delete_policy(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let (tool, action) = policy_key(&name);
-    let gone = host.policies.delete(&m.tenant, &tool, &action).await.map_err(|e| ApiError::internal("policy store", e))?;
+    let gone =
+        host.policies.delete(&m.tenant, &tool, &action).await.map_err(|e| ApiError::internal("policy store", e))?;
     if !gone {
         return Err(ApiError::not_found(format!("no policy for `{name}` in this tenant")));
     }

@@ -165,7 +165,10 @@ pub(super) struct Accept {
 
 /// `POST /v1/invitations/accept`: the code is the credential. One transaction spends the
 /// invitation, writes `member relation tenant:T` and makes the member's token.
-pub(super) async fn accept(State(host): Host, body: Result<Json<Accept>, JsonRejection>) -> Result<Json<Value>, ApiError> {
+pub(super) async fn accept(
+    State(host): Host,
+    body: Result<Json<Accept>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Json(b) = body?;
     if b.code.len() > 128 {
         return Err(ApiError::bad_request("an invitation code is at most 128 characters"));

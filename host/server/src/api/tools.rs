@@ -42,7 +42,10 @@ pub(super) async fn call_tool(
         return Err(ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
             "input_too_large",
-            format!("the tool input is {} bytes, more than the {max} bytes a tool call may carry: send a smaller input", body.len()),
+            format!(
+                "the tool input is {} bytes, more than the {max} bytes a tool call may carry: send a smaller input",
+                body.len()
+            ),
         ));
     }
     let input = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("body is not UTF-8 JSON"))?;

@@ -287,7 +287,8 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             print(&Client::tenant(&remote)?.send(Method::GET, &path, None).await?);
         }
         Command::Approvals(ApprovalCmd::Approve { remote, id, approver }) => {
-            let body = json!({ "tenant": remote.tenant, "approver": approver.map(|a| subject_of(&a)), "approve": true });
+            let body =
+                json!({ "tenant": remote.tenant, "approver": approver.map(|a| subject_of(&a)), "approve": true });
             let path = format!("/v1/approvals/{}/decision", enc(&id));
             print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
         }

@@ -74,7 +74,8 @@ impl Invitations {
         code: &str,
     ) -> Result<Invitation, TenancyError> {
         let now = now_millis();
-        let refused = || TenancyError::NotFound("this invitation is unknown, used or expired: ask for a new one".into());
+        let refused =
+            || TenancyError::NotFound("this invitation is unknown, used or expired: ask for a new one".into());
         // One statement that writes first: on SQLite a transaction that read before writing
         // fails when another connection committed in between (WAL snapshot upgrade).
         let row: Option<(String, String, String, String, i64)> = sqlx::query_as(

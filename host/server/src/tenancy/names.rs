@@ -19,10 +19,7 @@ pub fn validate_tenant_name(name: &str) -> Result<(), String> {
         return Err(format!("a tenant name is at most {MAX_TENANT_NAME} bytes; this one has {}", name.len()));
     }
     if let Some(bad) = name.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-        return Err(format!(
-            "tenant name `{name}` has `{}`: use letters, digits, `-` and `_`",
-            bad.escape_default()
-        ));
+        return Err(format!("tenant name `{name}` has `{}`: use letters, digits, `-` and `_`", bad.escape_default()));
     }
     if !name.starts_with(|c: char| c.is_ascii_alphanumeric()) {
         return Err(format!("tenant name `{name}` must start with a letter or a digit"));

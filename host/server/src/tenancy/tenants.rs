@@ -112,8 +112,10 @@ impl Tenants {
         if self.live.read().contains(name) {
             return Ok(true);
         }
-        let row: Option<(String,)> =
-            sqlx::query_as("SELECT name FROM tenants WHERE name = $1").bind(name).fetch_optional(self.db.pool()).await?;
+        let row: Option<(String,)> = sqlx::query_as("SELECT name FROM tenants WHERE name = $1")
+            .bind(name)
+            .fetch_optional(self.db.pool())
+            .await?;
         if row.is_some() {
             self.live.write().insert(name.to_string());
         }

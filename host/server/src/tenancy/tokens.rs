@@ -87,7 +87,9 @@ fn validate_name(name: &str) -> Result<(), TenancyError> {
 /// `user:NAME`, the only kind of member a token may carry.
 pub fn validate_member(member: &str) -> Result<(), TenancyError> {
     match member.strip_prefix("user:") {
-        Some(name) if !name.is_empty() && name.len() <= 128 && !name.contains(|c: char| c.is_whitespace() || c == '#') => {
+        Some(name)
+            if !name.is_empty() && name.len() <= 128 && !name.contains(|c: char| c.is_whitespace() || c == '#') =>
+        {
             Ok(())
         }
         _ => Err(TenancyError::Invalid(format!("member `{}` must be a person, `user:NAME`", member.escape_default()))),
@@ -207,7 +209,11 @@ impl ApiTokens {
         let Some(row) = row else { return Ok(None) };
         let mut token = info(row);
         if token.last_used_at.is_none_or(|at| at < now - 60_000) {
-            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2").bind(now).bind(&token.id).execute(self.db.pool()).await?;
+            sqlx::query("UPDATE api_tokens SET last_used_at = $1 WHERE id = $2")
+                .bind(now)
+                .bind(&token.id)
+                .execute(self.db.pool())
+                .await?;
             token.last_used_at = Some(now);
         }
         Ok(Some(token))

@@ -87,10 +87,8 @@ impl TestHost {
         let app = airlock::api::router(host.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let operator = host.admin_token.clone();
-        let admin = std::fs::read_to_string(dir.join(airlock::tenancy::DEFAULT_ADMIN_TOKEN_FILE))
-            .unwrap()
-            .trim()
-            .to_string();
+        let admin =
+            std::fs::read_to_string(dir.join(airlock::tenancy::DEFAULT_ADMIN_TOKEN_FILE)).unwrap().trim().to_string();
         TestHost {
             host,
             url: format!("http://{addr}"),
@@ -107,8 +105,14 @@ impl TestHost {
     /// (`user:NAME-admin`, through the invitation, as a person would).
     pub async fn tenant_admin(&self, name: &str) -> String {
         let admin = format!("user:{name}-admin");
-        let (status, body) =
-            self.request(reqwest::Method::POST, "/v1/tenants", &self.operator, Some(json!({ "name": name, "admin": admin }))).await;
+        let (status, body) = self
+            .request(
+                reqwest::Method::POST,
+                "/v1/tenants",
+                &self.operator,
+                Some(json!({ "name": name, "admin": admin })),
+            )
+            .await;
         assert_eq!(status, 201, "{body}");
         self.accept_invitation(body["invitation"]["code"].as_str().unwrap()).await
     }
