@@ -24,6 +24,18 @@ async fn last_call(t: &TestHost, tool: &str) -> Value {
     events.into_iter().filter(|e| e["kind"] == "tool.call" && e["tool"] == tool).last().expect("a tool.call record")
 }
 
+/// An agent allowed to look up customer 42 through the `billing-api` connection; its token.
+async fn lookup_agent(t: &TestHost) -> String {
+    let token = t.agent("support-bot").await;
+    t.grant(&[
+        ("agent:support-bot", "can_use", "tool:billing.lookup-customer"),
+        ("agent:support-bot", "viewer", "customer:42"),
+        ("agent:support-bot", "can_use", "connection:billing-api"),
+    ])
+    .await;
+    token
+}
+
 /// A stand-in billing API that answers every request with 503.
 async fn failing_api() -> std::net::SocketAddr {
     let app = axum::Router::new().fallback(|| async {
@@ -38,13 +50,7 @@ async fn failing_api() -> std::net::SocketAddr {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_unreachable_api_is_a_gateway_error_not_a_refusal_and_the_audit_says_it_failed() {
     let t = TestHost::start().await;
-    let token = t.agent("support-bot").await;
-    t.grant(&[
-        ("agent:support-bot", "can_use", "tool:billing.lookup-customer"),
-        ("agent:support-bot", "viewer", "customer:42"),
-        ("agent:support-bot", "can_use", "connection:billing-api"),
-    ])
-    .await;
+    let token = lookup_agent(&t).await;
     let lookup = json!({ "customer_id": "42" });
 
     // A name that does not resolve (`.invalid` never does).
@@ -351,13 +357,7 @@ async fn an_api_that_never_answers_is_a_gateway_timeout_that_may_have_happened()
         c.fetch_limits.timeout = std::time::Duration::from_millis(400);
     })
     .await;
-    let token = t.agent("support-bot").await;
-    t.grant(&[
-        ("agent:support-bot", "can_use", "tool:billing.lookup-customer"),
-        ("agent:support-bot", "viewer", "customer:42"),
-        ("agent:support-bot", "can_use", "connection:billing-api"),
-    ])
-    .await;
+    let token = lookup_agent(&t).await;
     let api = silent_api().await;
     billing_at(&t, &format!("http://{api}"), &api.to_string()).await;
     let (status, body) = t.call(&token, "billing.lookup-customer", json!({ "customer_id": "42" })).await;
