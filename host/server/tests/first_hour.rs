@@ -364,5 +364,8 @@ async fn an_api_that_never_answers_is_a_gateway_timeout_that_may_have_happened()
     assert_eq!((status, body["code"].as_str()), (504, Some("upstream_timeout")), "{body}");
     assert!(body["next_step"].as_str().unwrap().contains("may have received the request"), "{body}");
     let record = last_call(&t, "billing.lookup-customer").await;
-    assert_eq!((record["outcome"].as_str(), record["detail"]["result"].as_str()), (Some("failed"), Some("upstream_timeout")));
+    assert_eq!(
+        (record["outcome"].as_str(), record["detail"]["result"].as_str()),
+        (Some("failed"), Some("upstream_timeout"))
+    );
 }
