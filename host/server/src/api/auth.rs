@@ -111,16 +111,13 @@ impl Member {
         }
     }
 
-    /// Refuses this member for lack of a role, audited.
-    pub fn refuse(&self, host: &Airlock, needs: &str) -> ApiError {
+    /// Refuses this member for lack of a role (`needs`, in words), audited; the message says
+    /// which tuple (`grant` on `tenant:T`) a tenant admin writes to allow it.
+    pub fn refuse(&self, host: &Airlock, needs: &str, grant: &str) -> ApiError {
         host.audit.record(self.event("access", "denied", "", json!({ "needs": needs })));
         ApiError::forbidden(format!(
-            "`{}` is not {needs} of tenant `{}`: a tenant admin grants it (`airlock tuple write {} {} tenant:{}`)",
-            self.subject,
-            self.tenant,
-            self.subject,
-            needs.split(' ').next_back().unwrap_or(needs),
-            self.tenant
+            "`{}` is not {needs} of tenant `{}`: a tenant admin grants it (`airlock tuple write {} {grant} tenant:{}`)",
+            self.subject, self.tenant, self.subject, self.tenant
         ))
     }
 }
@@ -203,6 +200,7 @@ fn member_of(parts: &Parts) -> Result<Member, ApiError> {
 }
 
 /// The operator, on a host-wide route (by the name of its token).
+#[derive(Clone)]
 pub struct Operator(pub String);
 
 impl Operator {
@@ -216,12 +214,6 @@ impl Operator {
             tool: tool.into(),
             detail,
         }
-    }
-}
-
-impl Clone for Operator {
-    fn clone(&self) -> Self {
-        Operator(self.0.clone())
     }
 }
 
@@ -258,7 +250,7 @@ impl FromRequestParts<Arc<Airlock>> for TenantAdmin {
         if m.holds(host, "admin").await {
             Ok(TenantAdmin(m))
         } else {
-            Err(m.refuse(host, "an admin"))
+            Err(m.refuse(host, "an admin", "admin"))
         }
     }
 }
@@ -274,7 +266,7 @@ impl FromRequestParts<Arc<Airlock>> for TenantReader {
         if m.reads_all(host).await {
             Ok(TenantReader(m))
         } else {
-            Err(m.refuse(host, "an admin or auditor"))
+            Err(m.refuse(host, "an admin or auditor", "auditor"))
         }
     }
 }

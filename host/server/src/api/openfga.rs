@@ -130,7 +130,10 @@ async fn authorize(host: &Airlock, m: &Member, store: &str, need: Need) -> Resul
     if allowed {
         Ok(())
     } else {
-        let e = m.refuse(host, if matches!(need, Need::Write) { "an admin" } else { "an admin or auditor" });
+        let e = match need {
+            Need::Write => m.refuse(host, "an admin", "admin"),
+            Need::Read => m.refuse(host, "an admin or auditor", "auditor"),
+        };
         Err(FgaError(StatusCode::FORBIDDEN, "forbidden", e.message))
     }
 }

@@ -65,7 +65,9 @@ pub(super) async fn create(
     host.audit.record(operator.event("tenant.create", "ok", "", json!({ "tenant": tenant.name })));
     let mut answer = json!({ "tenant": tenant });
     if let Some(admin) = &b.admin {
-        answer["invitation"] = invite(&host, &tenant.name, admin, "admin", &format!("operator:{}", operator.0)).await?;
+        answer["invitation"] =
+            invite_for(&host, &tenant.name, admin, "admin", &format!("operator:{}", operator.0), INVITATION_TTL_MS)
+                .await?;
     }
     Ok((StatusCode::CREATED, Json(answer)))
 }
@@ -92,10 +94,6 @@ pub(super) struct NewInvitation {
 }
 
 /// Makes an invitation and the JSON that shows it (its code, once). Audited in the tenant.
-async fn invite(host: &Airlock, tenant: &str, member: &str, role: &str, by: &str) -> Result<Value, ApiError> {
-    invite_for(host, tenant, member, role, by, INVITATION_TTL_MS).await
-}
-
 async fn invite_for(
     host: &Airlock,
     tenant: &str,

@@ -69,19 +69,22 @@ fn info(r: Row) -> TokenInfo {
     TokenInfo { id, tenant, name, member, role, created_by, created_at, expires_at, revoked_at, last_used_at }
 }
 
-/// A token or member name: what `airlock token create NAME` accepts.
-fn validate_name(name: &str) -> Result<(), TenancyError> {
-    let ok = !name.is_empty()
+/// 1 to 64 lower-case letters, digits, `-` or `_`: token names and relation names alike.
+fn is_short_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= 64
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if ok {
-        Ok(())
-    } else {
-        Err(TenancyError::Invalid(format!(
-            "token name `{}` must be 1 to 64 lower-case letters, digits, `-` or `_`",
-            name.escape_default()
-        )))
+        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+/// A token name: what `airlock token create NAME` accepts.
+fn validate_name(name: &str) -> Result<(), TenancyError> {
+    if is_short_name(name) {
+        return Ok(());
     }
+    Err(TenancyError::Invalid(format!(
+        "token name `{}` must be 1 to 64 lower-case letters, digits, `-` or `_`",
+        name.escape_default()
+    )))
 }
 
 /// `user:NAME`, the only kind of member a token may carry.
@@ -98,17 +101,13 @@ pub fn validate_member(member: &str) -> Result<(), TenancyError> {
 
 /// A relation name on `tenant:T` (`admin`, `auditor`, `cfo`, ...).
 pub fn validate_relation(relation: &str) -> Result<(), TenancyError> {
-    let ok = !relation.is_empty()
-        && relation.len() <= 64
-        && relation.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-');
-    if ok {
-        Ok(())
-    } else {
-        Err(TenancyError::Invalid(format!(
-            "role `{}` must be a relation name such as `admin`, `auditor` or `cfo`",
-            relation.escape_default()
-        )))
+    if is_short_name(relation) {
+        return Ok(());
     }
+    Err(TenancyError::Invalid(format!(
+        "role `{}` must be a relation name such as `admin`, `auditor` or `cfo`",
+        relation.escape_default()
+    )))
 }
 
 /// The store of API tokens.
