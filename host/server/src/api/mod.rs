@@ -135,11 +135,14 @@ impl Routes {
             router = router.merge(extra);
         }
         router
-            .layer(axum::extract::DefaultBodyLimit::max(32 << 20))
-            .layer(axum::middleware::from_fn(rejections::json_errors))
+            .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+            .layer(axum::middleware::from_fn(|req, next| rejections::json_errors(BODY_LIMIT, req, next)))
             .with_state(self.host)
     }
 }
+
+/// The largest request body the host buffers (a component upload is the largest there is).
+const BODY_LIMIT: usize = 32 << 20;
 
 /// Every route, with its scope.
 fn routes(host: Arc<Airlock>) -> Routes {

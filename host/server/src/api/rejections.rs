@@ -17,8 +17,20 @@ use super::ApiError;
 const KEEP: usize = 4096;
 
 /// Middleware: every error the client gets is JSON `{"code", "message"}`.
-pub(super) async fn json_errors(req: Request, next: Next) -> Response {
+///
+/// A body whose declared length is over `limit` is refused here, before a byte of it is read
+/// (axum's own limit only trips after reading up to the limit, while the client keeps
+/// sending, so a client still writing sees a broken pipe instead of the 413).
+pub(super) async fn json_errors(limit: usize, req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let said = format!("declared {} bytes, the limit is {limit}", declared.unwrap_or_default());
+        let (code, message) = describe(StatusCode::PAYLOAD_TOO_LARGE, &method, &path, &said);
+        let mut out = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message).into_response();
+        out.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return out;
+    }
     let resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers().get(header::CONTENT_TYPE)) {
