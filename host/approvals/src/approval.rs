@@ -46,7 +46,9 @@ pub struct NewApproval {
     #[serde(default)]
     pub call_id: Option<String>,
     pub action: String,
-    pub summary: String,
+    /// The asker's own words (a tool's or an agent's), shown labelled as theirs; what the
+    /// approver decides on is the host's [`Approval::summary`].
+    pub note: String,
     pub role: Option<String>,
     /// JSON text; the grant is bound to its digest.
     pub details: String,
@@ -95,7 +97,11 @@ pub struct Approval {
     pub agent: String,
     pub tool: String,
     pub action: String,
+    /// Written by the host from the bound action ([`crate::text::summary`]), never by the asker.
     pub summary: String,
+    /// The asker's own words, labelled as theirs wherever shown; never the summary, never a
+    /// CIBA binding message.
+    pub note: String,
     pub role: Option<String>,
     pub details: String,
     /// Hex sha256 of the canonical JSON of `details` ([`crate::canonical::args_digest`]).
@@ -162,13 +168,14 @@ const COLUMNS: &str = "id, tenant, agent, tool, action, summary, role, details, 
                        reason, created_at, expires_at, decided_at, call_id, run_id";
 
 fn from_row(r: &AnyRow) -> Result<Approval, sqlx::Error> {
-    Ok(Approval {
+    let mut a = Approval {
         id: r.try_get(0)?,
         tenant: r.try_get(1)?,
         agent: r.try_get(2)?,
         tool: r.try_get(3)?,
         action: r.try_get(4)?,
-        summary: r.try_get(5)?,
+        summary: String::new(),
+        note: r.try_get(5)?,
         role: r.try_get(6)?,
         details: r.try_get(7)?,
         args_digest: r.try_get(8)?,
@@ -180,7 +187,9 @@ fn from_row(r: &AnyRow) -> Result<Approval, sqlx::Error> {
         decided_at: r.try_get(14)?,
         call_id: r.try_get(15)?,
         run_id: r.try_get(16)?,
-    })
+    };
+    a.summary = crate::text::summary(&a.agent, &a.tool, &a.action, &a.details);
+    Ok(a)
 }
 
 /// Validates and stores a pending request inside the caller's transaction (runs use this).
@@ -197,14 +206,16 @@ pub(crate) async fn insert(
         args_digest_of_text(&req.details).ok_or_else(|| ApprovalError::Invalid("`details` is not JSON".into()))?;
     let ttl = req.ttl.unwrap_or(DEFAULT_TTL).min(MAX_TTL);
     let now = now_millis();
+    let summary = crate::text::summary(&req.agent, &req.tool, &req.action, &req.details);
     let approval = Approval {
         id: format!("apr_{}", uuid::Uuid::new_v4().simple()),
         tenant: tenant.to_string(),
         args_digest,
         agent: req.agent,
         tool: req.tool,
+        summary,
         action: req.action,
-        summary: req.summary,
+        note: req.note,
         role: req.role,
         details: req.details,
         status: Status::Pending,
@@ -226,7 +237,7 @@ pub(crate) async fn insert(
     .bind(&approval.agent)
     .bind(&approval.tool)
     .bind(&approval.action)
-    .bind(&approval.summary)
+    .bind(&approval.note)
     .bind(&approval.role)
     .bind(&approval.details)
     .bind(&approval.args_digest)

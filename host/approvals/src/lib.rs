@@ -5,6 +5,7 @@
 //! - [`ledger`]: grants, Issued -> Claimed -> Consumed, with an append-only event history.
 //! - [`policy`]: which tool actions need which approver role.
 //! - [`runs`]: runs of an agent gated by an entry approval.
+//! - [`text`]: what an approver reads, written by the host from the bound action.
 //! - [`canonical`]: the canonical JSON the argument digest is taken over.
 //! - [`ciba`]: OpenID CIBA, as the provider for Airlock's approvers and as a client of an external OP.
 
@@ -14,6 +15,7 @@ pub mod ciba;
 pub mod ledger;
 pub mod policy;
 pub mod runs;
+pub mod text;
 
 pub use approval::{digest, Approval, ApprovalError, Approvals, NewApproval, Status, DEFAULT_TTL, MAX_TTL};
 pub use canonical::{args_digest, canonical_json};

@@ -120,7 +120,7 @@ impl Runs {
                     tool: agent.to_string(),
                     call_id: None,
                     action: ENTRY_ACTION.to_string(),
-                    summary: summary.to_string(),
+                    note: summary.to_string(),
                     role: Some(p.role),
                     details: json!({ "run_id": id, "summary": summary }).to_string(),
                     ttl: Some(p.ttl),

@@ -232,7 +232,10 @@ async fn approval_issues_tokens_once_to_the_client_that_asked() {
         assert_eq!(wire.as_object().unwrap().len(), 3, "auth_req_id, expires_in, interval only: {wire}");
 
         let approval = p.approvals().get(TENANT, &started.approval_id).await.unwrap();
-        assert_eq!(approval.summary, "refund 120 EUR to #42", "the approver sees the binding message");
+        // The approver reads the host's text, in which the client's binding message is one
+        // quoted argument; the client's words are also the request's labelled note.
+        assert!(approval.summary.contains(r#"binding_message "refund 120 EUR to #42""#), "{}", approval.summary);
+        assert_eq!(approval.note, "refund 120 EUR to #42");
         assert_eq!((approval.role.as_deref(), approval.status), (Some("carol"), Status::Pending));
 
         // The database holds only a hash of the auth_req_id.

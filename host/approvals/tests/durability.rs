@@ -16,7 +16,7 @@ fn request(call: &str) -> NewApproval {
         tool: "billing".into(),
         call_id: Some(call.into()),
         action: "refund".into(),
-        summary: "refund".into(),
+        note: "refund".into(),
         role: Some("cfo".into()),
         details: r#"{"amount":"1.00"}"#.into(),
         ttl: None,

@@ -236,7 +236,7 @@ fn refund_request() -> NewApproval {
         tool: "billing".into(),
         call_id: Some("call_1".into()),
         action: "refund".into(),
-        summary: "refund 120.00 EUR to customer 42".into(),
+        note: "refund 120.00 EUR to customer 42".into(),
         role: Some("cfo".into()),
         details: r#"{"customer": 42, "amount": "120.00"}"#.into(),
         ttl: None,

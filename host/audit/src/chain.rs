@@ -73,8 +73,17 @@ async fn raw_page(db: &Db, tenant: &str, after: i64, limit: i64) -> Result<Vec<R
     .await?)
 }
 
+/// Verifies the chain up to the head as it stands when verification starts. The head is read
+/// first: an append commits its events and the head together, so every event up to that head
+/// is there, and events appended while this runs (by this host or another) are past it and
+/// are left for the next verification instead of reading as a broken chain.
 pub(crate) async fn verify(db: &Db, tenant: &str) -> Result<Verification, AuditError> {
     const PAGE: i64 = 5000;
+    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant = $1")
+        .bind(tenant)
+        .fetch_optional(db.pool())
+        .await?;
+    let last = head.as_ref().map(|(seq, _)| *seq).unwrap_or(i64::MAX);
     let mut prev = GENESIS.to_string();
     let mut expected_seq = 1;
     let mut after = 0;
@@ -88,6 +97,9 @@ pub(crate) async fn verify(db: &Db, tenant: &str) -> Result<Verification, AuditE
         let page = raw_page(db, tenant, after, PAGE).await?;
         let full = page.len() as i64 == PAGE;
         for (seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) in page {
+            if seq > last {
+                break;
+            }
             let n = expected_seq - 1;
             if seq != expected_seq {
                 return Ok(broken(expected_seq, format!("event {expected_seq} is missing"), n));
@@ -104,14 +116,10 @@ pub(crate) async fn verify(db: &Db, tenant: &str) -> Result<Verification, AuditE
             after = seq;
             expected_seq += 1;
         }
-        if !full {
+        if !full || after >= last {
             break;
         }
     }
-    let head: Option<(i64, String)> = sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant = $1")
-        .bind(tenant)
-        .fetch_optional(db.pool())
-        .await?;
     let events = expected_seq - 1;
     if let Some((seq, hash)) = head {
         if seq != events || hash != prev {

@@ -56,3 +56,35 @@ async fn chains_verify_per_tenant_and_tampering_is_found() {
         assert_eq!(v.broken_at, Some(21), "{v:?}");
     }
 }
+
+/// A verification while events keep arriving (this host's writer, or another host's on the
+/// same database) checks the chain up to the head it started from: a trail that is only
+/// growing never reads as broken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_growing_trail_verifies_intact() {
+    for t in testing::all().await {
+        let log = std::sync::Arc::new(AuditLog::start(t.db.clone()));
+        let writer = {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for n in 0..400 {
+                    log.record(event("busy", n));
+                    if n % 4 == 0 {
+                        log.flush().await.unwrap();
+                    }
+                }
+                log.flush().await.unwrap();
+            })
+        };
+        let mut checked = 0;
+        while !writer.is_finished() {
+            let v = log.verify("busy").await.unwrap();
+            assert_eq!(v.broken_at, None, "{:?}: {v:?}", t.backend);
+            checked += 1;
+        }
+        writer.await.unwrap();
+        let v = log.verify("busy").await.unwrap();
+        assert_eq!((v.events, v.broken_at), (400, None), "{:?}", t.backend);
+        assert!(checked > 1, "verified while the trail grew");
+    }
+}

@@ -82,6 +82,8 @@ pub enum OpenError {
     Ciba(#[from] airlock_approvals::ciba::CibaError),
     #[error("cannot set up the default tenant: {0}")]
     Tenancy(#[from] crate::tenancy::TenancyError),
+    #[error("cannot set up passkeys (the WebAuthn relying party comes from --public-url): {0}")]
+    Passkeys(String),
 }
 
 /// Failures adding a component through the host.
@@ -172,7 +174,7 @@ impl Airlock {
             runtime,
             installed,
             agents,
-            people: crate::tenancy::People::new(&db_for_people),
+            people: crate::tenancy::People::new(&db_for_people, &config.issuer()).map_err(OpenError::Passkeys)?,
             admin_token,
             data_dir: dir.clone(),
             mcp_allowed_hosts: config.mcp_allowed_hosts.clone(),

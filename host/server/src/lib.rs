@@ -22,6 +22,7 @@ pub mod gate;
 pub mod marketplace;
 pub mod mcp;
 pub mod policy_gate;
+pub mod signin;
 pub mod tenancy;
 
 pub use app::Airlock;

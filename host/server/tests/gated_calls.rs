@@ -136,7 +136,12 @@ async fn a_refund_suspends_until_the_cfo_approves_through_the_api() {
 
     let call = spawn_refund(&t, &token, "120.00");
     let pending = wait_for_pending(&t).await;
-    assert_eq!(pending["summary"], "refund 120.00 EUR to customer 42");
+    // The approver reads the host's text from the bound arguments; the tool's words are its note.
+    assert_eq!(
+        pending["summary"],
+        r#"refund with billing.refund by agent:offboarder: amount "120.00", currency "EUR", customer_id "42""#
+    );
+    assert_eq!(pending["note"], "refund 120.00 EUR to customer 42");
     assert_eq!(pending["role"], "cfo");
     assert_eq!(pending["agent"], "agent:offboarder");
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -204,18 +209,7 @@ async fn a_refund_denied_through_the_cli_never_reaches_the_api() {
     assert!(String::from_utf8_lossy(&list.stdout).contains(&id));
     let carol = t.member_token("user:carol").await;
     let deny = std::process::Command::new(bin)
-        .args([
-            "approvals",
-            "deny",
-            &id,
-            "--as",
-            "user:carol",
-            "--reason",
-            "too large",
-            "--server",
-            &t.url,
-            "--data-dir",
-        ])
+        .args(["approvals", "deny", &id, "--reason", "too large", "--server", &t.url, "--data-dir"])
         .arg(&t.dir)
         .env_remove("AIRLOCK_ADMIN_TOKEN")
         .env("AIRLOCK_TOKEN", &carol)
@@ -354,7 +348,7 @@ async fn the_same_host_runs_on_postgresql() {
     // The components, tuples and trail are in PostgreSQL, not in the data directory.
     assert!(!tmp.path().join("airlock.db").exists());
     let (_, verify) = t.admin_get("/v1/audit/verify").await;
-    assert_eq!(verify["broken_at"], Value::Null);
+    assert_eq!(verify["broken_at"], Value::Null, "{verify}\n{:#?}", t.audit().await);
     assert!(verify["events"].as_i64().unwrap() >= 8, "{verify}");
 }
 

@@ -66,6 +66,9 @@ const PUBLIC: &[(&str, &str)] = &[
     ("POST", "/bc-authorize"),
     ("POST", "/ciba/callback/{tenant}"),
     ("POST", "/v1/invitations/accept"),
+    // The invitation code (or the started ceremony) is the credential.
+    ("POST", "/v1/passkeys/register"),
+    ("POST", "/v1/passkeys/register/finish"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,14 +164,23 @@ async fn an_auditor_reads_and_an_approver_decides_and_neither_does_anything_else
     let (status, body) = t.request(Method::GET, "/v1/audit/verify", &auditor, None).await;
     assert_eq!((status, &body["broken_at"]), (200, &Value::Null), "{body}");
 
-    let approver_routes = ["/v1/approvals", "/v1/approvals/{id}", "/v1/approvals/{id}/decision", "/v1/me"];
+    let approver_routes = [
+        "/v1/approvals",
+        "/v1/approvals/{id}",
+        "/v1/approvals/{id}/decision",
+        "/v1/approvals/{id}/step-up",
+        "/v1/approvals/{id}/proof",
+        "/v1/approvals/{id}/verify",
+        "/v1/me",
+    ];
     for route in table.iter().filter(|r| r.scope == Scope::Tenant) {
         let path = fill(route.path, &b);
         let body = (route.method != Method::GET && route.method != Method::DELETE).then(|| json!({ "approve": false }));
         // The auditor changes nothing (OpenFGA's queries are POSTs that change nothing).
         let query = ["/read", "/check", "/batch-check", "/list-objects", "/list-users", "/expand"]
             .iter()
-            .any(|q| route.path.starts_with("/stores/") && route.path.ends_with(q));
+            .any(|q| route.path.starts_with("/stores/") && route.path.ends_with(q))
+            || route.path == "/v1/approvals/{id}/verify";
         if route.method != Method::GET && !query {
             let (status, reply) = t.request(route.method.clone(), &path, &auditor, body.clone()).await;
             assert_eq!(status, 403, "auditor on {} {path}: {reply}", route.method);
@@ -193,6 +205,8 @@ async fn an_auditor_reads_and_an_approver_decides_and_neither_does_anything_else
     let (status, _) = t.request(Method::POST, &decision, &auditor, Some(json!({ "approve": true }))).await;
     assert_eq!(status, 403);
     let (status, body) = t.request(Method::POST, &decision, &carol, Some(json!({ "approve": true }))).await;
+    assert_eq!((status, body["code"].as_str()), (401, Some("step_up_required")), "{body}");
+    let (status, body) = t.decide(&b["id"], "user:carol", true).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["approver"], "user:carol");
     // Someone holding no approver role sees none of the queue.

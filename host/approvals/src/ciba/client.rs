@@ -267,8 +267,15 @@ impl CibaClient {
     }
 
     /// One token request: `Ok(Some(decision))` when the flow ended, `Ok(None)` while pending,
-    /// after raising `interval` on `slow_down`.
-    async fn poll_once(&self, auth_req_id: &str, interval: &mut u64) -> Result<Option<Decision>, CibaClientError> {
+    /// after raising `interval` on `slow_down`. Once the request's lifetime is over, an OP may
+    /// already have forgotten it (oidc-provider drops expired grants from its store) and answer
+    /// `invalid_grant` instead of `expired_token`: past the deadline both mean `Expired`.
+    async fn poll_once(
+        &self,
+        auth_req_id: &str,
+        interval: &mut u64,
+        past_deadline: bool,
+    ) -> Result<Option<Decision>, CibaClientError> {
         let url = &self.endpoints.token_endpoint;
         let form = [("grant_type", GRANT_TYPE), ("auth_req_id", auth_req_id)];
         match self.post_form(url, &form).await? {
@@ -285,6 +292,7 @@ impl CibaClient {
                 }
                 "access_denied" => Ok(Some(Decision::Denied)),
                 "expired_token" => Ok(Some(Decision::Expired)),
+                "invalid_grant" if past_deadline => Ok(Some(Decision::Expired)),
                 _ => Err(e.into_error()),
             },
         }
@@ -323,7 +331,8 @@ impl CibaClient {
                 }
                 _ => tokio::time::sleep(nap).await,
             }
-            if let Some(decision) = self.poll_once(&started.auth_req_id, &mut interval).await? {
+            let past_deadline = Instant::now() >= deadline;
+            if let Some(decision) = self.poll_once(&started.auth_req_id, &mut interval, past_deadline).await? {
                 return Ok(decision);
             }
         }

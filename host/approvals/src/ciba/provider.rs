@@ -243,7 +243,7 @@ impl CibaProvider {
         };
         let approver = self.resolve_hint(tenant, &req).await?;
 
-        let summary = match binding_message {
+        let note = match binding_message {
             Some(m) => m.to_string(),
             None => format!("`{}` asks you to approve a sign-in ({scope})", client.client_id),
         };
@@ -259,7 +259,7 @@ impl CibaProvider {
                     tool: TOOL.into(),
                     call_id: None,
                     action: ACTION.into(),
-                    summary,
+                    note,
                     role: Some(approver.name.clone()),
                     details: details.to_string(),
                     ttl: Some(Duration::from_secs(expiry)),

@@ -20,7 +20,7 @@ impl approval::Host for CallState {
             tool: self.ctx.tool.clone(),
             call_id: Some(self.ctx.call_id.clone()),
             action: req.action.clone(),
-            summary: req.summary,
+            note: req.summary,
             role: req.role,
             details: req.details,
             ttl: req.expires_in_seconds.map(|s| Duration::from_secs(s.into())),
@@ -31,7 +31,7 @@ impl approval::Host for CallState {
             Err(e) => return Ok(Err(ApprovalError::Unavailable(e.to_string()))),
         };
         let detail = json!({ "approval_id": pending.id, "action": pending.action, "role": pending.role,
-                             "summary": pending.summary, "args_digest": pending.args_digest });
+                             "summary": pending.summary, "note": pending.note, "args_digest": pending.args_digest });
         self.services.audit.record(self.ctx.event("approval.request", "pending", detail, &[]));
 
         let waiting_since = Instant::now();

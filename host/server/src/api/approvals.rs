@@ -92,9 +92,51 @@ pub(super) struct Decision {
     approver: Option<String>,
     approve: bool,
     reason: Option<String>,
+    /// Approving only: the passkey assertion of `POST /v1/approvals/{id}/step-up`.
+    step_up: Option<StepUp>,
 }
 
-/// Records the caller's decision on a pending request.
+#[derive(Deserialize)]
+pub(super) struct StepUp {
+    ceremony: String,
+    credential: webauthn_rs::prelude::PublicKeyCredential,
+}
+
+/// Whether `m` may decide `a`: only while it is pending; a CIBA request only by the person it
+/// names; any other by a holder of its role (no role: a tenant admin). A refusal is audited.
+pub(super) async fn may_decide(host: &Airlock, m: &Member, a: &Approval) -> Result<(), ApiError> {
+    if a.status != Status::Pending {
+        return Err(airlock_approvals::ApprovalError::AlreadyDecided { id: a.id.clone(), status: a.status }.into());
+    }
+    let refuse = |reason: String| {
+        host.audit.record(m.event(
+            "approval.decision",
+            "refused",
+            &a.tool,
+            json!({ "approval_id": a.id, "approver": m.subject, "reason": reason }),
+        ));
+    };
+    let named = host.ciba.approver_for(&m.tenant, &a.id).await.map_err(|e| ApiError::internal("CIBA store", e))?;
+    if let Some(named) = named {
+        if m.subject.strip_prefix("user:") != Some(named.as_str()) {
+            refuse(format!("the CIBA request names `user:{named}`"));
+            return Err(ApiError::forbidden(format!("only `user:{named}`, whom this CIBA request names, decides it")));
+        }
+        return Ok(());
+    }
+    let needs = a.role.clone().unwrap_or_else(|| "admin".into());
+    if !m.holds(host, &needs).await {
+        refuse(format!("approver lacks role `{needs}`"));
+        return Err(ApiError::forbidden(format!(
+            "`{}` is not `{needs}` on `tenant:{}`: only a {needs} may decide this request",
+            m.subject, m.tenant
+        )));
+    }
+    Ok(())
+}
+
+/// Records the caller's decision on a pending request. Approving needs the step-up: a passkey
+/// assertion over this exact action, whose proof is kept; denying needs the member only.
 pub(super) async fn decide(
     State(host): Host,
     TenantMember(m): TenantMember,
@@ -116,32 +158,119 @@ pub(super) async fn decide(
             m.subject
         )));
     }
-    // A CIBA request is reserved for the approver it names, whatever roles others hold.
+    may_decide(&host, &m, &pending).await?;
+    let proof = if d.approve { Some(step_up(&host, &m, &pending, d.step_up).await?) } else { None };
+    if let Some(p) = &proof {
+        host.people.passkeys.keep_proof(&tenant, &id, p).await?;
+    }
     let ciba_approver = host.ciba.approver_for(&tenant, &id).await.map_err(|e| ApiError::internal("CIBA store", e))?;
-    if let Some(named) = ciba_approver {
-        let decided =
-            super::ciba::decide(&host, &tenant, &id, &named, &m.subject, d.approve, d.reason.as_deref()).await?;
+    // The CIBA path audits its own decision; the signature is then its own event.
+    let kind = if ciba_approver.is_some() { "approval.signed" } else { "approval.decision" };
+    let decided = match ciba_approver {
+        Some(named) => {
+            super::ciba::decide(&host, &tenant, &id, &named, &m.subject, d.approve, d.reason.as_deref()).await
+        }
+        None => host
+            .approvals
+            .decide(&tenant, &id, &m.subject, d.approve, d.reason.as_deref())
+            .await
+            .map(|a| json!(a))
+            .map_err(ApiError::from),
+    };
+    let decided = match decided {
+        Ok(v) => v,
+        Err(e) => {
+            if proof.is_some() {
+                host.people.passkeys.drop_proof(&tenant, &id).await?;
+            }
+            return Err(e);
+        }
+    };
+    if kind == "approval.signed" && proof.is_none() {
         return Ok(Json(decided));
     }
-    let needs = pending.role.clone().unwrap_or_else(|| "admin".into());
-    if !m.holds(&host, &needs).await {
+    host.audit.record(m.event(
+        kind,
+        if d.approve { "approved" } else { "denied" },
+        &pending.tool,
+        json!({ "approval_id": id, "approver": m.subject, "agent": pending.agent, "reason": d.reason,
+                "signed_digest": proof.as_ref().map(|p| &p.digest),
+                "passkey": proof.as_ref().map(|p| hex::encode(p.assertion.raw_id.as_slice())) }),
+    ));
+    Ok(Json(decided))
+}
+
+/// The step-up an approval needs: the member's passkey over this action, verified.
+async fn step_up(
+    host: &Airlock,
+    m: &Member,
+    pending: &Approval,
+    step_up: Option<StepUp>,
+) -> Result<crate::signin::Proof, ApiError> {
+    let Some(s) = step_up else {
         host.audit.record(m.event(
             "approval.decision",
             "refused",
             &pending.tool,
-            json!({ "approval_id": id, "approver": m.subject, "reason": format!("approver lacks role `{needs}`") }),
+            json!({ "approval_id": pending.id, "approver": m.subject, "reason": "approved without step-up" }),
         ));
-        return Err(ApiError::forbidden(format!(
-            "`{}` is not `{needs}` on `tenant:{tenant}`: only a {needs} may decide this request",
-            m.subject
-        )));
+        return Err(ApiError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "step_up_required",
+            format!(
+                "approving needs your passkey on this exact action: `POST /v1/approvals/{}/step-up`, sign its options, \
+                 and send the assertion as `step_up` (the console does this when you press Approve)",
+                pending.id
+            ),
+        ));
+    };
+    let now = crate::signin::ActionBinding::of(pending);
+    let proof =
+        host.people.passkeys.finish_step_up(&s.ceremony, &m.tenant, &m.subject, &pending.id, &now, &s.credential).await;
+    if let Err(e) = &proof {
+        host.audit.record(m.event(
+            "approval.decision",
+            "refused",
+            &pending.tool,
+            json!({ "approval_id": pending.id, "approver": m.subject, "reason": e.to_string() }),
+        ));
     }
-    let decided = host.approvals.decide(&tenant, &id, &m.subject, d.approve, d.reason.as_deref()).await?;
-    host.audit.record(m.event(
-        "approval.decision",
-        if d.approve { "approved" } else { "denied" },
-        &decided.tool,
-        json!({ "approval_id": id, "approver": m.subject, "agent": decided.agent, "reason": d.reason }),
-    ));
-    Ok(Json(json!(decided)))
+    Ok(proof?)
+}
+
+/// `GET /v1/approvals/{id}/proof`: the kept proof of an approved request, to verify offline.
+pub(super) async fn proof(
+    State(host): Host,
+    TenantMember(m): TenantMember,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let a = host.approvals.get(&m.tenant, &id).await?;
+    if !visible(&host, &m, &a, m.reads_all(&host).await, &mut Held::new()).await? {
+        return Err(ApiError::not_found(format!("no approval `{id}` among yours")));
+    }
+    let text = host.people.passkeys.proof_text(&m.tenant, &id).await?;
+    let Some(text) = text else {
+        return Err(ApiError::not_found(format!("approval `{id}` has no proof: it was not approved with a passkey")));
+    };
+    let proof: Value = serde_json::from_str(&text).map_err(|e| ApiError::internal("stored proof", e))?;
+    Ok(Json(json!({ "approval": a, "proof": proof })))
+}
+
+/// `POST /v1/approvals/{id}/verify`: checks the kept proof against the approval as stored.
+pub(super) async fn verify(
+    State(host): Host,
+    TenantMember(m): TenantMember,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let Json(found) = proof(State(host.clone()), TenantMember(m), Path(id.clone())).await?;
+    let approval: Approval =
+        serde_json::from_value(found["approval"].clone()).map_err(|e| ApiError::internal("approval", e))?;
+    let verdict = serde_json::from_value::<crate::signin::Proof>(found["proof"].clone())
+        .map_err(|e| format!("the proof is malformed: {e}"))
+        .and_then(|p| p.verify(Some(&approval)).map(|()| p));
+    Ok(Json(match verdict {
+        Ok(p) => json!({ "valid": true, "approval_id": id, "approver": approval.approver, "digest": p.digest,
+                         "passkey_of": p.registration.member, "registered_via": p.registration.via }),
+        Err(reason) => json!({ "valid": false, "approval_id": id, "reason": reason }),
+    }))
 }

@@ -31,6 +31,7 @@ mod identity_admin;
 mod marketplace;
 mod oauth;
 mod openfga;
+mod passkeys;
 mod rejections;
 mod runs;
 mod tenants;
@@ -198,6 +199,11 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Tenant, M::GET, "/v1/approvals", approvals::list)
         .at(Tenant, M::GET, "/v1/approvals/{id}", approvals::get)
         .at(Tenant, M::POST, "/v1/approvals/{id}/decision", approvals::decide)
+        .at(Tenant, M::POST, "/v1/approvals/{id}/step-up", passkeys::step_up)
+        .at(Tenant, M::GET, "/v1/approvals/{id}/proof", approvals::proof)
+        .at(Tenant, M::POST, "/v1/approvals/{id}/verify", approvals::verify)
+        .at(Public, M::POST, "/v1/passkeys/register", passkeys::register)
+        .at(Public, M::POST, "/v1/passkeys/register/finish", passkeys::register_finish)
         .at(Tenant, M::GET, "/v1/policies", runs::list_policies)
         .at(Tenant, M::POST, "/v1/policies", runs::put_policy)
         .at(Tenant, M::DELETE, "/v1/policies/{tool}", runs::delete_policy)

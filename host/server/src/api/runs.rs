@@ -50,7 +50,10 @@ pub(super) struct AheadRequest {
     /// The arguments the later call will send, exactly (their digest binds the grant).
     #[serde(default)]
     input: Option<Value>,
-    summary: Option<String>,
+    /// The agent's own words for the approver (`summary` is the older name): kept as the
+    /// request's labelled `note`; what the approver reads is the host's summary of `input`.
+    #[serde(alias = "summary")]
+    note: Option<String>,
     /// Only when the tool has no policy (a policy's role always wins).
     role: Option<String>,
     ttl_seconds: Option<u64>,
@@ -82,7 +85,7 @@ pub(super) async fn request_approval(
         return Err(ApiError::bad_request("`input` must be a JSON object: the tool's input"));
     }
     let ttl = b.ttl_seconds.map(Duration::from_secs);
-    let a = host.request_approval(&agent, &b.tool, &input, b.summary, b.role, ttl).await.map_err(ApiError::from)?;
+    let a = host.request_approval(&agent, &b.tool, &input, b.note, b.role, ttl).await.map_err(ApiError::from)?;
     Ok((StatusCode::CREATED, Json(json!(a))))
 }
 

@@ -87,6 +87,9 @@ pub(super) async fn delete(
 #[serde(deny_unknown_fields)]
 pub(super) struct NewInvitation {
     member: String,
+    /// The relation the member gets on `tenant:T`; absent for an existing member who only
+    /// registers a passkey (signs in) with it.
+    #[serde(default)]
     role: String,
     tenant: Option<String>,
     /// How long it may be redeemed; 7 days when absent.
@@ -114,6 +117,7 @@ async fn invite_for(
     Ok(json!({
         "code": code, "member": member, "role": role, "tenant": tenant, "expires_at": inv.expires_at,
         "accept": "POST /v1/invitations/accept {\"code\": ...} (CLI: `airlock invitation accept CODE`)",
+        "register_passkey": format!("{}/signin/register#{code}", host.people.passkeys.origin()),
     }))
 }
 
@@ -155,6 +159,31 @@ pub(super) async fn admin_invite(
     Ok((StatusCode::CREATED, Json(json!({ "invitation": inv }))))
 }
 
+/// Spends invitation `code` inside `tx` and writes the member's relation on `tenant:T` (none
+/// for an invitation that only lets an existing member register a passkey).
+pub(super) async fn redeem_in(
+    host: &Airlock,
+    tx: &mut airlock_store::sqlx::Transaction<'_, airlock_store::sqlx::Any>,
+    code: &str,
+) -> Result<crate::tenancy::Invitation, ApiError> {
+    if code.len() > 128 {
+        return Err(ApiError::bad_request("an invitation code is at most 128 characters"));
+    }
+    let inv = host.people.invitations.redeem_in(tx, code).await?;
+    if inv.relation.is_empty() {
+        return Ok(inv);
+    }
+    let tuple = Tuple::new(format!("tenant:{}", inv.tenant), &inv.relation, &inv.member);
+    host.rebac.stage_in(tx, &inv.tenant, None, std::slice::from_ref(&tuple), &[]).await.map_err(|e| {
+        ApiError::bad_request(format!(
+            "the tenant's authorization model does not allow `{} {} tenant:{}`: {e}. A tenant admin adds `type tenant` \
+             with that relation to the model",
+            inv.member, inv.relation, inv.tenant
+        ))
+    })?;
+    Ok(inv)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Accept {
@@ -168,19 +197,8 @@ pub(super) async fn accept(
     body: Result<Json<Accept>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Json(b) = body?;
-    if b.code.len() > 128 {
-        return Err(ApiError::bad_request("an invitation code is at most 128 characters"));
-    }
     let mut tx = host.db.pool().begin().await.map_err(TenancyError::from)?;
-    let inv = host.people.invitations.redeem_in(&mut tx, &b.code).await?;
-    let tuple = Tuple::new(format!("tenant:{}", inv.tenant), &inv.relation, &inv.member);
-    host.rebac.stage_in(&mut tx, &inv.tenant, None, std::slice::from_ref(&tuple), &[]).await.map_err(|e| {
-        ApiError::bad_request(format!(
-            "the tenant's authorization model does not allow `{} {} tenant:{}`: {e}. A tenant admin adds `type tenant` \
-             with that relation to the model",
-            inv.member, inv.relation, inv.tenant
-        ))
-    })?;
+    let inv = redeem_in(&host, &mut tx, &b.code).await?;
     let name = format!("{}-{}", inv.member.trim_start_matches("user:"), &crate::tenancy::digest(&b.code)[..6])
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c.to_ascii_lowercase() } else { '-' })

@@ -286,15 +286,44 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             }
             print(&Client::tenant(&remote)?.send(Method::GET, &path, None).await?);
         }
-        Command::Approvals(ApprovalCmd::Approve { remote, id, approver }) => {
-            let body =
-                json!({ "tenant": remote.tenant, "approver": approver.map(|a| subject_of(&a)), "approve": true });
+        Command::Approvals(ApprovalCmd::Verify { remote, id, proof }) => {
+            let found: Value = match proof {
+                Some(file) => {
+                    let bytes = std::fs::read(&file).map_err(|e| format!("{}: {e}", file.display()))?;
+                    serde_json::from_slice(&bytes).map_err(|e| format!("{}: not a saved proof: {e}", file.display()))?
+                }
+                None => {
+                    let path = format!("/v1/approvals/{}/proof", enc(&id));
+                    Client::tenant(&remote)?.send(Method::GET, &path, None).await?
+                }
+            };
+            let approval: airlock_approvals::Approval = serde_json::from_value(found["approval"].clone())
+                .map_err(|e| format!("the proof has no approval: {e}"))?;
+            if approval.id != id {
+                return Err(format!("the proof is of approval `{}`, not `{id}`", approval.id));
+            }
+            let proof: crate::signin::Proof =
+                serde_json::from_value(found["proof"].clone()).map_err(|e| format!("the proof is malformed: {e}"))?;
+            match proof.verify(Some(&approval)) {
+                Ok(()) => println!(
+                    "VALID: {} approved {} ({}) with the passkey of {} (registered by {}); signed digest {}",
+                    approval.approver.as_deref().unwrap_or("?"),
+                    approval.id,
+                    approval.tool,
+                    proof.registration.member,
+                    proof.registration.via,
+                    proof.digest
+                ),
+                Err(reason) => return Err(format!("NOT VALID: approval {id}: {reason}")),
+            }
+        }
+        Command::Approvals(ApprovalCmd::Approve { remote, id }) => {
+            let body = json!({ "tenant": remote.tenant, "approve": true });
             let path = format!("/v1/approvals/{}/decision", enc(&id));
             print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
         }
-        Command::Approvals(ApprovalCmd::Deny { remote, id, approver, reason }) => {
-            let body = json!({ "tenant": remote.tenant, "approver": approver.map(|a| subject_of(&a)),
-                               "approve": false, "reason": reason });
+        Command::Approvals(ApprovalCmd::Deny { remote, id, reason }) => {
+            let body = json!({ "tenant": remote.tenant, "approve": false, "reason": reason });
             let path = format!("/v1/approvals/{}/decision", enc(&id));
             print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
         }

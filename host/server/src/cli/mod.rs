@@ -432,6 +432,18 @@ pub enum VaultCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum ApprovalCmd {
+    /// Verify an approval's proof offline: that the approver's passkey signed this exact
+    /// action. Fetches the proof (or reads `--proof FILE`, a saved `GET /v1/approvals/{id}/proof`)
+    /// and checks it here with webauthn-rs, trusting nothing the host computed. Exits non-zero
+    /// when it does not verify.
+    Verify {
+        #[command(flatten)]
+        remote: Remote,
+        id: String,
+        /// A saved proof (`{"approval", "proof"}`) to check instead of fetching it.
+        #[arg(long)]
+        proof: Option<std::path::PathBuf>,
+    },
     /// List approval requests (pending by default).
     List {
         #[command(flatten)]
@@ -440,23 +452,19 @@ pub enum ApprovalCmd {
         #[arg(long, default_value = "pending")]
         status: String,
     },
-    /// Approve a request, as the member whose token this is (`AIRLOCK_TOKEN`).
+    /// Approve a request, as the member whose token this is (`AIRLOCK_TOKEN`). Approving
+    /// needs that person's passkey over the exact action: the command prints the page where
+    /// they sign it (a decision is always made as the token's member, never as a name given here).
     Approve {
         #[command(flatten)]
         remote: Remote,
         id: String,
-        /// Check that the token is this approver's, e.g. `user:carol` (a decision is always
-        /// made as the token's member, never as a name given here).
-        #[arg(long = "as")]
-        approver: Option<String>,
     },
-    /// Deny a request, as the member whose token this is.
+    /// Deny a request, as the member whose token this is (no passkey needed to deny).
     Deny {
         #[command(flatten)]
         remote: Remote,
         id: String,
-        #[arg(long = "as")]
-        approver: Option<String>,
         #[arg(long)]
         reason: Option<String>,
     },

@@ -78,14 +78,15 @@ pub enum TokenCmd {
 
 #[derive(Subcommand, Debug)]
 pub enum UserCmd {
-    /// Invite a person to hold a role on the tenant (`admin`, `auditor`, `cfo`, ...).
+    /// Invite a person to hold a role on the tenant (`admin`, `auditor`, `cfo`, ...), and to
+    /// register a passkey; without `--role`, an existing member only registers a passkey.
     Invite {
         #[command(flatten)]
         remote: Remote,
         /// `carol` or `user:carol`.
         name: String,
         #[arg(long)]
-        role: String,
+        role: Option<String>,
     },
 }
 
@@ -177,11 +178,15 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             print(&v);
         }
         Command::User(UserCmd::Invite { remote, name, role }) => {
-            let body = json!({ "member": subject_of(&name), "role": role, "tenant": remote.tenant });
+            let body =
+                json!({ "member": subject_of(&name), "role": role.unwrap_or_default(), "tenant": remote.tenant });
             let v = Client::tenant(&remote)?.send(Method::POST, "/v1/invitations", Some(Body::Json(body))).await?;
             print(&v);
             if let Some(code) = v.pointer("/invitation/code").and_then(Value::as_str) {
-                eprintln!("give the code to them; they run `airlock invitation accept {code}`");
+                eprintln!(
+                    "give the code to them: they register a passkey with it (`POST /v1/passkeys/register`), which \
+                     approving needs, or take an API token with `airlock invitation accept {code}`"
+                );
             }
         }
         Command::Invitation(InvitationCmd::Accept { remote, code }) => {

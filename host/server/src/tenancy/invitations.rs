@@ -40,7 +40,10 @@ impl Invitations {
         ttl_ms: i64,
     ) -> Result<(String, Invitation), TenancyError> {
         validate_member(member)?;
-        validate_relation(relation)?;
+        // No relation: an existing member's invitation to register a passkey.
+        if !relation.is_empty() {
+            validate_relation(relation)?;
+        }
         let code = secret("inv_");
         let now = now_millis();
         let invitation = Invitation {

@@ -46,20 +46,23 @@ pub(crate) fn digest(secret: &str) -> String {
     hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
-/// The people side of a host: its tenants, the API tokens of members and operators, and
-/// invitations.
+/// The people side of a host: its tenants, the API tokens of members and operators,
+/// invitations, and members' passkeys.
 pub struct People {
     pub tenants: Tenants,
     pub tokens: ApiTokens,
     pub invitations: Invitations,
+    pub passkeys: crate::signin::Passkeys,
 }
 
 impl People {
-    pub fn new(db: &airlock_store::Db) -> People {
-        People {
+    /// The people of a host reached at `public_url` (its passkeys' relying party).
+    pub fn new(db: &airlock_store::Db, public_url: &str) -> Result<People, String> {
+        Ok(People {
             tenants: Tenants::new(db.clone()),
             tokens: ApiTokens::new(db.clone()),
             invitations: Invitations::new(db.clone()),
-        }
+            passkeys: crate::signin::Passkeys::new(db.clone(), public_url)?,
+        })
     }
 }

@@ -14,6 +14,9 @@ use super::{validate_tenant_name, TenancyError};
 /// the tenant-deletion test walks the schema and finds any that is missed.
 const TENANT_TABLES: &[&str] = &[
     "tuples",
+    "passkeys",
+    "webauthn_ceremonies",
+    "approval_proofs",
     "tuple_changes",
     "tuple_revisions",
     "authorization_models",

@@ -30,7 +30,14 @@ pub struct TestHost {
     http: reqwest::Client,
     /// Member tokens made by [`TestHost::member_token`], by `tenant/subject`.
     members: Mutex<std::collections::HashMap<String, String>>,
+    /// Software passkeys of members, by `tenant/subject` ([`TestHost::passkey`]).
+    passkeys: Mutex<std::collections::HashMap<String, Passkey>>,
 }
+
+/// A member's software passkey: a real authenticator implementation (webauthn-authenticator-rs),
+/// in memory, that verifies its user.
+pub type Passkey =
+    webauthn_authenticator_rs::WebauthnAuthenticator<webauthn_authenticator_rs::softpasskey::SoftPasskey>;
 
 /// Limits for tests: a short deadline so loops end fast, room for memory dumps.
 pub fn test_limits() -> Limits {
@@ -98,6 +105,7 @@ impl TestHost {
             _tmp: None,
             http: reqwest::Client::new(),
             members: Mutex::default(),
+            passkeys: Mutex::default(),
         }
     }
 
@@ -354,14 +362,80 @@ impl TestHost {
 
     /// Decides an approval as `approver`, with that person's own token.
     pub async fn decide(&self, id: &str, approver: &str, approve: bool) -> (u16, Value) {
-        let token = self.member_token(approver).await;
-        self.request(
-            reqwest::Method::POST,
-            &format!("/v1/approvals/{id}/decision"),
-            &token,
-            Some(json!({ "approve": approve })),
-        )
-        .await
+        self.decide_in(&self.admin, "default", id, approver, approve).await
+    }
+
+    /// Decides as `approver` of the tenant `admin_token` administers, with their own token;
+    /// approving signs the step-up with their passkey (registered on first use).
+    pub async fn decide_in(
+        &self,
+        admin_token: &str,
+        tenant: &str,
+        id: &str,
+        approver: &str,
+        approve: bool,
+    ) -> (u16, Value) {
+        let token = self.member_token_in(admin_token, approver).await;
+        let mut body = json!({ "approve": approve });
+        if approve {
+            self.passkey_in(admin_token, tenant, approver).await;
+            let (status, started) =
+                self.request(reqwest::Method::POST, &format!("/v1/approvals/{id}/step-up"), &token, None).await;
+            if status != 200 {
+                return (status, started);
+            }
+            body["step_up"] =
+                json!({ "ceremony": started["ceremony"], "credential": self.sign(&started, tenant, approver) });
+        }
+        self.request(reqwest::Method::POST, &format!("/v1/approvals/{id}/decision"), &token, Some(body)).await
+    }
+
+    /// Gives `subject` (of the default tenant) a software passkey, registered as a person
+    /// would: from an invitation its admin makes, redeemed on the passkey route. Once.
+    pub async fn passkey(&self, subject: &str) {
+        self.passkey_in(&self.admin, "default", subject).await
+    }
+
+    /// [`TestHost::passkey`] in the tenant of `admin_token`.
+    pub async fn passkey_in(&self, admin_token: &str, tenant: &str, subject: &str) {
+        let key = format!("{tenant}/{subject}");
+        if self.passkeys.lock().unwrap().contains_key(&key) {
+            return;
+        }
+        let (status, inv) = self
+            .request(reqwest::Method::POST, "/v1/invitations", admin_token, Some(json!({ "member": subject })))
+            .await;
+        assert_eq!(status, 201, "{inv}");
+        let code = inv["invitation"]["code"].as_str().unwrap();
+        let (status, started) =
+            self.request(reqwest::Method::POST, "/v1/passkeys/register", "", Some(json!({ "code": code }))).await;
+        assert_eq!(status, 200, "{started}");
+        let mut passkey = Passkey::new(webauthn_authenticator_rs::softpasskey::SoftPasskey::new(true));
+        let credential = passkey
+            .do_registration(
+                started["origin"].as_str().unwrap().parse().unwrap(),
+                serde_json::from_value(started["options"].clone()).unwrap(),
+            )
+            .expect("the soft passkey registers");
+        let body = json!({ "ceremony": started["ceremony"], "credential": credential });
+        let (status, done) = self.request(reqwest::Method::POST, "/v1/passkeys/register/finish", "", Some(body)).await;
+        assert_eq!(status, 200, "{done}");
+        self.passkeys.lock().unwrap().insert(key, passkey);
+    }
+
+    /// `subject`'s (of `tenant`) passkey's assertion over started step-up options.
+    pub fn sign(&self, started: &Value, tenant: &str, subject: &str) -> Value {
+        let mut passkeys = self.passkeys.lock().unwrap();
+        let passkey = passkeys
+            .get_mut(&format!("{tenant}/{subject}"))
+            .unwrap_or_else(|| panic!("`{subject}` has no passkey: call TestHost::passkey first"));
+        let credential = passkey
+            .do_authentication(
+                started["origin"].as_str().unwrap().parse().unwrap(),
+                serde_json::from_value(started["options"].clone()).unwrap(),
+            )
+            .expect("the soft passkey signs");
+        json!(credential)
     }
 }
 

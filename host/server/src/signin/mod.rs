@@ -1,0 +1,13 @@
+//! People proving who they are: passkeys (WebAuthn, through `webauthn-rs`), and the step-up
+//! that binds an approval to one exact action.
+//!
+//! - [`passkeys`]: registering a passkey from a one-time invitation, and the step-up
+//!   ceremony whose challenge commits to an approval's action.
+//! - [`proof`]: the action binding (what is signed) and the proof kept with a decision, which
+//!   anyone can verify offline, without trusting this host's database.
+
+pub mod passkeys;
+pub mod proof;
+
+pub use passkeys::{Passkeys, SigninError};
+pub use proof::{ActionBinding, Proof};
