@@ -9,7 +9,9 @@
 //! - [`marketplace`] installs, upgrades and uninstalls agent packages into a tenant;
 //! - [`ciba`] sends a tenant's approvals to its external OpenID Provider (CIBA);
 //! - [`tenancy`] holds tenants, the API tokens of members and operators, and invitations;
-//!   `api::auth` is the one door every route passes.
+//!   `api::auth` is the one door every route passes;
+//! - [`signin`] is how people prove who they are: passkeys, sessions, the approval step-up;
+//! - [`console`] is the pages people use in a browser, served by the host.
 
 pub mod agents;
 pub mod api;
@@ -18,6 +20,7 @@ pub mod bundled;
 pub mod ciba;
 pub mod cli;
 pub mod config;
+pub mod console;
 pub mod gate;
 pub mod marketplace;
 pub mod mcp;

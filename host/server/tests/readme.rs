@@ -5,7 +5,9 @@
 //! the values the README elides (`alk_...`, `inv_...`, `atk_...`, `apr_...`) are the ones
 //! printed by the commands before, and the billing host is a local stand-in of the billing API.
 //! A command followed by a `# error: ...` line must fail with that message; every other
-//! command must succeed.
+//! command must succeed. Where the README has a person act in a browser (`# carol opens her
+//! link, registers a passkey ...`), the test does what the page does, over the same API, with
+//! a software passkey, and checks the text the README says she reads.
 
 mod support;
 
@@ -96,6 +98,12 @@ async fn walk_block(t: &TestHost, heading: &str, cwd: &std::path::Path, replace:
     let mut ran = 0;
     for (i, raw) in lines.iter().enumerate() {
         let line = without_comment(raw.trim());
+        if line.starts_with("# carol opens her link, registers a passkey") {
+            // The text she reads is the README's line after "reads the host's text of the request,".
+            let shown = lines[i + 2].trim().trim_start_matches('#').trim();
+            carol_approves_in_her_browser(t, &walk.seen, shown).await;
+            continue;
+        }
         if line.is_empty() || line.starts_with('#') || line.starts_with("airlock() {") {
             continue;
         }
@@ -151,6 +159,26 @@ async fn walk_block(t: &TestHost, heading: &str, cwd: &std::path::Path, replace:
     }
     assert!(ran >= 5, "only {ran} commands ran");
     walk
+}
+
+/// What carol's pages do: register her passkey from the invitation link (`inv_...` printed by
+/// `airlock user invite`), read the waiting request, approve it with a step-up signed by the
+/// passkey, all with her session cookie and CSRF token.
+async fn carol_approves_in_her_browser(t: &TestHost, seen: &str, shown: &str) {
+    let code = last_printed(seen, "inv_");
+    let carol = t.register_from(&code, "default", "user:carol").await;
+    let (status, queue) = carol.send(reqwest::Method::GET, "/v1/approvals?status=pending", None, false).await;
+    assert_eq!(status, 200, "{queue}");
+    let request = &queue["approvals"][0];
+    assert_eq!(request["summary"], shown, "the README shows what carol reads");
+    let id = request["id"].as_str().unwrap();
+    let (status, started) = carol.send(reqwest::Method::POST, &format!("/v1/approvals/{id}/step-up"), None, true).await;
+    assert_eq!(status, 200, "{started}");
+    let credential = t.sign(&started, "default", "user:carol");
+    let body = serde_json::json!({ "approve": true, "step_up": { "ceremony": started["ceremony"], "credential": credential } });
+    let (status, decided) =
+        carol.send(reqwest::Method::POST, &format!("/v1/approvals/{id}/decision"), Some(body), true).await;
+    assert_eq!((status, decided["approver"].as_str()), (200, Some("user:carol")), "{decided}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

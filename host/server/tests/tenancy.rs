@@ -69,6 +69,16 @@ const PUBLIC: &[(&str, &str)] = &[
     // The invitation code (or the started ceremony) is the credential.
     ("POST", "/v1/passkeys/register"),
     ("POST", "/v1/passkeys/register/finish"),
+    // A passkey sign-in: the assertion is the credential.
+    ("POST", "/v1/signin/passkey"),
+    ("POST", "/v1/signin/passkey/finish"),
+    // The console's static pages (all data comes from the API, behind its doors).
+    ("GET", "/"),
+    ("GET", "/console"),
+    ("GET", "/signin"),
+    ("GET", "/signin/register"),
+    ("GET", "/console/app.js"),
+    ("GET", "/console/style.css"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,6 +182,8 @@ async fn an_auditor_reads_and_an_approver_decides_and_neither_does_anything_else
         "/v1/approvals/{id}/proof",
         "/v1/approvals/{id}/verify",
         "/v1/me",
+        "/v1/session",
+        "/v1/signout",
     ];
     for route in table.iter().filter(|r| r.scope == Scope::Tenant) {
         let path = fill(route.path, &b);
@@ -180,7 +192,8 @@ async fn an_auditor_reads_and_an_approver_decides_and_neither_does_anything_else
         let query = ["/read", "/check", "/batch-check", "/list-objects", "/list-users", "/expand"]
             .iter()
             .any(|q| route.path.starts_with("/stores/") && route.path.ends_with(q))
-            || route.path == "/v1/approvals/{id}/verify";
+            || route.path == "/v1/approvals/{id}/verify"
+            || route.path == "/v1/signout";
         if route.method != Method::GET && !query {
             let (status, reply) = t.request(route.method.clone(), &path, &auditor, body.clone()).await;
             assert_eq!(status, 403, "auditor on {} {path}: {reply}", route.method);

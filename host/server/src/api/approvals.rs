@@ -218,8 +218,10 @@ async fn step_up(
             axum::http::StatusCode::UNAUTHORIZED,
             "step_up_required",
             format!(
-                "approving needs your passkey on this exact action: `POST /v1/approvals/{}/step-up`, sign its options, \
-                 and send the assertion as `step_up` (the console does this when you press Approve)",
+                "approving needs your passkey on this exact action: sign in at {}/console and press Approve on `{}` \
+                 (over the API: `POST /v1/approvals/{}/step-up`, sign its options, send the assertion as `step_up`)",
+                host.people.passkeys.origin(),
+                pending.id,
                 pending.id
             ),
         ));

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use airlock_audit::AuditEvent;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
-use axum::http::HeaderMap;
+use axum::http::{HeaderMap, Method};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde_json::{json, Value};
@@ -128,11 +128,17 @@ pub(crate) fn not_this_tenant(named: &str) -> ApiError {
     ApiError::not_found(format!("no tenant `{shown}` among yours: your token is bound to its own tenant"))
 }
 
-/// Who the bearer token is. 401 without one, or for an unknown, revoked or expired one.
-pub async fn principal(host: &Airlock, headers: &HeaderMap) -> Result<Principal, ApiError> {
+/// Who is asking: the bearer token's owner, else the browser session of the cookie. 401
+/// without either, or for an unknown, revoked or expired one. A session's request that could
+/// change something (anything but GET and HEAD) must carry the session's CSRF token in
+/// `X-CSRF-Token`: a page of another site can make the browser send the cookie, never the token.
+pub async fn principal(host: &Airlock, method: &Method, headers: &HeaderMap) -> Result<Principal, ApiError> {
     let Some(token) = bearer(headers) else {
+        if let Some(cookie) = crate::signin::sessions::cookie_secret(headers) {
+            return session_member(host, method, headers, cookie).await;
+        }
         return Err(ApiError::unauthenticated(
-            "send `Authorization: Bearer <token>`: a tenant member's API token, or for host-wide work the operator's (DATA_DIR/admin.token)",
+            "send `Authorization: Bearer <token>`: a tenant member's API token, or for host-wide work the operator's (DATA_DIR/admin.token); in a browser, sign in first",
         ));
     };
     if host.is_operator_bootstrap(token) {
@@ -150,9 +156,36 @@ pub async fn principal(host: &Airlock, headers: &HeaderMap) -> Result<Principal,
     })
 }
 
+/// The member of a browser session, with the CSRF check of a state-changing request.
+async fn session_member(
+    host: &Airlock,
+    method: &Method,
+    headers: &HeaderMap,
+    cookie: &str,
+) -> Result<Principal, ApiError> {
+    let found = host.people.sessions.authenticate(cookie).await.map_err(|e| ApiError::internal("session store", e))?;
+    let Some(session) = found else {
+        return Err(ApiError::unauthenticated(
+            "your session ended (signed out, idle too long, or expired): sign in again",
+        ));
+    };
+    if method != Method::GET && method != Method::HEAD {
+        let sent = headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).unwrap_or_default();
+        let same = sent.len() == session.csrf.len()
+            && sent.bytes().zip(session.csrf.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if !same {
+            return Err(ApiError::forbidden(
+                "this request changes something and has no valid `X-CSRF-Token` for your session: \
+                 send the token your sign-in returned (the console does)",
+            ));
+        }
+    }
+    Ok(Principal::Member(Member { tenant: session.tenant, subject: session.member, role: None }))
+}
+
 /// The door of host-wide routes: the operator only.
 pub(super) async fn operator_door(State(host): State<Arc<Airlock>>, mut req: Request, next: Next) -> Response {
-    match principal(&host, req.headers()).await {
+    match principal(&host, req.method(), req.headers()).await {
         Ok(Principal::Operator { name }) => {
             req.extensions_mut().insert(Operator(name));
             next.run(req).await
@@ -168,7 +201,7 @@ pub(super) async fn operator_door(State(host): State<Arc<Airlock>>, mut req: Req
 
 /// The door of tenant routes: a member, whose `?tenant=` (when given) is its own tenant.
 pub(super) async fn tenant_door(State(host): State<Arc<Airlock>>, mut req: Request, next: Next) -> Response {
-    match principal(&host, req.headers()).await {
+    match principal(&host, req.method(), req.headers()).await {
         Ok(Principal::Member(m)) => {
             let named = req
                 .uri()

@@ -182,10 +182,11 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
                 json!({ "member": subject_of(&name), "role": role.unwrap_or_default(), "tenant": remote.tenant });
             let v = Client::tenant(&remote)?.send(Method::POST, "/v1/invitations", Some(Body::Json(body))).await?;
             print(&v);
-            if let Some(code) = v.pointer("/invitation/code").and_then(Value::as_str) {
+            if let Some(link) = v.pointer("/invitation/register_passkey").and_then(Value::as_str) {
                 eprintln!(
-                    "give the code to them: they register a passkey with it (`POST /v1/passkeys/register`), which \
-                     approving needs, or take an API token with `airlock invitation accept {code}`"
+                    "send {} this link, for their browser: {link}\n(they register a passkey there and are signed in; \
+                     approving needs it. One use; it expires.)",
+                    subject_of(&name)
                 );
             }
         }

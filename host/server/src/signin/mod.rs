@@ -3,11 +3,14 @@
 //!
 //! - [`passkeys`]: registering a passkey from a one-time invitation, and the step-up
 //!   ceremony whose challenge commits to an approval's action.
+//! - [`sessions`]: browser sessions (cookie, CSRF token, idle and absolute expiry).
 //! - [`proof`]: the action binding (what is signed) and the proof kept with a decision, which
 //!   anyone can verify offline, without trusting this host's database.
 
 pub mod passkeys;
 pub mod proof;
+pub mod sessions;
 
 pub use passkeys::{Passkeys, SigninError};
 pub use proof::{ActionBinding, Proof};
+pub use sessions::Sessions;

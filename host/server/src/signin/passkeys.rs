@@ -173,37 +173,8 @@ impl Passkeys {
             .map_err(|e| SigninError::Invalid(format!("ceremony state: {e}")))?;
         let nonce = saved["nonce"].as_str().unwrap_or_default().to_string();
         // Which passkey, as it was before this assertion (the proof replays against it).
-        let cred_id = hex::encode(assertion.raw_id.as_slice());
-        let row = sqlx::query(
-            "SELECT passkey, registered_via FROM passkeys WHERE cred_id = $1 AND tenant = $2 AND member = $3",
-        )
-        .bind(&cred_id)
-        .bind(tenant)
-        .bind(member)
-        .fetch_optional(self.db.pool())
-        .await?
-        .ok_or_else(|| SigninError::Refused(format!("the assertion is not by a passkey of `{member}`")))?;
-        let mut passkey: Passkey = serde_json::from_str(&row.get::<String, _>(0))
-            .map_err(|e| SigninError::Invalid(format!("stored passkey: {e}")))?;
-        let registration: Registration = serde_json::from_str(&row.get::<String, _>(1))
-            .map_err(|e| SigninError::Invalid(format!("stored registration: {e}")))?;
-        let before = passkey.clone();
-        let result = self
-            .webauthn
-            .finish_passkey_authentication(assertion, &state)
-            .map_err(|e| SigninError::Refused(format!("the passkey assertion does not verify for this action: {e}")))?;
-        if !result.user_verified() {
-            return Err(SigninError::Refused(
-                "the authenticator did not verify the user: approving needs user verification".into(),
-            ));
-        }
-        passkey.update_credential(&result);
-        sqlx::query("UPDATE passkeys SET passkey = $1, last_used_at = $2 WHERE cred_id = $3")
-            .bind(serde_json::to_string(&passkey).unwrap_or_default())
-            .bind(now_millis())
-            .bind(&cred_id)
-            .execute(self.db.pool())
-            .await?;
+        let (before, registration) =
+            self.verify_assertion(tenant, member, &state, assertion, "for this action").await?;
         Ok(Proof {
             digest: signed.digest(),
             binding: signed,
@@ -214,6 +185,48 @@ impl Passkeys {
             registration,
             assertion: assertion.clone(),
         })
+    }
+
+    /// Starts a passkey sign-in for `member` of `tenant`: an assertion of one of their
+    /// passkeys, with user verification, over a random challenge.
+    pub async fn start_sign_in(&self, tenant: &str, member: &str) -> Result<Started, SigninError> {
+        let passkeys: Vec<Passkey> = self.of(tenant, member).await?.into_iter().map(|(p, _)| p).collect();
+        if passkeys.is_empty() {
+            return Err(SigninError::NoPasskey(format!(
+                "no passkey sign-in for `{member}` in tenant `{tenant}`: register one from an invitation first"
+            )));
+        }
+        let (options, state) = self
+            .webauthn
+            .start_passkey_authentication(&passkeys)
+            .map_err(|e| SigninError::Invalid(format!("starting the sign-in: {e}")))?;
+        let state = serde_json::to_string(&state).map_err(|e| SigninError::Invalid(e.to_string()))?;
+        let options = serde_json::to_value(options).map_err(|e| SigninError::Invalid(e.to_string()))?;
+        let ceremony = self.open(tenant, member, "sign-in", &state, None, None, None).await?;
+        Ok(Started { ceremony, options })
+    }
+
+    /// Finishes a passkey sign-in: `(tenant, member)` when the assertion verifies.
+    pub async fn finish_sign_in(
+        &self,
+        ceremony: &str,
+        assertion: &PublicKeyCredential,
+    ) -> Result<(String, String), SigninError> {
+        let c = self.take(ceremony, "sign-in").await?;
+        let state: PasskeyAuthentication =
+            serde_json::from_str(&c.state).map_err(|e| SigninError::Invalid(format!("ceremony state: {e}")))?;
+        self.verify_assertion(&c.tenant, &c.member, &state, assertion, "").await?;
+        Ok((c.tenant, c.member))
+    }
+
+    /// Removes every passkey of a member (they were removed from the tenant).
+    pub async fn forget_member(&self, tenant: &str, member: &str) -> Result<u64, SigninError> {
+        Ok(sqlx::query("DELETE FROM passkeys WHERE tenant = $1 AND member = $2")
+            .bind(tenant)
+            .bind(member)
+            .execute(self.db.pool())
+            .await?
+            .rows_affected())
     }
 
     /// Keeps the proof of a decision. An approval has one proof: a second approval racing
@@ -255,6 +268,51 @@ impl Passkeys {
             .fetch_optional(self.db.pool())
             .await?
             .map(|r| r.get::<String, _>(0)))
+    }
+
+    /// Verifies `assertion` (webauthn-rs, user verification required) as one of `member`'s
+    /// passkeys answering `state`, and records its use (the signature counter). Returns the
+    /// passkey as it was before, and how it was registered.
+    async fn verify_assertion(
+        &self,
+        tenant: &str,
+        member: &str,
+        state: &PasskeyAuthentication,
+        assertion: &PublicKeyCredential,
+        what: &str,
+    ) -> Result<(Passkey, Registration), SigninError> {
+        let cred_id = hex::encode(assertion.raw_id.as_slice());
+        let row = sqlx::query(
+            "SELECT passkey, registered_via FROM passkeys WHERE cred_id = $1 AND tenant = $2 AND member = $3",
+        )
+        .bind(&cred_id)
+        .bind(tenant)
+        .bind(member)
+        .fetch_optional(self.db.pool())
+        .await?
+        .ok_or_else(|| SigninError::Refused(format!("the assertion is not by a passkey of `{member}`")))?;
+        let mut passkey: Passkey = serde_json::from_str(&row.get::<String, _>(0))
+            .map_err(|e| SigninError::Invalid(format!("stored passkey: {e}")))?;
+        let registration: Registration = serde_json::from_str(&row.get::<String, _>(1))
+            .map_err(|e| SigninError::Invalid(format!("stored registration: {e}")))?;
+        let before = passkey.clone();
+        let result = self
+            .webauthn
+            .finish_passkey_authentication(assertion, state)
+            .map_err(|e| SigninError::Refused(format!("the passkey assertion does not verify {what}: {e}")))?;
+        if !result.user_verified() {
+            return Err(SigninError::Refused(
+                "the authenticator did not verify the user: user verification is required".into(),
+            ));
+        }
+        passkey.update_credential(&result);
+        sqlx::query("UPDATE passkeys SET passkey = $1, last_used_at = $2 WHERE cred_id = $3")
+            .bind(serde_json::to_string(&passkey).unwrap_or_default())
+            .bind(now_millis())
+            .bind(&cred_id)
+            .execute(self.db.pool())
+            .await?;
+        Ok((before, registration))
     }
 
     /// A member's passkeys with their registration.

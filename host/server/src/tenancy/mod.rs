@@ -53,6 +53,7 @@ pub struct People {
     pub tokens: ApiTokens,
     pub invitations: Invitations,
     pub passkeys: crate::signin::Passkeys,
+    pub sessions: crate::signin::Sessions,
 }
 
 impl People {
@@ -63,6 +64,7 @@ impl People {
             tokens: ApiTokens::new(db.clone()),
             invitations: Invitations::new(db.clone()),
             passkeys: crate::signin::Passkeys::new(db.clone(), public_url)?,
+            sessions: crate::signin::Sessions::new(db.clone(), public_url),
         })
     }
 }

@@ -17,6 +17,8 @@ const TENANT_TABLES: &[&str] = &[
     "passkeys",
     "webauthn_ceremonies",
     "approval_proofs",
+    "sessions",
+    "device_logins",
     "tuple_changes",
     "tuple_revisions",
     "authorization_models",

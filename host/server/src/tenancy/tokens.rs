@@ -245,4 +245,17 @@ impl ApiTokens {
         }
         Ok(n)
     }
+
+    /// Revokes every live token carrying `member`'s relations in `tenant`.
+    pub async fn revoke_member(&self, tenant: &str, member: &str) -> Result<u64, TenancyError> {
+        Ok(sqlx::query(
+            "UPDATE api_tokens SET revoked_at = $1 WHERE tenant = $2 AND member = $3 AND revoked_at IS NULL",
+        )
+        .bind(now_millis())
+        .bind(tenant)
+        .bind(member)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected())
+    }
 }

@@ -407,6 +407,12 @@ impl TestHost {
             .await;
         assert_eq!(status, 201, "{inv}");
         let code = inv["invitation"]["code"].as_str().unwrap();
+        self.register_from(code, tenant, subject).await;
+    }
+
+    /// Registers a software passkey for `subject` of `tenant` from invitation `code`, as the
+    /// register page does; returns the browser session that registration starts.
+    pub async fn register_from(&self, code: &str, tenant: &str, subject: &str) -> Browser {
         let (status, started) =
             self.request(reqwest::Method::POST, "/v1/passkeys/register", "", Some(json!({ "code": code }))).await;
         assert_eq!(status, 200, "{started}");
@@ -418,9 +424,11 @@ impl TestHost {
             )
             .expect("the soft passkey registers");
         let body = json!({ "ceremony": started["ceremony"], "credential": credential });
-        let (status, done) = self.request(reqwest::Method::POST, "/v1/passkeys/register/finish", "", Some(body)).await;
-        assert_eq!(status, 200, "{done}");
-        self.passkeys.lock().unwrap().insert(key, passkey);
+        let resp =
+            self.http.post(format!("{}/v1/passkeys/register/finish", self.url)).json(&body).send().await.unwrap();
+        let browser = Browser::from_response(&self.url, resp).await;
+        self.passkeys.lock().unwrap().insert(format!("{tenant}/{subject}"), passkey);
+        browser
     }
 
     /// `subject`'s (of `tenant`) passkey's assertion over started step-up options.
@@ -449,4 +457,55 @@ pub async fn wait_for_pending_of(t: &TestHost, tool: &str) -> Value {
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
     panic!("no approval request of `{tool}` appeared");
+}
+
+/// A signed-in browser: the session cookie and the CSRF token its sign-in returned.
+pub struct Browser {
+    pub url: String,
+    pub cookie: String,
+    pub csrf: String,
+    /// The `Set-Cookie` header as the host sent it.
+    pub set_cookie: String,
+    pub body: Value,
+    http: reqwest::Client,
+}
+
+impl Browser {
+    /// The session a sign-in (or passkey registration) response starts.
+    pub async fn from_response(url: &str, resp: reqwest::Response) -> Browser {
+        let status = resp.status().as_u16();
+        let set_cookie = resp
+            .headers()
+            .get(reqwest::header::SET_COOKIE)
+            .map(|v| v.to_str().unwrap().to_string())
+            .unwrap_or_default();
+        let body: Value = resp.json().await.unwrap();
+        assert_eq!(status, 200, "{body}");
+        let cookie = set_cookie.split(';').next().unwrap().to_string();
+        assert!(cookie.starts_with("airlock_session="), "a session cookie: {set_cookie}");
+        let csrf = body["csrf"].as_str().expect("the CSRF token").to_string();
+        Browser { url: url.into(), cookie, csrf, set_cookie, body, http: reqwest::Client::new() }
+    }
+
+    /// A request as the page makes it: the cookie, and the CSRF header when `with_csrf`.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        with_csrf: bool,
+    ) -> (u16, Value) {
+        let mut req =
+            self.http.request(method, format!("{}{path}", self.url)).header(reqwest::header::COOKIE, &self.cookie);
+        if with_csrf {
+            req = req.header("x-csrf-token", &self.csrf);
+        }
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    }
 }

@@ -1,0 +1,209 @@
+//! People in a browser: a passkey registered from an invitation signs them in; sessions are
+//! cookies with a CSRF token, end on sign-out, idleness, age, or the member's removal; the
+//! approver's pages are served by the host under a strict policy.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use support::{Browser, TestHost};
+
+/// Carol, invited as the cfo, registers her passkey from the invitation: she is signed in.
+async fn carol(t: &TestHost) -> Browser {
+    let (status, inv) = t.admin_post("/v1/invitations", json!({ "member": "user:carol", "role": "cfo" })).await;
+    assert_eq!(status, 201, "{inv}");
+    let link = inv["invitation"]["register_passkey"].as_str().unwrap();
+    assert!(link.contains("/signin/register#inv_"), "the code rides in the fragment: {link}");
+    t.register_from(inv["invitation"]["code"].as_str().unwrap(), "default", "user:carol").await
+}
+
+/// A passkey sign-in as the sign-in page makes it.
+async fn sign_in(t: &TestHost, tenant: &str, member: &str, signer: &str) -> reqwest::Response {
+    let (status, started) =
+        t.request(Method::POST, "/v1/signin/passkey", "", Some(json!({ "tenant": tenant, "member": member }))).await;
+    assert_eq!(status, 200, "{started}");
+    let credential = t.sign(&started, tenant, signer);
+    reqwest::Client::new()
+        .post(format!("{}/v1/signin/passkey/finish", t.url))
+        .json(&json!({ "ceremony": started["ceremony"], "credential": credential }))
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn pending_greet(t: &TestHost) -> String {
+    let agent = t.agent("asker").await;
+    t.grant(&[("agent:asker", "can_use", "tool:hello.greet")]).await;
+    t.policy("hello.greet", "cfo", 600).await;
+    let body = json!({ "tool": "hello.greet", "input": { "name": "ada" } });
+    let (status, a) = t.request(Method::POST, "/v1/approvals", &agent, Some(body)).await;
+    assert_eq!(status, 201, "{a}");
+    a["id"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_session_is_a_strict_cookie_and_every_change_needs_its_csrf_token() {
+    let t = TestHost::start().await;
+    let id = pending_greet(&t).await;
+    let browser = carol(&t).await;
+    for flag in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(browser.set_cookie.contains(flag), "{flag} in {}", browser.set_cookie);
+    }
+    assert!(!browser.set_cookie.contains("Secure"), "plain http on loopback: no Secure flag");
+    assert_eq!(
+        (browser.body["member"].as_str(), browser.body["registered"].as_bool()),
+        (Some("user:carol"), Some(true))
+    );
+
+    // Reading needs only the cookie; the session says who it is.
+    let (status, me) = browser.send(Method::GET, "/v1/me", None, false).await;
+    assert_eq!((status, me["subject"].as_str(), &me["roles"]), (200, Some("user:carol"), &json!(["cfo"])), "{me}");
+    let (status, s) = browser.send(Method::GET, "/v1/session", None, false).await;
+    assert_eq!((status, s["csrf"].as_str()), (200, Some(browser.csrf.as_str())), "{s}");
+
+    // A change without the CSRF token (what another site's form could make the browser send)
+    // is refused and changes nothing; with it, it goes through.
+    let decision = format!("/v1/approvals/{id}/decision");
+    let deny = json!({ "approve": false, "reason": "no" });
+    let (status, body) = browser.send(Method::POST, &decision, Some(deny.clone()), false).await;
+    assert_eq!(status, 403, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("X-CSRF-Token"), "{body}");
+    let (_, a) = t.admin_get(&format!("/v1/approvals/{id}")).await;
+    assert_eq!(a["status"], "pending");
+
+    // Approving from the session: the page's step-up, signed by carol's passkey.
+    let (status, started) = browser.send(Method::POST, &format!("/v1/approvals/{id}/step-up"), None, true).await;
+    assert_eq!(status, 200, "{started}");
+    let credential = t.sign(&started, "default", "user:carol");
+    let approve = json!({ "approve": true, "step_up": { "ceremony": started["ceremony"], "credential": credential } });
+    let (status, body) = browser.send(Method::POST, &decision, Some(approve), true).await;
+    assert_eq!((status, body["approver"].as_str()), (200, Some("user:carol")), "{body}");
+
+    // A session is no operator and no admin: host-wide and admin routes refuse it.
+    let (status, _) = browser.send(Method::GET, "/v1/tenants", None, false).await;
+    assert_eq!(status, 403);
+    let (status, _) = browser.send(Method::POST, "/v1/agents", Some(json!({ "name": "x" })), true).await;
+    assert_eq!(status, 403);
+
+    // Signing out ends it: the cookie is cleared and no longer works.
+    let (status, _) = browser.send(Method::POST, "/v1/signout", None, true).await;
+    assert_eq!(status, 200);
+    let (status, body) = browser.send(Method::GET, "/v1/me", None, false).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("sign in again"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_passkey_signs_in_and_sessions_end_idle_old_or_with_the_member() {
+    let t = TestHost::start().await;
+    carol(&t).await;
+    t.grant(&[("user:dave", "cfo", "tenant:default")]).await;
+    t.passkey("user:dave").await;
+
+    // Carol signs in with her passkey; dave's passkey cannot sign in as carol.
+    let resp = sign_in(&t, "default", "carol", "user:carol").await;
+    let browser = Browser::from_response(&t.url, resp).await;
+    assert_eq!(browser.send(Method::GET, "/v1/me", None, false).await.0, 200);
+    let (status, started) = t
+        .request(Method::POST, "/v1/signin/passkey", "", Some(json!({ "tenant": "default", "member": "carol" })))
+        .await;
+    assert_eq!(status, 200);
+    let (daves_id,): (String,) =
+        airlock_store::sqlx::query_as("SELECT cred_id FROM passkeys WHERE member = 'user:dave'")
+            .fetch_one(t.host.db.pool())
+            .await
+            .unwrap();
+    use base64::Engine;
+    let mut options = started["options"].clone();
+    options["publicKey"]["allowCredentials"] = json!([{ "type": "public-key",
+        "id": base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(daves_id).unwrap()) }]);
+    let daves = t.sign(&json!({ "origin": started["origin"], "options": options }), "default", "user:dave");
+    let (status, body) = t
+        .request(
+            Method::POST,
+            "/v1/signin/passkey/finish",
+            "",
+            Some(json!({ "ceremony": started["ceremony"], "credential": daves })),
+        )
+        .await;
+    assert_eq!(status, 403, "{body}");
+    // Nobody without a passkey signs in; a malformed request says what is wrong.
+    let (status, body) =
+        t.request(Method::POST, "/v1/signin/passkey", "", Some(json!({ "tenant": "default", "member": "eve" }))).await;
+    assert_eq!(status, 409, "{body}");
+    let (status, body) = t.request(Method::POST, "/v1/signin/passkey", "", Some(json!({ "tenant": "default" }))).await;
+    assert_eq!(status, 400, "{body}");
+
+    // Idle for longer than the idle timeout: over.
+    let pool = t.host.db.pool();
+    let idle = airlock::signin::sessions::IDLE_MS + 1000;
+    airlock_store::sqlx::query("UPDATE sessions SET last_seen_at = last_seen_at - $1 WHERE member = 'user:carol'")
+        .bind(idle)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(browser.send(Method::GET, "/v1/me", None, false).await.0, 401, "idle too long");
+    // Busy but past its absolute end: over.
+    let busy = Browser::from_response(&t.url, sign_in(&t, "default", "carol", "user:carol").await).await;
+    assert_eq!(busy.send(Method::GET, "/v1/me", None, false).await.0, 200);
+    airlock_store::sqlx::query("UPDATE sessions SET expires_at = $1 WHERE member = 'user:carol'")
+        .bind(airlock_store::now_millis() - 1)
+        .execute(pool)
+        .await
+        .unwrap();
+    assert_eq!(busy.send(Method::GET, "/v1/me", None, false).await.0, 401, "past the absolute timeout");
+
+    // Removing carol from the tenant ends her sessions, tokens, passkeys and relations at once.
+    let live = Browser::from_response(&t.url, sign_in(&t, "default", "carol", "user:carol").await).await;
+    let token = t.member_token("user:carol").await;
+    assert_eq!(t.request(Method::GET, "/v1/me", &token, None).await.0, 200);
+    let (status, removed) = t.request(Method::DELETE, "/v1/members/carol", &t.admin, None).await;
+    assert_eq!(status, 200, "{removed}");
+    assert_eq!((removed["relations"].clone(), removed["passkeys"].as_u64()), (json!(["cfo"]), Some(1)), "{removed}");
+    assert_eq!(live.send(Method::GET, "/v1/me", None, false).await.0, 401, "her session ended");
+    assert_eq!(t.request(Method::GET, "/v1/me", &token, None).await.0, 401, "her token was revoked");
+    let (status, _) = t
+        .request(Method::POST, "/v1/signin/passkey", "", Some(json!({ "tenant": "default", "member": "carol" })))
+        .await;
+    assert_eq!(status, 409, "her passkey is gone");
+    let (_, tuples) = t.admin_get("/v1/tuples").await;
+    assert!(!tuples.to_string().contains("user:carol"), "{tuples}");
+    // Only an admin removes; removing nobody is 404.
+    let daves_token = t.member_token("user:dave").await;
+    assert_eq!(t.request(Method::DELETE, "/v1/members/carol", &daves_token, None).await.0, 403);
+    assert_eq!(t.request(Method::DELETE, "/v1/members/carol", &t.admin, None).await.0, 404);
+    t.host.flush().await;
+    let kinds: Vec<Value> = t.audit().await.iter().map(|e| e["kind"].clone()).collect();
+    for k in ["passkey.register", "session.start", "member.remove"] {
+        assert!(kinds.contains(&json!(k)), "{k} in {kinds:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_pages_are_served_by_the_host_under_a_strict_policy() {
+    let t = TestHost::start().await;
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let home = http.get(format!("{}/", t.url)).send().await.unwrap();
+    assert_eq!((home.status().as_u16(), home.headers()["location"].to_str().unwrap()), (303, "/console"));
+    for (path, kind, must_contain) in [
+        ("/console", "text/html", "Approvals waiting for you"),
+        ("/signin", "text/html", "Sign in with your passkey"),
+        ("/signin/register", "text/html", "Register a passkey"),
+        ("/console/app.js", "text/javascript", "navigator.credentials.get"),
+        ("/console/style.css", "text/css", ".approve"),
+    ] {
+        let resp = http.get(format!("{}{path}", t.url)).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        let h = resp.headers().clone();
+        assert!(h["content-type"].to_str().unwrap().starts_with(kind), "{path}");
+        let csp = h["content-security-policy"].to_str().unwrap();
+        assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
+        assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
+        assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        let text = resp.text().await.unwrap();
+        assert!(text.contains(must_contain), "{path}");
+        if kind == "text/html" {
+            assert!(!text.contains("<script>"), "no inline script: {path}");
+        }
+    }
+}
