@@ -207,3 +207,94 @@ async fn the_pages_are_served_by_the_host_under_a_strict_policy() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn airlock_login_is_confirmed_by_the_person_signed_in_in_a_browser() {
+    use std::io::{BufRead, BufReader};
+    let t = TestHost::start().await;
+    let browser = carol(&t).await;
+    let cli_dir = tempfile::tempdir().unwrap();
+    let mut login = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["login", "--server", &t.url, "--data-dir"])
+        .arg(cli_dir.path())
+        .env_remove("AIRLOCK_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The CLI shows the code and the URL, then waits.
+    let mut stderr = BufReader::new(login.stderr.take().unwrap());
+    let mut shown = String::new();
+    while !shown.contains("waiting") {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the CLI ended early: {shown}");
+        shown.push_str(&line);
+    }
+    let code = shown.split("confirm the code ").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    assert!(shown.contains("/console/device#"), "{shown}");
+    assert_eq!(code.len(), 9, "XXXX-XXXX: {code}");
+
+    // A token cannot confirm it (it would mint itself another); a wrong code is 404.
+    let token = t.member_token("user:carol").await;
+    let (status, body) =
+        t.request(Method::POST, "/v1/device/confirm", &token, Some(json!({ "user_code": code }))).await;
+    assert_eq!(status, 403, "{body}");
+    let (status, _) =
+        browser.send(Method::POST, "/v1/device/confirm", Some(json!({ "user_code": "BBBB-BBBB" })), true).await;
+    assert_eq!(status, 404);
+    // Carol confirms it in her browser (typed in lower case, as people do).
+    let (status, body) =
+        browser.send(Method::POST, "/v1/device/confirm", Some(json!({ "user_code": code.to_lowercase() })), true).await;
+    assert_eq!((status, body["login"].as_str()), (200, Some("confirmed")), "{body}");
+
+    let out = tokio::task::block_in_place(|| login.wait_with_output()).unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!((answer["member"].as_str(), answer["expires_in"].as_i64()), (Some("user:carol"), Some(12 * 3600)));
+    let file = cli_dir.path().join("login-default.token");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    // The CLI now acts as carol, with her relations.
+    let whoami = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["whoami", "--server", &t.url, "--data-dir"])
+        .arg(cli_dir.path())
+        .env_remove("AIRLOCK_TOKEN")
+        .output()
+        .unwrap();
+    let me: Value = serde_json::from_slice(&whoami.stdout).unwrap();
+    assert_eq!((me["subject"].as_str(), &me["roles"]), (Some("user:carol"), &json!(["cfo"])), "{me}");
+
+    // RFC 8628 answers, over the wire: pending, slow_down when polled too fast, one token per grant.
+    let http = reqwest::Client::new();
+    let started: Value = http
+        .post(format!("{}/oauth/device_authorization", t.url))
+        .form(&[("client_id", "airlock-cli")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let device_code = started["device_code"].as_str().unwrap();
+    let poll = || async {
+        let form = [("grant_type", "urn:ietf:params:oauth:grant-type:device_code"), ("device_code", device_code)];
+        let resp = http.post(format!("{}/oauth/token", t.url)).form(&form).send().await.unwrap();
+        resp.json::<Value>().await.unwrap()
+    };
+    assert_eq!(poll().await["error"], "authorization_pending");
+    assert_eq!(poll().await["error"], "slow_down");
+    let user_code = started["user_code"].as_str().unwrap();
+    let (status, _) = browser
+        .send(Method::POST, "/v1/device/confirm", Some(json!({ "user_code": user_code, "confirm": false })), true)
+        .await;
+    assert_eq!(status, 200);
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(poll().await["error"], "access_denied");
+    let unknown = http
+        .post(format!("{}/oauth/device_authorization", t.url))
+        .form(&[("client_id", "someone-else")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status().as_u16(), 401);
+}

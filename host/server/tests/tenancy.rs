@@ -79,6 +79,9 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/signin/register"),
     ("GET", "/console/app.js"),
     ("GET", "/console/style.css"),
+    ("GET", "/console/device"),
+    // `airlock login` (RFC 8628): the device code is the CLI's only secret.
+    ("POST", "/oauth/device_authorization"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -25,6 +25,7 @@ mod authz;
 pub(crate) mod ciba;
 mod components;
 mod connections;
+mod device;
 mod error;
 mod events;
 mod identity_admin;
@@ -211,6 +212,9 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Public, M::POST, "/v1/passkeys/register", passkeys::register)
         .at(Public, M::POST, "/v1/passkeys/register/finish", passkeys::register_finish)
         .at(Public, M::POST, "/v1/signin/passkey", passkeys::sign_in)
+        .at(Public, M::POST, "/oauth/device_authorization", device::authorize)
+        .at(Tenant, M::POST, "/v1/device/confirm", device::confirm)
+        .at(Public, M::GET, "/console/device", crate::console::page)
         .at(Public, M::POST, "/v1/signin/passkey/finish", passkeys::sign_in_finish)
         .at(Tenant, M::GET, "/v1/session", passkeys::session)
         .at(Tenant, M::POST, "/v1/signout", passkeys::sign_out)

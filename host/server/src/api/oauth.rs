@@ -13,6 +13,8 @@
 //!   plus a connection name give that connection's short-lived access token, when the
 //!   connection's policy lets it leave the host (`expose_token`) and the agent is `can_use` on
 //!   it. Audited like `vault.token`.
+//! - `urn:ietf:params:oauth:grant-type:device_code` (RFC 8628): `airlock login`'s poll
+//!   (see [`super::device`]);
 //! `GET /.well-known/jwks.json` serves the verifying keys. Errors are OAuth's `{error,
 //! error_description}`; every response is `Cache-Control: no-store`.
 
@@ -36,7 +38,7 @@ pub const FEDERATED_CONNECTION: &str =
 pub const FEDERATED_TOKEN_TYPE: &str = "http://auth0.com/oauth/token-type/federated-connection-access-token";
 
 /// An OAuth error response.
-fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
+pub(super) fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) -> Response {
     let mut resp = (status, Json(json!({ "error": error, "error_description": description.into() }))).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     if status == StatusCode::UNAUTHORIZED {
@@ -46,13 +48,13 @@ fn oauth_error(status: StatusCode, error: &str, description: impl Into<String>) 
     resp
 }
 
-fn success(body: Value) -> Response {
+pub(super) fn success(body: Value) -> Response {
     let mut resp = Json(body).into_response();
     resp.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-store"));
     resp
 }
 
-fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Response> {
+pub(super) fn field<'a>(form: &'a HashMap<String, String>, name: &str) -> Result<&'a str, Response> {
     form.get(name)
         .map(String::as_str)
         .filter(|v| !v.is_empty())
@@ -95,6 +97,7 @@ pub(super) async fn token(
         TOKEN_EXCHANGE => exchange(&host, &form).await,
         FEDERATED_CONNECTION => federated_connection(&host, &form).await,
         airlock_approvals::ciba::GRANT_TYPE => Ok(super::ciba::ciba_token_grant(&host, &headers, &form).await),
+        super::device::GRANT_TYPE => super::device::token(&host, &form).await,
         other => Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",

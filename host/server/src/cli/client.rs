@@ -31,6 +31,12 @@ impl Client {
                 return Ok(Client::new(&remote.server, &t));
             }
         }
+        // The person's own token from `airlock login`, while it lasts.
+        if let Ok(t) = std::fs::read_to_string(super::people::login_token_file(remote)) {
+            if !t.trim().is_empty() {
+                return Ok(Client::new(&remote.server, t.trim()));
+            }
+        }
         if let Some(t) = remote.tenant.as_deref().filter(|t| *t != crate::config::DEFAULT_TENANT) {
             return Err(format!(
                 "set AIRLOCK_TOKEN to a member token of tenant `{t}` (from `airlock invitation accept CODE`, or \
@@ -345,7 +351,12 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             };
             print(&client.send(Method::GET, &path, None).await?);
         }
-        Command::Tenant(_) | Command::Token(_) | Command::User(_) | Command::Invitation(_) | Command::Whoami { .. } => {
+        Command::Tenant(_)
+        | Command::Token(_)
+        | Command::User(_)
+        | Command::Invitation(_)
+        | Command::Whoami { .. }
+        | Command::Login { .. } => {
             return super::people::run(command).await;
         }
     }

@@ -239,6 +239,13 @@ pub enum Command {
     /// Redeem an invitation: prints the token that carries your relations in the tenant.
     #[command(subcommand)]
     Invitation(people::InvitationCmd),
+    /// Log in as yourself (OAuth 2.0 device authorization): shows a code and a URL; confirm it
+    /// in your signed-in browser, and the CLI keeps your 12-hour token in
+    /// `DATA_DIR/login-TENANT.token` (used when AIRLOCK_TOKEN is not set).
+    Login {
+        #[command(flatten)]
+        remote: Remote,
+    },
     /// Who the token is: tenant, subject, roles.
     Whoami {
         #[command(flatten)]

@@ -197,6 +197,7 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
                 .await?;
             show_secret(&v, "token", "Use it as AIRLOCK_TOKEN.");
         }
+        Command::Login { remote } => login(&remote).await?,
         Command::Whoami { remote } => print(&Client::tenant(&remote)?.send(Method::GET, "/v1/me", None).await?),
         _ => return Err("not a people command".into()),
     }
@@ -215,4 +216,79 @@ mod tests {
         assert!(seconds("soon").is_err());
         assert!(seconds("5w").is_err());
     }
+}
+
+/// Where `airlock login` keeps the token of `tenant`.
+pub(super) fn login_token_file(remote: &Remote) -> std::path::PathBuf {
+    let tenant = remote.tenant.as_deref().unwrap_or(crate::config::DEFAULT_TENANT);
+    remote.data_dir.join(format!("login-{tenant}.token"))
+}
+
+/// `airlock login`: RFC 8628 from the device's side.
+async fn login(remote: &Remote) -> Result<(), String> {
+    let http = reqwest::Client::new();
+    let base = remote.server.trim_end_matches('/');
+    let unreachable = |e: reqwest::Error| format!("cannot reach airlock at {base}: {e}. Is `airlock serve` running?");
+    let tenant = remote.tenant.as_deref().unwrap_or(crate::config::DEFAULT_TENANT);
+    let form = [("client_id", "airlock-cli"), ("tenant", tenant)];
+    let resp = http.post(format!("{base}/oauth/device_authorization")).form(&form).send().await.map_err(unreachable)?;
+    let started: Value = resp.json().await.map_err(|e| format!("the host's answer is not JSON: {e}"))?;
+    let (Some(device_code), Some(user_code)) = (started["device_code"].as_str(), started["user_code"].as_str()) else {
+        return Err(format!("login refused: {}", started["error_description"].as_str().unwrap_or("no device code")));
+    };
+    eprintln!(
+        "to log in as yourself, open {} in the browser where you are signed in to Airlock,\nand confirm the code {user_code}\nwaiting...",
+        started["verification_uri_complete"].as_str().unwrap_or_default()
+    );
+    let mut interval = started["interval"].as_u64().unwrap_or(5);
+    loop {
+        tokio::time::sleep(std::time::Duration::from_secs(interval)).await;
+        let form = [
+            ("grant_type", "urn:ietf:params:oauth:grant-type:device_code"),
+            ("device_code", device_code),
+            ("client_id", "airlock-cli"),
+        ];
+        let resp = http.post(format!("{base}/oauth/token")).form(&form).send().await.map_err(unreachable)?;
+        let answer: Value = resp.json().await.map_err(|e| format!("the host's answer is not JSON: {e}"))?;
+        match answer["error"].as_str() {
+            Some("authorization_pending") => continue,
+            Some("slow_down") => interval += 1,
+            Some(error) => {
+                return Err(format!(
+                    "login failed: {error}: {}",
+                    answer["error_description"].as_str().unwrap_or_default()
+                ))
+            }
+            None => {
+                let token = answer["access_token"].as_str().ok_or("the host sent no token")?;
+                let file = login_token_file(remote);
+                write_private(&file, token)?;
+                eprintln!(
+                    "logged in as {} of tenant `{}`; the token is in {}",
+                    answer["member"].as_str().unwrap_or("?"),
+                    answer["tenant"].as_str().unwrap_or("?"),
+                    file.display()
+                );
+                print(&answer);
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Writes a secret readable by its owner only.
+fn write_private(file: &std::path::Path, secret: &str) -> Result<(), String> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = file.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(file)
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    f.write_all(secret.as_bytes()).map_err(|e| format!("{}: {e}", file.display()))
 }

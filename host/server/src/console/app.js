@@ -49,7 +49,7 @@ async function api(method, path, body) {
 }
 
 function show(section) {
-  for (const id of ['register', 'signin', 'queue']) $(id).hidden = id !== section;
+  for (const id of ['register', 'signin', 'device', 'queue']) $(id).hidden = id !== section;
 }
 
 function say(text) { $('status').textContent = text; }
@@ -58,6 +58,10 @@ function signedIn(s) {
   csrf = s.csrf;
   $('who').textContent = `${s.member} · tenant ${s.tenant}`;
   $('signout').hidden = false;
+  if (location.pathname === '/console/device') {
+    $('device-form').elements.user_code.value = location.hash.slice(1);
+    return show('device');
+  }
   show('queue');
   history.replaceState(null, '', '/console');
   return loadQueue();
@@ -135,6 +139,14 @@ async function decide(id, approve) {
   } catch (e) { say(`${id}: ${e.message}`); }
 }
 
+async function answerDevice(confirm) {
+  const user_code = $('device-form').elements.user_code.value;
+  try {
+    const done = await api('POST', '/v1/device/confirm', { user_code, confirm });
+    say(`Login ${done.login}: you can close this page.`);
+  } catch (e) { say(`${e.message}`); }
+}
+
 async function signOut() {
   try { await api('POST', '/v1/signout'); } catch (_) { /* already ended */ }
   csrf = null;
@@ -147,6 +159,8 @@ async function start() {
   $('register-go').onclick = register;
   $('signin-form').onsubmit = signIn;
   $('signout').onclick = signOut;
+  $('device-form').onsubmit = (ev) => { ev.preventDefault(); answerDevice(true); };
+  $('device-refuse').onclick = () => answerDevice(false);
   if (location.pathname === '/signin/register' && location.hash.length > 1) return show('register');
   try {
     await signedIn(await api('GET', '/v1/session'));

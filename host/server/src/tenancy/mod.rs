@@ -54,6 +54,7 @@ pub struct People {
     pub invitations: Invitations,
     pub passkeys: crate::signin::Passkeys,
     pub sessions: crate::signin::Sessions,
+    pub device_logins: crate::signin::device::DeviceLogins,
 }
 
 impl People {
@@ -65,6 +66,7 @@ impl People {
             invitations: Invitations::new(db.clone()),
             passkeys: crate::signin::Passkeys::new(db.clone(), public_url)?,
             sessions: crate::signin::Sessions::new(db.clone(), public_url),
+            device_logins: crate::signin::device::DeviceLogins::new(db.clone()),
         })
     }
 }
