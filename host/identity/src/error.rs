@@ -61,6 +61,10 @@ pub enum TokenError {
     MissingTenant,
     #[error("token has no `{0}` claim")]
     MissingClaim(String),
+    #[error("the ID token's nonce is not the one this sign-in sent (a replayed or injected token)")]
+    WrongNonce,
+    #[error("the person did not authenticate again after the step-up was asked (`auth_time` is older)")]
+    StaleAuthentication,
     #[error("external subject `{subject}` of issuer `{issuer}` is not mapped to an agent")]
     UnmappedSubject { issuer: String, subject: String },
     #[error("issuer `{0}` is configured for several tenants with the token's audiences; refusing to guess")]

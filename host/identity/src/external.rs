@@ -109,7 +109,11 @@ impl JwksCache {
     }
 
     /// The key for `kid` from the issuer's set, fetching or refetching as the policy allows.
-    async fn key(&self, cfg: &ExternalIssuer, kid: Option<&str>) -> Result<(Algorithm, DecodingKey), TokenError> {
+    pub(crate) async fn key(
+        &self,
+        cfg: &ExternalIssuer,
+        kid: Option<&str>,
+    ) -> Result<(Algorithm, DecodingKey), TokenError> {
         let cached = {
             let sets = self.sets.lock();
             sets.get(&cfg.jwks_url).map(|e| (e.keys.clone(), e.fetched.elapsed()))

@@ -14,6 +14,7 @@ mod external;
 mod issue;
 mod jwt;
 mod keys;
+mod oidc;
 mod sealer;
 mod secret;
 mod verify;
@@ -29,6 +30,7 @@ pub use error::{ExchangeError, IdentityError, TokenError};
 pub use external::{ExternalIssuer, SubjectMapping};
 pub use jwt::LEEWAY_SECS;
 pub use keys::KEY_GRACE;
+pub use oidc::IdToken;
 pub use sealer::KeySealer;
 pub use secret::client_secret_matches;
 

@@ -46,6 +46,8 @@ pub struct Airlock {
     pub ciba: CibaProvider,
     /// Tenants' external OpenID Providers, asked for their approvals ([`crate::ciba`]).
     pub external_ops: Arc<crate::ciba::ExternalOps>,
+    /// Tenants' single sign-on providers ([`crate::signin::sso`]).
+    pub sso: crate::signin::sso::Sso,
     /// One marketplace write (install, upgrade, uninstall) at a time on this host.
     pub(crate) marketplace_lock: tokio::sync::Mutex<()>,
     /// Another process writes the same database (PostgreSQL, or a shared SQLite file): state
@@ -139,7 +141,7 @@ impl Airlock {
         // secrets) with the same key, loaded again now that any staged rotation is installed.
         let sealer = Arc::new(MasterKey::load_or_create(dir)?);
         let ciba = CibaProvider::new(db.clone(), approvals.clone(), sealer.clone())?;
-        let external_ops = Arc::new(crate::ciba::ExternalOps::new(db.clone(), sealer));
+        let external_ops = Arc::new(crate::ciba::ExternalOps::new(db.clone(), sealer.clone()));
         let audit = AuditLog::start(db.clone());
         crate::ciba::spawn_router(&approvals, &external_ops, audit.clone());
         let services = Arc::new(Services {
@@ -175,6 +177,7 @@ impl Airlock {
             installed,
             agents,
             people: crate::tenancy::People::new(&db_for_people, &config.issuer()).map_err(OpenError::Passkeys)?,
+            sso: crate::signin::sso::Sso::new(db_for_people.clone(), sealer).map_err(OpenError::Passkeys)?,
             admin_token,
             data_dir: dir.clone(),
             mcp_allowed_hosts: config.mcp_allowed_hosts.clone(),

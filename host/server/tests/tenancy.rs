@@ -82,6 +82,9 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/console/device"),
     // `airlock login` (RFC 8628): the device code is the CLI's only secret.
     ("POST", "/oauth/device_authorization"),
+    // Single sign-on: to the tenant's provider, and back (the state and code are the credential).
+    ("GET", "/signin/sso"),
+    ("GET", "/signin/sso/callback"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -255,17 +255,22 @@ pub(crate) async fn ciba_token_grant(host: &Airlock, headers: &HeaderMap, form: 
 /// `GET /.well-known/openid-configuration`: the issuer is the configured public URL, else
 /// `http://` and the request's `Host`.
 pub(super) async fn discovery(State(host): Host, headers: HeaderMap) -> Response {
-    let base = match &host.public_url {
-        Some(url) => url.clone(),
+    match public_base(&host, &headers) {
+        Ok(base) => Json(CibaProvider::discovery(&base)).into_response(),
+        Err(e) => e.into_response(),
+    }
+}
+
+/// The base URL clients reach this host at: the configured public URL, else `http://` and
+/// the request's `Host`.
+pub(super) fn public_base(host: &Airlock, headers: &HeaderMap) -> Result<String, ApiError> {
+    match &host.public_url {
+        Some(url) => Ok(url.trim_end_matches('/').to_string()),
         None => match headers.get(header::HOST).and_then(|v| v.to_str().ok()).filter(|h| valid_host(h)) {
-            Some(h) => format!("http://{h}"),
-            None => {
-                return ApiError::bad_request("no usable `Host` header: set the host's public URL (--public-url)")
-                    .into_response()
-            }
+            Some(h) => Ok(format!("http://{h}")),
+            None => Err(ApiError::bad_request("no usable `Host` header: set the host's public URL (--public-url)")),
         },
-    };
-    Json(CibaProvider::discovery(&base)).into_response()
+    }
 }
 
 /// A `Host` value that cannot smuggle a path or scheme into the issuer.

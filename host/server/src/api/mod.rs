@@ -35,6 +35,7 @@ mod openfga;
 mod passkeys;
 mod rejections;
 mod runs;
+mod sso;
 mod tenants;
 pub(crate) mod tools;
 
@@ -213,6 +214,11 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Public, M::POST, "/v1/passkeys/register/finish", passkeys::register_finish)
         .at(Public, M::POST, "/v1/signin/passkey", passkeys::sign_in)
         .at(Public, M::POST, "/oauth/device_authorization", device::authorize)
+        .at(Public, M::GET, "/signin/sso", sso::start)
+        .at(Public, M::GET, "/signin/sso/callback", sso::callback)
+        .at(Tenant, M::GET, "/v1/sso", sso::get)
+        .at(Tenant, M::PUT, "/v1/sso", sso::put)
+        .at(Tenant, M::DELETE, "/v1/sso", sso::delete)
         .at(Tenant, M::POST, "/v1/device/confirm", device::confirm)
         .at(Public, M::GET, "/console/device", crate::console::page)
         .at(Public, M::POST, "/v1/signin/passkey/finish", passkeys::sign_in_finish)

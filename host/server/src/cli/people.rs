@@ -39,6 +39,39 @@ pub enum TenantCmd {
         #[arg(long)]
         role: String,
     },
+    /// Single sign-on: the tenant's OpenID Connect provider (a tenant admin's).
+    #[command(subcommand)]
+    Sso(SsoCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum SsoCmd {
+    /// Set the provider: its issuer and this host's client there; the client secret is read
+    /// from the environment variable `--secret-env` (default AIRLOCK_SECRET). Register the
+    /// printed `redirect_uri` at the provider.
+    Set {
+        #[command(flatten)]
+        remote: Remote,
+        #[arg(long)]
+        issuer: String,
+        #[arg(long)]
+        client_id: String,
+        /// `sub` (default) or `email` (a verified email) names the member `user:VALUE`.
+        #[arg(long, default_value = "sub")]
+        subject_claim: String,
+        #[arg(long, default_value = "AIRLOCK_SECRET")]
+        secret_env: String,
+    },
+    /// Show the provider (never the secret) and the redirect URI.
+    Show {
+        #[command(flatten)]
+        remote: Remote,
+    },
+    /// Remove the provider.
+    Delete {
+        #[command(flatten)]
+        remote: Remote,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -133,6 +166,19 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             if let Some(code) = v.pointer("/invitation/code").and_then(Value::as_str) {
                 eprintln!("give the invitation to its admin; they run `airlock invitation accept {code}`");
             }
+        }
+        Command::Tenant(TenantCmd::Sso(SsoCmd::Set { remote, issuer, client_id, subject_claim, secret_env })) => {
+            let secret = std::env::var(&secret_env)
+                .map_err(|_| format!("set {secret_env} to the client secret the provider gave this host"))?;
+            let body = json!({ "issuer": issuer, "client_id": client_id, "subject_claim": subject_claim,
+                               "client_secret": secret, "tenant": remote.tenant });
+            print(&Client::tenant(&remote)?.send(Method::PUT, "/v1/sso", Some(Body::Json(body))).await?);
+        }
+        Command::Tenant(TenantCmd::Sso(SsoCmd::Show { remote })) => {
+            print(&Client::tenant(&remote)?.send(Method::GET, "/v1/sso", None).await?)
+        }
+        Command::Tenant(TenantCmd::Sso(SsoCmd::Delete { remote })) => {
+            print(&Client::tenant(&remote)?.send(Method::DELETE, "/v1/sso", None).await?)
         }
         Command::Tenant(TenantCmd::List { remote }) => {
             print(&Client::operator(&remote)?.send(Method::GET, "/v1/tenants", None).await?)

@@ -159,6 +159,10 @@ async function start() {
   $('register-go').onclick = register;
   $('signin-form').onsubmit = signIn;
   $('signout').onclick = signOut;
+  $('sso').onclick = () => {
+    const tenant = $('signin-form').elements.tenant.value || 'default';
+    location.assign(`/signin/sso?tenant=${encodeURIComponent(tenant)}`);
+  };
   $('device-form').onsubmit = (ev) => { ev.preventDefault(); answerDevice(true); };
   $('device-refuse').onclick = () => answerDevice(false);
   if (location.pathname === '/signin/register' && location.hash.length > 1) return show('register');

@@ -4,6 +4,7 @@
 //! - [`passkeys`]: registering a passkey from a one-time invitation, and the step-up
 //!   ceremony whose challenge commits to an approval's action.
 //! - [`device`]: `airlock login`, the OAuth 2.0 device authorization grant (RFC 8628).
+//! - [`sso`]: single sign-on with a tenant's OpenID Connect provider (code flow, PKCE).
 //! - [`sessions`]: browser sessions (cookie, CSRF token, idle and absolute expiry).
 //! - [`proof`]: the action binding (what is signed) and the proof kept with a decision, which
 //!   anyone can verify offline, without trusting this host's database.
@@ -12,6 +13,7 @@ pub mod device;
 pub mod passkeys;
 pub mod proof;
 pub mod sessions;
+pub mod sso;
 
 pub use passkeys::{Passkeys, SigninError};
 pub use proof::{ActionBinding, Proof};

@@ -55,6 +55,13 @@ impl Passkeys {
     /// The relying party of a host reached at `public_url`. A loopback IP is served as
     /// `localhost` (browsers refuse an IP address as a relying party id).
     pub fn new(db: Db, public_url: &str) -> Result<Passkeys, String> {
+        let (rp_id, origin) = Self::relying_party_of(public_url)?;
+        let webauthn = relying_party(&rp_id, &origin)?;
+        Ok(Passkeys { db, rp_id, origin, webauthn })
+    }
+
+    /// The relying party id and origin of a host reached at `public_url`.
+    fn relying_party_of(public_url: &str) -> Result<(String, String), String> {
         let url = url::Url::parse(public_url).map_err(|e| format!("public URL `{public_url}`: {e}"))?;
         let host = match url.host_str() {
             Some("127.0.0.1") | Some("[::1]") | Some("::1") | None => "localhost".to_string(),
@@ -64,8 +71,7 @@ impl Passkeys {
             Some(p) => format!("{}://{host}:{p}", url.scheme()),
             None => format!("{}://{host}", url.scheme()),
         };
-        let webauthn = relying_party(&host, &origin)?;
-        Ok(Passkeys { db, rp_id: host, origin, webauthn })
+        Ok((host, origin))
     }
 
     /// The origin a browser (or a test's authenticator) signs for.

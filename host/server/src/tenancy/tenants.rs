@@ -19,6 +19,8 @@ const TENANT_TABLES: &[&str] = &[
     "approval_proofs",
     "sessions",
     "device_logins",
+    "sso_providers",
+    "sso_logins",
     "tuple_changes",
     "tuple_revisions",
     "authorization_models",

@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 pub mod catalog;
+pub mod op;
 pub mod standins;
 
 use std::net::SocketAddr;
@@ -485,6 +486,18 @@ impl Browser {
         assert!(cookie.starts_with("airlock_session="), "a session cookie: {set_cookie}");
         let csrf = body["csrf"].as_str().expect("the CSRF token").to_string();
         Browser { url: url.into(), cookie, csrf, set_cookie, body, http: reqwest::Client::new() }
+    }
+
+    /// A session whose cookie and CSRF token are already known.
+    pub fn with_cookie(url: &str, cookie: &str, csrf: &str) -> Browser {
+        Browser {
+            url: url.into(),
+            cookie: cookie.into(),
+            csrf: csrf.into(),
+            set_cookie: String::new(),
+            body: Value::Null,
+            http: reqwest::Client::new(),
+        }
     }
 
     /// A request as the page makes it: the cookie, and the CSRF header when `with_csrf`.

@@ -1,0 +1,320 @@
+//! Single sign-on with a tenant's OpenID Connect provider: the authorization code flow with
+//! PKCE (S256), state and nonce.
+//!
+//! `airlock tenant sso set --issuer URL --client-id ID` stores the provider (the client secret
+//! sealed with the master key; the endpoints from its discovery document, whose issuer must be
+//! the one given). A sign-in sends the browser to the provider with a fresh state, nonce and
+//! PKCE challenge (kept here, single use, ten minutes); the callback exchanges the code with
+//! the verifier and has the ID token checked by [`airlock_identity::Identity::verify_id_token`]
+//! against the provider's JWKS, issuer, audience (the client id), expiry and nonce. The
+//! person is `user:` + the configured claim (`sub`, or a verified `email`).
+
+use std::sync::Arc;
+
+use airlock_identity::{ExternalIssuer, Identity};
+use airlock_store::{now_millis, sqlx, Db};
+use airlock_vault::MasterKey;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
+
+use crate::tenancy::{digest, secret};
+
+/// How long a sign-in may stay at the provider.
+const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
+
+/// What an admin configures.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SsoConfig {
+    pub issuer: String,
+    pub client_id: String,
+    /// `sub` (default) or `email` (then only a verified email counts).
+    #[serde(default = "default_claim")]
+    pub subject_claim: String,
+}
+
+fn default_claim() -> String {
+    "sub".into()
+}
+
+/// A stored provider, endpoints included.
+#[derive(Debug, Clone, Serialize)]
+pub struct Provider {
+    #[serde(flatten)]
+    pub config: SsoConfig,
+    pub authorization_endpoint: String,
+    pub token_endpoint: String,
+    pub jwks_uri: String,
+}
+
+/// Failures, each saying what was wrong.
+#[derive(Debug, thiserror::Error)]
+pub enum SsoError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    NotConfigured(String),
+    #[error("{0}")]
+    Refused(String),
+    #[error("the identity provider: {0}")]
+    Provider(String),
+    #[error("sso store unavailable: {0}")]
+    Store(#[from] sqlx::Error),
+}
+
+/// The tenants' providers and sign-ins in flight.
+pub struct Sso {
+    db: Db,
+    sealer: Arc<MasterKey>,
+    http: reqwest::Client,
+}
+
+/// Where the provider sends the browser back, for a host reached at `base`.
+pub fn redirect_uri(base: &str) -> String {
+    format!("{}/signin/sso/callback", base.trim_end_matches('/'))
+}
+
+/// A person the provider vouched for.
+pub struct SignedIn {
+    pub tenant: String,
+    pub member: String,
+    pub issuer: String,
+}
+
+fn aad(tenant: &str) -> Vec<u8> {
+    format!("airlock sso client secret {tenant}").into_bytes()
+}
+
+/// https, or http on loopback (a development provider).
+fn check_url(what: &str, raw: &str) -> Result<url::Url, SsoError> {
+    let bad = |why: &str| SsoError::Invalid(format!("{what} `{raw}` {why}"));
+    let url = url::Url::parse(raw).map_err(|_| bad("is not a URL"))?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => return Err(bad("has no host")),
+    };
+    match url.scheme() {
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err(bad("must be https (http only on loopback)")),
+    }
+}
+
+impl Sso {
+    /// The sign-ins of a host.
+    pub fn new(db: Db, sealer: Arc<MasterKey>) -> Result<Sso, String> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(std::time::Duration::from_secs(10))
+            .build()
+            .map_err(|e| format!("sso http client: {e}"))?;
+        Ok(Sso { db, sealer, http })
+    }
+
+    /// Sets a tenant's provider: discovery must answer, for this very issuer.
+    pub async fn put(&self, tenant: &str, config: &SsoConfig, secret: Zeroizing<String>) -> Result<Provider, SsoError> {
+        check_url("issuer", &config.issuer)?;
+        if config.client_id.trim().is_empty() || secret.is_empty() {
+            return Err(SsoError::Invalid("`client_id` and the client secret are required".into()));
+        }
+        if config.subject_claim != "sub" && config.subject_claim != "email" {
+            return Err(SsoError::Invalid(format!(
+                "`subject_claim` is `sub` or `email`, not `{}`",
+                config.subject_claim
+            )));
+        }
+        let url = format!("{}/.well-known/openid-configuration", config.issuer.trim_end_matches('/'));
+        let meta: Value = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .map_err(|e| SsoError::Provider(format!("discovery at {url}: {e}")))?
+            .json()
+            .await
+            .map_err(|e| SsoError::Provider(format!("discovery at {url} is not JSON: {e}")))?;
+        let field = |name: &str| {
+            meta.get(name)
+                .and_then(Value::as_str)
+                .map(str::to_string)
+                .ok_or_else(|| SsoError::Provider(format!("discovery at {url} has no `{name}`")))
+        };
+        if field("issuer")? != config.issuer {
+            return Err(SsoError::Provider(format!(
+                "discovery says the issuer is `{}`, not `{}`",
+                field("issuer")?,
+                config.issuer
+            )));
+        }
+        let provider = Provider {
+            config: config.clone(),
+            authorization_endpoint: field("authorization_endpoint")?,
+            token_endpoint: field("token_endpoint")?,
+            jwks_uri: field("jwks_uri")?,
+        };
+        for (what, u) in [
+            ("authorization_endpoint", &provider.authorization_endpoint),
+            ("token_endpoint", &provider.token_endpoint),
+            ("jwks_uri", &provider.jwks_uri),
+        ] {
+            check_url(what, u)?;
+        }
+        sqlx::query(
+            "INSERT INTO sso_providers (tenant, issuer, client_id, secret_sealed, authorization_endpoint, token_endpoint, \
+             jwks_uri, subject_claim, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) \
+             ON CONFLICT (tenant) DO UPDATE SET issuer = excluded.issuer, client_id = excluded.client_id, \
+             secret_sealed = excluded.secret_sealed, authorization_endpoint = excluded.authorization_endpoint, \
+             token_endpoint = excluded.token_endpoint, jwks_uri = excluded.jwks_uri, \
+             subject_claim = excluded.subject_claim, updated_at = excluded.updated_at",
+        )
+        .bind(tenant)
+        .bind(&config.issuer)
+        .bind(&config.client_id)
+        .bind(self.sealer.seal(&aad(tenant), secret.as_bytes()))
+        .bind(&provider.authorization_endpoint)
+        .bind(&provider.token_endpoint)
+        .bind(&provider.jwks_uri)
+        .bind(&config.subject_claim)
+        .bind(now_millis())
+        .execute(self.db.pool())
+        .await?;
+        Ok(provider)
+    }
+
+    /// A tenant's provider and its sealed secret.
+    async fn load(&self, tenant: &str) -> Result<Option<(Provider, Vec<u8>)>, SsoError> {
+        type Row = (String, String, Vec<u8>, String, String, String, String);
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT issuer, client_id, secret_sealed, authorization_endpoint, token_endpoint, jwks_uri, subject_claim \
+             FROM sso_providers WHERE tenant = $1",
+        )
+        .bind(tenant)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|(issuer, client_id, sealed, authorization_endpoint, token_endpoint, jwks_uri, subject_claim)| {
+            let config = SsoConfig { issuer, client_id, subject_claim };
+            (Provider { config, authorization_endpoint, token_endpoint, jwks_uri }, sealed)
+        }))
+    }
+
+    /// A tenant's provider, without its secret.
+    pub async fn get(&self, tenant: &str) -> Result<Option<Provider>, SsoError> {
+        Ok(self.load(tenant).await?.map(|(p, _)| p))
+    }
+
+    /// Removes a tenant's provider.
+    pub async fn delete(&self, tenant: &str) -> Result<bool, SsoError> {
+        let n = sqlx::query("DELETE FROM sso_providers WHERE tenant = $1").bind(tenant).execute(self.db.pool()).await?;
+        Ok(n.rows_affected() > 0)
+    }
+
+    /// Starts a sign-in at `tenant`'s provider for a browser that reached this host at
+    /// `base`: the URL to send the browser to.
+    pub async fn start(&self, tenant: &str, base: &str) -> Result<String, SsoError> {
+        let redirect = redirect_uri(base);
+        let (provider, _) = self.load(tenant).await?.ok_or_else(|| {
+            SsoError::NotConfigured(format!(
+                "tenant `{tenant}` has no single sign-on provider: an admin sets one (`airlock tenant sso set`)"
+            ))
+        })?;
+        let (state, nonce, verifier) = (secret(""), secret(""), secret(""));
+        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let now = now_millis();
+        sqlx::query("DELETE FROM sso_logins WHERE expires_at < $1").bind(now).execute(self.db.pool()).await?;
+        sqlx::query(
+            "INSERT INTO sso_logins (state_hash, tenant, nonce, verifier, redirect_uri, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(digest(&state))
+        .bind(tenant)
+        .bind(&nonce)
+        .bind(&verifier)
+        .bind(&redirect)
+        .bind(now)
+        .bind(now + LOGIN_TTL_MS)
+        .execute(self.db.pool())
+        .await?;
+        let mut url = url::Url::parse(&provider.authorization_endpoint)
+            .map_err(|e| SsoError::Provider(format!("authorization endpoint: {e}")))?;
+        url.query_pairs_mut()
+            .append_pair("response_type", "code")
+            .append_pair("client_id", &provider.config.client_id)
+            .append_pair("redirect_uri", &redirect)
+            .append_pair("scope", "openid email profile")
+            .append_pair("state", &state)
+            .append_pair("nonce", &nonce)
+            .append_pair("code_challenge", &challenge)
+            .append_pair("code_challenge_method", "S256");
+        Ok(url.to_string())
+    }
+
+    /// Finishes a sign-in: the state must be one this host started (once), the code is
+    /// exchanged with the PKCE verifier, and the ID token must verify.
+    pub async fn finish(&self, identity: &Identity, state: &str, code: &str) -> Result<SignedIn, SsoError> {
+        let row: Option<(String, String, String, String)> = sqlx::query_as(
+            "DELETE FROM sso_logins WHERE state_hash = $1 AND expires_at > $2 RETURNING tenant, nonce, verifier, redirect_uri",
+        )
+        .bind(digest(state))
+        .bind(now_millis())
+        .fetch_optional(self.db.pool())
+        .await?;
+        let (tenant, nonce, verifier, redirect) = row.ok_or_else(|| {
+            SsoError::Refused(
+                "this sign-in is unknown, used or expired (the `state` does not match): sign in again".into(),
+            )
+        })?;
+        let (provider, sealed) =
+            self.load(&tenant).await?.ok_or_else(|| SsoError::NotConfigured("the provider was removed".into()))?;
+        let secret = Zeroizing::new(
+            String::from_utf8(self.sealer.open(&aad(&tenant), &sealed).map_err(|()| {
+                SsoError::NotConfigured(
+                    "the client secret does not open (master key replaced? set the provider again)".into(),
+                )
+            })?)
+            .map_err(|_| SsoError::NotConfigured("the client secret is not text".into()))?,
+        );
+        let form = [
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", redirect.as_str()),
+            ("code_verifier", verifier.as_str()),
+        ];
+        let resp = self
+            .http
+            .post(&provider.token_endpoint)
+            .basic_auth(&provider.config.client_id, Some(secret.as_str()))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| SsoError::Provider(format!("token endpoint: {e}")))?;
+        let status = resp.status();
+        let body: Value = resp.json().await.map_err(|e| SsoError::Provider(format!("token response: {e}")))?;
+        if !status.is_success() {
+            return Err(SsoError::Refused(format!(
+                "the provider refused the code: {} {}",
+                body["error"].as_str().unwrap_or("?"),
+                body["error_description"].as_str().unwrap_or("")
+            )));
+        }
+        let id_token = body["id_token"]
+            .as_str()
+            .ok_or_else(|| SsoError::Provider("no `id_token` in the token response".into()))?;
+        let mut expected =
+            ExternalIssuer::new(&tenant, &provider.config.issuer, &provider.config.client_id, &provider.jwks_uri);
+        expected.subject_claim = provider.config.subject_claim.clone();
+        let verified = identity
+            .verify_id_token(id_token, &expected, &nonce, None)
+            .await
+            .map_err(|e| SsoError::Refused(format!("the ID token is refused: {e}")))?;
+        if provider.config.subject_claim == "email" && !verified.email_verified {
+            return Err(SsoError::Refused("the provider has not verified this email".into()));
+        }
+        crate::tenancy::validate_member(&format!("user:{}", verified.subject))
+            .map_err(|e| SsoError::Refused(format!("the provider's subject cannot name a member: {e}")))?;
+        Ok(SignedIn { tenant, member: format!("user:{}", verified.subject), issuer: provider.config.issuer })
+    }
+}
