@@ -56,6 +56,15 @@ async fn visible(host: &Airlock, m: &Member, a: &Approval, reads_all: bool, held
     Ok(named.is_some_and(|n| m.subject.strip_prefix("user:") == Some(n.as_str())))
 }
 
+/// Approval `id`, when `m` may see it; 404 (the same as for no such approval) otherwise.
+async fn one_of_yours(host: &Airlock, m: &Member, id: &str) -> Result<Approval, ApiError> {
+    let a = host.approvals.get(&m.tenant, id).await?;
+    if !visible(host, m, &a, m.reads_all(host).await, &mut Held::new()).await? {
+        return Err(ApiError::not_found(format!("no approval `{id}` among yours")));
+    }
+    Ok(a)
+}
+
 pub(super) async fn list(
     State(host): Host,
     TenantMember(m): TenantMember,
@@ -78,10 +87,7 @@ pub(super) async fn get(
     TenantMember(m): TenantMember,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = host.approvals.get(&m.tenant, &id).await?;
-    if !visible(&host, &m, &a, m.reads_all(&host).await, &mut Held::new()).await? {
-        return Err(ApiError::not_found(format!("no approval `{id}` among yours")));
-    }
+    let a = one_of_yours(&host, &m, &id).await?;
     Ok(Json(json!(a)))
 }
 
@@ -246,10 +252,7 @@ pub(super) async fn proof(
     TenantMember(m): TenantMember,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let a = host.approvals.get(&m.tenant, &id).await?;
-    if !visible(&host, &m, &a, m.reads_all(&host).await, &mut Held::new()).await? {
-        return Err(ApiError::not_found(format!("no approval `{id}` among yours")));
-    }
+    let a = one_of_yours(&host, &m, &id).await?;
     let text = host.people.passkeys.proof_text(&m.tenant, &id).await?;
     let Some(text) = text else {
         return Err(ApiError::not_found(format!("approval `{id}` has no proof: it was not approved with a passkey")));

@@ -5,8 +5,9 @@
 //!   token): host-wide work only. An operator token never acts inside a tenant; an operator
 //!   who must, invites themself as a member (audited in that tenant).
 //! - a **tenant member** (an API token: a role token `token:NAME`, or one carrying the
-//!   relations of a person `user:NAME`): what its relations on `tenant:T` allow, asked of that
-//!   tenant's own authorization engine: `admin`, `auditor`, approver roles.
+//!   relations of a person `user:NAME`; or a person's browser session, whose every
+//!   state-changing request carries its CSRF token): what its relations on `tenant:T` allow,
+//!   asked of that tenant's own authorization engine: `admin`, `auditor`, approver roles.
 //! - an **agent** (its opaque token or a JWT): calls the tools its tuples allow.
 //!
 //! The route table (`super::Routes`) puts [`operator_door`] or [`tenant_door`] in front of
