@@ -77,19 +77,9 @@ fn secret_aad(tenant: &str) -> Vec<u8> {
 
 /// `https`, or `http` on loopback (tests, an OP beside the host).
 fn check_discovery_url(raw: &str) -> Result<(), ExternalOpError> {
-    let bad = |why: &str| ExternalOpError::Invalid(format!("`discovery_url` `{raw}` {why}"));
-    let url = url::Url::parse(raw).map_err(|_| bad("is not a URL"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return Err(bad("has no host")),
-    };
-    match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(bad("must be https (http only on loopback)")),
-    }
+    airlock_approvals::ciba::https_or_loopback(raw)
+        .map(|_| ())
+        .map_err(|why| ExternalOpError::Invalid(format!("`discovery_url` `{raw}` {why}")))
 }
 
 /// The tenants' external OPs: configuration (secret sealed with the master key) and one live

@@ -22,6 +22,7 @@ pub use client::{CibaClient, CibaClientError, Decision, ExternalOp, OpEndpoints,
 pub use error::CibaError;
 pub use minter::{BoxFuture, MintRequest, MintedTokens, OpaqueMinter, Sealer, TokenMinter};
 pub use provider::{AuthRequest, AuthResponse, CibaConfig, CibaProvider, BACKCHANNEL_PATH, TOKEN_PATH};
+pub use registry::https_or_loopback;
 pub use registry::{Approver, ClientReg, NewClient};
 
 /// The grant type a client sends to the token endpoint to redeem an `auth_req_id`.

@@ -59,18 +59,23 @@ fn check_name(kind: &str, name: &str) -> Result<(), CibaError> {
 
 /// An outbound notification URL: https, or http on loopback only (tests, local agents).
 pub(crate) fn check_url(what: &str, raw: &str) -> Result<(), CibaError> {
-    let bad = |why: &str| CibaError::InvalidRegistration(format!("{what} `{raw}` {why}"));
-    let url = url::Url::parse(raw).map_err(|_| bad("is not a URL"))?;
+    https_or_loopback(raw).map(|_| ()).map_err(|why| CibaError::InvalidRegistration(format!("{what} `{raw}` {why}")))
+}
+
+/// A URL this host calls out to (a provider, a notification endpoint): https, or http on a
+/// loopback host only (tests, a local development peer). `Err` says why, to follow the URL.
+pub fn https_or_loopback(raw: &str) -> Result<url::Url, &'static str> {
+    let url = url::Url::parse(raw).map_err(|_| "is not a URL")?;
     let loopback = match url.host() {
         Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
         Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
         Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return Err(bad("has no host")),
+        None => return Err("has no host"),
     };
     match url.scheme() {
-        "https" => Ok(()),
-        "http" if loopback => Ok(()),
-        _ => Err(bad("must be https (http only on loopback)")),
+        "https" => Ok(url),
+        "http" if loopback => Ok(url),
+        _ => Err("must be https (http only on loopback)"),
     }
 }
 

@@ -89,19 +89,7 @@ fn aad(tenant: &str) -> Vec<u8> {
 
 /// https, or http on loopback (a development provider).
 fn check_url(what: &str, raw: &str) -> Result<url::Url, SsoError> {
-    let bad = |why: &str| SsoError::Invalid(format!("{what} `{raw}` {why}"));
-    let url = url::Url::parse(raw).map_err(|_| bad("is not a URL"))?;
-    let loopback = match url.host() {
-        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
-        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-        None => return Err(bad("has no host")),
-    };
-    match url.scheme() {
-        "https" => Ok(url),
-        "http" if loopback => Ok(url),
-        _ => Err(bad("must be https (http only on loopback)")),
-    }
+    airlock_approvals::ciba::https_or_loopback(raw).map_err(|why| SsoError::Invalid(format!("{what} `{raw}` {why}")))
 }
 
 impl Sso {
