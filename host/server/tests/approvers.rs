@@ -83,16 +83,7 @@ async fn an_approval_needs_the_approvers_passkey_over_that_exact_action() {
     t.grant(&[("user:dave", "cfo", "tenant:default")]).await;
     t.passkey("user:dave").await;
     let (started, _) = carol_signs(&t, &carol, b_id).await;
-    let (daves_id,): (String,) =
-        airlock_store::sqlx::query_as("SELECT cred_id FROM passkeys WHERE member = 'user:dave'")
-            .fetch_one(t.host.db.pool())
-            .await
-            .unwrap();
-    let mut options = started["options"].clone();
-    use base64::Engine;
-    let daves_id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(daves_id).unwrap());
-    options["publicKey"]["allowCredentials"] = json!([{ "type": "public-key", "id": daves_id }]);
-    let daves = t.sign(&json!({ "origin": started["origin"], "options": options }), "default", "user:dave");
+    let daves = t.sign_instead(&started, "default", "user:dave").await;
     let (status, body) = approve_with(&t, &carol, b_id, &started["ceremony"], &daves).await;
     assert_eq!(status, 403, "{body}");
 

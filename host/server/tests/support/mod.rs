@@ -432,6 +432,23 @@ impl TestHost {
         browser
     }
 
+    /// What a forger holding `signer`'s passkey sends for options started for someone else:
+    /// `signer`'s assertion over the same challenge (its own credential put in the allow list).
+    pub async fn sign_instead(&self, started: &Value, tenant: &str, signer: &str) -> Value {
+        use base64::Engine;
+        let (cred_id,): (String,) =
+            airlock_store::sqlx::query_as("SELECT cred_id FROM passkeys WHERE tenant = $1 AND member = $2")
+                .bind(tenant)
+                .bind(signer)
+                .fetch_one(self.host.db.pool())
+                .await
+                .unwrap();
+        let id = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(hex::decode(cred_id).unwrap());
+        let mut options = started["options"].clone();
+        options["publicKey"]["allowCredentials"] = json!([{ "type": "public-key", "id": id }]);
+        self.sign(&json!({ "origin": started["origin"], "options": options }), tenant, signer)
+    }
+
     /// `subject`'s (of `tenant`) passkey's assertion over started step-up options.
     pub fn sign(&self, started: &Value, tenant: &str, subject: &str) -> Value {
         let mut passkeys = self.passkeys.lock().unwrap();
