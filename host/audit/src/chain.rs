@@ -30,9 +30,9 @@ pub fn event_hash(prev_hash: &str, seq: i64, ts: i64, event: &AuditEvent, detail
     hex::encode(h.finalize())
 }
 
-type Row = (i64, i64, String, String, String, String, String, String, String);
+pub(crate) type Row = (i64, i64, String, String, String, String, String, String, String);
 
-fn from_row(tenant: &str, row: Row) -> StoredEvent {
+pub(crate) fn from_row(tenant: &str, row: Row) -> StoredEvent {
     let (seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) = row;
     StoredEvent {
         seq,

@@ -14,6 +14,7 @@
 //! the server flushes on shutdown.
 
 mod chain;
+mod search;
 mod writer;
 
 use std::sync::Arc;
@@ -24,6 +25,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 
 pub use chain::event_hash;
+pub use search::{SearchFilter, Tally};
 
 /// One decision or action, as the host records it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -152,6 +154,46 @@ impl AuditLog {
     /// Events of a tenant with `seq > after`, oldest first, at most `limit`.
     pub async fn list(&self, tenant: &str, after: i64, limit: i64) -> Result<Vec<StoredEvent>, AuditError> {
         chain::list(&self.db, tenant, after, limit).await
+    }
+
+    /// Events of a tenant matching `filter`, newest first (highest `seq`), at most `limit`.
+    /// Page backwards by passing the last `seq` of a page as the next page's
+    /// [`SearchFilter::before`]. Only committed events are seen: flush first to include
+    /// everything recorded up to now.
+    pub async fn search(
+        &self,
+        tenant: &str,
+        filter: &SearchFilter,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, AuditError> {
+        search::search(&self.db, tenant, filter, limit, true).await
+    }
+
+    /// [`AuditLog::search`] oldest first: page forwards by passing the last `seq` of a page as
+    /// the next page's [`SearchFilter::after`] (an export of the whole trail).
+    pub async fn search_oldest_first(
+        &self,
+        tenant: &str,
+        filter: &SearchFilter,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, AuditError> {
+        search::search(&self.db, tenant, filter, limit, false).await
+    }
+
+    /// Events of `kind` recorded in `[since, until)` (ms), counted per bucket of `bucket_ms`
+    /// (buckets start at multiples of `bucket_ms` since the epoch), with how many of them
+    /// ended in `outcome`. Only non-empty buckets, oldest first; the database does the
+    /// grouping, so the answer is one row per bucket however many events there are.
+    pub async fn tally(
+        &self,
+        tenant: &str,
+        kind: &str,
+        outcome: &str,
+        since: i64,
+        until: i64,
+        bucket_ms: i64,
+    ) -> Result<Vec<Tally>, AuditError> {
+        search::tally(&self.db, tenant, kind, outcome, since, until, bucket_ms).await
     }
 
     /// Recomputes the tenant's whole chain and reports the first break.

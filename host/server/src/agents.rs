@@ -29,6 +29,18 @@ impl Agent {
     }
 }
 
+/// An agent as [`Agents::list`] shows it: never its token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentInfo {
+    pub name: String,
+    /// When its current incarnation was created (unix ms).
+    pub created_at: i64,
+    /// When it was revoked (unix ms); `None` while live.
+    pub revoked_at: Option<i64>,
+    /// Whether its tokens are accepted now.
+    pub live: bool,
+}
+
 /// Failures managing agents.
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -198,6 +210,27 @@ impl Agents {
                 .fetch_optional(self.db.pool())
                 .await?;
         Ok(row.is_some())
+    }
+
+    /// Every agent of `tenant` the database knows, revoked ones included, newest first (by
+    /// the creation of its current incarnation: re-creating a revoked name makes it new),
+    /// then by name.
+    pub async fn list(&self, tenant: &str) -> Result<Vec<AgentInfo>, AgentError> {
+        let rows: Vec<(String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT name, created_at, revoked_at FROM agents WHERE tenant = $1 ORDER BY created_at DESC, name",
+        )
+        .bind(tenant)
+        .fetch_all(self.db.pool())
+        .await?;
+        let blocked = self.blocked.read();
+        Ok(rows
+            .into_iter()
+            .map(|(name, created_at, revoked_at)| {
+                // Being revoked on this host right now counts as revoked.
+                let live = revoked_at.is_none() && !blocked.contains(&(tenant.to_string(), name.clone()));
+                AgentInfo { name, created_at, revoked_at, live }
+            })
+            .collect())
     }
 
     /// When agent `name`'s live incarnation was created (unix ms), or `None` if it is revoked or

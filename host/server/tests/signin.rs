@@ -176,12 +176,21 @@ async fn the_pages_are_served_by_the_host_under_a_strict_policy() {
     let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
     let home = http.get(format!("{}/", t.url)).send().await.unwrap();
     assert_eq!((home.status().as_u16(), home.headers()["location"].to_str().unwrap()), (303, "/console"));
+    // The shell names its assets under a version (a hash of their bytes): cached for a year,
+    // never stale after an upgrade.
+    let shell = http.get(format!("{}/console", t.url)).send().await.unwrap().text().await.unwrap();
+    let at = shell.find("/console/assets/").expect("the shell links its assets");
+    let assets = &shell[at..at + "/console/assets/".len() + 16];
+    let (script, core, style) =
+        (format!("{assets}/app.js"), format!("{assets}/core.js"), format!("{assets}/style.css"));
     for (path, kind, must_contain) in [
         ("/console", "text/html", "Approvals waiting for you"),
+        ("/console/audit", "text/html", "Audit trail"),
         ("/signin", "text/html", "Sign in with your passkey"),
         ("/signin/register", "text/html", "Register a passkey"),
-        ("/console/app.js", "text/javascript", "navigator.credentials.get"),
-        ("/console/style.css", "text/css", ".approve"),
+        (script.as_str(), "text/javascript", "import"),
+        (core.as_str(), "text/javascript", "navigator.credentials.get"),
+        (style.as_str(), "text/css", ".approve"),
     ] {
         let resp = http.get(format!("{}{path}", t.url)).send().await.unwrap();
         assert_eq!(resp.status().as_u16(), 200, "{path}");
@@ -191,11 +200,17 @@ async fn the_pages_are_served_by_the_host_under_a_strict_policy() {
         assert!(csp.contains("frame-ancestors 'none'") && csp.contains("script-src 'self'"), "{path}: {csp}");
         assert!(!csp.contains("unsafe-inline"), "{path}: {csp}");
         assert_eq!(h["x-frame-options"], "DENY", "{path}");
+        let cache = h["cache-control"].to_str().unwrap();
+        assert_eq!(cache.contains("immutable"), path.starts_with("/console/assets/"), "{path}: {cache}");
         let text = resp.text().await.unwrap();
         assert!(text.contains(must_contain), "{path}");
         if kind == "text/html" {
-            assert!(!text.contains("<script>"), "no inline script: {path}");
+            assert!(!text.contains("<script>") && !text.contains(" style="), "no inline script or style: {path}");
         }
+    }
+    // Another build's assets, an unknown asset or page: 404, never this build's bytes.
+    for path in ["/console/assets/0000000000000000/app.js", &format!("{assets}/nope.js"), "/console/nope"] {
+        assert_eq!(http.get(format!("{}{path}", t.url)).send().await.unwrap().status(), 404, "{path}");
     }
 }
 

@@ -77,9 +77,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/console"),
     ("GET", "/signin"),
     ("GET", "/signin/register"),
-    ("GET", "/console/app.js"),
-    ("GET", "/console/style.css"),
-    ("GET", "/console/device"),
+    ("GET", "/console/{page}"),
+    ("GET", "/console/assets/{version}/{name}"),
     // `airlock login` (RFC 8628): the device code is the CLI's only secret.
     ("POST", "/oauth/device_authorization"),
     // Single sign-on: to the tenant's provider, and back (the state and code are the credential).
@@ -183,6 +182,7 @@ async fn an_auditor_reads_and_an_approver_decides_and_neither_does_anything_else
     let approver_routes = [
         "/v1/approvals",
         "/v1/approvals/{id}",
+        "/v1/approvals/events",
         "/v1/approvals/{id}/decision",
         "/v1/approvals/{id}/step-up",
         "/v1/approvals/{id}/proof",

@@ -3,6 +3,8 @@
 //! - `GET /v1/approvals?status=`: admins and auditors see every request of the tenant; an
 //!   approver sees those asking for a role they hold (and CIBA requests naming them);
 //! - `GET /v1/approvals/{id}`: one of those (404 for any other);
+//! - `GET /v1/approvals/events`: those same approvals as they change, as Server-Sent Events
+//!   ([`stream`]);
 //! - `POST /v1/approvals/{id}/decision` `{approve, reason?}`: the decision is the
 //!   authenticated member's own, never a name from the body: the member must hold the role
 //!   the request asks for (a request with no role: a tenant admin); a CIBA request only by the
@@ -10,12 +12,17 @@
 //!
 //! Agents ask for approvals through `POST /v1/approvals` ([`super::runs`]).
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::time::Duration;
 
 use airlock_approvals::{Approval, Status};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::Json;
+use futures_util::stream::{self, Stream};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
@@ -278,4 +285,134 @@ pub(super) async fn verify(
                          "passkey_of": p.registration.member, "registered_via": p.registration.via }),
         Err(reason) => json!({ "valid": false, "approval_id": id, "reason": reason }),
     }))
+}
+
+// ---- the live queue -------------------------------------------------------------------------
+
+/// Audit events read per page by the approvals stream.
+const STREAM_PAGE: i64 = 200;
+/// How often the stream looks for commits of other hosts sharing a PostgreSQL database.
+const STREAM_POLL: Duration = Duration::from_secs(1);
+
+struct Watcher {
+    host: Arc<Airlock>,
+    member: Member,
+    /// The request's credentials, to end the stream once they no longer hold.
+    headers: HeaderMap,
+    after: i64,
+    committed: tokio::sync::watch::Receiver<u64>,
+    pending: std::collections::VecDeque<Event>,
+}
+
+impl Watcher {
+    /// Whether the credentials the stream was opened with still name its member (not revoked,
+    /// expired, signed out, idle too long, or removed). A browser session is looked at without
+    /// resetting its idle clock: an open tab is not a person using it.
+    async fn still_signed_in(&self) -> bool {
+        if super::auth::bearer(&self.headers).is_none() {
+            if let Some(cookie) = crate::signin::sessions::cookie_secret(&self.headers) {
+                return match self.host.people.sessions.peek(cookie).await {
+                    Ok(Some(s)) => s.tenant == self.member.tenant && s.member == self.member.subject,
+                    Ok(None) => false,
+                    Err(e) => {
+                        tracing::warn!("approvals stream: session store: {e}");
+                        false
+                    }
+                };
+            }
+        }
+        match super::auth::principal(&self.host, &Method::GET, &self.headers).await {
+            Ok(super::auth::Principal::Member(now)) => {
+                now.tenant == self.member.tenant && now.subject == self.member.subject
+            }
+            _ => false,
+        }
+    }
+
+    /// The events of one page of the trail: an `approval` event for each `approval.*` audit
+    /// event whose approval the member may see now. `Err` ends the stream.
+    async fn read(&mut self, page: Vec<airlock_audit::StoredEvent>) -> Result<(), ApiError> {
+        let named: Vec<(i64, String)> = page
+            .iter()
+            .filter(|e| e.event.kind.starts_with("approval."))
+            .filter_map(|e| Some((e.seq, e.event.detail.get("approval_id")?.as_str()?.to_string())))
+            .collect();
+        self.after = page.last().map_or(self.after, |e| e.seq);
+        if named.is_empty() {
+            return Ok(());
+        }
+        if !self.still_signed_in().await {
+            return Err(ApiError::unauthenticated("the stream's credentials no longer hold"));
+        }
+        // The member's roles as they are now, asked once per page.
+        let (reads_all, mut held) = (self.member.reads_all(&self.host).await, Held::new());
+        for (seq, id) in named {
+            let approval = match self.host.approvals.get(&self.member.tenant, &id).await {
+                Ok(a) => a,
+                Err(airlock_approvals::ApprovalError::NotFound(_)) => continue,
+                Err(e) => return Err(e.into()),
+            };
+            if visible(&self.host, &self.member, &approval, reads_all, &mut held).await? {
+                let data = serde_json::to_string(&approval).unwrap_or_default();
+                self.pending.push_back(Event::default().id(seq.to_string()).event("approval").data(data));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `GET /v1/approvals/events`: the approvals this member may see (as `GET /v1/approvals`
+/// shows them: all for admins and auditors, an approver those of roles it holds and CIBA
+/// requests naming it), as Server-Sent Events, whenever one changes.
+///
+/// The stream follows the audit trail, as `GET /v1/events` does: each committed audit event
+/// of kind `approval.*` names its approval in `detail.approval_id`; when the member may see
+/// that approval (asked again for every event, so a role taken away stops the stream's
+/// news at once), the stream sends `event: approval`, `data:` the approval as
+/// `GET /v1/approvals/{id}` answers now, and `id:` the audit event's sequence number. It
+/// starts with what happens next, or right after `Last-Event-ID` when a client reconnects;
+/// it wakes when this host commits audit events and polls every second for other hosts'.
+/// It ends when the credentials it was opened with are revoked or signed out.
+pub(super) async fn stream(
+    State(host): Host,
+    TenantMember(m): TenantMember,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    let resume = headers.get("last-event-id").and_then(|v| v.to_str().ok());
+    let after = match resume {
+        Some(id) => id
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| ApiError::bad_request(format!("`Last-Event-ID` `{id}` is not an event sequence number")))?,
+        None => host.audit.head(&m.tenant).await.map_err(|e| ApiError::internal("audit", e))?,
+    };
+    let committed = host.audit.committed();
+    let watcher = Watcher { host, member: m, headers, after, committed, pending: Default::default() };
+    let events = stream::unfold(watcher, |mut w| async move {
+        loop {
+            if let Some(event) = w.pending.pop_front() {
+                return Some((Ok(event), w));
+            }
+            match w.host.audit.list(&w.member.tenant, w.after, STREAM_PAGE).await {
+                Ok(page) if !page.is_empty() => {
+                    if let Err(e) = w.read(page).await {
+                        // The client reconnects with its Last-Event-ID (and its credentials).
+                        tracing::info!("approvals stream of `{}` ends: {}", w.member.subject, e.message);
+                        return None;
+                    }
+                    continue;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!("approvals stream: {e}");
+                    return None;
+                }
+            }
+            if let Ok(Err(_)) = tokio::time::timeout(STREAM_POLL, w.committed.changed()).await {
+                // The writer is gone (shutting down): keep polling slowly rather than spin.
+                tokio::time::sleep(STREAM_POLL).await;
+            }
+        }
+    });
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }

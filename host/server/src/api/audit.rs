@@ -2,12 +2,24 @@
 //! host-wide work.
 //!
 //! - `GET /v1/audit?after=&limit=`, `GET /v1/audit/verify`: the tenant's trail;
+//! - `GET /v1/audit/search?agent=&tool=&outcome=&kind=&since=&until=&before=&limit=`:
+//!   `{"events": [StoredEvent...], "next_before": seq | null}`, newest first ([`search`]);
+//! - `GET /v1/audit/summary?minutes=60`: tool calls and denials per minute ([`summary`]);
+//! - `GET /v1/audit/export?agent=&tool=&outcome=&kind=&since=&until=&after=&before=`: the
+//!   matching trail, oldest first, as a JSON Lines download ([`export`]);
 //! - `GET /v1/host/audit`, `GET /v1/host/audit/verify`: the host's (operator).
+//!
+//! Every read flushes the audit queue first, so it includes everything recorded before the
+//! request. A query parameter the route does not know, or a number that is not one, is a 400.
 
 use std::sync::Arc;
 
+use airlock_audit::SearchFilter;
+use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -62,4 +74,196 @@ pub(super) async fn read_host(
 
 pub(super) async fn verify_host(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
     verify(&host, HOST_CHAIN).await
+}
+
+// ---- search, summary, export ----------------------------------------------------------------
+
+/// The filters of `GET /v1/audit/search` and `/v1/audit/export`: each given field must match
+/// exactly; an empty text value is the same as leaving it out.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SearchQuery {
+    /// Checked by the tenant door (it must be the caller's own); allowed here for that.
+    #[allow(dead_code)]
+    tenant: Option<String>,
+    /// The acting subject, as recorded: `agent:NAME`, `user:NAME`, `token:NAME`.
+    agent: Option<String>,
+    /// `component.tool`.
+    tool: Option<String>,
+    /// `allowed`, `denied`, `failed`, `approved`, `ok`, ...
+    outcome: Option<String>,
+    /// `tool.call`, `approval.request`, ...
+    kind: Option<String>,
+    /// Recorded at or after (ms since the epoch).
+    since: Option<i64>,
+    /// Recorded before (ms since the epoch, exclusive).
+    until: Option<i64>,
+    /// Sequence numbers below this one (exclusive): the previous page's `next_before`.
+    before: Option<i64>,
+    /// Export only: sequence numbers above this one (exclusive).
+    after: Option<i64>,
+    /// Search only: events per page, 1 to 500 (50 when absent).
+    limit: Option<i64>,
+}
+
+impl SearchQuery {
+    fn filter(&self) -> SearchFilter {
+        let text = |v: &Option<String>| v.clone().filter(|v| !v.is_empty());
+        SearchFilter {
+            agent: text(&self.agent),
+            tool: text(&self.tool),
+            outcome: text(&self.outcome),
+            kind: text(&self.kind),
+            since: self.since,
+            until: self.until,
+            before: self.before,
+            after: self.after,
+        }
+    }
+}
+
+/// `GET /v1/audit/search`: the tenant's events matching the filters, newest first, a page of
+/// `limit` (default 50, at most 500). `next_before` is the `seq` of the page's last event when
+/// more match (pass it as `before` for the next, older page), else `null`.
+pub(super) async fn search(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query?;
+    if q.after.is_some() {
+        return Err(ApiError::bad_request(
+            "query string: `after` pages the export (oldest first); a search pages backwards with `before`",
+        ));
+    }
+    let limit = q.limit.unwrap_or(50).clamp(1, 500);
+    host.flush().await;
+    // One more than asked for says whether another page follows.
+    let mut events =
+        host.audit.search(&m.tenant, &q.filter(), limit + 1).await.map_err(|e| ApiError::internal("audit store", e))?;
+    let more = events.len() as i64 > limit;
+    events.truncate(limit as usize);
+    let next_before = if more { events.last().map(|e| e.seq) } else { None };
+    Ok(Json(json!({ "events": events, "next_before": next_before })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SummaryQuery {
+    #[allow(dead_code)]
+    tenant: Option<String>,
+    /// How many minutes back, 1 to 1440 (60 when absent).
+    minutes: Option<i64>,
+}
+
+/// The audit kind of an agent's tool call: every call an agent makes (over `/v1/tools/.../call`
+/// or MCP's `tools/call`) is recorded once as `tool.call`, whether it ran (`allowed`, or
+/// `failed` at the external API) or was refused (`denied`: no tuple, a policy's approval
+/// refused or expired, a bad grant, the authorization engine unavailable).
+const TOOL_CALL: &str = "tool.call";
+/// The outcome of a refused tool call.
+const DENIED: &str = "denied";
+const MINUTE_MS: i64 = 60_000;
+
+/// `GET /v1/audit/summary?minutes=60`: the tenant's tool calls and denials per minute over the
+/// last `minutes` (1 to 1440):
+/// `{"since": ms, "bucket_ms": 60000, "buckets": [{"start", "calls", "denials"}], "totals":
+/// {"calls", "denials"}}`, every minute present (zeros too), oldest first; the last bucket is
+/// the minute now under way, `since` the start of the first.
+///
+/// A call is an audit event of kind `tool.call`, whatever its outcome (`allowed`, `failed`,
+/// `denied`): the gate records exactly one per call an authenticated agent makes, including
+/// those held for an approval (the approval's own `approval.*` events are not calls). A
+/// denial is a `tool.call` whose outcome is `denied`. Requests refused before an agent is
+/// known (`auth` events: no or a bad token) are not calls of any agent and are not counted.
+/// The database groups the events (by `ts / 60000`), so the answer costs one row per minute.
+pub(super) async fn summary(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+    query: Result<Query<SummaryQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query?;
+    let minutes = q.minutes.unwrap_or(60).clamp(1, 1440);
+    host.flush().await;
+    let now = airlock_store::now_millis();
+    let until = (now / MINUTE_MS + 1) * MINUTE_MS;
+    let since = until - minutes * MINUTE_MS;
+    let counted = host
+        .audit
+        .tally(&m.tenant, TOOL_CALL, DENIED, since, until, MINUTE_MS)
+        .await
+        .map_err(|e| ApiError::internal("audit store", e))?;
+    let mut counted = counted.into_iter().peekable();
+    let (mut calls, mut denials) = (0, 0);
+    let buckets: Vec<Value> = (0..minutes)
+        .map(|i| {
+            let start = since + i * MINUTE_MS;
+            let (c, d) = match counted.next_if(|t| t.start == start) {
+                Some(t) => (t.events, t.with_outcome),
+                None => (0, 0),
+            };
+            calls += c;
+            denials += d;
+            json!({ "start": start, "calls": c, "denials": d })
+        })
+        .collect();
+    Ok(Json(json!({
+        "since": since,
+        "bucket_ms": MINUTE_MS,
+        "buckets": buckets,
+        "totals": { "calls": calls, "denials": denials },
+    })))
+}
+
+/// Events per page the export reads.
+const EXPORT_PAGE: i64 = 1000;
+
+/// `GET /v1/audit/export`: the tenant's events matching the filters (as for search, without
+/// `limit`; `after` and `before` bound the `seq`), oldest first, as `application/x-ndjson`, one
+/// stored event (the JSON the search returns) per line, with
+/// `Content-Disposition: attachment; filename="audit-TENANT.jsonl"`. The trail is read page by
+/// page while the body streams, up to the head as it stood when the export began: events
+/// recorded meanwhile belong to the next export. A failed read mid-way aborts the body, so a
+/// download is never silently short.
+pub(super) async fn export(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+    query: Result<Query<SearchQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = query?;
+    if q.limit.is_some() {
+        return Err(ApiError::bad_request("query string: an export has no `limit`: it is the whole matching trail"));
+    }
+    host.flush().await;
+    let head = host.audit.head(&m.tenant).await.map_err(|e| ApiError::internal("audit store", e))?;
+    let mut filter = q.filter();
+    filter.before = Some(filter.before.map_or(head + 1, |b| b.min(head + 1)));
+    let filename = format!("attachment; filename=\"audit-{}.jsonl\"", m.tenant);
+    let tenant = m.tenant;
+    let pages = futures_util::stream::unfold(Some((host, tenant, filter)), |state| async move {
+        let (host, tenant, mut filter) = state?;
+        match host.audit.search_oldest_first(&tenant, &filter, EXPORT_PAGE).await {
+            Ok(page) if page.is_empty() => None,
+            Ok(page) => {
+                let mut lines = Vec::with_capacity(page.len() * 512);
+                for event in &page {
+                    // A stored event always serializes.
+                    serde_json::to_writer(&mut lines, event).unwrap_or_default();
+                    lines.push(b'\n');
+                }
+                filter.after = page.last().map(|e| e.seq);
+                let next = (page.len() as i64 == EXPORT_PAGE).then_some((host, tenant, filter));
+                Some((Ok(Bytes::from(lines)), next))
+            }
+            Err(e) => {
+                tracing::error!("audit export of `{tenant}`: {e}");
+                Some((Err(std::io::Error::other("the audit store failed mid-export")), None))
+            }
+        }
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson".to_string()), (header::CONTENT_DISPOSITION, filename)],
+        Body::from_stream(pages),
+    )
+        .into_response())
 }

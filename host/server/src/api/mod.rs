@@ -8,7 +8,10 @@
 //! - **operator**: host-wide work ([`tenants`], host [`components`], publishers, keys, the
 //!   host's own audit chain);
 //! - **tenant**: a member's token; the handler's extractor says which role it needs (admin,
-//!   admin or auditor, or any member for approvals);
+//!   admin or auditor, or any member for approvals); among them what the console reads: the
+//!   agents (`GET /v1/agents`), the audit trail searched, summarized per minute and exported
+//!   (`/v1/audit/search`, `/v1/audit/summary`, `/v1/audit/export`, in [`audit`]), and an
+//!   approver's queue live (`GET /v1/approvals/events`, Server-Sent Events, in [`approvals`]);
 //! - **agent**: an agent's token or JWT (`/v1/tools`, runs, `/mcp`).
 //!
 //! Errors are JSON bodies `{"code": "...", "message": "..."}` with a stable code
@@ -158,8 +161,8 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Public, M::GET, "/console", crate::console::page)
         .at(Public, M::GET, "/signin", crate::console::page)
         .at(Public, M::GET, "/signin/register", crate::console::page)
-        .at(Public, M::GET, "/console/app.js", crate::console::script)
-        .at(Public, M::GET, "/console/style.css", crate::console::style)
+        .at(Public, M::GET, "/console/{page}", crate::console::named_page)
+        .at(Public, M::GET, "/console/assets/{version}/{name}", crate::console::asset)
         .at(Public, M::POST, "/oauth/token", oauth::token)
         .at(Public, M::GET, "/.well-known/jwks.json", oauth::jwks)
         // people: tenants, tokens, invitations
@@ -197,6 +200,7 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Tenant, M::POST, "/v1/tuples", authz::write_tuples)
         .at(Tenant, M::GET, "/v1/authorization-model", authz::read_model)
         .at(Tenant, M::PUT, "/v1/authorization-model", authz::write_model)
+        .at(Tenant, M::GET, "/v1/agents", agents::list)
         .at(Tenant, M::POST, "/v1/agents", agents::create)
         .at(Tenant, M::DELETE, "/v1/agents/{name}", agents::revoke)
         .at(Tenant, M::GET, "/v1/connections", connections::list)
@@ -205,6 +209,7 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Tenant, M::POST, "/v1/connections/{name}/secret", connections::rotate_secret)
         .at(Tenant, M::POST, "/v1/vault/rotate-tenant-key", connections::rotate_tenant_key)
         .at(Tenant, M::GET, "/v1/approvals", approvals::list)
+        .at(Tenant, M::GET, "/v1/approvals/events", approvals::stream)
         .at(Tenant, M::GET, "/v1/approvals/{id}", approvals::get)
         .at(Tenant, M::POST, "/v1/approvals/{id}/decision", approvals::decide)
         .at(Tenant, M::POST, "/v1/approvals/{id}/step-up", passkeys::step_up)
@@ -220,7 +225,6 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Tenant, M::PUT, "/v1/sso", sso::put)
         .at(Tenant, M::DELETE, "/v1/sso", sso::delete)
         .at(Tenant, M::POST, "/v1/device/confirm", device::confirm)
-        .at(Public, M::GET, "/console/device", crate::console::page)
         .at(Public, M::POST, "/v1/signin/passkey/finish", passkeys::sign_in_finish)
         .at(Tenant, M::GET, "/v1/session", passkeys::session)
         .at(Tenant, M::POST, "/v1/signout", passkeys::sign_out)
@@ -230,6 +234,9 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Tenant, M::DELETE, "/v1/policies/{tool}", runs::delete_policy)
         .at(Tenant, M::GET, "/v1/audit", audit::read_tenant)
         .at(Tenant, M::GET, "/v1/audit/verify", audit::verify_tenant)
+        .at(Tenant, M::GET, "/v1/audit/search", audit::search)
+        .at(Tenant, M::GET, "/v1/audit/summary", audit::summary)
+        .at(Tenant, M::GET, "/v1/audit/export", audit::export)
         .at(Tenant, M::GET, "/v1/events", events::stream_events)
         .at(Tenant, M::GET, "/v1/identity/issuers", identity_admin::list_issuers)
         .at(Tenant, M::PUT, "/v1/identity/issuers", identity_admin::put_issuer)

@@ -65,6 +65,10 @@ pub struct Listing {
     pub publisher: String,
     pub description: String,
     pub components: Vec<String>,
+    /// The tuples an install writes (`OBJECT#RELATION@USER`, `$AGENT` standing for the agent).
+    pub tuples: Vec<String>,
+    /// Per-call limits the package asks for (the host's defaults when absent).
+    pub limits: Option<serde_json::Value>,
     pub connections: Vec<serde_json::Value>,
     pub approval_policies: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -88,6 +92,8 @@ pub fn listings() -> Vec<Listing> {
                 publisher: m.publisher,
                 description: m.description,
                 components: m.tools.iter().map(|t| t.component.clone()).collect(),
+                tuples: m.tuples.iter().map(|t| format!("{}#{}@{}", t.object, t.relation, t.user)).collect(),
+                limits: m.limits.as_ref().and_then(|l| serde_json::to_value(l).ok()),
                 connections: m
                     .connections
                     .iter()
@@ -109,6 +115,8 @@ pub fn listings() -> Vec<Listing> {
                 publisher: String::new(),
                 description: err.to_string(),
                 components: vec![],
+                tuples: vec![],
+                limits: None,
                 connections: vec![],
                 approval_policies: vec![],
                 entry_approval: None,

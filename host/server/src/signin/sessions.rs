@@ -85,6 +85,22 @@ impl Sessions {
         Ok(row.map(|(tenant, member, csrf)| Session { tenant, member, csrf }))
     }
 
+    /// The live session of a cookie secret, as [`Sessions::authenticate`] finds it but without
+    /// resetting its idle clock: for a long-lived stream checking that its session still
+    /// holds, which is no use by the person.
+    pub async fn peek(&self, cookie: &str) -> Result<Option<Session>, sqlx::Error> {
+        let now = now_millis();
+        let row: Option<(String, String, String)> = sqlx::query_as(
+            "SELECT tenant, member, csrf FROM sessions WHERE id_hash = $1 AND expires_at > $2 AND last_seen_at > $3",
+        )
+        .bind(digest(cookie))
+        .bind(now)
+        .bind(now - IDLE_MS)
+        .fetch_optional(self.db.pool())
+        .await?;
+        Ok(row.map(|(tenant, member, csrf)| Session { tenant, member, csrf }))
+    }
+
     /// Ends the session of a cookie secret (sign-out).
     pub async fn end(&self, cookie: &str) -> Result<(), sqlx::Error> {
         sqlx::query("DELETE FROM sessions WHERE id_hash = $1").bind(digest(cookie)).execute(self.db.pool()).await?;

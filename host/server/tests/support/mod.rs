@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod catalog;
 pub mod op;
 pub mod standins;
@@ -83,6 +84,19 @@ impl TestHost {
 
     /// A host over `dir` with `configure` applied to its config.
     pub async fn start_configured(dir: PathBuf, configure: impl FnOnce(&mut Config)) -> TestHost {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        Self::serve_on(listener, url, dir, configure).await
+    }
+
+    /// Opens a host over `dir` (`configure` applied to its config) and serves it on
+    /// `listener`, which clients reach at `url`.
+    pub(crate) async fn serve_on(
+        listener: tokio::net::TcpListener,
+        url: String,
+        dir: PathBuf,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestHost {
         let mut config = Config::new(dir.clone());
         config.limits = test_limits();
         configure(&mut config);
@@ -90,8 +104,6 @@ impl TestHost {
         if host.runtime.component("probe").is_none() {
             host.add_component("probe", airlock::bundled::SANDBOX_PROBE, "test").await.unwrap();
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
         let app = airlock::api::router(host.clone());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
         let operator = host.admin_token.clone();
@@ -99,7 +111,7 @@ impl TestHost {
             std::fs::read_to_string(dir.join(airlock::tenancy::DEFAULT_ADMIN_TOKEN_FILE)).unwrap().trim().to_string();
         TestHost {
             host,
-            url: format!("http://{addr}"),
+            url,
             admin,
             operator,
             dir,
