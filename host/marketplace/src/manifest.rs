@@ -111,6 +111,10 @@ pub struct OAuthSlot {
     pub client_id: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    /// `oauth2_refresh` only: the provider's authorization endpoint, so the tenant admin
+    /// connects (Connect) instead of pasting a refresh token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
 }
 
 /// `tool`'s `action` needs an approver holding `role` on the tenant.

@@ -26,7 +26,7 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use crate::manifest::{Manifest, TupleTemplate, AGENT_PLACEHOLDER, TENANT_PLACEHOLDER};
+use crate::manifest::{ConnectionKind, Manifest, TupleTemplate, AGENT_PLACEHOLDER, TENANT_PLACEHOLDER};
 use crate::model::{parse_fragment, Defined};
 use crate::names::{is_agent_name, is_object_id, is_relation, is_sha256_hex, is_simple_name};
 use crate::{PackageError, Violation};
@@ -207,6 +207,18 @@ impl Check {
                     }
                     if o.client_id.trim().is_empty() {
                         self.fail(format!("connections[{i}].oauth.client_id"), "must not be empty".into());
+                    }
+                    match (&o.authorize_url, c.kind) {
+                        (None, _) => {}
+                        (Some(_), ConnectionKind::Oauth2ClientCredentials) => self.fail(
+                            format!("connections[{i}].oauth.authorize_url"),
+                            "only `oauth2_refresh` connects through the provider".into(),
+                        ),
+                        (Some(u), _) => {
+                            if let Err(reason) = check_token_url(u) {
+                                self.fail(format!("connections[{i}].oauth.authorize_url"), reason);
+                            }
+                        }
                     }
                 }
                 (None, false) => {}

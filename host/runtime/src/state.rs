@@ -33,6 +33,8 @@ pub struct CallContext {
     /// Who approved the run this call is a step of (audit only: an approver vouches for the
     /// run, it does not delegate its own rights, so authz never checks it).
     pub approved_by: Option<String>,
+    /// Who approved the action whose grant this call spends (a policy's approver), audit only.
+    pub action_approved_by: Option<String>,
     pub component: String,
     /// `component.tool`.
     pub tool: String,
@@ -48,6 +50,7 @@ impl CallContext {
             agent: String::new(),
             on_behalf_of: vec![],
             approved_by: None,
+            action_approved_by: None,
             component: component.to_string(),
             tool: format!("{component}.describe"),
             call_id: String::new(),
@@ -69,6 +72,12 @@ impl CallContext {
         if let Some(map) = detail.as_object_mut() {
             map.insert("call_id".into(), self.call_id.clone().into());
             map.insert("chain".into(), self.chain(beyond).into());
+            if let Some(approver) = &self.approved_by {
+                map.insert("run_approved_by".into(), approver.clone().into());
+            }
+            if let Some(approver) = &self.action_approved_by {
+                map.insert("approved_by".into(), vec![approver.clone()].into());
+            }
         }
         AuditEvent {
             tenant: self.tenant.clone(),
@@ -96,6 +105,9 @@ pub struct CallState {
     /// The last `vault.fetch` of this call failed at the API (no answer, or a 5xx); cleared
     /// by a later answer. Turns the tool's error into [`crate::CallError::Upstream`].
     pub(crate) upstream: Option<crate::UpstreamFailure>,
+    /// Who granted an action of this call so far (`approval.request` answered `approved`):
+    /// named on the call's later events, so the audit shows who approved the external request.
+    pub(crate) action_approvers: Vec<String>,
 }
 
 impl CallState {
@@ -104,6 +116,7 @@ impl CallState {
         let stderr = LogPipe::new(limits.log_bytes);
         // No preopens, no environment, no arguments, no network: WASI with no authority.
         let wasi = WasiCtxBuilder::new().stdout(stdout.clone()).stderr(stderr.clone()).build();
+        let action_approvers = ctx.action_approved_by.iter().cloned().collect();
         CallState {
             wasi,
             table: ResourceTable::new(),
@@ -115,7 +128,22 @@ impl CallState {
             limits: limits.clone(),
             deadline: Instant::now() + limits.deadline,
             upstream: None,
+            action_approvers,
         }
+    }
+
+    /// An audit event about this call, naming who approved its actions so far.
+    pub(crate) fn event(
+        &self,
+        kind: &str,
+        outcome: &str,
+        mut detail: serde_json::Value,
+        beyond: &[&str],
+    ) -> AuditEvent {
+        if let (Some(map), false) = (detail.as_object_mut(), self.action_approvers.is_empty()) {
+            map.insert("approved_by".into(), self.action_approvers.clone().into());
+        }
+        self.ctx.event(kind, outcome, detail, beyond)
     }
 
     /// Excludes `waited` (time a human took to decide) from the deadline.

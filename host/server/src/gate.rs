@@ -122,6 +122,7 @@ impl Airlock {
             agent: agent.subject(),
             on_behalf_of: agent.on_behalf_of.clone(),
             approved_by: None,
+            action_approved_by: None,
             component: String::new(),
             tool: tool.to_string(),
             call_id: call_id.clone(),
@@ -162,8 +163,8 @@ impl Airlock {
             }
         };
         // Who approved the run this step belongs to goes into the audit chain, not into authz.
-        let approved_by = admission.on_behalf_of.clone();
-        let ctx = Arc::new(CallContext { component: component.to_string(), approved_by, ..ctx });
+        let (approved_by, action_approved_by) = (admission.on_behalf_of.clone(), admission.approver.clone());
+        let ctx = Arc::new(CallContext { component: component.to_string(), approved_by, action_approved_by, ..ctx });
         if let Err(e) = self.sync_installed(&ctx.tenant).await {
             let err = GateError::AuthzUnavailable(format!("installed components unavailable: {e}"));
             self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));

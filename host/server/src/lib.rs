@@ -11,6 +11,7 @@
 //! - [`tenancy`] holds tenants, the API tokens of members and operators, and invitations;
 //!   `api::auth` is the one door every route passes;
 //! - [`signin`] is how people prove who they are: passkeys, sessions, the approval step-up;
+//! - [`connect`] gets an OAuth2 connection its refresh token through the provider (Connect);
 //! - [`console`] is the pages people use in a browser, served by the host.
 
 pub mod agents;
@@ -20,6 +21,7 @@ pub mod bundled;
 pub mod ciba;
 pub mod cli;
 pub mod config;
+pub mod connect;
 pub mod console;
 pub mod gate;
 pub mod marketplace;

@@ -128,6 +128,8 @@ pub(crate) struct Admission {
     pub grant: Option<String>,
     pub run: Option<String>,
     pub on_behalf_of: Option<String>,
+    /// Who approved the grant the call spends.
+    pub approver: Option<String>,
 }
 
 impl Admission {
@@ -215,6 +217,7 @@ impl Airlock {
                 self.grant_role_fits(tenant, grant, tool, p, &subject).await?;
             }
             self.claim(tenant, grant, presented).await?;
+            admission.approver = self.approvals.get(tenant, grant).await.ok().and_then(|a| a.approver);
             admission.grant = Some(grant.clone());
             return Ok(admission);
         }
@@ -247,6 +250,7 @@ impl Airlock {
             }
         }
         self.claim(tenant, &approval_id, presented).await?;
+        admission.approver = decided.approver;
         admission.grant = Some(approval_id);
         Ok(admission)
     }

@@ -111,7 +111,12 @@ async fn approvers_and_admins_do_their_work_in_the_console() {
     let carol = invite(&t, "/v1/invitations", &t.admin, "carol", "cfo").await;
     let alice = invite(&t, "/v1/invitations", &t.admin, "alice", "admin").await;
     let (status, body) = t
-        .request(reqwest::Method::POST, "/v1/tenants", &t.operator, Some(json!({ "name": "globex", "admin": "user:globex-admin" })))
+        .request(
+            reqwest::Method::POST,
+            "/v1/tenants",
+            &t.operator,
+            Some(json!({ "name": "globex", "admin": "user:globex-admin" })),
+        )
         .await;
     assert_eq!(status, 201, "{body}");
     let gina = invite(&t, "/v1/tenants/globex/invitations", &t.operator, "gina", "admin").await;
@@ -119,7 +124,8 @@ async fn approvers_and_admins_do_their_work_in_the_console() {
     let refund = json!({ "customer_id": "c-77", "amount": "49.90", "currency": "EUR" });
     let scenario = json!({ "url": t.url, "carol": carol, "alice": alice, "gina": gina, "agent": agent,
                            "run": run["id"], "refund": refund, "denied_tool": "offboarding.revoke-access",
-                           "hubspot_secret": "pat-na1-console-test" });
+                           "hubspot_secret": "pat-na1-console-test",
+                           "run_approver": "user:olivia", "cfo": "user:carol" });
     let env = [("AIRLOCK_SCENARIO", scenario.to_string())];
     let Some(out) = run_browser_script(Path::new("console.mjs"), &env).await else { return };
     assert!(out.stdout.contains("CONSOLE OK"), "{}", out.stdout);
@@ -149,9 +155,9 @@ async fn approvers_and_admins_do_their_work_in_the_console() {
     t.host.flush().await;
     let audit = t.audit().await;
     assert!(
-        audit.iter().any(|e| e["kind"] == "tool.call"
-            && e["tool"] == "offboarding.revoke-access"
-            && e["outcome"] == "denied"),
+        audit
+            .iter()
+            .any(|e| e["kind"] == "tool.call" && e["tool"] == "offboarding.revoke-access" && e["outcome"] == "denied"),
         "the revoked call is audited as denied"
     );
 

@@ -5,99 +5,10 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-
 use reqwest::Method;
 use serde_json::{json, Value};
-use support::op::start_op;
+use support::op::{start_op, through_the_provider};
 use support::{Browser, TestHost};
-
-/// A browser's cookie jar, by name (the provider's cookies are all on its one host).
-#[derive(Default)]
-struct Jar(BTreeMap<String, String>);
-
-impl Jar {
-    fn keep(&mut self, resp: &reqwest::Response) {
-        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
-            let pair = v.to_str().unwrap().split(';').next().unwrap();
-            if let Some((k, v)) = pair.split_once('=') {
-                self.0.insert(k.trim().to_string(), v.to_string());
-            }
-        }
-    }
-
-    fn header(&self) -> String {
-        self.0.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
-    }
-}
-
-/// The `action` of the first form of an HTML page.
-fn form_action(html: &str) -> Option<String> {
-    let at = html.find("<form")?;
-    let rest = &html[at..];
-    let a = rest.find("action=\"")? + 8;
-    Some(rest[a..a + rest[a..].find('"')?].replace("&amp;", "&"))
-}
-
-/// The named inputs of the first form, with their values (a hidden `prompt`, say).
-fn form_fields(html: &str) -> Vec<(String, String)> {
-    let form = &html[html.find("<form").unwrap_or(0)..];
-    let form = &form[..form.find("</form>").unwrap_or(form.len())];
-    let attr = |tag: &str, name: &str| {
-        let at = tag.find(&format!("{name}=\""))? + name.len() + 2;
-        Some(tag[at..at + tag[at..].find('"')?].to_string())
-    };
-    form.split("<input")
-        .skip(1)
-        .filter_map(|tag| {
-            let tag = &tag[..tag.find('>').unwrap_or(tag.len())];
-            Some((attr(tag, "name")?, attr(tag, "value").unwrap_or_default()))
-        })
-        .collect()
-}
-
-/// Drives the provider from `start` (its authorization URL) as a person typing `login`:
-/// follows redirects, fills the login form, presses the consent button, and returns the URL
-/// the provider finally sends the browser to (Airlock's callback).
-async fn through_the_provider(start: &str, op_base: &str, callback_prefix: &str, login: &str) -> String {
-    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
-    let mut jar = Jar::default();
-    let mut next = (Method::GET, start.to_string(), None::<Vec<(String, String)>>);
-    for _ in 0..20 {
-        let (method, url, form) = next.clone();
-        if url.starts_with(callback_prefix) {
-            return url;
-        }
-        let mut req = http.request(method, &url).header(reqwest::header::COOKIE, jar.header());
-        if let Some(f) = &form {
-            req = req.form(f);
-        }
-        let resp = req.send().await.unwrap();
-        jar.keep(&resp);
-        if let Some(to) = resp.headers().get(reqwest::header::LOCATION) {
-            let to = to.to_str().unwrap();
-            let to = if to.starts_with('/') { format!("{op_base}{to}") } else { to.to_string() };
-            next = (Method::GET, to, None);
-            continue;
-        }
-        let status = resp.status();
-        let html = resp.text().await.unwrap();
-        assert!(status.is_success(), "{url}: {status}: {html}");
-        let action = form_action(&html).unwrap_or_else(|| panic!("no form at {url}: {html}"));
-        let action = if action.starts_with('/') { format!("{op_base}{action}") } else { action };
-        // What a person fills in: the login form's name and password; the rest as the page has it.
-        let fields = form_fields(&html)
-            .into_iter()
-            .map(|(k, v)| match k.as_str() {
-                "login" => (k, login.to_string()),
-                "password" => (k, "any".to_string()),
-                _ => (k, v),
-            })
-            .collect();
-        next = (Method::POST, action, Some(fields));
-    }
-    panic!("the provider never sent the browser back");
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_person_signs_in_through_the_tenants_provider() {

@@ -84,6 +84,8 @@ const PUBLIC: &[(&str, &str)] = &[
     // Single sign-on: to the tenant's provider, and back (the state and code are the credential).
     ("GET", "/signin/sso"),
     ("GET", "/signin/sso/callback"),
+    // Connect's return from an OAuth2 connection's provider (the single-use state is the credential).
+    ("GET", "/oauth/connect/callback"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -41,6 +41,7 @@ fn main() {
             oauth: None,
             allow_private_network: false,
             expose_token: false,
+            state: None,
         };
         vault.put("acme", &conn, Zeroizing::new("pat_bench_secret".into())).await.expect("put");
         let plain = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");

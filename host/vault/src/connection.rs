@@ -13,7 +13,9 @@ pub enum ConnectionKind {
     /// A static bearer token: `Authorization: Bearer SECRET`.
     Bearer,
     /// OAuth2 with a refresh token: the host refreshes access tokens before they expire and
-    /// keeps rotated refresh tokens. Secret: `{"refresh_token": ..., "client_secret": ...}`.
+    /// keeps rotated refresh tokens. Secret: `{"refresh_token": ..., "client_secret": ...}`,
+    /// or only `{"client_secret": ...}` when `oauth.authorize_url` is set: an admin then
+    /// presses Connect and the refresh token comes from the authorization code flow.
     Oauth2Refresh,
     /// OAuth2 client credentials: the host obtains access tokens as the client.
     /// Secret: `{"client_secret": ...}`.
@@ -27,6 +29,38 @@ pub struct OAuthConfig {
     pub client_id: String,
     #[serde(default)]
     pub scope: Option<String>,
+    /// The provider's authorization endpoint, for Connect (the authorization code flow that
+    /// gets an `oauth2_refresh` connection its refresh token).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub authorize_url: Option<String>,
+}
+
+/// Where an `oauth2_refresh` connection stands with its provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConnectionState {
+    /// A client secret and no refresh token yet: an admin presses Connect.
+    NeedsConnect,
+    /// A refresh token is stored.
+    Connected,
+    /// The provider refused the stored grant: an admin connects again.
+    NeedsReconnect,
+}
+
+impl ConnectionState {
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            ConnectionState::NeedsConnect => "needs_connect",
+            ConnectionState::Connected => "connected",
+            ConnectionState::NeedsReconnect => "needs_reconnect",
+        }
+    }
+
+    fn parse(s: &str) -> Option<ConnectionState> {
+        [ConnectionState::NeedsConnect, ConnectionState::Connected, ConnectionState::NeedsReconnect]
+            .into_iter()
+            .find(|c| c.as_str() == s)
+    }
 }
 
 impl ConnectionKind {
@@ -94,6 +128,10 @@ pub struct Connection {
     /// nobody holds it. Only OAuth2 kinds have short-lived tokens to hand out.
     #[serde(default)]
     pub expose_token: bool,
+    /// For `oauth2_refresh`: where it stands with its provider (kept by the vault: what
+    /// [`crate::Vault::put`] is given here is ignored).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub state: Option<ConnectionState>,
 }
 
 impl Connection {
@@ -157,10 +195,22 @@ impl Connection {
         }
         match (&self.oauth, oauth_kind) {
             (None, true) => return bad("an OAuth2 connection needs `oauth`: token_url and client_id".into()),
-            (Some(o), true) => match url::Url::parse(&o.token_url) {
-                Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
-                _ => return bad(format!("token url `{}` must be an absolute http or https url", o.token_url)),
-            },
+            (Some(o), true) => {
+                match url::Url::parse(&o.token_url) {
+                    Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                    _ => return bad(format!("token url `{}` must be an absolute http or https url", o.token_url)),
+                }
+                match (&o.authorize_url, self.kind) {
+                    (None, _) => {}
+                    (Some(_), ConnectionKind::Oauth2ClientCredentials) => {
+                        return bad("`authorize_url` is for `oauth2_refresh` connections (Connect)".into())
+                    }
+                    (Some(a), _) => match url::Url::parse(a) {
+                        Ok(u) if u.scheme() == "https" || u.scheme() == "http" => {}
+                        _ => return bad(format!("authorize url `{a}` must be an absolute http or https url")),
+                    },
+                }
+            }
             (Some(_), false) => return bad("`oauth` applies only to the oauth2 kinds".into()),
             (None, false) => {}
         }
@@ -194,11 +244,13 @@ pub(crate) fn aad(tenant: &str, name: &str) -> Vec<u8> {
 }
 
 pub(crate) const COLUMNS: &str =
-    "name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret, oauth, allow_private, expose_token";
-pub(crate) type Row = (String, String, String, Option<String>, String, i64, Vec<u8>, Option<String>, i64, i64);
+    "name, kind, placement, base_url, allowed_hosts, requires_grant, sealed_secret, oauth, \
+     allow_private, expose_token, oauth_state";
+pub(crate) type Row =
+    (String, String, String, Option<String>, String, i64, Vec<u8>, Option<String>, i64, i64, Option<String>);
 
 pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
-    let (name, kind, placement, base_url, hosts, requires_grant, sealed, oauth, allow_private, expose) = r;
+    let (name, kind, placement, base_url, hosts, requires_grant, sealed, oauth, allow_private, expose, state) = r;
     let corrupt = |what: &str| VaultError::InvalidConnection(format!("stored {what} of `{name}` is unreadable"));
     let conn = Connection {
         kind: ConnectionKind::parse(&kind)?,
@@ -212,6 +264,7 @@ pub(crate) fn from_row(r: Row) -> Result<(Connection, Vec<u8>), VaultError> {
             Some(o) => Some(serde_json::from_str(&o).map_err(|_| corrupt("oauth settings"))?),
             None => None,
         },
+        state: state.as_deref().and_then(ConnectionState::parse),
         name: name.clone(),
     };
     Ok((conn, sealed))

@@ -24,7 +24,7 @@ use std::time::Duration;
 use airlock_store::{now_millis, sqlx, Db};
 use zeroize::Zeroizing;
 
-pub use connection::{Connection, ConnectionKind, OAuthConfig, Placement};
+pub use connection::{Connection, ConnectionKind, ConnectionState, OAuthConfig, Placement};
 pub use egress::{OutboundRequest, OutboundResponse};
 pub use master_key::{write_private, MasterKey};
 pub use slots::Slot;
@@ -79,6 +79,8 @@ pub enum VaultError {
     MasterKey(String),
     #[error("connection `{connection}` needs to be reconnected: the provider refused its stored grant ({reason})")]
     ReconnectNeeded { connection: String, reason: String },
+    #[error("connection `{0}` is not connected yet: a tenant admin presses Connect (`POST /v1/connections/NAME/connect`, or the console's Connections page) and signs in at the provider")]
+    NotConnected(String),
     #[error("the sealed secret of `{0}` does not open with this master key")]
     Unseal(String),
     #[error("vault store unavailable: {0}")]
@@ -164,17 +166,20 @@ impl Vault {
         if secret.is_empty() {
             return Err(VaultError::InvalidConnection("the secret is empty".into()));
         }
-        if matches!(conn.kind, ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials) {
-            oauth::validate_initial(conn.kind, &secret)?;
-        }
+        let state = match conn.kind {
+            ConnectionKind::Oauth2Refresh | ConnectionKind::Oauth2ClientCredentials => {
+                oauth::validate_initial(conn, &secret)?
+            }
+            _ => None,
+        };
         let sealed = self.seal_secret(tenant, &conn.name, secret.as_bytes()).await?;
         let now = now_millis();
         sqlx::query(
-            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url, oauth, allow_private, expose_token) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12) \
+            "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url, oauth, allow_private, expose_token, oauth_state) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT (tenant, name) DO UPDATE SET kind = $3, placement = $4, allowed_hosts = $5, \
              requires_grant = $6, sealed_secret = $7, updated_at = $8, base_url = $9, oauth = $10, allow_private = $11, \
-             expose_token = $12",
+             expose_token = $12, oauth_state = $13",
         )
         .bind(tenant)
         .bind(&conn.name)
@@ -188,6 +193,7 @@ impl Vault {
         .bind(conn.oauth.as_ref().map(|o| serde_json::to_string(o).unwrap_or_default()))
         .bind(conn.allow_private_network as i64)
         .bind(conn.expose_token as i64)
+        .bind(state.map(|s| s.as_str().to_string()))
         .execute(self.db.pool())
         .await?;
         self.forget(tenant, Some(&conn.name));

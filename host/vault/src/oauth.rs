@@ -1,6 +1,9 @@
 //! OAuth2 access tokens for connections: refreshed by the host before they
 //! expire, with rotated refresh tokens kept, and a clear "reconnect needed"
-//! when the provider refuses the stored grant.
+//! when the provider refuses the stored grant (kept as the connection's state,
+//! `needs_reconnect`). An `oauth2_refresh` connection may also start with only
+//! its client secret (`needs_connect`): Connect's authorization code, redeemed
+//! by [`Vault::redeem_code`], brings its refresh token (`connected`).
 //!
 //! The token state (refresh token, client secret, current access token and
 //! its expiry) is one sealed JSON value in the connection's row. A refresh
@@ -16,7 +19,7 @@ use airlock_store::{now_millis, sqlx};
 use serde::{Deserialize, Serialize};
 use zeroize::{Zeroize, Zeroizing};
 
-use crate::{Connection, ConnectionKind, Vault, VaultError};
+use crate::{Connection, ConnectionKind, ConnectionState, Vault, VaultError};
 
 /// The sealed state of an OAuth2 connection.
 #[derive(Serialize, Deserialize, Default)]
@@ -40,22 +43,38 @@ impl Drop for TokenState {
     }
 }
 
-/// Checks what an admin supplies as the secret of an OAuth2 connection.
-pub(crate) fn validate_initial(kind: ConnectionKind, secret: &str) -> Result<(), VaultError> {
+/// Checks what an admin supplies as the secret of OAuth2 connection `conn`; for
+/// `oauth2_refresh`, the state it puts the connection in: connected with a refresh token, or
+/// waiting for Connect (only where `oauth.authorize_url` says where to connect).
+pub(crate) fn validate_initial(conn: &Connection, secret: &str) -> Result<Option<ConnectionState>, VaultError> {
     let state: TokenState = serde_json::from_str(secret).map_err(|_| {
         VaultError::InvalidConnection(
             "the secret of an OAuth2 connection is JSON: {\"refresh_token\": ..., \"client_secret\": ...}".into(),
         )
     })?;
-    match kind {
-        ConnectionKind::Oauth2Refresh if state.refresh_token.is_none() => {
-            Err(VaultError::InvalidConnection("an oauth2_refresh secret needs `refresh_token`".into()))
-        }
+    let connectable = conn.oauth.as_ref().is_some_and(|o| o.authorize_url.is_some());
+    match conn.kind {
+        ConnectionKind::Oauth2Refresh if state.refresh_token.is_some() => Ok(Some(ConnectionState::Connected)),
+        ConnectionKind::Oauth2Refresh if connectable => Ok(Some(ConnectionState::NeedsConnect)),
+        ConnectionKind::Oauth2Refresh => Err(VaultError::InvalidConnection(
+            "an oauth2_refresh secret needs `refresh_token`, or set `oauth.authorize_url` and store only \
+             `{\"client_secret\": ...}`: an admin then presses Connect"
+                .into(),
+        )),
         ConnectionKind::Oauth2ClientCredentials if state.client_secret.is_none() => {
             Err(VaultError::InvalidConnection("an oauth2_client_credentials secret needs `client_secret`".into()))
         }
-        _ => Ok(()),
+        _ => Ok(None),
     }
+}
+
+/// How the host asks a token endpoint for an access token.
+enum Grant<'a> {
+    /// `refresh_token` (oauth2_refresh) or `client_credentials`, by the connection's kind.
+    Renew,
+    /// Connect: an authorization code, with the PKCE verifier and the redirect URI it was
+    /// issued for.
+    Code { code: &'a str, redirect_uri: &'a str, verifier: &'a str },
 }
 
 #[derive(Deserialize)]
@@ -94,7 +113,17 @@ impl Vault {
                 return Ok((Zeroizing::new(token.clone()), expires_at));
             }
         }
-        let fresh = self.request_token(&conn, &state).await?;
+        if conn.kind == ConnectionKind::Oauth2Refresh && state.refresh_token.is_none() {
+            return Err(VaultError::NotConnected(conn.name));
+        }
+        let fresh = match self.request_token(&conn, &state, Grant::Renew).await {
+            Err(e @ VaultError::ReconnectNeeded { .. }) if conn.kind == ConnectionKind::Oauth2Refresh => {
+                // Kept, so the admin sees it before a tool trips over it.
+                self.set_state(tenant, name, &sealed, ConnectionState::NeedsReconnect).await?;
+                return Err(e);
+            }
+            other => other?,
+        };
         let token = Zeroizing::new(fresh.access_token.clone());
         let expires_at = now_millis().saturating_add(fresh.expires_in.unwrap_or(3600).clamp(0, 365 * 86_400) * 1000);
         let next = TokenState {
@@ -107,13 +136,15 @@ impl Vault {
         let plain = Zeroizing::new(serde_json::to_vec(&next).map_err(|e| VaultError::Transport(e.to_string()))?);
         let resealed = self.seal_secret(tenant, name, &plain).await?;
         let stored = sqlx::query(
-            "UPDATE connections SET sealed_secret = $1, updated_at = $2 WHERE tenant = $3 AND name = $4 AND sealed_secret = $5",
+            "UPDATE connections SET sealed_secret = $1, updated_at = $2, oauth_state = $6 \
+             WHERE tenant = $3 AND name = $4 AND sealed_secret = $5",
         )
         .bind(resealed)
         .bind(now_millis())
         .bind(tenant)
         .bind(name)
         .bind(&sealed)
+        .bind((conn.kind == ConnectionKind::Oauth2Refresh).then(|| ConnectionState::Connected.as_str().to_string()))
         .execute(self.db.pool())
         .await?
         .rows_affected();
@@ -146,23 +177,119 @@ impl Vault {
         serde_json::from_slice(&plain).map_err(|_| VaultError::Unseal(name.to_string()))
     }
 
-    async fn request_token(&self, conn: &Connection, state: &TokenState) -> Result<TokenResponse, VaultError> {
+    /// Records where connection `name` stands, unless its secret changed since `sealed` was read.
+    async fn set_state(
+        &self,
+        tenant: &str,
+        name: &str,
+        sealed: &[u8],
+        state: ConnectionState,
+    ) -> Result<(), VaultError> {
+        sqlx::query("UPDATE connections SET oauth_state = $1 WHERE tenant = $2 AND name = $3 AND sealed_secret = $4")
+            .bind(state.as_str())
+            .bind(tenant)
+            .bind(name)
+            .bind(sealed)
+            .execute(self.db.pool())
+            .await?;
+        self.forget(tenant, Some(name));
+        Ok(())
+    }
+
+    /// Connect's last step: redeems the authorization `code` the provider sent back for
+    /// `oauth2_refresh` connection `name` (with the PKCE `verifier` and the `redirect_uri` it
+    /// was issued for), and keeps the refresh token it brings beside the client secret. The
+    /// caller has checked the state that says which connection this code is for.
+    pub async fn redeem_code(
+        &self,
+        tenant: &str,
+        name: &str,
+        code: &str,
+        redirect_uri: &str,
+        verifier: &str,
+    ) -> Result<(), VaultError> {
+        let lock = self.refresh_locks.0.lock().entry((tenant.to_string(), name.to_string())).or_default().clone();
+        let _held = lock.lock().await;
+        let (conn, sealed) = self.load_fresh(tenant, name).await?;
+        if conn.kind != ConnectionKind::Oauth2Refresh {
+            return Err(VaultError::InvalidConnection(format!("`{name}` is not an oauth2_refresh connection")));
+        }
+        let state = self.open_state(tenant, name, &sealed).await?;
+        let fresh = match self.request_token(&conn, &state, Grant::Code { code, redirect_uri, verifier }).await {
+            Err(VaultError::ReconnectNeeded { reason, .. }) => {
+                return Err(VaultError::InvalidRequest(format!(
+                    "the provider refused the authorization code for `{name}` ({reason}): connect again"
+                )))
+            }
+            other => other?,
+        };
+        let Some(refresh_token) = fresh.refresh_token.clone() else {
+            return Err(VaultError::InvalidConnection(format!(
+                "the provider sent no refresh token for `{name}`: ask for offline access in its `scope` (e.g. \
+                 `offline_access`) and let the client use the refresh_token grant"
+            )));
+        };
+        let expires_in = fresh.expires_in.unwrap_or(3600).clamp(0, 365 * 86_400);
+        let next = TokenState {
+            refresh_token: Some(refresh_token),
+            client_secret: state.client_secret.clone(),
+            access_token: Some(fresh.access_token.clone()),
+            expires_at: Some(now_millis().saturating_add(expires_in * 1000)),
+        };
+        let plain = Zeroizing::new(serde_json::to_vec(&next).map_err(|e| VaultError::Transport(e.to_string()))?);
+        let resealed = self.seal_secret(tenant, name, &plain).await?;
+        let stored = sqlx::query(
+            "UPDATE connections SET sealed_secret = $1, updated_at = $2, oauth_state = $3 \
+             WHERE tenant = $4 AND name = $5 AND sealed_secret = $6",
+        )
+        .bind(resealed)
+        .bind(now_millis())
+        .bind(ConnectionState::Connected.as_str())
+        .bind(tenant)
+        .bind(name)
+        .bind(&sealed)
+        .execute(self.db.pool())
+        .await?
+        .rows_affected();
+        self.forget(tenant, Some(name));
+        if stored == 0 {
+            return Err(VaultError::InvalidRequest(format!(
+                "`{name}` changed while connecting (its secret was replaced or its key rotated): connect again"
+            )));
+        }
+        Ok(())
+    }
+
+    async fn request_token(
+        &self,
+        conn: &Connection,
+        state: &TokenState,
+        grant: Grant<'_>,
+    ) -> Result<TokenResponse, VaultError> {
         let oauth = conn
             .oauth
             .as_ref()
             .ok_or_else(|| VaultError::InvalidConnection(format!("`{}` has no oauth settings", conn.name)))?;
         let mut form: Vec<(&str, &str)> = vec![("client_id", oauth.client_id.as_str())];
-        match conn.kind {
-            ConnectionKind::Oauth2Refresh => {
+        // A code carries the scope the person granted at the provider; a renewal asks for it.
+        let scope = if matches!(grant, Grant::Renew) { oauth.scope.as_deref() } else { None };
+        match (grant, conn.kind) {
+            (Grant::Code { code, redirect_uri, verifier }, _) => {
+                form.push(("grant_type", "authorization_code"));
+                form.push(("code", code));
+                form.push(("redirect_uri", redirect_uri));
+                form.push(("code_verifier", verifier));
+            }
+            (Grant::Renew, ConnectionKind::Oauth2Refresh) => {
                 form.push(("grant_type", "refresh_token"));
                 form.push(("refresh_token", state.refresh_token.as_deref().unwrap_or_default()));
             }
-            _ => form.push(("grant_type", "client_credentials")),
+            (Grant::Renew, _) => form.push(("grant_type", "client_credentials")),
         }
         if let Some(secret) = &state.client_secret {
             form.push(("client_secret", secret));
         }
-        if let Some(scope) = &oauth.scope {
+        if let Some(scope) = scope {
             form.push(("scope", scope));
         }
         let http = if conn.allow_private_network { &self.http_private } else { &self.http };

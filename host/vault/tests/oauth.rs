@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use airlock_store::{sqlx, testing};
 use airlock_vault::{
-    Connection, ConnectionKind, FetchLimits, MasterKey, OAuthConfig, OutboundRequest, Vault, VaultError,
+    Connection, ConnectionKind, ConnectionState, FetchLimits, MasterKey, OAuthConfig, OutboundRequest, Vault,
+    VaultError,
 };
 use axum::extract::{Form, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -39,6 +40,13 @@ async fn token(
         "client_credentials" => {
             form.get("client_secret").map(String::as_str) == Some("cs_live")
                 && form.get("client_id").map(String::as_str) == Some("airlock")
+        }
+        // Connect: the code this provider issued, with the PKCE verifier and the redirect URI.
+        "authorization_code" => {
+            form.get("code").map(String::as_str) == Some("code_ok")
+                && form.get("code_verifier").map(String::as_str) == Some("verifier")
+                && form.get("redirect_uri").map(String::as_str) == Some("http://127.0.0.1:8080/oauth/connect/callback")
+                && form.get("client_secret").map(String::as_str) == Some("cs_live")
         }
         _ => false,
     };
@@ -91,9 +99,11 @@ fn conn(addr: SocketAddr, kind: ConnectionKind) -> Connection {
             token_url: format!("http://{addr}/oauth/v1/token"),
             client_id: "airlock".into(),
             scope: None,
+            authorize_url: None,
         }),
         allow_private_network: false,
         expose_token: false,
+        state: None,
     }
 }
 
@@ -154,6 +164,8 @@ async fn refresh_tokens_are_used_rotated_kept_and_a_refusal_asks_for_a_reconnect
         assert!(matches!(err, VaultError::ReconnectNeeded { .. }), "{err}");
         assert!(err.to_string().contains("needs to be reconnected"), "{err}");
         assert!(err.to_string().contains("invalid_grant"), "{err}");
+        // ... and the connection's metadata says so, before the next tool trips over it.
+        assert_eq!(eager.get("acme", "hubspot").await.unwrap().state, Some(ConnectionState::NeedsReconnect));
     }
 }
 
@@ -207,4 +219,50 @@ async fn only_an_exposing_oauth_connection_hands_out_its_short_lived_token() {
         assert!(!token.starts_with("rt_"));
         assert_eq!(vault.get("acme", "hubspot").await.unwrap().expose_token, true);
     }
+}
+
+#[tokio::test]
+async fn connect_redeems_a_code_and_keeps_the_refresh_token_it_brings() {
+    let (addr, p) = provider().await;
+    for t in testing::all().await {
+        *p.lock().unwrap() = Provider::default();
+        let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+        let mut conn = conn(addr, ConnectionKind::Oauth2Refresh);
+        conn.oauth.as_mut().unwrap().authorize_url = Some(format!("http://{addr}/authorize"));
+        // Only the client secret: waiting for Connect, and nothing is asked of the provider.
+        let secret = Zeroizing::new(json!({ "client_secret": "cs_live" }).to_string());
+        vault.put("acme", &conn, secret).await.unwrap();
+        assert_eq!(vault.get("acme", "hubspot").await.unwrap().state, Some(ConnectionState::NeedsConnect));
+        let err = vault.fetch("acme", "hubspot", me_req(), false).await.unwrap_err();
+        assert!(matches!(err, VaultError::NotConnected(_)), "{err}");
+        assert!(p.lock().unwrap().seen_grants.is_empty());
+
+        // A code the provider refuses stores nothing.
+        let redirect = "http://127.0.0.1:8080/oauth/connect/callback";
+        let err = vault.redeem_code("acme", "hubspot", "code_bad", redirect, "verifier").await.unwrap_err();
+        assert!(matches!(err, VaultError::InvalidRequest(_)), "{err}");
+        assert_eq!(vault.get("acme", "hubspot").await.unwrap().state, Some(ConnectionState::NeedsConnect));
+
+        // The code, with its verifier and redirect URI: connected, and the API answers.
+        vault.redeem_code("acme", "hubspot", "code_ok", redirect, "verifier").await.unwrap();
+        assert_eq!(vault.get("acme", "hubspot").await.unwrap().state, Some(ConnectionState::Connected));
+        assert_eq!(vault.fetch("acme", "hubspot", me_req(), false).await.unwrap().status, 200, "{:?}", t.backend);
+        // The refresh token it brought is the one the next refresh uses.
+        let eager = Vault::open(
+            t.db.clone(),
+            key(),
+            FetchLimits { refresh_margin: Duration::from_secs(3600), ..FetchLimits::default() },
+        )
+        .await
+        .unwrap();
+        assert_eq!(eager.fetch("acme", "hubspot", me_req(), false).await.unwrap().status, 200);
+        assert_eq!(p.lock().unwrap().seen_grants, ["authorization_code", "authorization_code", "refresh_token"]);
+    }
+    // Only oauth2_refresh connects.
+    let t = testing::sqlite().await;
+    let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let mut cc = conn(addr, ConnectionKind::Oauth2ClientCredentials);
+    cc.oauth.as_mut().unwrap().authorize_url = Some(format!("http://{addr}/authorize"));
+    let secret = Zeroizing::new(json!({ "client_secret": "cs_live" }).to_string());
+    assert!(matches!(vault.put("acme", &cc, secret).await, Err(VaultError::InvalidConnection(_))));
 }

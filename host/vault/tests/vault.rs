@@ -80,6 +80,7 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
             oauth: None,
             allow_private_network: false,
             expose_token: false,
+            state: None,
         };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
 
@@ -160,6 +161,7 @@ async fn query_placement_and_grant_requirement() {
         oauth: None,
         allow_private_network: false,
         expose_token: false,
+        state: None,
     };
     vault.put("acme", &conn, Zeroizing::new("k".into())).await.unwrap();
     let err = vault.fetch("acme", "pager", get_req(addr, "/contacts"), false).await.unwrap_err();
@@ -204,6 +206,7 @@ async fn a_bare_host_entry_admits_only_https() {
         oauth: None,
         allow_private_network: false,
         expose_token: false,
+        state: None,
     };
     vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     let plain = OutboundRequest {
@@ -240,6 +243,7 @@ async fn tenant_and_master_keys_rotate_without_stopping() {
             oauth: None,
             allow_private_network: false,
             expose_token: false,
+            state: None,
         };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
         vault.put("globex", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
@@ -295,6 +299,7 @@ async fn a_host_name_resolving_to_an_internal_address_is_refused_unless_allowed(
         oauth: None,
         allow_private_network: false,
         expose_token: false,
+        state: None,
     };
     vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     let req = OutboundRequest { method: "GET".into(), url: "/contacts".into(), headers: vec![], body: None };
@@ -320,6 +325,7 @@ async fn a_query_credential_echoed_in_a_redirect_never_reaches_the_tool() {
         oauth: None,
         allow_private_network: false,
         expose_token: false,
+        state: None,
     };
     vault.put("acme", &conn, Zeroizing::new("qk_live_0123456789abcdef".into())).await.unwrap();
     let req = OutboundRequest { method: "GET".into(), url: "/echo-away".into(), headers: vec![], body: None };
@@ -419,6 +425,7 @@ async fn github_stand_in_same_host_redirects_keep_the_credential_other_hosts_nev
             oauth: None,
             allow_private_network: false,
             expose_token: false,
+            state: None,
         };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
         let github = |path: &str| OutboundRequest {
@@ -472,6 +479,7 @@ async fn agent_namespaces_resolve_their_own_connection_first() {
         oauth: None,
         allow_private_network: false,
         expose_token: false,
+        state: None,
     };
     vault.put("acme", &conn("hubspot"), Zeroizing::new("tenant-wide".into())).await.unwrap();
     vault.put("acme", &conn("crm/hubspot"), Zeroizing::new(SECRET.into())).await.unwrap();

@@ -32,7 +32,7 @@ impl approval::Host for CallState {
         };
         let detail = json!({ "approval_id": pending.id, "action": pending.action, "role": pending.role,
                              "summary": pending.summary, "note": pending.note, "args_digest": pending.args_digest });
-        self.services.audit.record(self.ctx.event("approval.request", "pending", detail, &[]));
+        self.services.audit.record(self.event("approval.request", "pending", detail, &[]));
 
         let waiting_since = Instant::now();
         let decided = approvals.wait(&self.ctx.tenant, &pending.id).await;
@@ -60,7 +60,12 @@ impl approval::Host for CallState {
                 ("error", Err(ApprovalError::Unavailable(format!("approval ended in state {:?}", decided.status))))
             }
         };
-        self.services.audit.record(self.ctx.event("approval.decision", outcome, detail, &[]));
+        if let Ok(grant) = &answer {
+            if !self.action_approvers.contains(&grant.approver) {
+                self.action_approvers.push(grant.approver.clone());
+            }
+        }
+        self.services.audit.record(self.event("approval.decision", outcome, detail, &[]));
         Ok(answer)
     }
 }

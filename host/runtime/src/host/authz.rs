@@ -19,7 +19,7 @@ impl authz::Host for CallState {
             Err(_) => "error",
         };
         let detail = json!({ "relation": relation, "object": object });
-        self.services.audit.record(self.ctx.event("authz.check", outcome, detail, &[]));
+        self.services.audit.record(self.event("authz.check", outcome, detail, &[]));
         Ok(answer.map_err(|e| match e {
             airlock_rebac::RebacError::InvalidTuple(e) => Error::Invalid(e.to_string()),
             other => Error::Unavailable(other.to_string()),
@@ -39,7 +39,7 @@ impl authz::Host for CallState {
         let detail = json!({ "relation": relation, "object_type": object_type,
                              "count": answer.as_ref().map(Vec::len).unwrap_or(0) });
         let outcome = if answer.is_ok() { "ok" } else { "error" };
-        self.services.audit.record(self.ctx.event("authz.list_objects", outcome, detail, &[]));
+        self.services.audit.record(self.event("authz.list_objects", outcome, detail, &[]));
         Ok(answer.map_err(|e| match e {
             airlock_rebac::RebacError::InvalidTuple(e) => Error::Invalid(e.to_string()),
             other => Error::Unavailable(other.to_string()),

@@ -66,7 +66,7 @@ impl vault::Host for CallState {
         };
         let mut hops = vec![via.as_str()];
         hops.extend(external.as_deref());
-        self.services.audit.record(self.ctx.event("vault.fetch", label, detail, &hops));
+        self.services.audit.record(self.event("vault.fetch", label, detail, &hops));
         Ok(answer)
     }
 
@@ -107,7 +107,7 @@ impl vault::Host for CallState {
             }
         };
         let hops: Vec<&str> = via.as_deref().into_iter().collect();
-        self.services.audit.record(self.ctx.event("vault.token", label, detail, &hops));
+        self.services.audit.record(self.event("vault.token", label, detail, &hops));
         Ok(outcome)
     }
 }

@@ -64,6 +64,12 @@ pub struct Member {
 }
 
 impl Member {
+    /// A person of `tenant` (`user:NAME`), their relations checked live: who started something
+    /// in a browser and must still hold their role when it comes back.
+    pub fn person(tenant: &str, subject: &str) -> Member {
+        Member { tenant: tenant.to_string(), subject: subject.to_string(), role: None }
+    }
+
     /// Whether this member holds `relation` on `tenant:T`: a role token by its role, a person
     /// by the tenant's authorization engine (a check, so usersets and computed relations
     /// count), or a direct tuple when the tenant's model cannot answer (it has no `tenant` type

@@ -2,14 +2,22 @@
 //!
 //! - `GET /v1/connections`, `PUT|DELETE /v1/connections/{name}` (`?agent=` for an agent's
 //!   namespace), `POST /v1/connections/{name}/secret` (rotate the secret, keep the rest);
+//! - `POST /v1/connections/{name}/connect[?agent=]`: Connect an `oauth2_refresh` connection
+//!   ([`crate::connect`]): the provider's authorization URL to send the browser to;
+//!   `GET /oauth/connect/callback` (public: the state is the authority): back from it, the
+//!   refresh token kept, audited (`connection.connected`), the browser sent to the console;
 //! - `POST /v1/vault/rotate-tenant-key`: a new data key for the tenant;
 //! - `POST /v1/vault/rotate-master-key` (the operator's): re-seal every tenant's data keys.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
+use airlock_audit::AuditEvent;
 use airlock_vault::{Connection, ConnectionKind, Placement};
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -73,12 +81,15 @@ pub(super) async fn put(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
+    query: Result<Query<ConnectionQuery>, QueryRejection>,
     body: Result<Json<PutConnection>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query?;
     let Json(body) = body?;
     let tenant = m.scope(body.tenant.as_deref())?;
     let secret = Zeroizing::new(body.secret);
-    let name = qualified(body.agent.as_deref(), &name);
+    // The agent's namespace, named in the body or (as the console does) in `?agent=`.
+    let name = qualified(body.agent.as_deref().or(q.agent.as_deref()), &name);
     // Filling a slot an installed package declared: what the admin leaves out comes from it.
     let slot = host.vault.slot(tenant, &name).await?;
     let required = |what: &str| {
@@ -101,6 +112,7 @@ pub(super) async fn put(
         allow_private_network: body.allow_private_network,
         expose_token: body.expose_token,
         allowed_hosts,
+        state: None,
     };
     // A slot's declared hosts are what the tenant consented to at install: going elsewhere is
     // the admin's explicit choice, and audited as such.
@@ -146,15 +158,105 @@ pub(super) async fn rotate_secret(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
+    query: Result<Query<ConnectionQuery>, QueryRejection>,
     body: Result<Json<RotateSecret>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query?;
     let Json(body) = body?;
     let tenant = m.scope(body.tenant.as_deref())?;
-    let name = qualified(body.agent.as_deref(), &name);
+    let name = qualified(body.agent.as_deref().or(q.agent.as_deref()), &name);
     let conn = host.vault.get(tenant, &name).await?;
     host.vault.put(tenant, &conn, Zeroizing::new(body.secret)).await?;
     host.audit.record(m.event("connection.rotate", "ok", "", json!({ "connection": name })));
     Ok(Json(json!({ "rotated": name })))
+}
+
+/// `POST /v1/connections/{name}/connect[?agent=]`: starts Connect for an `oauth2_refresh`
+/// connection with an `oauth.authorize_url`; answers where to send the browser.
+pub(super) async fn connect(
+    State(host): Host,
+    headers: HeaderMap,
+    TenantAdmin(m): TenantAdmin,
+    Path(name): Path<String>,
+    query: Result<Query<ConnectionQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let Query(q) = query?;
+    let name = qualified(q.agent.as_deref(), &name);
+    let base = super::ciba::public_base(&host, &headers)?;
+    let authorize_url = crate::connect::start(&host, &m.tenant, &name, &m.subject, &base).await?;
+    host.audit.record(m.event("connection.connect", "started", "", json!({ "connection": name })));
+    Ok(Json(json!({ "authorize_url": authorize_url, "redirect_uri": crate::connect::redirect_uri(&base) })))
+}
+
+/// Where the browser lands after Connect: the Connections page, told what happened in the
+/// fragment (`#connected=NAME`, `#refused=NAME&error=CODE`).
+fn to_console(fragment: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, format!("/console/connections#{fragment}"))]).into_response()
+}
+
+fn encoded(s: &str) -> String {
+    url::form_urlencoded::byte_serialize(s.as_bytes()).collect()
+}
+
+/// `GET /oauth/connect/callback?code=&state=` (or `?error=&state=`): the provider's answer.
+/// The state says which tenant, connection and member this is; it is spent either way.
+pub(super) async fn connect_callback(
+    State(host): Host,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, ApiError> {
+    let state = q.get("state").map(String::as_str).unwrap_or_default();
+    let event = |b: &crate::signin::flow::Binding, kind: &str, outcome: &str, detail: Value| AuditEvent {
+        tenant: b.tenant.clone(),
+        kind: kind.into(),
+        outcome: outcome.into(),
+        agent: b.member.clone(),
+        tool: String::new(),
+        detail,
+    };
+    if let Some(error) = q.get("error") {
+        let error: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+        let said: String = q.get("error_description").map(String::as_str).unwrap_or("").chars().take(200).collect();
+        let flow = crate::connect::take(&host, state).await.map_err(|e| match e {
+            crate::connect::ConnectError::UnknownState(m) => {
+                ApiError::bad_request(format!("the provider did not connect ({error} {said}); {m}"))
+            }
+            other => other.into(),
+        })?;
+        let b = &flow.binding;
+        host.audit.record(event(b, "connection.connect", "refused", json!({ "connection": b.target, "error": error })));
+        return Ok(to_console(&format!("refused={}&error={error}", encoded(&b.target))));
+    }
+    let Some(code) = q.get("code") else {
+        return Err(ApiError::bad_request("the provider's answer has no `code` (nor an `error`)"));
+    };
+    let flow = crate::connect::take(&host, state).await?;
+    let b = &flow.binding;
+    // The person who pressed Connect must still be an admin now that the provider answers.
+    if b.member.starts_with("user:") && !super::auth::Member::person(&b.tenant, &b.member).holds(&host, "admin").await {
+        let e = ApiError::forbidden(format!(
+            "`{}` started this Connect but is no longer an admin of tenant `{}`: nothing was stored",
+            b.member, b.tenant
+        ));
+        host.audit.record(event(
+            b,
+            "connection.connect",
+            "denied",
+            json!({ "connection": b.target, "error": e.message }),
+        ));
+        return Err(e);
+    }
+    if let Err(e) = crate::connect::redeem(&host, &flow, code).await {
+        let e = ApiError::from(e);
+        host.audit.record(event(
+            b,
+            "connection.connect",
+            "failed",
+            json!({ "connection": b.target, "error": e.message }),
+        ));
+        return Err(e);
+    }
+    host.audit.record(event(b, "connection.connected", "ok", json!({ "connection": b.target })));
+    Ok(to_console(&format!("connected={}", encoded(&b.target))))
 }
 
 pub(super) async fn list(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {

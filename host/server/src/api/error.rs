@@ -118,8 +118,24 @@ impl From<airlock_vault::VaultError> for ApiError {
         match e {
             VaultError::NotFound(_) => ApiError::not_found(e.to_string()),
             VaultError::InvalidConnection(_) | VaultError::InvalidRequest(_) => ApiError::bad_request(e.to_string()),
-            VaultError::ReconnectNeeded { .. } => ApiError::conflict(e.to_string()),
+            VaultError::ReconnectNeeded { .. } | VaultError::NotConnected(_) => ApiError::conflict(e.to_string()),
             other => ApiError::internal("vault", other),
+        }
+    }
+}
+
+impl From<crate::connect::ConnectError> for ApiError {
+    fn from(e: crate::connect::ConnectError) -> ApiError {
+        use crate::connect::ConnectError;
+        match e {
+            ConnectError::Invalid(m) => ApiError::bad_request(m),
+            ConnectError::UnknownState(m) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_state", m),
+            // The provider did not answer as a token endpoint should: its words, not ours.
+            ConnectError::Vault(airlock_vault::VaultError::Transport(m)) => {
+                ApiError::new(StatusCode::BAD_GATEWAY, "provider_error", format!("the provider's token endpoint: {m}"))
+            }
+            ConnectError::Vault(e) => e.into(),
+            ConnectError::Store(e) => ApiError::internal("connect store", e),
         }
     }
 }

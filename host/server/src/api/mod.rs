@@ -2,7 +2,8 @@
 //!
 //! Scopes ([`Scope`]), enforced by the one door in [`auth`]:
 //! - **public**: `GET /healthz`, the OAuth and OpenID endpoints (`/oauth/token`, JWKS, CIBA's
-//!   backchannel and discovery, the external OP's ping), redeeming an invitation; each
+//!   backchannel and discovery, the external OP's ping, the callbacks of sign-in and of an
+//!   OAuth2 connection's Connect, whose state is the authority), redeeming an invitation; each
 //!   authenticates what it must itself (client credentials, a code) and refuses a malformed
 //!   or unknown tenant before writing anything;
 //! - **operator**: host-wide work ([`tenants`], host [`components`], publishers, keys, the
@@ -207,6 +208,8 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Tenant, M::PUT, "/v1/connections/{name}", connections::put)
         .at(Tenant, M::DELETE, "/v1/connections/{name}", connections::delete)
         .at(Tenant, M::POST, "/v1/connections/{name}/secret", connections::rotate_secret)
+        .at(Tenant, M::POST, "/v1/connections/{name}/connect", connections::connect)
+        .at(Public, M::GET, "/oauth/connect/callback", connections::connect_callback)
         .at(Tenant, M::POST, "/v1/vault/rotate-tenant-key", connections::rotate_tenant_key)
         .at(Tenant, M::GET, "/v1/approvals", approvals::list)
         .at(Tenant, M::GET, "/v1/approvals/events", approvals::stream)

@@ -217,6 +217,7 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             token_url,
             client_id,
             scope,
+            authorize_url,
             expose_token,
             allow_private_network,
             hosts,
@@ -228,7 +229,8 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             let secret = secret_from_env(&secret_env)?;
             let oauth = match (token_url, client_id) {
                 (Some(token_url), Some(client_id)) => {
-                    json!({ "token_url": token_url, "client_id": client_id, "scope": scope })
+                    json!({ "token_url": token_url, "client_id": client_id, "scope": scope,
+                            "authorize_url": authorize_url })
                 }
                 (None, None) => Value::Null,
                 _ => return Err("an OAuth2 connection needs both `--token-url` and `--client-id`".into()),

@@ -372,6 +372,10 @@ pub enum ConnectionCmd {
         /// OAuth2 kinds: the scope to ask for.
         #[arg(long)]
         scope: Option<String>,
+        /// `oauth2_refresh`: the provider's authorization endpoint; the secret may then be only
+        /// `{"client_secret": ...}`, and an admin presses Connect on the console.
+        #[arg(long)]
+        authorize_url: Option<String>,
         /// OAuth2 kinds: let `vault.token` hand out short-lived access tokens.
         #[arg(long)]
         expose_token: bool,

@@ -639,6 +639,7 @@ pub(super) fn slots_of(connections: &[airlock_marketplace::ConnectionSlot], agen
                 token_url: o.token_url.clone(),
                 client_id: o.client_id.clone(),
                 scope: o.scope.clone(),
+                authorize_url: o.authorize_url.clone(),
             }),
             description: c.description.clone(),
         })

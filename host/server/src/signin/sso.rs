@@ -4,7 +4,7 @@
 //! `airlock tenant sso set --issuer URL --client-id ID` stores the provider (the client secret
 //! sealed with the master key; the endpoints from its discovery document, whose issuer must be
 //! the one given). A sign-in sends the browser to the provider with a fresh state, nonce and
-//! PKCE challenge (kept here, single use, ten minutes); the callback exchanges the code with
+//! PKCE challenge (kept by [`super::flow`], single use, ten minutes); the callback exchanges the code with
 //! the verifier and has the ID token checked by [`airlock_identity::Identity::verify_id_token`]
 //! against the provider's JWKS, issuer, audience (the client id), expiry and nonce. The
 //! person is `user:` + the configured claim (`sub`, or a verified `email`).
@@ -14,16 +14,11 @@ use std::sync::Arc;
 use airlock_identity::{ExternalIssuer, Identity};
 use airlock_store::{now_millis, sqlx, Db};
 use airlock_vault::MasterKey;
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::tenancy::{digest, secret};
-
-/// How long a sign-in may stay at the provider.
-const LOGIN_TTL_MS: i64 = 10 * 60 * 1000;
+use super::flow::{self, Binding, Purpose};
 
 /// What an admin configures.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -209,52 +204,35 @@ impl Sso {
                 "tenant `{tenant}` has no single sign-on provider: an admin sets one (`airlock tenant sso set`)"
             ))
         })?;
-        let (state, nonce, verifier) = (secret(""), secret(""), secret(""));
-        let challenge = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
-        let now = now_millis();
-        sqlx::query("DELETE FROM sso_logins WHERE expires_at < $1").bind(now).execute(self.db.pool()).await?;
-        sqlx::query(
-            "INSERT INTO sso_logins (state_hash, tenant, nonce, verifier, redirect_uri, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        let binding = Binding {
+            tenant: tenant.to_string(),
+            target: String::new(),
+            member: String::new(),
+            redirect_uri: redirect,
+        };
+        let started = flow::start(&self.db, Purpose::SignIn, &binding).await?;
+        let url = flow::authorize_url(
+            &provider.authorization_endpoint,
+            &provider.config.client_id,
+            &binding.redirect_uri,
+            Some("openid email profile"),
+            &started,
+            true,
         )
-        .bind(digest(&state))
-        .bind(tenant)
-        .bind(&nonce)
-        .bind(&verifier)
-        .bind(&redirect)
-        .bind(now)
-        .bind(now + LOGIN_TTL_MS)
-        .execute(self.db.pool())
-        .await?;
-        let mut url = url::Url::parse(&provider.authorization_endpoint)
-            .map_err(|e| SsoError::Provider(format!("authorization endpoint: {e}")))?;
-        url.query_pairs_mut()
-            .append_pair("response_type", "code")
-            .append_pair("client_id", &provider.config.client_id)
-            .append_pair("redirect_uri", &redirect)
-            .append_pair("scope", "openid email profile")
-            .append_pair("state", &state)
-            .append_pair("nonce", &nonce)
-            .append_pair("code_challenge", &challenge)
-            .append_pair("code_challenge_method", "S256");
+        .map_err(|e| SsoError::Provider(format!("authorization endpoint: {e}")))?;
         Ok(url.to_string())
     }
 
     /// Finishes a sign-in: the state must be one this host started (once), the code is
     /// exchanged with the PKCE verifier, and the ID token must verify.
     pub async fn finish(&self, identity: &Identity, state: &str, code: &str) -> Result<SignedIn, SsoError> {
-        let row: Option<(String, String, String, String)> = sqlx::query_as(
-            "DELETE FROM sso_logins WHERE state_hash = $1 AND expires_at > $2 RETURNING tenant, nonce, verifier, redirect_uri",
-        )
-        .bind(digest(state))
-        .bind(now_millis())
-        .fetch_optional(self.db.pool())
-        .await?;
-        let (tenant, nonce, verifier, redirect) = row.ok_or_else(|| {
+        let flow = flow::take(&self.db, Purpose::SignIn, state).await?.ok_or_else(|| {
             SsoError::Refused(
                 "this sign-in is unknown, used or expired (the `state` does not match): sign in again".into(),
             )
         })?;
+        let (tenant, nonce, verifier, redirect) =
+            (flow.binding.tenant, flow.nonce, flow.verifier, flow.binding.redirect_uri);
         let (provider, sealed) =
             self.load(&tenant).await?.ok_or_else(|| SsoError::NotConfigured("the provider was removed".into()))?;
         let secret = Zeroizing::new(

@@ -20,7 +20,7 @@ const TENANT_TABLES: &[&str] = &[
     "sessions",
     "device_logins",
     "sso_providers",
-    "sso_logins",
+    "authorization_flows",
     "tuple_changes",
     "tuple_revisions",
     "authorization_models",

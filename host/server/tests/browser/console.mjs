@@ -94,7 +94,8 @@ await run(async (browser) => {
   await row.locator('summary').click();
   const hops = await row.locator('.tree .hop').allTextContents();
   console.log(`the refund's delegation chain: ${hops.join(' -> ')}`);
-  expect(hops.some((h) => h.includes('(approved)')), `the approver heads the chain: ${hops}`);
+  expect(hops[0] === `${s.run_approver} (approved the run)`, `the run's approver heads the chain: ${hops}`);
+  expect(hops.includes(`${s.cfo} (approved this action)`), `the CFO's approval hangs off the tool: ${hops}`);
   expect(hops.includes('agent:offboarding') && hops.includes('tool:offboarding.issue-refund'), `agent and tool: ${hops}`);
   expect(hops.length >= 4, `the external host ends it: ${hops}`);
   await alice.getByRole('button', { name: 'Verify the trail' }).click();

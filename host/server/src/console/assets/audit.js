@@ -39,23 +39,31 @@ async function load(fresh) {
   $('audit-more').hidden = !next_before;
 }
 
-/// The delegation chain as a tree: each hop holds the next.
-function tree(hops, approver) {
-  let inner = null;
+/// The delegation chain as a tree: each hop holds the next. The person who approved the run
+/// heads it; whoever approved an action of the call hangs off the tool hop, beside the
+/// external host the call reached.
+function tree(hops, runApprover, actionApprovers) {
+  let next = []; // the list items under the hop being built
   for (const hop of [...hops].reverse()) {
-    const label = hop === approver ? `${hop} (approved)` : hop;
-    inner = h('ul', {}, h('li', {}, h('span', { class: hop.startsWith('tool:') ? 'hop tool' : 'hop' }, label), inner));
+    const isTool = hop.startsWith('tool:');
+    const label = hop === runApprover ? `${hop} (approved the run)` : hop;
+    const approvers = isTool
+      ? actionApprovers.map((who) => h('li', {}, h('span', { class: 'hop approver' }, `${who} (approved this action)`)))
+      : [];
+    const children = [...approvers, ...next];
+    next = [h('li', {}, h('span', { class: isTool ? 'hop tool' : 'hop' }, label), children.length ? h('ul', {}, ...children) : null)];
   }
-  return h('div', { class: 'tree', role: 'group', 'aria-label': 'Delegation chain' }, inner);
+  return h('div', { class: 'tree', role: 'group', 'aria-label': 'Delegation chain' }, h('ul', {}, ...next));
 }
 
 function row(stored) {
   const e = stored; // the event's fields sit beside seq, ts and the hashes
   const d = e.detail || {};
   const chain = Array.isArray(d.chain) ? d.chain : [];
-  const approver = d.approver || d.approved_by || null;
+  const actionApprovers = [...(Array.isArray(d.approved_by) ? d.approved_by : []),
+    ...(typeof d.approver === 'string' && e.outcome === 'approved' ? [d.approver] : [])];
   const body = [];
-  if (chain.length) body.push(tree(chain, approver));
+  if (chain.length) body.push(tree(chain, d.run_approved_by || null, [...new Set(actionApprovers)]));
   const approval = d.approval || d.approval_id;
   if (e.kind === 'approval.decision' && approval && d.signed_digest) {
     const out = h('span', { role: 'status' });

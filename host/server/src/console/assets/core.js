@@ -136,9 +136,9 @@ export function table(caption, headers, rows) {
 /// The audit kinds the live list shows (`/v1/events` names each SSE event by its kind).
 const KINDS = ['tool.call', 'authz.check', 'authz.list_objects', 'vault.fetch', 'vault.token', 'approval.request',
   'approval.decision', 'approval.signed', 'run.start', 'run.finish', 'agent.create', 'agent.revoke', 'tuples.write',
-  'policy.put', 'policy.delete', 'connection.put', 'connection.delete', 'connection.rotate', 'marketplace.install',
-  'marketplace.upgrade', 'marketplace.uninstall', 'model.write', 'token.create', 'token.revoke', 'member.remove',
-  'session.start', 'session.end', 'passkey.register', 'login.device'];
+  'policy.put', 'policy.delete', 'connection.put', 'connection.delete', 'connection.rotate', 'connection.connect',
+  'connection.connected', 'marketplace.install', 'marketplace.upgrade', 'marketplace.uninstall', 'model.write',
+  'token.create', 'token.revoke', 'member.remove', 'session.start', 'session.end', 'passkey.register', 'login.device'];
 
 /// A tenant's live decisions (admins and auditors): one EventSource shared by the pages.
 const listeners = new Set();
