@@ -351,33 +351,9 @@ struct Stream {
     buf: String,
 }
 
-/// The next SSE frames with an `id`, `event` and `data` that arrive within `wait`, up to `n`.
+/// The next SSE frames of `stream` within `wait`, up to `n`.
 async fn frames(stream: &mut Stream, n: usize, wait: Duration) -> Vec<(String, String, Value)> {
-    let Stream { resp, buf } = stream;
-    let mut out = Vec::new();
-    let deadline = tokio::time::Instant::now() + wait;
-    while out.len() < n {
-        while let Some(end) = buf.find("\n\n") {
-            if out.len() >= n {
-                break;
-            }
-            let frame: String = buf.drain(..end + 2).collect();
-            let field = |name: &str| {
-                frame.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim_start().to_string()))
-            };
-            if let (Some(id), Some(kind), Some(data)) = (field("id"), field("event"), field("data")) {
-                out.push((id, kind, serde_json::from_str(&data).unwrap()));
-            }
-        }
-        if out.len() >= n {
-            break;
-        }
-        match tokio::time::timeout_at(deadline, resp.chunk()).await {
-            Ok(Ok(Some(chunk))) => buf.push_str(std::str::from_utf8(&chunk).unwrap()),
-            _ => break, // the wait is over, or the stream ended
-        }
-    }
-    out
+    support::sse_frames(&mut stream.resp, &mut stream.buf, n, wait).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

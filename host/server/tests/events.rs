@@ -7,26 +7,10 @@ use std::time::Duration;
 use serde_json::{json, Value};
 use support::TestHost;
 
-/// Reads SSE frames from `resp` until `n` events arrived (or 10 s passed).
+/// Reads SSE frames from `resp` until `n` events arrived; fails after 10 s.
 async fn read_events(resp: &mut reqwest::Response, buf: &mut String, n: usize) -> Vec<(String, String, Value)> {
-    let mut events = Vec::new();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while events.len() < n {
-        while let Some(end) = buf.find("\n\n") {
-            let frame: String = buf.drain(..end + 2).collect();
-            let field = |name: &str| {
-                frame.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim_start().to_string()))
-            };
-            if let (Some(id), Some(kind), Some(data)) = (field("id"), field("event"), field("data")) {
-                events.push((id, kind, serde_json::from_str(&data).unwrap()));
-            }
-        }
-        if events.len() >= n {
-            break;
-        }
-        let chunk = tokio::time::timeout_at(deadline, resp.chunk()).await.expect("events arrive in time").unwrap();
-        buf.push_str(std::str::from_utf8(&chunk.expect("stream open")).unwrap());
-    }
+    let events = support::sse_frames(resp, buf, n, Duration::from_secs(10)).await;
+    assert_eq!(events.len(), n, "events arrive in time: {events:?}");
     events
 }
 

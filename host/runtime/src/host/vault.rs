@@ -18,18 +18,20 @@ impl vault::Host for CallState {
             Ok(a) => a.to_string(),
             Err(e) => return Ok(Err(e)),
         };
-        let external = external_host(&req.url);
         let mut detail = json!({ "connection": connection, "method": req.method, "url": strip_query(&req.url),
                                  "grant": grant });
         let (services, ctx) = (self.services.clone(), self.ctx.clone());
+        let absolute = url::Url::parse(&req.url).ok().and_then(|u| u.host_str().map(str::to_string));
         let mut resolved = None;
         let mut unreachable = None;
         let outcome =
             fetch_as(&services, &ctx, &agent, &connection, &mut resolved, &mut unreachable, req, grant.as_deref())
                 .await;
-        let via = format!("connection:{}", resolved.as_deref().unwrap_or(&connection));
-        detail["connection"] = resolved.as_deref().unwrap_or(&connection).into();
-        let used = resolved.clone().unwrap_or_else(|| connection.clone());
+        // The API's host heads the chain's last hop: the URL's own, or the connection's base URL's.
+        let external = resolved.as_ref().and_then(|(_, host)| host.clone()).or(absolute).map(|h| format!("api:{h}"));
+        let used = resolved.map(|(name, _)| name).unwrap_or_else(|| connection.clone());
+        let via = format!("connection:{used}");
+        detail["connection"] = used.clone().into();
         self.upstream = match (&outcome, unreachable) {
             (Err(_), Some((host, reason, timed_out))) => Some(crate::UpstreamFailure {
                 connection: used,
@@ -156,7 +158,7 @@ async fn fetch_as(
     ctx: &CallContext,
     agent: &str,
     connection: &str,
-    resolved: &mut Option<String>,
+    resolved: &mut Option<(String, Option<String>)>,
     unreachable: &mut Option<(String, String, bool)>,
     req: HttpRequest,
     grant: Option<&str>,
@@ -164,7 +166,12 @@ async fn fetch_as(
     let tenant = ctx.tenant.as_str();
     // The connection must exist, and be usable, before a grant is spent on it.
     let conn = resolve_usable(services, tenant, agent, &ctx.on_behalf_of, connection).await?;
-    *resolved = Some(conn.name.clone());
+    // The API's host: the URL's own, or the connection's base URL's.
+    let api_host = url::Url::parse(&req.url)
+        .or_else(|_| url::Url::parse(conn.base_url.as_deref().unwrap_or_default()).and_then(|b| b.join(&req.url)))
+        .ok()
+        .and_then(|u| u.host_str().map(str::to_string));
+    *resolved = Some((conn.name.clone(), api_host.clone()));
     let granted = match grant {
         None => false,
         Some(id) => {
@@ -176,12 +183,6 @@ async fn fetch_as(
             true
         }
     };
-    // The API's host, for a failure report: the URL's own, or the connection's base URL's.
-    let api_host = url::Url::parse(&req.url)
-        .or_else(|_| url::Url::parse(conn.base_url.as_deref().unwrap_or_default()).and_then(|b| b.join(&req.url)))
-        .ok()
-        .and_then(|u| u.host_str().map(str::to_string))
-        .unwrap_or_else(|| conn.name.clone());
     let outbound = OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
     let resp = services.vault.fetch(tenant, &conn.name, outbound, granted).await.map_err(|e| {
         if let VaultError::Unreachable { host, reason, timed_out } = &e {
@@ -190,14 +191,10 @@ async fn fetch_as(
         vault_error(e)
     })?;
     if resp.status >= 500 {
-        *unreachable = Some((api_host, format!("answered {}", resp.status), false));
+        let host = api_host.unwrap_or_else(|| conn.name.clone());
+        *unreachable = Some((host, format!("answered {}", resp.status), false));
     }
     Ok(HttpResponse { status: resp.status, headers: resp.headers, body: resp.body })
-}
-
-/// `api:host` for the delegation chain, when the URL is absolute.
-fn external_host(url: &str) -> Option<String> {
-    url::Url::parse(url).ok().and_then(|u| u.host_str().map(|h| format!("api:{h}")))
 }
 
 /// The URL without its query string, which could carry data worth keeping out of the audit.

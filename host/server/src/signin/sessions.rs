@@ -72,32 +72,34 @@ impl Sessions {
     /// The live session of a cookie secret, its idle clock reset; `None` when unknown, ended,
     /// idle too long or past its absolute end.
     pub async fn authenticate(&self, cookie: &str) -> Result<Option<Session>, sqlx::Error> {
-        let now = now_millis();
-        let row: Option<(String, String, String)> = sqlx::query_as(
+        self.live(
+            cookie,
             "UPDATE sessions SET last_seen_at = $2 WHERE id_hash = $1 AND expires_at > $2 AND last_seen_at > $3 \
              RETURNING tenant, member, csrf",
         )
-        .bind(digest(cookie))
-        .bind(now)
-        .bind(now - IDLE_MS)
-        .fetch_optional(self.db.pool())
-        .await?;
-        Ok(row.map(|(tenant, member, csrf)| Session { tenant, member, csrf }))
+        .await
     }
 
     /// The live session of a cookie secret, as [`Sessions::authenticate`] finds it but without
     /// resetting its idle clock: for a long-lived stream checking that its session still
     /// holds, which is no use by the person.
     pub async fn peek(&self, cookie: &str) -> Result<Option<Session>, sqlx::Error> {
-        let now = now_millis();
-        let row: Option<(String, String, String)> = sqlx::query_as(
+        self.live(
+            cookie,
             "SELECT tenant, member, csrf FROM sessions WHERE id_hash = $1 AND expires_at > $2 AND last_seen_at > $3",
         )
-        .bind(digest(cookie))
-        .bind(now)
-        .bind(now - IDLE_MS)
-        .fetch_optional(self.db.pool())
-        .await?;
+        .await
+    }
+
+    /// Runs `sql` (binding the cookie's digest, now, and the idle cut-off) for a live session.
+    async fn live(&self, cookie: &str, sql: &'static str) -> Result<Option<Session>, sqlx::Error> {
+        let now = now_millis();
+        let row: Option<(String, String, String)> = sqlx::query_as(sql)
+            .bind(digest(cookie))
+            .bind(now)
+            .bind(now - IDLE_MS)
+            .fetch_optional(self.db.pool())
+            .await?;
         Ok(row.map(|(tenant, member, csrf)| Session { tenant, member, csrf }))
     }
 

@@ -97,7 +97,8 @@ await run(async (browser) => {
   expect(hops[0] === `${s.run_approver} (approved the run)`, `the run's approver heads the chain: ${hops}`);
   expect(hops.includes(`${s.cfo} (approved this action)`), `the CFO's approval hangs off the tool: ${hops}`);
   expect(hops.includes('agent:offboarding') && hops.includes('tool:offboarding.issue-refund'), `agent and tool: ${hops}`);
-  expect(hops.length >= 4, `the external host ends it: ${hops}`);
+  expect(hops[hops.length - 1].startsWith('api:') && hops.includes('connection:offboarding/billing-api'),
+    `the connection and the external host end it: ${hops}`);
   await alice.getByRole('button', { name: 'Verify the trail' }).click();
   await alice.locator('#audit-verdict', { hasText: 'intact' }).waitFor();
   await screenshot(alice, 'alice-audit-tree-1280');

@@ -551,3 +551,38 @@ impl Browser {
         (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 }
+
+/// The next Server-Sent Events frames of `resp` that have an `id`, an `event` and a `data`
+/// (parsed as JSON), up to `n`, arriving within `wait`; frames past the `n`th stay in `buf`
+/// for the next read.
+pub async fn sse_frames(
+    resp: &mut reqwest::Response,
+    buf: &mut String,
+    n: usize,
+    wait: Duration,
+) -> Vec<(String, String, Value)> {
+    let mut out = Vec::new();
+    let deadline = tokio::time::Instant::now() + wait;
+    while out.len() < n {
+        while let Some(end) = buf.find("\n\n") {
+            if out.len() >= n {
+                break;
+            }
+            let frame: String = buf.drain(..end + 2).collect();
+            let field = |name: &str| {
+                frame.lines().find_map(|l| l.strip_prefix(&format!("{name}:")).map(|v| v.trim_start().to_string()))
+            };
+            if let (Some(id), Some(kind), Some(data)) = (field("id"), field("event"), field("data")) {
+                out.push((id, kind, serde_json::from_str(&data).unwrap()));
+            }
+        }
+        if out.len() >= n {
+            break;
+        }
+        match tokio::time::timeout_at(deadline, resp.chunk()).await {
+            Ok(Ok(Some(chunk))) => buf.push_str(std::str::from_utf8(&chunk).unwrap()),
+            _ => break, // the wait is over, or the stream ended
+        }
+    }
+    out
+}
