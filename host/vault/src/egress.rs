@@ -173,26 +173,36 @@ async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultE
     Ok(())
 }
 
-/// Loopback, private, link-local, unspecified, carrier-grade NAT, unique-local, and the IPv6
-/// forms that reach such IPv4 addresses (mapped, NAT64).
+/// Loopback, private, link-local, "this network" (0.0.0.0/8), carrier-grade NAT, broadcast,
+/// unique-local, and the IPv6 forms that carry an IPv4 address inside (mapped, the deprecated
+/// IPv4-compatible `::a.b.c.d`, 6to4 `2002::/16`, NAT64 `64:ff9b::/96`): each reaches the
+/// IPv4 address it carries, so it is judged as that address.
 pub(crate) fn is_internal(ip: std::net::IpAddr) -> bool {
     let internal_v4 = |v4: std::net::Ipv4Addr| {
         v4.is_loopback()
             || v4.is_private()
             || v4.is_link_local()
-            || v4.is_unspecified()
+            || v4.is_broadcast()
+            || v4.octets()[0] == 0
             || (v4.octets()[0] == 100 && (v4.octets()[1] & 0xC0) == 64)
     };
     match ip {
         std::net::IpAddr::V4(v4) => internal_v4(v4),
         std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            let carried = |hi: u16, lo: u16| {
+                internal_v4(std::net::Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8))
+            };
             v6.is_loopback()
                 || v6.is_unspecified()
-                || (v6.segments()[0] & 0xfe00) == 0xfc00
-                || (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6.to_ipv4_mapped().map(internal_v4).unwrap_or(false)
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                // ::ffff:a.b.c.d (mapped) and ::a.b.c.d (IPv4-compatible).
+                || v6.to_ipv4().map(internal_v4).unwrap_or(false)
+                // 6to4: 2002:AABB:CCDD::/48 reaches a.b.c.d.
+                || (s[0] == 0x2002 && carried(s[1], s[2]))
                 // NAT64 (64:ff9b::/96) reaches IPv4 addresses too.
-                || (v6.segments()[0] == 0x64 && v6.segments()[1] == 0xff9b)
+                || (s[0] == 0x64 && s[1] == 0xff9b)
         }
     }
 }
@@ -367,10 +377,19 @@ mod tests {
             "fd00::1",
             "::ffff:127.0.0.1",
             "64:ff9b::a00:1",
+            // "This network", reached as the host itself on most systems.
+            "0.0.0.0",
+            "0.1.2.3",
+            "255.255.255.255",
+            // IPv4-compatible and 6to4 forms of internal IPv4 addresses.
+            "::169.254.169.254",
+            "::10.0.0.1",
+            "2002:a9fe:a9fe::1",
+            "2002:7f00:1::",
         ] {
             assert!(is_internal(ip.parse().unwrap()), "{ip}");
         }
-        for ip in ["93.184.216.34", "2606:2800:220:1::1"] {
+        for ip in ["93.184.216.34", "2606:2800:220:1::1", "2002:5db8:d822::1", "::ffff:93.184.216.34"] {
             assert!(!is_internal(ip.parse().unwrap()), "{ip}");
         }
     }
