@@ -281,9 +281,26 @@ impl Approvals {
     pub async fn create(&self, tenant: &str, req: NewApproval) -> Result<Approval, ApprovalError> {
         let mut conn = self.db.pool().acquire().await?;
         let approval = insert(&mut conn, tenant, req, None).await?;
+        self.announce(&approval);
+        Ok(approval)
+    }
+
+    /// Stores a pending request on `conn`, inside the caller's transaction, so that what the
+    /// caller records beside it (the held call a policy waits on) commits with it or not at
+    /// all. Once committed, the caller hands it to [`Approvals::announce`].
+    pub async fn create_in(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: &str,
+        req: NewApproval,
+    ) -> Result<Approval, ApprovalError> {
+        insert(conn, tenant, req, None).await
+    }
+
+    /// Tells this process's subscribers (the console's live queue) of a committed request.
+    pub fn announce(&self, approval: &Approval) {
         // No subscriber is the usual case, not an error.
         let _ = self.created.send(approval.clone());
-        Ok(approval)
     }
 
     /// One approval of a tenant.

@@ -367,7 +367,10 @@ impl Airlock {
             details,
             ttl: Some(p.ttl),
         };
-        let pending = self.approvals.create(tenant, req).await.map_err(unavailable)?;
+        // The request and the held call it resumes commit together: an approver never sees a
+        // request whose call cannot be resumed after a crash.
+        let mut tx = self.db.pool().begin().await.map_err(unavailable)?;
+        let pending = self.approvals.create_in(&mut tx, tenant, req).await.map_err(unavailable)?;
         sqlx::query(
             "INSERT INTO policy_calls (tenant, call_id, approval_id, agent, tool, run_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -379,9 +382,11 @@ impl Airlock {
         .bind(tool)
         .bind(&opts.run)
         .bind(now_millis())
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await
         .map_err(unavailable)?;
+        tx.commit().await.map_err(unavailable)?;
+        self.approvals.announce(&pending);
         let detail = json!({ "approval_id": pending.id, "action": pending.action, "role": pending.role,
                              "summary": pending.summary, "args_digest": pending.args_digest,
                              "run_id": opts.run, "enforced_by": "policy" });
