@@ -131,8 +131,24 @@ pub enum ApprovalError {
     AlreadyDecided { id: String, status: Status },
     #[error("grant `{0}` is not usable: it does not exist, was not approved, was already used, or belongs to another agent, tool or action")]
     GrantUnusable(String),
+    #[error("`{who}` already has {limit} approvals waiting for a decision, the most it may have at once; wait for some to be decided or expire, then ask again")]
+    TooManyPending { who: String, limit: u32 },
     #[error("approval store unavailable: {0}")]
     Store(#[from] sqlx::Error),
+}
+
+/// How many requests may wait for a decision at once: each is a push to an approver, so an
+/// agent (or a tenant's agents together) asking in a loop is refused, not passed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PendingLimits {
+    pub per_agent: u32,
+    pub per_tenant: u32,
+}
+
+impl Default for PendingLimits {
+    fn default() -> PendingLimits {
+        PendingLimits { per_agent: 256, per_tenant: 1024 }
+    }
 }
 
 impl From<LedgerError> for ApprovalError {
@@ -156,6 +172,7 @@ pub struct Approvals {
     /// (the server asks a tenant's external OpenID Provider). Lossy by design: a lagging
     /// subscriber misses requests, which then wait for a human in the console as before.
     created: tokio::sync::broadcast::Sender<Approval>,
+    limits: PendingLimits,
 }
 
 /// sha256 of the raw text of `details`. Approvals bind to the canonical digest instead
@@ -263,7 +280,51 @@ impl Approvals {
     /// The service over `db`, with its ledger in the same database.
     pub fn new(db: Db) -> Approvals {
         let (created, _) = tokio::sync::broadcast::channel(CREATED_BACKLOG);
-        Approvals { ledger: Ledger::new(db.clone()), db, waiters: Mutex::new(HashMap::new()), created }
+        Approvals {
+            ledger: Ledger::new(db.clone()),
+            db,
+            waiters: Mutex::new(HashMap::new()),
+            created,
+            limits: PendingLimits::default(),
+        }
+    }
+
+    /// The service with other limits on pending requests.
+    pub fn with_limits(mut self, limits: PendingLimits) -> Approvals {
+        self.limits = limits;
+        self
+    }
+
+    /// The limits on pending requests in force.
+    pub fn limits(&self) -> PendingLimits {
+        self.limits
+    }
+
+    /// Refuses a new request of `agent` when, counting it (just inserted in the same
+    /// transaction), it or its tenant would have more waiting than allowed. Inserting first
+    /// takes SQLite's write lock before any read, so requests are counted one at a time there;
+    /// hosts sharing PostgreSQL may each let one more through in a race (a soft bound).
+    async fn check_room(&self, conn: &mut AnyConnection, tenant: &str, agent: &str) -> Result<(), ApprovalError> {
+        let now = now_millis();
+        let (mine, all): (i64, i64) = sqlx::query_as(
+            "SELECT COALESCE(SUM(CASE WHEN agent = $2 THEN 1 ELSE 0 END), 0), COUNT(*) FROM approvals \
+             WHERE tenant = $1 AND status = 'pending' AND expires_at > $3",
+        )
+        .bind(tenant)
+        .bind(agent)
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+        if mine > i64::from(self.limits.per_agent) {
+            return Err(ApprovalError::TooManyPending { who: agent.to_string(), limit: self.limits.per_agent });
+        }
+        if all > i64::from(self.limits.per_tenant) {
+            return Err(ApprovalError::TooManyPending {
+                who: format!("tenant `{tenant}`"),
+                limit: self.limits.per_tenant,
+            });
+        }
+        Ok(())
     }
 
     /// Requests created from now on by [`Approvals::create`] in this process (not those of runs,
@@ -279,8 +340,9 @@ impl Approvals {
 
     /// Stores a pending request and returns it.
     pub async fn create(&self, tenant: &str, req: NewApproval) -> Result<Approval, ApprovalError> {
-        let mut conn = self.db.pool().acquire().await?;
-        let approval = insert(&mut conn, tenant, req, None).await?;
+        let mut tx = self.db.pool().begin().await?;
+        let approval = self.create_in(&mut tx, tenant, req).await?;
+        tx.commit().await?;
         self.announce(&approval);
         Ok(approval)
     }
@@ -294,7 +356,10 @@ impl Approvals {
         tenant: &str,
         req: NewApproval,
     ) -> Result<Approval, ApprovalError> {
-        insert(conn, tenant, req, None).await
+        let agent = req.agent.clone();
+        let approval = insert(conn, tenant, req, None).await?;
+        self.check_room(conn, tenant, &agent).await?;
+        Ok(approval)
     }
 
     /// Tells this process's subscribers (the console's live queue) of a committed request.
@@ -309,14 +374,37 @@ impl Approvals {
         fetch(&mut conn, tenant, id).await?.ok_or_else(|| ApprovalError::NotFound(id.to_string()))
     }
 
-    /// A tenant's approvals, newest first, optionally only those in `status`.
+    /// A tenant's newest 500 approvals, newest first, optionally only those in `status`.
     pub async fn list(&self, tenant: &str, status: Option<Status>) -> Result<Vec<Approval>, ApprovalError> {
+        self.list_page(tenant, status, None, 500).await
+    }
+
+    /// One page of [`Approvals::list`]: at most `limit`, and with `before` (an approval id)
+    /// only those older than that approval; page on with the last id of a page.
+    pub async fn list_page(
+        &self,
+        tenant: &str,
+        status: Option<Status>,
+        before: Option<&str>,
+        limit: i64,
+    ) -> Result<Vec<Approval>, ApprovalError> {
         self.expire_due(Some(tenant)).await?;
+        let cursor = match before {
+            None => (i64::MAX, String::new()),
+            Some(id) => {
+                let a = self.get(tenant, id).await?;
+                (a.created_at, a.id)
+            }
+        };
         let rows = sqlx::query(&format!(
-            "SELECT {COLUMNS} FROM approvals WHERE tenant = $1 AND ($2 = '' OR status = $2) ORDER BY created_at DESC LIMIT 500"
+            "SELECT {COLUMNS} FROM approvals WHERE tenant = $1 AND ($2 = '' OR status = $2) \
+             AND (created_at < $3 OR (created_at = $3 AND id < $4)) ORDER BY created_at DESC, id DESC LIMIT $5"
         ))
         .bind(tenant)
         .bind(status.map(Status::as_str).unwrap_or(""))
+        .bind(cursor.0)
+        .bind(&cursor.1)
+        .bind(limit)
         .fetch_all(self.db.pool())
         .await?;
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)

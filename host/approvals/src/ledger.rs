@@ -294,6 +294,28 @@ impl Ledger {
         Ok(rows.len() as u64)
     }
 
+    /// Forgets what is over and old: grants that ended (consumed, denied, expired, cancelled)
+    /// and were issued before `before`, with their history, and refused claims older than
+    /// `before` of grants that do not exist (anyone may present any id: without this, each
+    /// guess would be a row forever). The audit trail keeps its own record of all of it; an
+    /// id purged here is refused as unknown if presented again. Returns (grants, events).
+    pub async fn purge(&self, before: i64) -> Result<(u64, u64), LedgerError> {
+        let mut tx = self.db.pool().begin().await?;
+        let ended = "state IN ('consumed', 'denied', 'expired', 'cancelled') AND issued_at < $1";
+        let events = sqlx::query(&format!(
+            "DELETE FROM ledger_events WHERE grant_id IN (SELECT id FROM grants WHERE {ended}) \
+             OR (at < $1 AND grant_id NOT IN (SELECT id FROM grants))"
+        ))
+        .bind(before)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+        let grants =
+            sqlx::query(&format!("DELETE FROM grants WHERE {ended}")).bind(before).execute(&mut *tx).await?.rows_affected();
+        tx.commit().await?;
+        Ok((grants, events))
+    }
+
     /// Ends an agent's outstanding authority (uninstall): its issued grants become `cancelled`
     /// and its pending approval requests are denied, recorded as `cancelled` grants.
     pub async fn cancel_for_agent(&self, tenant: &str, agent: &str) -> Result<Cancellation, LedgerError> {

@@ -17,7 +17,9 @@ pub mod policy;
 pub mod runs;
 pub mod text;
 
-pub use approval::{digest, Approval, ApprovalError, Approvals, NewApproval, Status, DEFAULT_TTL, MAX_TTL};
+pub use approval::{
+    digest, Approval, ApprovalError, Approvals, NewApproval, PendingLimits, Status, DEFAULT_TTL, MAX_TTL,
+};
 pub use canonical::{args_digest, canonical_json};
 pub use ledger::{
     BindingField, Cancellation, Claim, Grant, GrantSpec, GrantState, Ledger, LedgerError, LedgerEvent, Presented,

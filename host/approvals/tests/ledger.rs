@@ -354,3 +354,32 @@ async fn uninstall_cancels_issued_grants_and_pending_requests_of_that_agent_only
         assert_eq!(approvals.cancel_for_agent("acme", "agent:offboarder").await.unwrap(), Default::default());
     }
 }
+
+#[tokio::test]
+async fn the_purge_forgets_ended_grants_and_guessed_ids_and_keeps_live_ones() {
+    for t in testing::all().await {
+        let ledger = Ledger::new(t.db.clone());
+        let spent = ledger.issue("acme", refund_spec(60_000)).await.unwrap();
+        ledger.claim("acme", &spent.id, refund_presented()).await.unwrap();
+        ledger.consume("acme", &spent.id, "refunded").await.unwrap();
+        let live = ledger.issue("acme", refund_spec(60_000)).await.unwrap();
+        // Anyone may present any id: each guess is a refused claim on record.
+        for i in 0..5 {
+            assert!(ledger.claim("acme", &format!("apr_guess{i}"), refund_presented()).await.is_err());
+        }
+        assert_eq!(events(&ledger, "acme", "apr_guess3").await.len(), 1);
+
+        // Nothing is old enough yet: a purge as of an hour ago forgets nothing.
+        assert_eq!(ledger.purge(now_millis() - 3_600_000).await.unwrap(), (0, 0), "{:?}", t.backend);
+        // As of a moment from now, the spent grant (issue, claim, consume) and the five guesses go.
+        let (grants, rows) = ledger.purge(now_millis() + 1).await.unwrap();
+        assert_eq!((grants, rows), (1, 3 + 5), "{:?}", t.backend);
+        assert!(matches!(ledger.get("acme", &spent.id).await, Err(LedgerError::NotFound(_))));
+        assert!(events(&ledger, "acme", "apr_guess3").await.is_empty());
+        // A purged grant presented again is refused as unknown: purging never revives one.
+        assert!(matches!(ledger.claim("acme", &spent.id, refund_presented()).await, Err(LedgerError::NotFound(_))));
+        // The live grant and its history stay.
+        assert_eq!(ledger.get("acme", &live.id).await.unwrap().state, GrantState::Issued);
+        assert_eq!(events(&ledger, "acme", &live.id).await.len(), 1);
+    }
+}

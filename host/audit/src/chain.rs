@@ -61,7 +61,7 @@ pub(crate) async fn head(db: &Db, tenant: &str) -> Result<i64, AuditError> {
     Ok(row.map(|(seq,)| seq).unwrap_or(0))
 }
 
-async fn raw_page(db: &Db, tenant: &str, after: i64, limit: i64) -> Result<Vec<Row>, AuditError> {
+pub(crate) async fn raw_page(db: &Db, tenant: &str, after: i64, limit: i64) -> Result<Vec<Row>, AuditError> {
     Ok(sqlx::query_as(
         "SELECT seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash FROM audit_events \
          WHERE tenant = $1 AND seq > $2 ORDER BY seq LIMIT $3",

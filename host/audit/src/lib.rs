@@ -12,8 +12,29 @@
 //! `UPDATE`, so several hosts sharing PostgreSQL interleave safely).
 //! [`AuditLog::flush`] waits until everything recorded before it is committed;
 //! the server flushes on shutdown.
+//!
+//! ## What must be durable before anyone is told
+//!
+//! Most events (checks, reads, denials inside a call) may wait in the queue: if the host dies
+//! before they commit, nothing happened in the world that the trail misses. An event that
+//! stands for an action is different: a call's outcome, a request released to an external
+//! API, a decision, an install. Those are recorded with [`AuditLog::record_durable`], which
+//! waits until the event (and so everything recorded before it) is committed. It rings the
+//! writer at once, and every caller waiting at the same time shares the writer's next
+//! commit: group commit, one transaction (and on SQLite with `synchronous = FULL`, one fsync)
+//! for however many calls finished meanwhile.
+//!
+//! ## Bounds
+//!
+//! The queue holds at most [`MAX_BACKLOG`] events before [`AuditLog::overloaded`] says so;
+//! the gate then refuses new calls (503 with `Retry-After`) rather than let memory grow while
+//! the database is slow or away. A batch the database refuses [`SPLIT_AFTER`] times in a row
+//! is retried event by event: events the database refuses on their own are set aside
+//! ([`AuditLog::set_aside`], logged as errors) so one unstorable event cannot stall the trail;
+//! if every event fails alone too, the database is down and the writer keeps retrying.
 
 mod chain;
+pub mod checkpoint;
 mod search;
 mod writer;
 
@@ -25,6 +46,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, Notify};
 
 pub use chain::event_hash;
+pub use checkpoint::{Checkpoint, CheckpointKey};
 pub use search::{SearchFilter, Tally};
 
 /// One decision or action, as the host records it.
@@ -78,19 +100,41 @@ enum Message {
     Flush(oneshot::Sender<()>),
 }
 
+/// The messages waiting for the writer, with the ticket of the newest event among them.
+#[derive(Default)]
+struct Pending {
+    messages: Vec<Message>,
+    /// Events recorded since the start: the ticket of the newest one.
+    issued: u64,
+}
+
 /// Events waiting for the writer, and the bell for when it should not wait.
 struct Queue {
-    messages: Mutex<Vec<Message>>,
+    pending: Mutex<Pending>,
     bell: Notify,
-    /// Bumped after every committed batch, so live readers (the events stream) wake up.
+    /// The ticket of the newest committed event: live readers (the events stream) wake up
+    /// when it moves, and [`AuditLog::record_durable`] waits until it reaches its own.
     committed: tokio::sync::watch::Sender<u64>,
+    /// Events the database refused on their own, kept for an operator (newest last).
+    set_aside: Mutex<Vec<AuditEvent>>,
 }
 
 impl Default for Queue {
     fn default() -> Queue {
-        Queue { messages: Mutex::default(), bell: Notify::new(), committed: tokio::sync::watch::Sender::new(0) }
+        Queue {
+            pending: Mutex::default(),
+            bell: Notify::new(),
+            committed: tokio::sync::watch::Sender::new(0),
+            set_aside: Mutex::default(),
+        }
     }
 }
+
+/// Queued events past which [`AuditLog::overloaded`] is true.
+pub const MAX_BACKLOG: usize = 100_000;
+
+/// Failed commits of one batch after which it is retried event by event.
+pub const SPLIT_AFTER: u32 = 5;
 
 /// Queue length at which `record` rings the writer instead of letting it wake on its own.
 const RING_AT: usize = 2048;
@@ -111,32 +155,68 @@ impl AuditLog {
         AuditLog { db, queue }
     }
 
-    /// Records an event; returns at once. The time is taken now, not at commit.
+    /// Records an event; returns at once, with the event's ticket (see
+    /// [`AuditLog::durable`]). The time is taken now, not at commit.
     ///
     /// NUL characters (PostgreSQL refuses them in text) are replaced, so that no
     /// input can make an event unstorable and stall the trail behind it.
-    pub fn record(&self, mut event: AuditEvent) {
+    pub fn record(&self, mut event: AuditEvent) -> u64 {
         for field in [&mut event.tenant, &mut event.kind, &mut event.outcome, &mut event.agent, &mut event.tool] {
             if field.contains('\0') {
                 *field = field.replace('\0', "\u{FFFD}");
             }
         }
-        let len = {
-            let mut q = self.queue.messages.lock();
-            q.push(Message::Event(event, airlock_store::now_millis()));
-            q.len()
+        let (len, ticket) = {
+            let mut q = self.queue.pending.lock();
+            q.messages.push(Message::Event(event, airlock_store::now_millis()));
+            q.issued += 1;
+            (q.messages.len(), q.issued)
         };
         if len == RING_AT {
             self.queue.bell.notify_one();
         }
+        ticket
+    }
+
+    /// Records an event that stands for an action, and returns once it is committed (with
+    /// everything recorded before it). Callers waiting at the same time share one commit.
+    pub async fn record_durable(&self, event: AuditEvent) -> Result<(), AuditError> {
+        let ticket = self.record(event);
+        self.durable(ticket).await
+    }
+
+    /// Waits until the event with `ticket` (and every one before it) is committed.
+    pub async fn durable(&self, ticket: u64) -> Result<(), AuditError> {
+        let mut committed = self.queue.committed.subscribe();
+        if *committed.borrow() >= ticket {
+            return Ok(());
+        }
+        self.queue.bell.notify_one();
+        committed.wait_for(|&done| done >= ticket).await.map(|_| ()).map_err(|_| AuditError::WriterGone)
     }
 
     /// Waits until every event recorded before this call is committed.
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (done, wait) = oneshot::channel();
-        self.queue.messages.lock().push(Message::Flush(done));
+        self.queue.pending.lock().messages.push(Message::Flush(done));
         self.queue.bell.notify_one();
         wait.await.map_err(|_| AuditError::WriterGone)
+    }
+
+    /// Events queued and not yet committed.
+    pub fn backlog(&self) -> usize {
+        let q = self.queue.pending.lock();
+        (q.issued - *self.queue.committed.borrow()) as usize
+    }
+
+    /// Whether the queue is past [`MAX_BACKLOG`]: new work should be refused until it drains.
+    pub fn overloaded(&self) -> bool {
+        self.backlog() > MAX_BACKLOG
+    }
+
+    /// Events the database refused on their own (see the module docs), oldest first.
+    pub fn set_aside(&self) -> Vec<AuditEvent> {
+        self.queue.set_aside.lock().clone()
     }
 
     /// A receiver that changes after each batch this host commits: a live reader waits on it

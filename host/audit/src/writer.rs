@@ -7,7 +7,7 @@ use std::time::Duration;
 use airlock_store::{sqlx, Db};
 
 use crate::chain::{event_hash, GENESIS};
-use crate::{AuditEvent, Message, Queue};
+use crate::{AuditEvent, Message, Queue, SPLIT_AFTER};
 
 const MAX_BATCH: usize = 4096;
 /// Rows per INSERT statement. More rows per statement amortize less than they cost:
@@ -21,7 +21,10 @@ const TICK: Duration = Duration::from_millis(5);
 pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
     loop {
         let Some(q) = queue.upgrade() else { return };
-        let taken = std::mem::take(&mut *q.messages.lock());
+        let (taken, watermark) = {
+            let mut pending = q.pending.lock();
+            (std::mem::take(&mut pending.messages), pending.issued)
+        };
         if taken.is_empty() {
             if Arc::strong_count(&q) == 1 {
                 return; // every handle is gone and nothing is left to write
@@ -42,20 +45,49 @@ pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
             }
         }
         for chunk in batch.chunks(MAX_BATCH) {
-            let mut delay = Duration::from_millis(50);
-            while let Err(e) = append(&db, chunk).await {
-                // Keep the events and retry: losing audit records is not an option.
-                tracing::error!("audit append failed, retrying in {delay:?}: {e}");
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(5));
-            }
+            commit(&db, chunk, &queue).await;
         }
         if let Some(q) = queue.upgrade() {
-            q.committed.send_modify(|n| *n += 1);
+            q.committed.send_modify(|n| *n = (*n).max(watermark));
         }
         for done in waiting {
             let _ = done.send(());
         }
+    }
+}
+
+/// Commits `chunk`, retrying while the database fails. Losing audit records is not an option,
+/// but neither is one event the database will never take stalling everything behind it: after
+/// [`SPLIT_AFTER`] failures the events go one by one, and those refused alone are set aside.
+async fn commit(db: &Db, chunk: &[(AuditEvent, i64)], queue: &Weak<Queue>) {
+    let mut delay = Duration::from_millis(50);
+    let mut failures = 0;
+    loop {
+        let Err(e) = append(db, chunk).await else { return };
+        failures += 1;
+        tracing::error!("audit append of {} events failed ({failures}), retrying in {delay:?}: {e}", chunk.len());
+        if failures >= SPLIT_AFTER && chunk.len() > 1 {
+            let mut refused = Vec::new();
+            for (i, one) in chunk.iter().enumerate() {
+                if let Err(e) = append(db, std::slice::from_ref(one)).await {
+                    refused.push((i, e));
+                }
+            }
+            if refused.len() < chunk.len() {
+                // The database works: what it refused alone is unstorable, not delayed.
+                for (i, e) in refused {
+                    let event = &chunk[i].0;
+                    tracing::error!("audit event `{}` of `{}` set aside, the database refuses it: {e}", event.kind, event.tenant);
+                    if let Some(q) = queue.upgrade() {
+                        q.set_aside.lock().push(event.clone());
+                    }
+                }
+                return;
+            }
+            // Every event failed alone too: the database is away. Keep them all and wait.
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -460,7 +460,18 @@ impl Identity {
             None => return Err(TokenError::UnmappedSubject { issuer: cfg.issuer, subject }),
         };
         let iat = claims.get("iat").and_then(Value::as_i64);
-        Ok(Verified { tenant: cfg.tenant, subject, agent, user, act: Vec::new(), jti, exp, iat, issuer: cfg.issuer })
+        Ok(Verified {
+            tenant: cfg.tenant,
+            subject,
+            agent,
+            user,
+            act: Vec::new(),
+            jti,
+            exp,
+            iat,
+            iat_ms: None,
+            issuer: cfg.issuer,
+        })
     }
 }
 

@@ -78,12 +78,16 @@ impl Identity {
         extra: Map<String, Value>,
     ) -> Result<IssuedToken, IdentityError> {
         non_empty("audience", audience)?;
-        let now = now_secs();
+        let now_ms = airlock_store::now_millis();
+        let now = now_ms / 1000;
         let mut claims = json!({
             "iss": self.issuer,
             "sub": subject,
             "aud": audience,
             "iat": now,
+            // `iat` has second precision: an agent revoked and re-created within the same
+            // second would otherwise look older than its old tokens (see `Verified::iat_ms`).
+            "iat_ms": now_ms,
             "nbf": now,
             "exp": now + ttl.as_secs() as i64,
             "jti": uuid::Uuid::new_v4().to_string(),

@@ -84,6 +84,10 @@ pub struct Verified {
     /// Issued-at, unix seconds (so the server can refuse tokens older than an agent's current
     /// incarnation: revoke and re-create must not revive old tokens).
     pub iat: Option<i64>,
+    /// Issued-at in unix milliseconds, in the tokens this host signs: compared with an agent's
+    /// creation time, which has milliseconds too (`iat` alone cannot tell apart a token of the
+    /// agent revoked a moment ago from one of the agent re-created in the same second).
+    pub iat_ms: Option<i64>,
     /// Who issued it: this host's issuer, or the external issuer's.
     pub issuer: String,
 }

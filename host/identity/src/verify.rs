@@ -92,5 +92,6 @@ fn own_verified(claims: &Map<String, Value>, issuer: &str) -> Result<Verified, T
         return Err(TokenError::Malformed(format!("subject `{subject}` has an empty name")));
     }
     let iat = claims.get("iat").and_then(Value::as_i64);
-    Ok(Verified { tenant, subject, agent, user, act, jti, exp, iat, issuer: issuer.to_string() })
+    let iat_ms = claims.get("iat_ms").and_then(Value::as_i64);
+    Ok(Verified { tenant, subject, agent, user, act, jti, exp, iat, iat_ms, issuer: issuer.to_string() })
 }

@@ -14,6 +14,7 @@
 
 pub mod bindings;
 mod cache;
+pub use cache::CompileCache;
 mod engine;
 mod host;
 mod imports;
@@ -22,7 +23,6 @@ mod log;
 mod state;
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -150,7 +150,7 @@ pub struct Runtime {
     linker: Linker<CallState>,
     limits: Limits,
     services: Arc<Services>,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CompileCache>,
     components: RwLock<HashMap<String, Arc<LoadedComponent>>>,
     /// Components compiled, and loaded from the cache, since start (what `serve` reports).
     compiled: std::sync::atomic::AtomicUsize,
@@ -159,17 +159,17 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// A runtime with `limits` for every call; compiled code is cached in `cache_dir` when given.
+    /// A runtime with `limits` for every call; compiled code is cached in `cache` when given.
     pub fn new(
         services: Arc<Services>,
         limits: Limits,
-        cache_dir: Option<PathBuf>,
+        cache: Option<CompileCache>,
     ) -> Result<Runtime, wasmtime::Error> {
         let engine = engine::build(&limits)?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         bindings::Tool::add_to_linker::<CallState, wasmtime::component::HasSelf<CallState>>(&mut linker, |s| s)?;
-        if let Some(dir) = &cache_dir {
+        if let Some(dir) = cache.as_ref().map(|c| &c.dir) {
             std::fs::create_dir_all(dir)
                 .map_err(|e| wasmtime::format_err!("cannot create cache dir `{}`: {e}", dir.display()))?;
         }
@@ -179,7 +179,7 @@ impl Runtime {
             linker,
             limits,
             services,
-            cache_dir,
+            cache,
             components: RwLock::new(HashMap::new()),
             compiled: Default::default(),
             from_cache: Default::default(),
@@ -225,7 +225,7 @@ impl Runtime {
             return Err(AddError::BadName(name.to_string()));
         }
         let sha256 = hex::encode(Sha256::digest(wasm));
-        let (component, source) = cache::load_or_compile(&self.engine, self.cache_dir.as_deref(), &sha256, wasm)?;
+        let (component, source) = cache::load_or_compile(&self.engine, self.cache.as_ref(), &sha256, wasm)?;
         let counter = if source == cache::Source::Cache { &self.from_cache } else { &self.compiled };
         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         imports::check(&self.engine, &component)?;

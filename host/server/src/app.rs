@@ -27,6 +27,8 @@ pub struct Airlock {
     pub runs: Runs,
     pub vault: Arc<Vault>,
     pub audit: AuditLog,
+    /// Signs the audit chains' heads: the key, the schedule, the witness ([`crate::audit_checkpoints`]).
+    pub checkpoints: crate::audit_checkpoints::Checkpoints,
     pub runtime: Runtime,
     /// Components installed from the marketplace, one registry per tenant ([`crate::marketplace`]).
     pub installed: crate::marketplace::Installed,
@@ -55,6 +57,8 @@ pub struct Airlock {
     pub shares_database: bool,
     /// The base URL clients reach this host at (see [`Config::public_url`]).
     pub public_url: Option<String>,
+    /// How much of the sandbox pool one tenant or agent may hold ([`crate::quotas`]).
+    pub quotas: crate::quotas::Quotas,
     /// Expires overdue grants in the background; stops with the host.
     _sweeper: crate::policy_gate::Sweeper,
 }
@@ -86,6 +90,8 @@ pub enum OpenError {
     Tenancy(#[from] crate::tenancy::TenancyError),
     #[error("cannot set up passkeys (the WebAuthn relying party comes from --public-url): {0}")]
     Passkeys(String),
+    #[error("cannot open the audit checkpoint key: {0}")]
+    Checkpoints(String),
 }
 
 /// Failures adding a component through the host.
@@ -103,7 +109,15 @@ impl Airlock {
     pub async fn open(config: &Config) -> Result<Airlock, OpenError> {
         let dir = &config.data_dir;
         std::fs::create_dir_all(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
+        // Keys, tokens, the database and native code live here: the owner's only.
+        restrict(dir, 0o700).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
         let db = Db::connect(&config.database_url()).await?;
+        for file in ["airlock.db", "airlock.db-wal", "airlock.db-shm", "admin.token", "master.key"] {
+            let path = dir.join(file);
+            if path.exists() {
+                restrict(&path, 0o600).map_err(|e| OpenError::DataDir(path.display().to_string(), e))?;
+            }
+        }
         let mut rebac = Rebac::open(db.clone()).await?;
         if let Some(remote) = &config.openfga {
             rebac = rebac.with_remote(remote.clone())?;
@@ -112,7 +126,7 @@ impl Airlock {
             rebac.share_sqlite_file();
         }
         let rebac = Arc::new(rebac);
-        let approvals = Arc::new(Approvals::new(db.clone()));
+        let approvals = Arc::new(Approvals::new(db.clone()).with_limits(config.pending_approvals));
         let key = MasterKey::load_or_create(dir)?;
         let vault = match Vault::open(db.clone(), key, config.fetch_limits.clone()).await {
             Ok(v) => v,
@@ -143,6 +157,15 @@ impl Airlock {
         let ciba = CibaProvider::new(db.clone(), approvals.clone(), sealer.clone())?;
         let external_ops = Arc::new(crate::ciba::ExternalOps::new(db.clone(), sealer.clone()));
         let audit = AuditLog::start(db.clone());
+        let checkpoints = crate::audit_checkpoints::Checkpoints::open(
+            &db,
+            &vault,
+            audit.clone(),
+            config.audit_witness.clone(),
+            config.checkpoint_every,
+        )
+        .await
+        .map_err(OpenError::Checkpoints)?;
         crate::ciba::spawn_router(&approvals, &external_ops, audit.clone());
         let services = Arc::new(Services {
             rebac: rebac.clone(),
@@ -150,14 +173,15 @@ impl Airlock {
             vault: vault.clone(),
             audit: audit.clone(),
         });
-        let runtime = Runtime::new(services, config.limits.clone(), Some(dir.join("cache")))
+        let cache = airlock_runtime::CompileCache { dir: dir.join("cache"), key: sealer.derive_key("compile cache v1") };
+        let runtime = Runtime::new(services, config.limits.clone(), Some(cache))
             .map_err(|e| OpenError::Runtime(format!("{e:#}")))?;
         let agents = Agents::open(db.clone()).await?;
         let installed = crate::marketplace::Installed::load(&db, &runtime)
             .await
             .map_err(|(what, e)| OpenError::Runtime(format!("installed component `{what}` cannot be loaded: {e}")))?;
         let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
-        let sweeper = crate::policy_gate::Sweeper::start(approvals.clone(), crate::policy_gate::SWEEP_EVERY);
+        let sweeper = crate::policy_gate::Sweeper::start(approvals.clone(), db.clone(), crate::policy_gate::SWEEP_EVERY);
         let db_for_people = db.clone();
         let host = Airlock {
             // SQLite with no other writer: answered from memory (see `Policies::cached`).
@@ -173,6 +197,7 @@ impl Airlock {
             approvals,
             vault,
             audit,
+            checkpoints,
             runtime,
             installed,
             agents,
@@ -187,6 +212,9 @@ impl Airlock {
             marketplace_lock: tokio::sync::Mutex::new(()),
             shares_database: config.shared_sqlite || config.database_url().starts_with("postgres"),
             public_url: config.public_url.clone(),
+            quotas: crate::quotas::Quotas::new(
+                config.quotas.clone().unwrap_or_else(|| crate::quotas::QuotaLimits::for_pool(config.limits.pool_slots)),
+            ),
         };
 
         let stored: Vec<(String, Vec<u8>)> =
@@ -291,4 +319,16 @@ fn admin_token(dir: &Path) -> std::io::Result<String> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Sets `path`'s permission bits to `mode` (Unix; elsewhere nothing to do).
+fn restrict(path: &std::path::Path, mode: u32) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
 }

@@ -31,6 +31,15 @@ pub struct Config {
     /// and the CIBA issuer in discovery (unset, derived from each request's `Host` header with
     /// scheme `http`, right only on a trusted network or behind a proxy that sets `Host`).
     pub public_url: Option<String>,
+    /// An append-only file each new signed audit checkpoint is appended to (a JSON line), kept
+    /// outside the database: `airlock audit verify --witness FILE` checks an export against it.
+    pub audit_witness: Option<PathBuf>,
+    /// How often every chain whose head moved is signed (a checkpoint); zero: only on demand.
+    pub checkpoint_every: std::time::Duration,
+    /// What one tenant or agent may hold at once (`None`: [`QuotaLimits::for_pool`] of the pool).
+    pub quotas: Option<crate::quotas::QuotaLimits>,
+    /// How many approvals may wait for a decision, per agent and per tenant.
+    pub pending_approvals: airlock_approvals::PendingLimits,
 }
 
 impl Config {
@@ -47,6 +56,10 @@ impl Config {
             mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
             shared_sqlite: false,
             public_url: None,
+            audit_witness: None,
+            checkpoint_every: crate::audit_checkpoints::CHECKPOINT_EVERY,
+            quotas: None,
+            pending_approvals: airlock_approvals::PendingLimits::default(),
         }
     }
 

@@ -28,6 +28,15 @@ pub enum GateError {
     Forbidden { agent: String, tool: String },
     #[error("authorization failed closed: {0}")]
     AuthzUnavailable(String),
+    /// A quota of the agent's or its tenant's is used up for now ([`crate::quotas`]).
+    #[error(transparent)]
+    Quota(#[from] crate::quotas::QuotaExceeded),
+    /// The host cannot take more work now (its audit trail is behind): nothing ran.
+    #[error("the host is overloaded: {0}; nothing ran, try again shortly")]
+    Overloaded(String),
+    /// The call ran, but its audit record could not be made durable, so it is not reported ok.
+    #[error("call `{call_id}` ran, but its audit record could not be committed: {reason}; see the host's log before retrying")]
+    Unaudited { call_id: String, reason: String },
     /// A run, grant or approval policy refused (see [`crate::policy_gate`]).
     #[error(transparent)]
     Authority(#[from] AuthorityError),
@@ -127,6 +136,14 @@ impl Airlock {
             tool: tool.to_string(),
             call_id: call_id.clone(),
         };
+        if self.audit.overloaded() {
+            let err = GateError::Overloaded(format!("{} audit events wait to be committed", self.audit.backlog()));
+            return Err(err);
+        }
+        if let Err(e) = self.quotas.admit_rate(&agent.tenant, &ctx.agent) {
+            self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": e.to_string(), "quota": true }), &[]));
+            return Err(e.into());
+        }
         let Some((component, name)) = tool.split_once('.') else {
             let err = GateError::BadToolId(tool.to_string());
             self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
@@ -170,10 +187,19 @@ impl Airlock {
             self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
             return Err(err);
         }
+        let slot = match self.sandbox_slot(&ctx, admission.grant.is_some()).await {
+            Ok(slot) => slot,
+            Err(e) => {
+                self.settle(&ctx.tenant, &call_id, &admission, Some("quota")).await;
+                self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": e.to_string(), "quota": true }), &[]));
+                return Err(e.into());
+            }
+        };
         let outcome = match self.component_for(&ctx.tenant, component) {
             Some(loaded) => self.runtime.call_loaded(ctx.clone(), &loaded, name, input).await,
             None => self.runtime.call(ctx.clone(), component, name, input).await,
         };
+        drop(slot);
         self.settle(&ctx.tenant, &call_id, &admission, outcome.result.as_ref().err().map(error_kind)).await;
         let (label, mut detail) = match &outcome.result {
             Ok(_) => ("allowed", json!({ "result": "ok", "fuel": outcome.fuel_used })),
@@ -191,7 +217,11 @@ impl Airlock {
         if let (Some(map), Value::Object(extra)) = (detail.as_object_mut(), admission.audit_fields()) {
             map.extend(extra);
         }
-        self.audit.record(ctx.event("tool.call", label, detail, &[]));
+        // The caller hears of the call only once its record is durable (group commit).
+        if let Err(e) = self.audit.record_durable(ctx.event("tool.call", label, detail, &[])).await {
+            tracing::error!("call `{call_id}` ran but its audit record is not committed: {e}");
+            return Err(GateError::Unaudited { call_id, reason: e.to_string() });
+        }
         Ok(CallReport { call_id, outcome })
     }
 
@@ -221,6 +251,26 @@ impl Airlock {
 }
 
 impl Airlock {
+    /// A sandbox slot within the tenant's and agent's share ([`crate::quotas`]). A call that
+    /// has spent a human's approval waits a while for one rather than waste the approval;
+    /// any other is refused at once.
+    async fn sandbox_slot(
+        &self,
+        ctx: &CallContext,
+        approved: bool,
+    ) -> Result<crate::quotas::Slot<'_>, crate::quotas::QuotaExceeded> {
+        let give_up = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            match self.quotas.enter(&ctx.tenant, &ctx.agent) {
+                Err(e) if approved && std::time::Instant::now() < give_up => {
+                    tracing::debug!("call `{}` waits for a sandbox slot: {e}", ctx.call_id);
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     /// The component `name` means in `tenant`: one the tenant installed from the marketplace,
     /// else one of the host's (`None`: the runtime answers "no component").
     pub fn component_for(&self, tenant: &str, name: &str) -> Option<Arc<airlock_runtime::LoadedComponent>> {

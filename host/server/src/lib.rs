@@ -12,11 +12,13 @@
 //!   `api::auth` is the one door every route passes;
 //! - [`signin`] is how people prove who they are: passkeys, sessions, the approval step-up;
 //! - [`connect`] gets an OAuth2 connection its refresh token through the provider (Connect);
-//! - [`console`] is the pages people use in a browser, served by the host.
+//! - [`console`] is the pages people use in a browser, served by the host;
+//! - [`audit_checkpoints`] signs the audit chains' heads, so a trail verifies offline.
 
 pub mod agents;
 pub mod api;
 pub mod app;
+pub mod audit_checkpoints;
 pub mod bundled;
 pub mod ciba;
 pub mod cli;
@@ -27,6 +29,7 @@ pub mod gate;
 pub mod marketplace;
 pub mod mcp;
 pub mod policy_gate;
+pub mod quotas;
 pub mod signin;
 pub mod tenancy;
 

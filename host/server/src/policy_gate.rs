@@ -35,7 +35,7 @@ use airlock_approvals::{
     args_digest, canonical_json, Approval, Approvals, LedgerError, NewApproval, Policy, Presented, Status, ANY_ACTION,
 };
 use airlock_runtime::CallContext;
-use airlock_store::{now_millis, sqlx};
+use airlock_store::{now_millis, sqlx, Db};
 use serde_json::{json, Value};
 
 use crate::agents::Agent;
@@ -65,6 +65,8 @@ pub enum AuthorityError {
     UnknownCall(String),
     #[error("the input is not a JSON object")]
     BadInput,
+    #[error("{0}")]
+    TooManyPending(String),
     #[error("approvals unavailable: {0}")]
     Unavailable(String),
 }
@@ -83,6 +85,7 @@ impl AuthorityError {
             AuthorityError::NotApproved { .. } => "approval_denied",
             AuthorityError::UnknownCall(_) => "not_found",
             AuthorityError::BadInput => "invalid_request",
+            AuthorityError::TooManyPending(_) => "too_many_requests",
             AuthorityError::Unavailable(_) => "unavailable",
         }
     }
@@ -120,6 +123,15 @@ fn ledger_reason(e: &LedgerError) -> String {
 
 pub(crate) fn unavailable(e: impl std::fmt::Display) -> AuthorityError {
     AuthorityError::Unavailable(e.to_string())
+}
+
+/// An approval that could not be asked for: too many pending is the caller's to wait out.
+fn not_asked(e: airlock_approvals::ApprovalError) -> AuthorityError {
+    match e {
+        e @ airlock_approvals::ApprovalError::TooManyPending { .. } => AuthorityError::TooManyPending(e.to_string()),
+        airlock_approvals::ApprovalError::Invalid(m) => AuthorityError::Unavailable(m),
+        other => unavailable(other),
+    }
 }
 
 /// What the checks let through: the grant to consume after the run, and who heads the chain.
@@ -370,7 +382,7 @@ impl Airlock {
         // The request and the held call it resumes commit together: an approver never sees a
         // request whose call cannot be resumed after a crash.
         let mut tx = self.db.pool().begin().await.map_err(unavailable)?;
-        let pending = self.approvals.create_in(&mut tx, tenant, req).await.map_err(unavailable)?;
+        let pending = self.approvals.create_in(&mut tx, tenant, req).await.map_err(not_asked)?;
         sqlx::query(
             "INSERT INTO policy_calls (tenant, call_id, approval_id, agent, tool, run_id, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7)",
@@ -460,10 +472,7 @@ impl Airlock {
             details,
             ttl,
         };
-        let a = self.approvals.create(&agent.tenant, req).await.map_err(|e| match e {
-            airlock_approvals::ApprovalError::Invalid(m) => AuthorityError::Unavailable(m),
-            other => unavailable(other),
-        })?;
+        let a = self.approvals.create(&agent.tenant, req).await.map_err(not_asked)?;
         self.audit.record(airlock_audit::AuditEvent {
             tenant: agent.tenant.clone(),
             kind: "approval.request".into(),
@@ -477,20 +486,29 @@ impl Airlock {
 }
 
 /// Moves overdue grants to `expired` every few seconds, so the ledger says so without waiting
-/// for someone to present them. Stops when dropped (with the host).
+/// for someone to present them; every [`PURGE_EVERY`], forgets what is over and older than
+/// [`RETENTION`] (ended grants, refused claims of unknown ids, expired CIBA requests), so
+/// the tables stay bounded. Stops when dropped (with the host).
 pub struct Sweeper {
     task: tokio::task::JoinHandle<()>,
 }
 
 /// How often the sweeper runs.
 pub const SWEEP_EVERY: Duration = Duration::from_secs(3);
+/// How often the purge runs.
+pub const PURGE_EVERY: Duration = Duration::from_secs(600);
+/// How long ended grants and expired requests are kept (the audit trail keeps them for good).
+pub const RETENTION: Duration = Duration::from_secs(30 * 24 * 3600);
+/// How long an expired CIBA request is kept, so a late poll still hears `expired_token`.
+pub const CIBA_GRACE: Duration = Duration::from_secs(3600);
 
 impl Sweeper {
     /// Starts the sweep on the current tokio runtime.
-    pub fn start(approvals: Arc<Approvals>, every: Duration) -> Sweeper {
+    pub fn start(approvals: Arc<Approvals>, db: Db, every: Duration) -> Sweeper {
         let task = tokio::spawn(async move {
             let mut tick = tokio::time::interval(every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut last_purge: Option<std::time::Instant> = None;
             loop {
                 tick.tick().await;
                 match approvals.ledger().expire_due(now_millis()).await {
@@ -498,9 +516,27 @@ impl Sweeper {
                     Ok(n) => tracing::info!("expired {n} grant(s) past their deadline"),
                     Err(e) => tracing::warn!("grant expiry sweep failed: {e}"),
                 }
+                if last_purge.is_none_or(|at| at.elapsed() >= PURGE_EVERY) {
+                    last_purge = Some(std::time::Instant::now());
+                    purge(&approvals, &db, now_millis()).await;
+                }
             }
         });
         Sweeper { task }
+    }
+}
+
+/// One purge pass as of `now` (ms); see [`Sweeper`].
+pub async fn purge(approvals: &Approvals, db: &Db, now: i64) {
+    match approvals.ledger().purge(now - RETENTION.as_millis() as i64).await {
+        Ok((0, 0)) => {}
+        Ok((grants, events)) => tracing::info!("purged {grants} ended grant(s) and {events} ledger row(s)"),
+        Err(e) => tracing::warn!("ledger purge failed: {e}"),
+    }
+    match airlock_approvals::ciba::purge_expired(db, now - CIBA_GRACE.as_millis() as i64).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("purged {n} expired CIBA request(s)"),
+        Err(e) => tracing::warn!("CIBA request purge failed: {e}"),
     }
 }
 

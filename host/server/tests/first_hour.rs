@@ -13,7 +13,8 @@ const SECRET: &str = "sk_live_first_hour_91c2";
 
 /// Points `billing-api` at `base_url` (allowing `host`), the way the README's walkthrough does.
 async fn billing_at(t: &TestHost, base_url: &str, host: &str) {
-    let body = json!({ "kind": "bearer", "base_url": base_url, "allowed_hosts": [host], "secret": SECRET });
+    let body = json!({ "kind": "bearer", "base_url": base_url, "allowed_hosts": [host], "secret": SECRET,
+                      "allow_private_network": true });
     let (status, body) = t.request(reqwest::Method::PUT, "/v1/connections/billing-api", &t.admin, Some(body)).await;
     assert_eq!(status, 200, "{body}");
 }

@@ -300,8 +300,20 @@ async fn forged_packages_are_refused_naming_the_failed_check_and_write_nothing()
         t.audit().await.into_iter().filter(|e| e["kind"] == "marketplace.install" && e["outcome"] == "refused").count();
     assert_eq!(refusals, 6);
 
-    // The good one installs; distrusting the key refuses the next install of it elsewhere.
-    let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(&good)).await;
+    // A package listing an internal address (cloud metadata, loopback) is refused, naming the
+    // host, unless the admin allows private networks for that connection.
+    let metadata_manifest = prober_manifest("1.0.0", &[], &["169.254.169.254:80"], false);
+    let metadata = build_package(work.path(), "metadata", &metadata_manifest, &key);
+    for (pkg, host) in [(&metadata, "`169.254.169.254:80`"), (&good, "`127.0.0.1`")] {
+        let (status, body) = upload(&t, "/v1/marketplace/install", tar_of(pkg)).await;
+        assert_eq!((status, body["code"].as_str()), (422, Some("internal_host")), "{body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(host) && message.contains("allow_private_network=api"), "{body}");
+    }
+    assert!(t.host.installations("default").await.unwrap().is_empty(), "nothing was installed");
+
+    // The good one installs once allowed; distrusting the key refuses the next install of it elsewhere.
+    let (status, body) = upload(&t, "/v1/marketplace/install?allow_private_network=api", tar_of(&good)).await;
     assert_eq!(status, 200, "{body}");
     let key_id = body["key_id"].as_str().unwrap().to_string();
     let (status, _) =
@@ -321,7 +333,7 @@ async fn uninstall_revokes_everything_at_once_even_a_waiting_call() {
     trust(&t, "acme", &key).await;
     let host = api.to_string();
     let pkg = build_package(work.path(), "prober", &prober_manifest("1.0.0", &[], &[&host], true), &key);
-    let (status, report) = upload(&t, "/v1/marketplace/install", tar_of(&pkg)).await;
+    let (status, report) = upload(&t, "/v1/marketplace/install?allow_private_network=api", tar_of(&pkg)).await;
     assert_eq!(status, 200, "{report}");
     let secret = report["client_secret"].as_str().unwrap().to_string();
     assert_eq!(report["connection_slots"][0]["name"], "prober/api");
@@ -332,7 +344,7 @@ async fn uninstall_revokes_everything_at_once_even_a_waiting_call() {
     let url = format!("http://{api}/ping");
     // Fill the slot (the admin points it at the local stand-in), as the report says.
     let fill = json!({ "kind": "bearer", "agent": "prober", "base_url": format!("http://{api}"),
-                       "allowed_hosts": [host], "secret": "prober-secret" });
+                       "allowed_hosts": [host], "secret": "prober-secret", "allow_private_network": true });
     let (status, body) = t.request(Method::PUT, "/v1/connections/api", &t.admin, Some(fill)).await;
     assert_eq!(status, 200, "{body}");
     // Filling it with another kind than declared is refused.
@@ -481,16 +493,17 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
     trust(&t, "acme", &key).await;
     let pkg = build_package(work.path(), "prober", &prober_manifest("1.0.0", &[], &[&api_a.to_string()], false), &key);
     let (acme, globex) = (t.tenant_admin("acme-corp").await, t.tenant_admin("globex").await);
-    let (status, a) = upload_as(&t, &acme, "/v1/marketplace/install?tenant=acme-corp", tar_of(&pkg)).await;
+    let (status, a) = upload_as(&t, &acme, "/v1/marketplace/install?tenant=acme-corp&allow_private_network=api", tar_of(&pkg)).await;
     assert_eq!(status, 200, "{a}");
-    let (status, b) = upload_as(&t, &globex, "/v1/marketplace/install", tar_of(&pkg)).await;
+    let (status, b) = upload_as(&t, &globex, "/v1/marketplace/install?allow_private_network=api", tar_of(&pkg)).await;
     assert_eq!(status, 200, "{b}");
     let (token_a, token_b) = (a["client_secret"].as_str().unwrap(), b["client_secret"].as_str().unwrap());
     assert_ne!(token_a, token_b);
 
     // Tenant A fills its slot; B's agent, same name and same tool, cannot use A's credential.
     let fill = json!({ "kind": "bearer", "agent": "prober", "base_url": format!("http://{api_a}"),
-                       "allowed_hosts": [api_a.to_string()], "secret": "secret-of-a", "allow_undeclared_hosts": true });
+                       "allowed_hosts": [api_a.to_string()], "secret": "secret-of-a", "allow_undeclared_hosts": true,
+                       "allow_private_network": true });
     // Globex's admin cannot fill acme-corp's slot: 404, as if it did not exist.
     let (status, _) = t.request(Method::PUT, "/v1/connections/api?tenant=acme-corp", &globex, Some(fill.clone())).await;
     assert_eq!(status, 404);

@@ -65,7 +65,7 @@ async fn an_admin_connects_an_oauth2_connection_through_the_provider() {
     // Only the client secret: the connection waits for Connect.
     let secret = json!({ "client_secret": "connect-secret" }).to_string();
     let put = |agent: Option<&str>| {
-        json!({ "kind": "oauth2_refresh", "allowed_hosts": [op_host], "base_url": op.base, "oauth": oauth,
+        json!({ "kind": "oauth2_refresh", "allowed_hosts": [op_host], "base_url": op.base, "oauth": oauth, "allow_private_network": true,
                 "expose_token": true, "secret": secret, "agent": agent })
     };
     let (status, body) = t.request(Method::PUT, "/v1/connections/idp", &t.admin, Some(put(None))).await;

@@ -77,7 +77,7 @@ async fn the_offboarding_agent_runs_end_to_end_under_its_approvals() {
     assert_eq!(names, vec!["directory-api", "billing-api"]);
     for (name, api, secret) in [("directory-api", directory, DIRECTORY), ("billing-api", billing, BILLING)] {
         let body = json!({ "kind": "bearer", "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()],
-                           "secret": secret, "agent": agent });
+                           "secret": secret, "agent": agent, "allow_private_network": true });
         let (status, body) =
             t.request(reqwest::Method::PUT, &format!("/v1/connections/{name}"), &t.admin, Some(body)).await;
         assert_eq!(status, 200, "{body}");

@@ -187,6 +187,8 @@ async fn the_readme_walkthrough_runs_as_written() {
     let (api, seen_by_api) = support::billing_api("sk_test_123").await;
     // The billing API is a local stand-in of it.
     let replace = [
+        // A stand-in on loopback is an internal address: the reader says so, as they would.
+        ("--host billing.example.com".to_string(), format!("--host {api} --allow-private-network")),
         ("https://billing.example.com".to_string(), format!("http://{api}")),
         ("billing.example.com".to_string(), api.to_string()),
     ];

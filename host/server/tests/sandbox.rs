@@ -101,7 +101,7 @@ async fn wasi_gives_no_environment_and_no_files() {
 async fn the_vault_secret_never_enters_guest_memory_or_output() {
     let (t, token) = probe_host(support::test_limits()).await;
     let (api, seen) = billing_api(SECRET).await;
-    let body = json!({ "kind": "bearer", "allowed_hosts": [api.to_string()], "secret": SECRET });
+    let body = json!({ "kind": "bearer", "allowed_hosts": [api.to_string()], "secret": SECRET, "allow_private_network": true });
     let (status, _) = t.request(reqwest::Method::PUT, "/v1/connections/billing-api", &t.admin, Some(body)).await;
     assert_eq!(status, 200);
     t.grant(&[("agent:prober", "can_use", "connection:billing-api")]).await;

@@ -392,7 +392,7 @@ async fn deleting_a_tenant_leaves_nothing_of_it_but_its_sealed_audit() {
     let writes = json!({ "writes": [{ "user": "agent:worker", "relation": "can_use", "object": "tool:hello.greet" }] });
     assert_eq!(as_acme(Method::POST, "/v1/tuples", Some(writes)).await.0, 200);
     let (api, _) = support::billing_api("acme-secret").await;
-    let conn = json!({ "kind": "bearer", "allowed_hosts": [api.to_string()], "secret": "acme-secret" });
+    let conn = json!({ "kind": "bearer", "allowed_hosts": [api.to_string()], "secret": "acme-secret", "allow_private_network": true });
     assert_eq!(as_acme(Method::PUT, "/v1/connections/billing-api", Some(conn)).await.0, 200);
     let policy = json!({ "tool": "hello.greet", "role": "cfo" });
     assert_eq!(as_acme(Method::POST, "/v1/policies", Some(policy)).await.0, 200);

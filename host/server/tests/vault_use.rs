@@ -30,7 +30,7 @@ async fn an_agent_uses_its_own_namespace_first_and_never_another_agents() {
     let mailer = probe_agent(&t, "mailer", &["fetch"]).await;
     let (own_api, own_seen) = billing_api(AGENT_SECRET).await;
     let (shared_api, shared_seen) = billing_api(TENANT_SECRET).await;
-    let conn = |api: std::net::SocketAddr, secret: &str, agent: Option<&str>| json!({ "kind": "bearer", "allowed_hosts": [api.to_string()], "secret": secret, "agent": agent });
+    let conn = |api: std::net::SocketAddr, secret: &str, agent: Option<&str>| json!({ "kind": "bearer", "allowed_hosts": [api.to_string()], "secret": secret, "agent": agent, "allow_private_network": true });
     assert_eq!(put_connection(&t, "billing-api", conn(own_api, AGENT_SECRET, Some("crm"))).await.0, 200);
     assert_eq!(put_connection(&t, "billing-api", conn(shared_api, TENANT_SECRET, None)).await.0, 200);
     t.grant(&[

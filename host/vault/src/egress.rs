@@ -147,13 +147,27 @@ pub(crate) async fn send(
     Err(VaultError::Transport(format!("more than {MAX_REDIRECTS} redirects")))
 }
 
-/// Refuses a host *name* that resolves to loopback, private, link-local or unspecified
-/// addresses, unless the connection allows it. IP literals were allowed explicitly.
+/// Refuses a host that is, or whose name resolves to, an internal address (loopback,
+/// private, link-local, metadata, ...: [`is_internal`]), unless the connection allows private
+/// networks. An address written as a literal is judged like a resolved one: listing
+/// `169.254.169.254:80` (or `[::ffff:127.0.0.1]`) in a connection does not reach it.
 async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultError> {
-    let Some(url::Host::Domain(name)) = url.host() else { return Ok(()) };
     if conn.allow_private_network {
         return Ok(());
     }
+    let literal = match url.host() {
+        Some(url::Host::Ipv4(v4)) => Some(std::net::IpAddr::V4(v4)),
+        Some(url::Host::Ipv6(v6)) => Some(std::net::IpAddr::V6(v6)),
+        _ => None,
+    };
+    if let Some(ip) = literal.filter(|ip| is_internal(*ip)) {
+        return Err(VaultError::EgressRefused(format!(
+            "`{}` is the internal address {ip}; set `allow_private_network` on connection `{}` if that is meant",
+            url.host_str().unwrap_or_default(),
+            conn.name
+        )));
+    }
+    let Some(url::Host::Domain(name)) = url.host() else { return Ok(()) };
     let port = url.port_or_known_default().unwrap_or(443);
     let addrs = tokio::net::lookup_host((name, port)).await.map_err(|_| VaultError::Unreachable {
         host: name.to_string(),
@@ -177,7 +191,7 @@ async fn refuse_private_names(conn: &Connection, url: &Url) -> Result<(), VaultE
 /// unique-local, and the IPv6 forms that carry an IPv4 address inside (mapped, the deprecated
 /// IPv4-compatible `::a.b.c.d`, 6to4 `2002::/16`, NAT64 `64:ff9b::/96`): each reaches the
 /// IPv4 address it carries, so it is judged as that address.
-pub(crate) fn is_internal(ip: std::net::IpAddr) -> bool {
+pub fn is_internal(ip: std::net::IpAddr) -> bool {
     let internal_v4 = |v4: std::net::Ipv4Addr| {
         v4.is_loopback()
             || v4.is_private()
@@ -286,16 +300,13 @@ async fn read_response(
     secret: &str,
 ) -> Result<crate::OutboundResponse, VaultError> {
     let status = resp.status().as_u16();
-    // A server may echo the credential (e.g. a query key in `Location`): the tool never sees it.
-    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    // A server may echo the credential (a query key in `Location`, a token in an error body
+    // or a debug echo): the tool never sees it, raw or URL-encoded, in headers or body.
+    let forms = secret_forms(secret);
     let headers = resp
         .headers()
         .iter()
-        .filter_map(|(k, v)| {
-            v.to_str()
-                .ok()
-                .map(|v| (k.as_str().to_string(), v.replace(secret, "[redacted]").replace(&encoded, "[redacted]")))
-        })
+        .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_string(), redact_text(v, &forms))))
         .collect();
     let mut body = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(|e| VaultError::Transport(describe(e)))? {
@@ -304,7 +315,50 @@ async fn read_response(
         }
         body.extend_from_slice(&chunk);
     }
-    Ok(crate::OutboundResponse { status, headers, body })
+    Ok(crate::OutboundResponse { status, headers, body: redact_bytes(body, &forms) })
+}
+
+/// What `[redacted]` stands in for.
+const REDACTED: &[u8] = b"[redacted]";
+
+/// The ways a secret shows up in a response: as is, and URL-encoded (when that differs).
+/// An empty secret has none (replacing "" would insert the marker everywhere).
+fn secret_forms(secret: &str) -> Vec<Vec<u8>> {
+    if secret.is_empty() {
+        return Vec::new();
+    }
+    let encoded: String = url::form_urlencoded::byte_serialize(secret.as_bytes()).collect();
+    let mut forms = vec![secret.as_bytes().to_vec()];
+    if encoded != secret {
+        forms.push(encoded.into_bytes());
+    }
+    forms
+}
+
+fn redact_text(text: &str, forms: &[Vec<u8>]) -> String {
+    String::from_utf8(redact_bytes(text.as_bytes().to_vec(), forms)).unwrap_or_else(|_| "[redacted]".into())
+}
+
+/// `bytes` with every occurrence of each form replaced by `[redacted]`.
+fn redact_bytes(mut bytes: Vec<u8>, forms: &[Vec<u8>]) -> Vec<u8> {
+    for form in forms {
+        if bytes.len() < form.len() || !bytes.windows(form.len()).any(|w| w == form.as_slice()) {
+            continue;
+        }
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if bytes[i..].starts_with(form) {
+                out.extend_from_slice(REDACTED);
+                i += form.len();
+            } else {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+        bytes = out;
+    }
+    bytes
 }
 
 fn describe(e: reqwest::Error) -> String {
@@ -357,6 +411,16 @@ fn unreachable(url: &Url, e: reqwest::Error) -> VaultError {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn a_secret_in_a_body_is_redacted_raw_and_url_encoded_and_nothing_else_changes() {
+        let forms = super::secret_forms("sk live/42+x");
+        let body = br#"{"echo":"sk live/42+x","q":"sk+live%2F42%2Bx","other":"sk live"}"#.to_vec();
+        let out = String::from_utf8(super::redact_bytes(body, &forms)).unwrap();
+        assert_eq!(out, r#"{"echo":"[redacted]","q":"[redacted]","other":"sk live"}"#);
+        assert_eq!(super::redact_bytes(b"abc".to_vec(), &super::secret_forms("")), b"abc".to_vec());
+        assert_eq!(super::redact_text("Bearer tok", &super::secret_forms("tok")), "Bearer [redacted]");
+    }
     use std::str::FromStr;
 
     use reqwest::dns::Resolve;

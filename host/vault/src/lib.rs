@@ -25,7 +25,7 @@ use airlock_store::{now_millis, sqlx, Db};
 use zeroize::Zeroizing;
 
 pub use connection::{Connection, ConnectionKind, ConnectionState, OAuthConfig, Placement};
-pub use egress::{OutboundRequest, OutboundResponse};
+pub use egress::{is_internal, OutboundRequest, OutboundResponse};
 pub use master_key::{write_private, MasterKey};
 pub use slots::Slot;
 

@@ -61,6 +61,25 @@ impl MasterKey {
         }
     }
 
+    /// A 32-byte key for another purpose, derived from this one and `label` (at most 16
+    /// bytes; the compile cache's MAC key): the XChaCha20 keystream under the nonce
+    /// `"derive:" || label`, zero-padded, a pseudo-random function of the key no seal can
+    /// reuse (seals draw random nonces). Deterministic, so it survives restarts; another
+    /// label gives an unrelated key; a master-key rotation changes it.
+    pub fn derive_key(&self, label: &str) -> [u8; 32] {
+        let mut nonce = [0u8; NONCE_LEN];
+        let tagged = format!("derive:{label}");
+        let take = tagged.len().min(NONCE_LEN);
+        nonce[..take].copy_from_slice(&tagged.as_bytes()[..take]);
+        let nonce = XNonce::from_slice(&nonce);
+        let mut out = [0u8; 32];
+        // Encryption with a valid key and in-memory buffers cannot fail.
+        if let Ok(stream) = self.cipher.encrypt(nonce, Payload { msg: &[0u8; 32], aad: b"" }) {
+            out.copy_from_slice(&stream[..32]);
+        }
+        out
+    }
+
     /// Seals `plaintext` bound to `aad` (a sealed value opens only with the same `aad`):
     /// nonce || ciphertext+tag. Other crates use it for their own secrets at rest
     /// (the identity crate's signing keys).

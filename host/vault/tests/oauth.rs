@@ -101,7 +101,7 @@ fn conn(addr: SocketAddr, kind: ConnectionKind) -> Connection {
             scope: None,
             authorize_url: None,
         }),
-        allow_private_network: false,
+        allow_private_network: true, // the stand-in listens on loopback
         expose_token: false,
         state: None,
     }

@@ -30,6 +30,15 @@ async fn serve_api() -> SocketAddr {
             get(|| async { (axum::http::StatusCode::FOUND, [("location", "http://evil.example/steal")], "") }),
         )
         .route("/big", get(|| async { "x".repeat(10_000) }))
+        // A debug endpoint that echoes what it was sent, as some APIs' errors do.
+        .route(
+            "/echo-auth",
+            get(|headers: HeaderMap| async move {
+                let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+                let encoded: String = url::form_urlencoded::byte_serialize(auth.as_bytes()).collect();
+                ([("x-echo", auth.clone())], format!("{{\"you_sent\":\"{auth}\",\"encoded\":\"{encoded}\"}}"))
+            }),
+        )
         .route("/moved", get(|| async { (axum::http::StatusCode::FOUND, [("location", "/contacts")], "") }))
         .route(
             "/echo-away",
@@ -78,7 +87,7 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
             allowed_hosts: vec![addr.to_string()],
             requires_grant: false,
             oauth: None,
-            allow_private_network: false,
+            allow_private_network: true, // the stand-in listens on loopback
             expose_token: false,
             state: None,
         };
@@ -159,7 +168,7 @@ async fn query_placement_and_grant_requirement() {
         allowed_hosts: vec![addr.to_string()],
         requires_grant: true,
         oauth: None,
-        allow_private_network: false,
+        allow_private_network: true, // the stand-in listens on loopback
         expose_token: false,
         state: None,
     };
@@ -204,7 +213,7 @@ async fn a_bare_host_entry_admits_only_https() {
         allowed_hosts: vec!["api.hubapi.example".into()],
         requires_grant: false,
         oauth: None,
-        allow_private_network: false,
+        allow_private_network: true, // the stand-in listens on loopback
         expose_token: false,
         state: None,
     };
@@ -241,7 +250,7 @@ async fn tenant_and_master_keys_rotate_without_stopping() {
             allowed_hosts: vec![addr.to_string()],
             requires_grant: false,
             oauth: None,
-            allow_private_network: false,
+            allow_private_network: true, // the stand-in listens on loopback
             expose_token: false,
             state: None,
         };
@@ -285,7 +294,7 @@ async fn tenant_and_master_keys_rotate_without_stopping() {
 }
 
 #[tokio::test]
-async fn a_host_name_resolving_to_an_internal_address_is_refused_unless_allowed() {
+async fn an_internal_address_by_name_or_literal_is_refused_unless_allowed() {
     let addr = serve_api().await;
     let t = testing::sqlite().await;
     let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
@@ -305,9 +314,25 @@ async fn a_host_name_resolving_to_an_internal_address_is_refused_unless_allowed(
     let req = OutboundRequest { method: "GET".into(), url: "/contacts".into(), headers: vec![], body: None };
     let err = vault.fetch("acme", "internal", req.clone(), false).await.unwrap_err();
     assert!(matches!(err, VaultError::EgressRefused(_)) && err.to_string().contains("internal address"), "{err}");
+    // An address written as such is judged the same: loopback, mapped loopback, cloud metadata.
+    for (host, url) in [
+        (addr.to_string(), format!("http://{addr}/contacts")),
+        (format!("[::ffff:7f00:1]:{}", addr.port()), format!("http://[::ffff:127.0.0.1]:{}/contacts", addr.port())),
+        ("169.254.169.254:80".to_string(), "http://169.254.169.254/latest/meta-data/".to_string()),
+    ] {
+        let literal = Connection { name: "literal".into(), allowed_hosts: vec![host.clone()], base_url: None, ..conn.clone() };
+        vault.put("acme", &literal, Zeroizing::new(SECRET.to_string())).await.unwrap();
+        let req = OutboundRequest { method: "GET".into(), url: url.clone(), headers: vec![], body: None };
+        let err = vault.fetch("acme", "literal", req, false).await.unwrap_err();
+        assert!(matches!(err, VaultError::EgressRefused(_)) && err.to_string().contains("internal address"), "{url}: {err}");
+    }
     conn.allow_private_network = true;
     vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     assert_eq!(vault.fetch("acme", "internal", req, false).await.unwrap().status, 200);
+    let literal = Connection { name: "literal".into(), allowed_hosts: vec![addr.to_string()], base_url: None, ..conn.clone() };
+    vault.put("acme", &literal, Zeroizing::new(SECRET.to_string())).await.unwrap();
+    let req = OutboundRequest { method: "GET".into(), url: format!("http://{addr}/contacts"), headers: vec![], body: None };
+    assert_eq!(vault.fetch("acme", "literal", req, false).await.unwrap().status, 200, "allowed when the admin says so");
 }
 
 #[tokio::test]
@@ -323,7 +348,7 @@ async fn a_query_credential_echoed_in_a_redirect_never_reaches_the_tool() {
         allowed_hosts: vec![addr.to_string()],
         requires_grant: false,
         oauth: None,
-        allow_private_network: false,
+        allow_private_network: true, // the stand-in listens on loopback
         expose_token: false,
         state: None,
     };
@@ -423,7 +448,7 @@ async fn github_stand_in_same_host_redirects_keep_the_credential_other_hosts_nev
             allowed_hosts: vec![api.to_string(), codeload.to_string()],
             requires_grant: false,
             oauth: None,
-            allow_private_network: false,
+            allow_private_network: true, // the stand-in listens on loopback
             expose_token: false,
             state: None,
         };
@@ -477,7 +502,7 @@ async fn agent_namespaces_resolve_their_own_connection_first() {
         allowed_hosts: vec![addr.to_string()],
         requires_grant: false,
         oauth: None,
-        allow_private_network: false,
+        allow_private_network: true, // the stand-in listens on loopback
         expose_token: false,
         state: None,
     };
@@ -507,4 +532,34 @@ async fn agent_namespaces_resolve_their_own_connection_first() {
     vault.put("acme", &conn("crm/other"), Zeroizing::new("x".into())).await.unwrap();
     assert_eq!(vault.delete_namespace("acme", "crm").await.unwrap(), 2);
     assert_eq!(vault.list("acme").await.unwrap().iter().map(|c| c.name.as_str()).collect::<Vec<_>>(), ["hubspot"]);
+}
+
+#[tokio::test]
+async fn a_secret_the_api_echoes_in_its_body_or_headers_never_reaches_the_tool() {
+    let addr = serve_api().await;
+    let t = testing::sqlite().await;
+    let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let conn = Connection {
+        name: "echoing".into(),
+        kind: ConnectionKind::Bearer,
+        placement: None,
+        base_url: Some(format!("http://{addr}")),
+        allowed_hosts: vec![addr.to_string()],
+        requires_grant: false,
+        oauth: None,
+        allow_private_network: true, // the stand-in listens on loopback
+        expose_token: false,
+        state: None,
+    };
+    vault.put("acme", &conn, Zeroizing::new(SECRET.into())).await.unwrap();
+    let req = OutboundRequest { method: "GET".into(), url: "/echo-auth".into(), headers: vec![], body: None };
+    let resp = vault.fetch("acme", "echoing", req, false).await.unwrap();
+    assert_eq!(resp.status, 200);
+    let body = String::from_utf8(resp.body).unwrap();
+    assert!(!body.contains(SECRET), "{body}");
+    let encoded: String = url::form_urlencoded::byte_serialize(SECRET.as_bytes()).collect();
+    assert!(!body.contains(&encoded), "{body}");
+    assert_eq!(body.matches("[redacted]").count(), 2, "raw and URL-encoded: {body}");
+    let echoed = resp.headers.iter().find(|(k, _)| k == "x-echo").map(|(_, v)| v.clone()).unwrap();
+    assert_eq!(echoed, "Bearer [redacted]");
 }

@@ -105,6 +105,7 @@ impl CibaError {
                 ApprovalError::Invalid(_) => 400,
                 ApprovalError::NotFound(_) => 404,
                 ApprovalError::AlreadyDecided { .. } | ApprovalError::GrantUnusable(_) => 409,
+                ApprovalError::TooManyPending { .. } => 429,
                 ApprovalError::Store(_) => 500,
             },
             _ => 400,

@@ -78,3 +78,14 @@ pub struct TokenResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
 }
+
+/// Deletes backchannel requests that expired before `before` (ms): a client polling one later
+/// gets `invalid_grant` instead of `expired_token`, and the table no longer grows with every
+/// request nobody answered. The approval and the audit trail keep the record. Returns how many.
+pub async fn purge_expired(db: &airlock_store::Db, before: i64) -> Result<u64, airlock_store::sqlx::Error> {
+    Ok(airlock_store::sqlx::query("DELETE FROM ciba_requests WHERE expires_at < $1")
+        .bind(before)
+        .execute(db.pool())
+        .await?
+        .rows_affected())
+}

@@ -183,6 +183,16 @@ async fn fetch_as(
             true
         }
     };
+    // Nothing leaves the host before the trail durably says it is leaving: a crash after the
+    // API acted must not leave an action nobody can see.
+    let release = json!({ "connection": conn.name, "method": req.method, "url": strip_query(&req.url),
+                          "host": api_host, "grant": grant });
+    let via = format!("connection:{}", conn.name);
+    let external = api_host.as_ref().map(|h| format!("api:{h}"));
+    let hops: Vec<&str> = std::iter::once(via.as_str()).chain(external.as_deref()).collect();
+    services.audit.record_durable(ctx.event("vault.release", "sending", release, &hops)).await.map_err(|e| {
+        Error::Unavailable(format!("the request was not sent: its audit record could not be committed: {e}"))
+    })?;
     let outbound = OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
     let resp = services.vault.fetch(tenant, &conn.name, outbound, granted).await.map_err(|e| {
         if let VaultError::Unreachable { host, reason, timed_out } = &e {

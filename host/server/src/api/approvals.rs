@@ -35,6 +35,10 @@ type Host = State<Arc<Airlock>>;
 #[derive(Deserialize)]
 pub(super) struct ApprovalsQuery {
     status: Option<Status>,
+    /// An approval id: list only older ones (the `next` of the previous page).
+    before: Option<String>,
+    /// At most this many (default and most: 500).
+    limit: Option<i64>,
 }
 
 /// The roles a member was found to hold (or not) while one request lists approvals: each
@@ -78,15 +82,21 @@ pub(super) async fn list(
     query: Result<Query<ApprovalsQuery>, QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let Query(q) = query?;
-    let all = host.approvals.list(&m.tenant, q.status).await?;
+    let limit = q.limit.unwrap_or(500);
+    if !(1..=500).contains(&limit) {
+        return Err(ApiError::bad_request(format!("`limit` must be between 1 and 500, not {limit}")));
+    }
+    let page = host.approvals.list_page(&m.tenant, q.status, q.before.as_deref(), limit).await?;
+    // A full page may have more behind it: its last id is where the next one starts.
+    let next = (page.len() as i64 == limit).then(|| page.last().map(|a| a.id.clone())).flatten();
     let reads_all = m.reads_all(&host).await;
-    let (mut shown, mut held) = (Vec::with_capacity(all.len()), Held::new());
-    for a in all {
+    let (mut shown, mut held) = (Vec::with_capacity(page.len()), Held::new());
+    for a in page {
         if visible(&host, &m, &a, reads_all, &mut held).await? {
             shown.push(a);
         }
     }
-    Ok(Json(json!({ "approvals": shown })))
+    Ok(Json(json!({ "approvals": shown, "next": next })))
 }
 
 pub(super) async fn get(
@@ -202,14 +212,18 @@ pub(super) async fn decide(
     if kind == "approval.signed" && proof.is_none() {
         return Ok(Json(decided));
     }
-    host.audit.record(m.event(
-        kind,
-        if d.approve { "approved" } else { "denied" },
-        &pending.tool,
-        json!({ "approval_id": id, "approver": m.subject, "agent": pending.agent, "reason": d.reason,
-                "signed_digest": proof.as_ref().map(|p| &p.digest),
-                "passkey": proof.as_ref().map(|p| hex::encode(p.assertion.raw_id.as_slice())) }),
-    ));
+    // The approver is told "decided" only once the trail durably says so.
+    host.audit
+        .record_durable(m.event(
+            kind,
+            if d.approve { "approved" } else { "denied" },
+            &pending.tool,
+            json!({ "approval_id": id, "approver": m.subject, "agent": pending.agent, "reason": d.reason,
+                    "signed_digest": proof.as_ref().map(|p| &p.digest),
+                    "passkey": proof.as_ref().map(|p| hex::encode(p.assertion.raw_id.as_slice())) }),
+        ))
+        .await
+        .map_err(|e| ApiError::internal("audit", e))?;
     Ok(Json(decided))
 }
 

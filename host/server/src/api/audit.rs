@@ -7,24 +7,32 @@
 //! - `GET /v1/audit/summary?minutes=60`: tool calls and denials per minute ([`summary`]);
 //! - `GET /v1/audit/export?agent=&tool=&outcome=&kind=&since=&until=&after=&before=`: the
 //!   matching trail, oldest first, as a JSON Lines download ([`export`]);
-//! - `GET /v1/host/audit`, `GET /v1/host/audit/verify`: the host's (operator).
+//! - `GET /v1/host/audit`, `GET /v1/host/audit/verify`: the host's (operator);
+//! - signed checkpoints ([`airlock_audit::checkpoint`]): `POST /v1/audit/checkpoints` (admin)
+//!   signs the tenant's head now, `GET /v1/audit/checkpoints` lists them,
+//!   `GET /v1/audit/checkpoint-key` is the public key, `GET /v1/audit/export/signed` the whole
+//!   trail with its checkpoints for `airlock audit verify` (offline); the operator's
+//!   `POST /v1/host/audit/checkpoints` signs every chain, `GET /v1/host/audit/checkpoint-key` and
+//!   `GET /v1/host/audit/export/signed` are the host chain's.
 //!
 //! Every read flushes the audit queue first, so it includes everything recorded before the
 //! request. A query parameter the route does not know, or a number that is not one, is a 400.
 
 use std::sync::Arc;
 
+use airlock_audit::checkpoint::{self, CheckpointError, ExportLine, Signed};
 use airlock_audit::SearchFilter;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
-use axum::http::header;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use futures_util::StreamExt as _;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::auth::{Operator, TenantReader};
+use super::auth::{Operator, TenantAdmin, TenantReader};
 use super::ApiError;
 use crate::tenancy::HOST_CHAIN;
 use crate::Airlock;
@@ -264,6 +272,136 @@ pub(super) async fn export(
     Ok((
         [(header::CONTENT_TYPE, "application/x-ndjson".to_string()), (header::CONTENT_DISPOSITION, filename)],
         Body::from_stream(pages),
+    )
+        .into_response())
+}
+
+// ---- signed checkpoints and the verifiable export ---------------------------------------------
+
+/// The query of the checkpoint routes: only the tenant (checked by the door).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ChainQuery {
+    #[allow(dead_code)]
+    tenant: Option<String>,
+}
+
+/// Signs `chain`'s head now (after a flush, so it covers everything recorded so far).
+async fn sign_now(host: &Airlock, chain: &str) -> Result<Json<Value>, ApiError> {
+    host.flush().await;
+    match host.checkpoints.sign(chain).await {
+        Ok(Signed::New(c) | Signed::Unchanged(c)) => Ok(Json(json!(c))),
+        Ok(Signed::Empty) => Err(ApiError::conflict(format!("the trail of `{chain}` is empty: no head to sign"))),
+        Err(e @ CheckpointError::Tampered { .. }) => {
+            Err(ApiError::new(StatusCode::CONFLICT, "audit_tampered", e.to_string()))
+        }
+        Err(CheckpointError::Store(e)) => Err(ApiError::internal("audit store", e)),
+    }
+}
+
+/// `POST /v1/audit/checkpoints` (admin): the host signs the tenant's chain head now and
+/// returns the checkpoint `{tenant, seq, hash, ts, kid, signature}` (the newest one when the
+/// head has not moved since). `409 audit_tampered` when the chain no longer extends the last
+/// checkpoint: the host signs no rewritten trail.
+pub(super) async fn checkpoint_tenant(State(host): Host, TenantAdmin(m): TenantAdmin) -> Result<Json<Value>, ApiError> {
+    sign_now(&host, &m.tenant).await
+}
+
+/// `POST /v1/host/audit/checkpoints` (operator): signs every chain whose head moved (every
+/// tenant's and the host's) now: `{"checkpoints": [...], "refused": [{"tenant", "reason"}]}`.
+pub(super) async fn checkpoint_all(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
+    host.flush().await;
+    let mut checkpoints = Vec::new();
+    let mut refused = Vec::new();
+    for (chain, signed) in host.checkpoints.sign_all().await {
+        match signed {
+            Ok(s) => checkpoints.extend(s.checkpoint().cloned()),
+            Err(CheckpointError::Store(e)) => return Err(ApiError::internal("audit store", e)),
+            Err(e) => refused.push(json!({ "tenant": chain, "reason": e.to_string() })),
+        }
+    }
+    Ok(Json(json!({ "checkpoints": checkpoints, "refused": refused })))
+}
+
+/// `GET /v1/audit/checkpoints` (reader): the tenant's stored checkpoints, oldest first.
+pub(super) async fn list_checkpoints(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+    query: Result<Query<ChainQuery>, QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    query?;
+    let checkpoints = host.audit.checkpoints(&m.tenant).await.map_err(|e| ApiError::internal("audit store", e))?;
+    Ok(Json(json!({ "checkpoints": checkpoints })))
+}
+
+/// `GET /v1/audit/checkpoint-key` (reader), `GET /v1/host/audit/checkpoint-key` (operator):
+/// the public key that verifies the checkpoints, `{"algorithm": "Ed25519", "kid", "public_key"}`
+/// (hex). Compare it out of band before trusting a verification with it.
+pub(super) async fn checkpoint_key(State(host): Host, TenantReader(_): TenantReader) -> Json<Value> {
+    Json(host.checkpoints.public_key().to_json())
+}
+
+pub(super) async fn host_checkpoint_key(State(host): Host, _: Operator) -> Json<Value> {
+    Json(host.checkpoints.public_key().to_json())
+}
+
+/// `GET /v1/audit/export/signed` (reader): the tenant's whole trail with its signed
+/// checkpoints, for `airlock audit verify` (offline): `application/x-ndjson`, a header line
+/// `{"export": {format, tenant, head, exported_at}}`, then `{"event": {...}}` for events
+/// `1..=head` (`detail` exactly as stored, the text its hash covers), then
+/// `{"checkpoint": {...}}` lines. The checkpoints are read before the head, so each one is
+/// within the events; events recorded meanwhile belong to the next export.
+pub(super) async fn export_signed(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+    query: Result<Query<ChainQuery>, QueryRejection>,
+) -> Result<Response, ApiError> {
+    query?;
+    signed_export(host, m.tenant).await
+}
+
+/// `GET /v1/host/audit/export/signed` (operator): the same, of the host's own chain.
+pub(super) async fn export_signed_host(State(host): Host, _: Operator) -> Result<Response, ApiError> {
+    signed_export(host, HOST_CHAIN.to_string()).await
+}
+
+async fn signed_export(host: Arc<Airlock>, chain: String) -> Result<Response, ApiError> {
+    host.flush().await;
+    let checkpoints = host.audit.checkpoints(&chain).await.map_err(|e| ApiError::internal("audit store", e))?;
+    let (head, _) = host.audit.head_hash(&chain).await.map_err(|e| ApiError::internal("audit store", e))?;
+    let mut header = Vec::new();
+    checkpoint::export_header(&chain, head).write_to(&mut header);
+    let mut tail = Vec::new();
+    for c in checkpoints {
+        ExportLine::Checkpoint(c).write_to(&mut tail);
+    }
+    let filename = format!("attachment; filename=\"audit-{chain}.signed.jsonl\"");
+    let events = futures_util::stream::unfold(Some((host, chain, 0)), move |state| async move {
+        let (host, chain, after) = state?;
+        if after >= head {
+            return None;
+        }
+        match host.audit.export_page(&chain, after, EXPORT_PAGE.min(head - after)).await {
+            Ok(page) => {
+                let last = page.last()?.seq;
+                let mut lines = Vec::with_capacity(page.len() * 512);
+                for event in page {
+                    ExportLine::Event(event).write_to(&mut lines);
+                }
+                Some((Ok(Bytes::from(lines)), Some((host, chain, last))))
+            }
+            Err(e) => {
+                tracing::error!("signed audit export of `{chain}`: {e}");
+                Some((Err(std::io::Error::other("the audit store failed mid-export")), None))
+            }
+        }
+    });
+    let body = futures_util::stream::once(async { Ok::<_, std::io::Error>(Bytes::from(header)) })
+        .chain(events)
+        .chain(futures_util::stream::once(async { Ok(Bytes::from(tail)) }));
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson".to_string()), (header::CONTENT_DISPOSITION, filename)],
+        Body::from_stream(body),
     )
         .into_response())
 }

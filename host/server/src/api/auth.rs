@@ -379,14 +379,23 @@ pub(crate) async fn agents_live(
             host.agents.live_since(&verified.tenant, name).await.map_err(|e| ApiError::internal("agent store", e))?;
         match since {
             None => return Ok(Err(format!("agent `{name}` is revoked or unknown in tenant `{}`", verified.tenant))),
-            // `iat` has second precision; creation has milliseconds.
-            Some(created) if verified.iat.is_some_and(|iat| iat < created / 1000) => {
+            Some(created) if issued_before(verified, created) => {
                 return Ok(Err(format!("the token predates agent `{name}`'s current identity (it was revoked)")))
             }
             Some(_) => {}
         }
     }
     Ok(Ok(()))
+}
+
+/// Whether `verified` was issued before `created` (ms): by `iat_ms` in the tokens this host
+/// signs; by the second of `iat` in a token without it (signed before `iat_ms` existed, or by
+/// an external issuer), which cannot tell apart tokens within the creation's second.
+fn issued_before(verified: &airlock_identity::Verified, created: i64) -> bool {
+    match verified.iat_ms {
+        Some(ms) => ms < created,
+        None => verified.iat.is_some_and(|iat| iat < created / 1000),
+    }
 }
 
 /// A compact JWS has three base64url parts; agent tokens are hex.

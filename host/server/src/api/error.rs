@@ -13,11 +13,23 @@ pub struct ApiError {
     pub message: String,
     /// Extra fields merged into the body (e.g. the call id and log of a failed call).
     pub extra: Option<serde_json::Value>,
+    /// Seconds after which trying again makes sense: sent as `Retry-After`.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), extra: None }
+        ApiError { status, code, message: message.into(), extra: None, retry_after: None }
+    }
+
+    /// 429: a quota of the caller's (or its tenant's) is used up for now.
+    pub fn too_many(message: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message) }
+    }
+
+    /// 503: the host is overloaded for now (not the caller's fault).
+    pub fn busy(message: impl Into<String>, retry_after: u64) -> ApiError {
+        ApiError { retry_after: Some(retry_after), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "overloaded", message) }
     }
 
     pub fn bad_request(message: impl Into<String>) -> ApiError {
@@ -57,7 +69,11 @@ impl IntoResponse for ApiError {
         if let (Some(map), Some(serde_json::Value::Object(extra))) = (body.as_object_mut(), self.extra) {
             map.extend(extra);
         }
-        (self.status, Json(body)).into_response()
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }
 
@@ -148,6 +164,7 @@ impl From<airlock_approvals::ApprovalError> for ApiError {
             ApprovalError::AlreadyDecided { .. } => ApiError::conflict(e.to_string()),
             ApprovalError::Invalid(_) => ApiError::bad_request(e.to_string()),
             ApprovalError::GrantUnusable(_) => ApiError::forbidden(e.to_string()),
+            ApprovalError::TooManyPending { .. } => ApiError::too_many(e.to_string(), 5),
             ApprovalError::Store(e) => ApiError::internal("approval store", e),
         }
     }
@@ -250,6 +267,7 @@ impl From<crate::policy_gate::AuthorityError> for ApiError {
             AuthorityError::UnknownCall(_) => StatusCode::NOT_FOUND,
             AuthorityError::BadInput => StatusCode::BAD_REQUEST,
             AuthorityError::Unavailable(m) => return ApiError::internal("approvals", m),
+            AuthorityError::TooManyPending(m) => return ApiError::too_many(m, 5),
             _ => StatusCode::FORBIDDEN,
         };
         let mut err = ApiError::new(status, e.code(), e.to_string());

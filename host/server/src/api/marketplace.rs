@@ -127,20 +127,41 @@ pub(super) async fn installed(State(host): Host, TenantReader(m): TenantReader) 
     Ok(Json(json!({ "installed": installed })))
 }
 
+/// `?allow_private_network=NAME[,NAME]`: the package's connections allowed to list internal
+/// addresses (see [`crate::marketplace::install::refuse_internal_hosts`]).
+#[derive(serde::Deserialize, Default)]
+pub(super) struct InstallQuery {
+    allow_private_network: Option<String>,
+}
+
 pub(super) async fn install(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
+    query: Result<axum::extract::Query<InstallQuery>, axum::extract::rejection::QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let tenant = m.tenant;
+    let options = match query {
+        Ok(axum::extract::Query(q)) => InstallOptions {
+            allow_private_network: q
+                .allow_private_network
+                .unwrap_or_default()
+                .split(',')
+                .map(str::trim)
+                .filter(|n| !n.is_empty())
+                .map(str::to_string)
+                .collect(),
+            ..InstallOptions::default()
+        },
+        Err(e) => return ApiError::from(e).into_response(),
+    };
     let (source, _) = match package_request(&headers, body) {
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
     run_with_progress(host, &headers, move |host, progress| async move {
-        let report =
-            host.install(&tenant, &source, &InstallOptions::default(), &*progress).await.map_err(ApiError::from)?;
+        let report = host.install(&tenant, &source, &options, &*progress).await.map_err(ApiError::from)?;
         Ok(serde_json::to_value(report).unwrap_or_default())
     })
     .await

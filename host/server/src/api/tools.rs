@@ -73,6 +73,9 @@ pub(crate) fn report_answer(report: Result<CallReport, GateError>) -> Result<Jso
         GateError::BadToolId(_) => ApiError::bad_request(e.to_string()),
         GateError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
         GateError::AuthzUnavailable(_) => ApiError::new(StatusCode::FORBIDDEN, "authz_unavailable", e.to_string()),
+        GateError::Quota(q) => ApiError::too_many(q.to_string(), q.retry_after),
+        GateError::Overloaded(_) => ApiError::busy(e.to_string(), 1),
+        GateError::Unaudited { .. } => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "unaudited", e.to_string()),
         GateError::Authority(e) => ApiError::from(e),
     })?;
     match report.outcome.result {

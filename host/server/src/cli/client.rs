@@ -76,6 +76,33 @@ impl Client {
         }
     }
 
+    /// GETs `path` and writes the body to `out` as it arrives; the number of bytes written.
+    pub async fn download(&self, path: &str, out: &mut dyn std::io::Write) -> Result<u64, String> {
+        let url = format!("{}{}", self.base, path);
+        let mut resp = self
+            .http
+            .get(&url)
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .map_err(|e| format!("cannot reach airlock at {}: {e}. Is `airlock serve` running?", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let text = resp.text().await.unwrap_or_default();
+            let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text));
+            let code = value.get("code").and_then(Value::as_str).unwrap_or("error");
+            let message =
+                value.get("message").and_then(Value::as_str).map(str::to_string).unwrap_or_else(|| value.to_string());
+            return Err(format!("{code} ({status}): {message}"));
+        }
+        let mut written = 0;
+        while let Some(chunk) = resp.chunk().await.map_err(|e| format!("reading the response: {e}"))? {
+            out.write_all(&chunk).map_err(|e| format!("writing the download: {e}"))?;
+            written += chunk.len() as u64;
+        }
+        Ok(written)
+    }
+
     /// POSTs `body` asking for NDJSON, and hands each line to `on_line` as it arrives.
     pub async fn stream_ndjson(&self, path: &str, body: Body, mut on_line: impl FnMut(Value)) -> Result<(), String> {
         let url = format!("{}{}", self.base, path);
@@ -345,7 +372,7 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             print(&v);
             return audit_verdict(&v);
         }
-        Command::Audit { remote, verify: false, host: on_host, after, limit } => {
+        Command::Audit { remote, verify: false, host: on_host, after, limit, .. } => {
             let (client, path) = if on_host {
                 (Client::operator(&remote)?, format!("/v1/host/audit?after={after}&limit={limit}"))
             } else {

@@ -159,11 +159,15 @@ fn describe_diff(diff: &Value) -> String {
     out
 }
 
-pub(super) async fn install(remote: &Remote, package: &str) -> Result<(), String> {
+pub(super) async fn install(remote: &Remote, package: &str, allow_private_network: &[String]) -> Result<(), String> {
     let client = Client::tenant(remote)?;
     let (body, label) = package_body(package)?;
     eprintln!("installing {label} into tenant `{}`", remote.shown());
-    let report = streamed(&client, &format!("/v1/marketplace/install?tenant={}", enc(&remote.t())), body).await?;
+    let mut path = format!("/v1/marketplace/install?tenant={}", enc(&remote.t()));
+    if !allow_private_network.is_empty() {
+        path.push_str(&format!("&allow_private_network={}", enc(&allow_private_network.join(","))));
+    }
+    let report = streamed(&client, &path, body).await?;
     if report["already_installed"] == true {
         eprintln!("already installed (same package digest): nothing changed");
     } else {

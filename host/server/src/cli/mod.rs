@@ -2,6 +2,7 @@
 //! client of a running host's HTTP API (admin token from `AIRLOCK_ADMIN_TOKEN`
 //! or `DATA_DIR/admin.token`, agent token from `AIRLOCK_AGENT_TOKEN`).
 
+mod audit;
 mod ciba;
 mod client;
 mod install;
@@ -117,6 +118,10 @@ pub enum Command {
         /// issuer in discovery); default: `http://` and each request's `Host` header.
         #[arg(long, env = "AIRLOCK_PUBLIC_URL")]
         public_url: Option<String>,
+        /// An append-only file each signed audit checkpoint is appended to (a JSON line), out of
+        /// the database's reach: `airlock audit verify --witness FILE` checks exports against it.
+        #[arg(long, env = "AIRLOCK_AUDIT_WITNESS")]
+        audit_witness: Option<PathBuf>,
     },
     /// Serve MCP on stdin/stdout as one agent, for local clients that spawn a process.
     Mcp {
@@ -157,6 +162,10 @@ pub enum Command {
         #[command(flatten)]
         remote: Remote,
         package: String,
+        /// A connection of the package (by its name there) allowed to list internal addresses
+        /// (loopback, private networks); repeat for several. Refused otherwise.
+        #[arg(long = "allow-private-network", value_name = "CONNECTION")]
+        allow_private_network: Vec<String>,
     },
     /// Upgrade an installed agent to a newer package; shows what changes in its permissions
     /// and applies a widening only with `--yes`.
@@ -257,15 +266,18 @@ pub enum Command {
     /// Which tool calls (and agent runs) wait for a human's approval, in which role.
     #[command(subcommand)]
     Policy(PolicyCmd),
-    /// Read or verify the audit trail (`--verify` exits non-zero when the chain is broken).
+    /// Read or verify the audit trail (`--verify` exits non-zero when the chain is broken);
+    /// export it with its signed checkpoints and verify that offline (`export`, `verify`).
     Audit {
         #[command(flatten)]
         remote: Remote,
+        #[command(subcommand)]
+        action: Option<audit::AuditCmd>,
         /// Verify the hash chain instead of listing events.
         #[arg(long)]
         verify: bool,
         /// The host's own chain (host-wide work; the operator's token) instead of the tenant's.
-        #[arg(long)]
+        #[arg(long, global = true)]
         host: bool,
         /// Only events after this sequence number.
         #[arg(long, default_value_t = 0)]
@@ -379,7 +391,8 @@ pub enum ConnectionCmd {
         /// OAuth2 kinds: let `vault.token` hand out short-lived access tokens.
         #[arg(long)]
         expose_token: bool,
-        /// Let a host name resolve to loopback or private addresses.
+        /// Let the connection reach loopback or private addresses (a name resolving to one, or
+        /// an address written as such, e.g. a local test server).
         #[arg(long)]
         allow_private_network: bool,
         /// A host (or host:port) the credential may be sent to; repeat for several (default:
@@ -484,8 +497,9 @@ pub enum ApprovalCmd {
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Serve { listen, data_dir, database_url, openfga, public_url } => match openfga.config() {
-            Ok(remote) => serve::run(listen, data_dir, database_url, remote, public_url).await,
+        Command::Serve { listen, data_dir, database_url, openfga, public_url, audit_witness } => match openfga.config()
+        {
+            Ok(remote) => serve::run(listen, data_dir, database_url, remote, public_url, audit_witness).await,
             Err(e) => Err(e),
         },
         Command::Key { out } => package::key(&out),
@@ -496,11 +510,14 @@ pub async fn run(cli: Cli) -> i32 {
         }
         Command::Ciba(cmd) => ciba::run(cmd).await,
         Command::Policy(cmd) => policy::run(cmd).await,
-        Command::Install { remote, package } => install::install(&remote, &package).await,
+        Command::Install { remote, package, allow_private_network } => {
+            install::install(&remote, &package, &allow_private_network).await
+        }
         Command::Upgrade { remote, package, yes, dry_run } => install::upgrade(&remote, &package, yes, dry_run).await,
         Command::Uninstall { remote, agent } => install::uninstall(&remote, &agent).await,
         Command::Catalog { remote } => install::catalog(&remote).await,
         Command::Publisher(cmd) => install::publisher(cmd).await,
+        Command::Audit { remote, host, action: Some(action), .. } => audit::run(action, &remote, host).await,
         other => client::run(other).await,
     };
     match result {

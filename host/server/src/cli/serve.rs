@@ -14,8 +14,13 @@ pub(super) async fn run(
     database_url: Option<String>,
     openfga: Option<airlock_rebac::remote::RemoteConfig>,
     public_url: Option<String>,
+    audit_witness: Option<PathBuf>,
 ) -> Result<(), String> {
     let mut config = Config::new(data_dir);
+    if let Some(witness) = &audit_witness {
+        eprintln!("airlock: audit checkpoints are also appended to {}", witness.display());
+    }
+    config.audit_witness = audit_witness;
     config.listen = listen;
     config.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
     config.database_url = database_url;

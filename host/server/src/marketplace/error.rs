@@ -31,6 +31,8 @@ pub enum InstallError {
     ConsentRequired(Box<PermissionDiff>),
     #[error("the package cannot be provisioned: {0}")]
     Provision(String),
+    #[error("connection `{connection}` of the package may send its credential to `{host}`, an internal address (loopback, a private network, cloud metadata): install with `allow_private_network={connection}` only if the admin means this agent to reach it")]
+    InternalHost { connection: String, host: String },
     /// A fault injected by a test ([`super::InstallOptions::fail_after`]).
     #[error("install stopped after step `{0}` (injected fault)")]
     Injected(&'static str),
@@ -55,6 +57,7 @@ impl InstallError {
             InstallError::Compile { .. } => "invalid_component",
             InstallError::ConsentRequired(_) => "consent_required",
             InstallError::Provision(_) => "invalid_package",
+            InstallError::InternalHost { .. } => "internal_host",
             InstallError::Injected(_) => "injected_fault",
             InstallError::Store(_) => "store_unavailable",
             InstallError::Io(_) => "bad_package",

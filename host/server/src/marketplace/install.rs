@@ -87,6 +87,31 @@ pub struct InstallOptions {
     /// a failure half-way leaves nothing behind. Never set by the API or the CLI.
     #[doc(hidden)]
     pub fail_after: Option<InstallStep>,
+    /// Connections (by their name in the package) the admin lets reach internal addresses the
+    /// package lists literally (`127.0.0.1:9000`, `10.0.0.5`); any other such host is refused.
+    pub allow_private_network: Vec<String>,
+}
+
+/// Refuses a package listing an internal IP address among a connection's hosts, unless the
+/// admin allowed private networks for that connection: a package must not reach cloud
+/// metadata or the host's own loopback because its author wrote the address down. (Names are
+/// checked when requests go out, on the addresses they resolve to.)
+pub(crate) fn refuse_internal_hosts(
+    manifest: &airlock_marketplace::Manifest,
+    allowed: &[String],
+) -> Result<(), InstallError> {
+    for c in manifest.connections.iter().filter(|c| !allowed.contains(&c.name)) {
+        for host in &c.allowed_hosts {
+            let bare = match host.strip_prefix('[') {
+                Some(rest) => rest.split(']').next().unwrap_or_default(),
+                None => host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host),
+            };
+            if bare.parse::<std::net::IpAddr>().is_ok_and(airlock_vault::is_internal) {
+                return Err(InstallError::InternalHost { connection: c.name.clone(), host: host.clone() });
+            }
+        }
+    }
+    Ok(())
 }
 
 /// What a long install reports while it works (the CLI draws a progress bar from it).
@@ -222,9 +247,9 @@ impl Airlock {
         let _one_at_a_time = self.marketplace_lock.lock().await;
         self.sync_installed(tenant).await.map_err(InstallError::Provision)?;
         let result = self.install_inner(tenant, source, options, progress).await;
-        match &result {
+        let ticket = match &result {
             Ok(report) if !report.already_installed => self.audit.record(install_event(tenant, "ok", report)),
-            Ok(_) => {}
+            Ok(_) => 0,
             Err(e) => self.audit.record(AuditEvent {
                 tenant: tenant.into(),
                 kind: "marketplace.install".into(),
@@ -233,6 +258,10 @@ impl Airlock {
                 tool: source_label(source),
                 detail: json!({ "code": e.code(), "reason": e.to_string() }),
             }),
+        };
+        // An install changes who may do what: the admin hears "installed" once it is on record.
+        if let Err(e) = self.audit.durable(ticket).await {
+            tracing::error!("install in `{tenant}` done, its audit record not committed: {e}");
         }
         result
     }
@@ -268,6 +297,7 @@ impl Airlock {
             return Err(InstallError::AgentExists(agent));
         }
         self.check_components_free(tenant, &package, None)?;
+        refuse_internal_hosts(manifest, &options.allow_private_network)?;
         if self.rebac.is_remote() {
             return Err(InstallError::Provision(
                 "this host answers checks from an external OpenFGA server: write the package's tuples there, install on a host using the embedded engine".into(),
@@ -537,7 +567,7 @@ impl Airlock {
             grants_cancelled: cancelled.grants,
             requests_denied: cancelled.approvals,
         };
-        self.audit.record(AuditEvent {
+        let ticket = self.audit.record(AuditEvent {
             tenant: tenant.into(),
             kind: "marketplace.uninstall".into(),
             outcome: "ok".into(),
@@ -545,6 +575,9 @@ impl Airlock {
             tool: subject,
             detail: serde_json::to_value(&report).unwrap_or_default(),
         });
+        if let Err(e) = self.audit.durable(ticket).await {
+            tracing::error!("uninstall of `{agent}` in `{tenant}` done, its audit record not committed: {e}");
+        }
         Ok(report)
     }
 

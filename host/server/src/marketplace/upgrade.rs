@@ -322,7 +322,7 @@ impl Airlock {
         for component in loaded {
             self.installed.put(tenant, &agent, component);
         }
-        self.audit.record(AuditEvent {
+        let ticket = self.audit.record(AuditEvent {
             tenant: tenant.into(),
             kind: "marketplace.upgrade".into(),
             outcome: "ok".into(),
@@ -330,6 +330,9 @@ impl Airlock {
             tool: format!("agent:{agent}"),
             detail: json!({ "digest": package.digest(), "consented": consent, "diff": d }),
         });
+        if let Err(e) = self.audit.durable(ticket).await {
+            tracing::error!("upgrade of `{agent}` in `{tenant}` done, its audit record not committed: {e}");
+        }
         Ok(report(true))
     }
 

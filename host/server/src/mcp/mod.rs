@@ -189,6 +189,16 @@ fn answer(agent: &Agent, tool: &str, report: Result<crate::gate::CallReport, Gat
         Err(e @ GateError::AuthzUnavailable(_)) => {
             return refusal("authz_unavailable", e.to_string(), "retry later; nothing was run".into(), None)
         }
+        Err(e @ GateError::Quota(_)) => {
+            return refusal("too_many_requests", e.to_string(), "nothing was run: wait a second and retry".into(), None)
+        }
+        Err(e @ GateError::Overloaded(_)) => {
+            return refusal("overloaded", e.to_string(), "nothing was run: retry in a second".into(), None)
+        }
+        Err(e @ GateError::Unaudited { .. }) => {
+            let next = "the call ran: do not retry it blindly; ask an operator to check the host's log".into();
+            return refusal("unaudited", e.to_string(), next, None);
+        }
         Err(GateError::Authority(e)) => {
             let next = "nothing was run: ask the approver named by the tool's policy, or start an approved run".into();
             return refusal(e.code(), e.to_string(), next, None);

@@ -56,7 +56,7 @@ impl TestHost {
         secret: &str,
         placement: Option<Value>,
     ) {
-        let mut body = json!({ "kind": kind, "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()],
+        let mut body = json!({ "kind": kind, "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()], "allow_private_network": true,
                                "secret": secret, "agent": agent, "allow_undeclared_hosts": true });
         if let Some(p) = placement {
             body["placement"] = p;

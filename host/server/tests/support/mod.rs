@@ -233,7 +233,7 @@ impl TestHost {
 
     /// Stores the `billing-api` connection pointing at a stand-in.
     pub async fn billing_connection(&self, api: SocketAddr, secret: &str) {
-        let body = json!({ "kind": "bearer", "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()],
+        let body = json!({ "kind": "bearer", "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()], "allow_private_network": true,
                            "secret": secret });
         let (status, body) =
             self.request(reqwest::Method::PUT, "/v1/connections/billing-api", &self.admin, Some(body)).await;
@@ -347,7 +347,7 @@ pub async fn recorder(secret: &'static str) -> (SocketAddr, Recorded) {
 impl TestHost {
     /// Stores a bearer connection `name` pointing at a stand-in.
     pub async fn connection(&self, name: &str, api: SocketAddr, secret: &str) {
-        let body = json!({ "kind": "bearer", "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()],
+        let body = json!({ "kind": "bearer", "base_url": format!("http://{api}"), "allowed_hosts": [api.to_string()], "allow_private_network": true,
                            "secret": secret });
         let (status, body) =
             self.request(reqwest::Method::PUT, &format!("/v1/connections/{name}"), &self.admin, Some(body)).await;

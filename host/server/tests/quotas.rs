@@ -1,0 +1,170 @@
+//! Fairness between tenants: one tenant's agents waiting on humans cannot starve another's,
+//! and an agent asking for approvals in a loop is refused, not passed on to approvers.
+
+// Test helpers outside `#[test]` functions may fail loudly too.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{billing_api, TestHost};
+
+const SECRET: &str = "sk_live_billing_quota";
+
+/// An agent of the tenant of `admin` with `can_use` on `tools`; returns its token.
+async fn agent_in(t: &TestHost, admin: &str, name: &str, tools: &[&str]) -> String {
+    let (status, body) = t.request(reqwest::Method::POST, "/v1/agents", admin, Some(json!({ "name": name }))).await;
+    assert_eq!(status, 201, "{body}");
+    let token = body["token"].as_str().unwrap().to_string();
+    let writes: Vec<Value> = tools
+        .iter()
+        .map(|object| json!({ "user": format!("agent:{name}"), "relation": "can_use", "object": object }))
+        .collect();
+    let (status, body) = t.request(reqwest::Method::POST, "/v1/tuples", admin, Some(json!({ "writes": writes }))).await;
+    assert_eq!(status, 200, "{body}");
+    token
+}
+
+/// Calls `tool` in the background; the answer comes when the call ends.
+fn spawn_call(
+    url: &str,
+    token: &str,
+    tool: &str,
+    input: Value,
+) -> tokio::task::JoinHandle<(u16, Option<String>, Value)> {
+    let (url, token, tool) = (url.to_string(), token.to_string(), tool.to_string());
+    tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/v1/tools/{tool}/call"))
+            .bearer_auth(token)
+            .json(&input)
+            .send()
+            .await
+            .unwrap();
+        let retry = resp.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        (resp.status().as_u16(), retry, resp.json::<Value>().await.unwrap_or(Value::Null))
+    })
+}
+
+/// Waits until the default tenant has `n` pending approvals; returns them all, paging.
+async fn pending(t: &TestHost, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut all = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let path = match &next {
+                None => "/v1/approvals?status=pending&limit=100".to_string(),
+                Some(id) => format!("/v1/approvals?status=pending&limit=100&before={id}"),
+            };
+            let (status, body) = t.admin_get(&path).await;
+            assert_eq!(status, 200, "{body}");
+            let page = body["approvals"].as_array().unwrap();
+            assert!(page.len() <= 100, "a page holds at most its limit");
+            all.extend(page.iter().cloned());
+            match body["next"].as_str() {
+                Some(id) => next = Some(id.to_string()),
+                None => break,
+            }
+        }
+        if all.len() >= n || Instant::now() > deadline {
+            return all;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_with_256_calls_waiting_on_approval_gets_429_for_the_next_and_another_tenant_is_served() {
+    let t = TestHost::start().await;
+    let clerk = agent_in(&t, &t.admin, "clerk", &["tool:probe.echo"]).await;
+    t.policy("probe.echo", "cfo", 900).await;
+    let globex = t.tenant_admin("globex").await;
+    let other = agent_in(&t, &globex, "reader", &["tool:probe.echo"]).await;
+    let (status, body) = t.call(&other, "probe.echo", json!({ "n": 0 })).await;
+    assert_eq!(status, 200, "before: {body}");
+
+    // 256 calls wait for the CFO, each its own request: none holds a sandbox while it waits.
+    let waiting: Vec<_> = (0..256).map(|i| spawn_call(&t.url, &clerk, "probe.echo", json!({ "n": i }))).collect();
+    let listed = pending(&t, 256).await;
+    assert_eq!(listed.len(), 256, "every waiting call has its request, listed over three pages");
+    let ids: std::collections::HashSet<&str> = listed.iter().map(|a| a["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 256, "pages do not overlap");
+    assert!(waiting.iter().all(|w| !w.is_finished()), "they all still wait");
+
+    // The 257th is refused before anyone is asked, and says when to come back.
+    let (status, retry, body) = spawn_call(&t.url, &clerk, "probe.echo", json!({ "n": 256 })).await.unwrap();
+    assert_eq!((status, body["code"].as_str()), (429, Some("too_many_requests")), "{body}");
+    assert!(retry.is_some(), "429 carries Retry-After");
+    assert!(body["message"].as_str().unwrap().contains("`agent:clerk` already has 256 approvals waiting"), "{body}");
+    assert_eq!(pending(&t, 256).await.len(), 256, "no approver was asked a 257th time");
+
+    // Another tenant's agent is served as before, while the 256 wait.
+    for n in 1..=20 {
+        let started = Instant::now();
+        let (status, body) = t.call(&other, "probe.echo", json!({ "n": n })).await;
+        assert_eq!(status, 200, "{body}");
+        assert!(started.elapsed() < Duration::from_secs(5), "served, not starved: {:?}", started.elapsed());
+    }
+    for w in waiting {
+        w.abort();
+    }
+}
+
+/// Calls that wait inside their component (`approval.request`) do hold a sandbox: a tenant
+/// holds at most half the pool and an agent a quarter, so another tenant always finds room.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_waiting_inside_components_hold_no_more_than_their_share_of_the_pool() {
+    let t = TestHost::start().await; // 32 slots: 16 per tenant, 8 per agent
+    assert_eq!(t.host.quotas.limits().sandboxes_per_tenant, 16);
+    let (api, seen) = billing_api(SECRET).await;
+    t.billing_connection(api, SECRET).await;
+    t.grant(&[("user:carol", "cfo", "tenant:default")]).await;
+    let refund = |n: usize| json!({ "customer_id": "42", "amount": format!("{n}.00"), "currency": "EUR" });
+    let mut waiting = Vec::new();
+    for name in ["refunder-a", "refunder-b", "refunder-c"] {
+        let token = agent_in(&t, &t.admin, name, &["tool:billing.refund", "connection:billing-api"]).await;
+        t.grant(&[(&format!("agent:{name}"), "refunder", "customer:42")]).await;
+        waiting.push((name, token));
+    }
+    let mut calls = Vec::new();
+    for (i, (_, token)) in waiting.iter().take(2).enumerate() {
+        for n in 0..8 {
+            calls.push(spawn_call(&t.url, token, "billing.refund", refund(i * 100 + n)));
+        }
+    }
+    assert_eq!(pending(&t, 16).await.len(), 16, "16 refunds wait inside their sandboxes");
+    assert_eq!(t.host.quotas.held_by("default"), 16);
+
+    // A ninth call of the first agent: its agent's share is full.
+    let (status, retry, body) = spawn_call(&t.url, &waiting[0].1, "billing.refund", refund(999)).await.unwrap();
+    assert_eq!((status, body["code"].as_str()), (429, Some("too_many_requests")), "{body}");
+    assert_eq!(retry.as_deref(), Some("1"));
+    assert!(body["message"].as_str().unwrap().contains("`agent:refunder-a` already has 8 calls running"), "{body}");
+    // A third agent of the same tenant: the tenant's share is full.
+    let (status, _, body) = spawn_call(&t.url, &waiting[2].1, "billing.refund", refund(998)).await.unwrap();
+    assert_eq!(status, 429, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("tenant `default` already has 16 calls running"), "{body}");
+
+    // Another tenant still runs its calls: half the pool is beyond the first tenant's reach.
+    let globex = t.tenant_admin("globex").await;
+    let other = agent_in(&t, &globex, "reader", &["tool:probe.echo"]).await;
+    for n in 0..10 {
+        let (status, body) = t.call(&other, "probe.echo", json!({ "n": n })).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(seen.paths().is_empty(), "no refund went out: nobody approved");
+
+    // The refused calls left nothing behind: denying the waiting ones frees the tenant's share.
+    for a in pending(&t, 16).await {
+        let (status, body) = t.decide(a["id"].as_str().unwrap(), "user:carol", false).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    for c in calls {
+        let (status, _, body) = tokio::time::timeout(Duration::from_secs(10), c).await.unwrap().unwrap();
+        assert_eq!(status, 403, "{body}");
+    }
+    assert_eq!(t.host.quotas.held_by("default"), 0, "every slot came back");
+}
