@@ -222,7 +222,7 @@ async fn an_install_failing_half_way_leaves_the_database_as_it_was() {
             .install(
                 "default",
                 &PackageSource::Catalog("offboarding".into()),
-                &InstallOptions { fail_after: Some(step) },
+                &InstallOptions { fail_after: Some(step), ..Default::default() },
                 &|_| {},
             )
             .await
