@@ -122,10 +122,17 @@ pub(crate) async fn verify(db: &Db, tenant: &str) -> Result<Verification, AuditE
     }
     let events = expected_seq - 1;
     if let Some((seq, hash)) = head {
-        if seq != events || hash != prev {
+        if seq != events {
             return Ok(broken(
                 events + 1,
                 format!("chain ends at {events} but its head says {seq}: events were removed"),
+                events,
+            ));
+        }
+        if hash != prev {
+            return Ok(broken(
+                events + 1,
+                format!("the head's hash is not the hash of event {events}: the head or the newest events were rewritten"),
                 events,
             ));
         }

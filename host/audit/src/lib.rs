@@ -22,7 +22,10 @@
 //! waits until the event (and so everything recorded before it) is committed. It rings the
 //! writer at once, and every caller waiting at the same time shares the writer's next
 //! commit: group commit, one transaction (and on SQLite with `synchronous = FULL`, one fsync)
-//! for however many calls finished meanwhile.
+//! for however many calls finished meanwhile. It says so when it cannot: an event the database
+//! refused on its own ([`AuditError::SetAside`]), or one still queued after the wait limit
+//! because the database is away ([`AuditError::NotYetDurable`]; it stays queued and is written
+//! when the database is back). Either way the caller must not report the action as recorded.
 //!
 //! ## Bounds
 //!
@@ -93,10 +96,15 @@ pub enum AuditError {
     Store(#[from] airlock_store::sqlx::Error),
     #[error("audit writer has stopped")]
     WriterGone,
+    #[error("the database refused this audit record on its own: it is set aside (see the host's log)")]
+    SetAside,
+    #[error("the audit record is not committed after {0:?}: the database is not answering; the record stays queued and is written when it is back")]
+    NotYetDurable(std::time::Duration),
 }
 
 enum Message {
-    Event(AuditEvent, i64),
+    /// An event, the time it was recorded, its ticket.
+    Event(AuditEvent, i64, u64),
     Flush(oneshot::Sender<()>),
 }
 
@@ -117,7 +125,16 @@ struct Queue {
     committed: tokio::sync::watch::Sender<u64>,
     /// Events the database refused on their own, kept for an operator (newest last).
     set_aside: Mutex<Vec<AuditEvent>>,
+    /// Tickets of the set-aside events (the newest [`MAX_REFUSED_TICKETS`]), so that
+    /// [`AuditLog::durable`] does not call them committed.
+    refused: Mutex<std::collections::BTreeSet<u64>>,
 }
+
+/// Set-aside tickets remembered for [`AuditLog::durable`]'s answer.
+const MAX_REFUSED_TICKETS: usize = 10_000;
+
+/// How long [`AuditLog::durable`] waits before saying the record is not yet durable.
+pub const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 impl Default for Queue {
     fn default() -> Queue {
@@ -126,6 +143,7 @@ impl Default for Queue {
             bell: Notify::new(),
             committed: tokio::sync::watch::Sender::new(0),
             set_aside: Mutex::default(),
+            refused: Mutex::default(),
         }
     }
 }
@@ -145,6 +163,7 @@ const RING_AT: usize = 2048;
 pub struct AuditLog {
     db: Db,
     queue: Arc<Queue>,
+    durable_wait: std::time::Duration,
 }
 
 impl AuditLog {
@@ -152,7 +171,7 @@ impl AuditLog {
     pub fn start(db: Db) -> AuditLog {
         let queue = Arc::new(Queue::default());
         tokio::spawn(writer::run(db.clone(), Arc::downgrade(&queue)));
-        AuditLog { db, queue }
+        AuditLog { db, queue, durable_wait: DURABLE_WAIT }
     }
 
     /// Records an event; returns at once, with the event's ticket (see
@@ -168,9 +187,10 @@ impl AuditLog {
         }
         let (len, ticket) = {
             let mut q = self.queue.pending.lock();
-            q.messages.push(Message::Event(event, airlock_store::now_millis()));
             q.issued += 1;
-            (q.messages.len(), q.issued)
+            let ticket = q.issued;
+            q.messages.push(Message::Event(event, airlock_store::now_millis(), ticket));
+            (q.messages.len(), ticket)
         };
         if len == RING_AT {
             self.queue.bell.notify_one();
@@ -185,14 +205,29 @@ impl AuditLog {
         self.durable(ticket).await
     }
 
-    /// Waits until the event with `ticket` (and every one before it) is committed.
+    /// Waits until the event with `ticket` (and every one before it) is committed; an error
+    /// if it was set aside instead, or is still queued after the wait limit ([`DURABLE_WAIT`]).
     pub async fn durable(&self, ticket: u64) -> Result<(), AuditError> {
         let mut committed = self.queue.committed.subscribe();
-        if *committed.borrow() >= ticket {
-            return Ok(());
+        if *committed.borrow() < ticket {
+            self.queue.bell.notify_one();
+            let done = committed.wait_for(|&done| done >= ticket);
+            match tokio::time::timeout(self.durable_wait, done).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return Err(AuditError::WriterGone),
+                Err(_) => return Err(AuditError::NotYetDurable(self.durable_wait)),
+            }
         }
-        self.queue.bell.notify_one();
-        committed.wait_for(|&done| done >= ticket).await.map(|_| ()).map_err(|_| AuditError::WriterGone)
+        if self.queue.refused.lock().remove(&ticket) {
+            return Err(AuditError::SetAside);
+        }
+        Ok(())
+    }
+
+    /// This handle with another limit for [`AuditLog::durable`] (tests of an absent database).
+    pub fn with_durable_wait(mut self, wait: std::time::Duration) -> AuditLog {
+        self.durable_wait = wait;
+        self
     }
 
     /// Waits until every event recorded before this call is committed.

@@ -38,14 +38,18 @@ pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
         drop(q);
         let mut waiting = Vec::new();
         let mut batch: Vec<(AuditEvent, i64)> = Vec::with_capacity(taken.len());
+        let mut tickets: Vec<u64> = Vec::with_capacity(taken.len());
         for message in taken {
             match message {
-                Message::Event(e, ts) => batch.push((e, ts)),
+                Message::Event(e, ts, ticket) => {
+                    batch.push((e, ts));
+                    tickets.push(ticket);
+                }
                 Message::Flush(done) => waiting.push(done),
             }
         }
-        for chunk in batch.chunks(MAX_BATCH) {
-            commit(&db, chunk, &queue).await;
+        for (chunk, tickets) in batch.chunks(MAX_BATCH).zip(tickets.chunks(MAX_BATCH)) {
+            commit(&db, chunk, tickets, &queue).await;
         }
         if let Some(q) = queue.upgrade() {
             q.committed.send_modify(|n| *n = (*n).max(watermark));
@@ -59,7 +63,7 @@ pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
 /// Commits `chunk`, retrying while the database fails. Losing audit records is not an option,
 /// but neither is one event the database will never take stalling everything behind it: after
 /// [`SPLIT_AFTER`] failures the events go one by one, and those refused alone are set aside.
-async fn commit(db: &Db, chunk: &[(AuditEvent, i64)], queue: &Weak<Queue>) {
+async fn commit(db: &Db, chunk: &[(AuditEvent, i64)], tickets: &[u64], queue: &Weak<Queue>) {
     let mut delay = Duration::from_millis(50);
     let mut failures = 0;
     loop {
@@ -80,6 +84,11 @@ async fn commit(db: &Db, chunk: &[(AuditEvent, i64)], queue: &Weak<Queue>) {
                     tracing::error!("audit event `{}` of `{}` set aside, the database refuses it: {e}", event.kind, event.tenant);
                     if let Some(q) = queue.upgrade() {
                         q.set_aside.lock().push(event.clone());
+                        let mut refused = q.refused.lock();
+                        refused.insert(tickets[i]);
+                        while refused.len() > crate::MAX_REFUSED_TICKETS {
+                            refused.pop_first();
+                        }
                     }
                 }
                 return;

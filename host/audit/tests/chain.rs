@@ -11,7 +11,7 @@ fn event(tenant: &str, n: u32) -> AuditEvent {
         outcome: if n % 2 == 0 { "allowed".into() } else { "denied".into() },
         agent: format!("agent:a{n}"),
         tool: "billing.refund".into(),
-        detail: json!({ "n": n }),
+        detail: json!({ "n": n, "written_for": tenant }),
     }
 }
 
@@ -20,8 +20,9 @@ async fn chains_verify_per_tenant_and_tampering_is_found() {
     for t in testing::all().await {
         let log = AuditLog::start(t.db.clone());
         for n in 0..25 {
-            log.record(event("acme", n));
-            log.record(event("globex", n));
+            for tenant in ["acme", "globex", "initech", "umbrella"] {
+                log.record(event(tenant, n));
+            }
         }
         // A NUL (which PostgreSQL refuses in text) must not make the trail unstorable.
         let mut hostile = event("hostile", 0);
@@ -32,7 +33,12 @@ async fn chains_verify_per_tenant_and_tampering_is_found() {
 
         let acme = log.list("acme", 0, 100).await.unwrap();
         assert_eq!(acme.len(), 25, "{:?}", t.backend);
-        assert!(acme.iter().all(|e| e.event.tenant == "acme"));
+        // What the writer put in each event (the reader stamps `tenant` itself): acme's own 25.
+        let written: Vec<(String, u64)> = acme
+            .iter()
+            .map(|e| (e.event.detail["written_for"].as_str().unwrap().to_string(), e.event.detail["n"].as_u64().unwrap()))
+            .collect();
+        assert_eq!(written, (0..25).map(|n| ("acme".to_string(), n)).collect::<Vec<_>>(), "{:?}", t.backend);
         assert_eq!(acme.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=25).collect::<Vec<_>>());
         assert_eq!(acme[3].prev_hash, acme[2].hash);
         assert_eq!(log.verify("acme").await.unwrap().broken_at, None);
@@ -54,6 +60,26 @@ async fn chains_verify_per_tenant_and_tampering_is_found() {
             .unwrap();
         let v = log.verify("globex").await.unwrap();
         assert_eq!(v.broken_at, Some(21), "{v:?}");
+
+        // A row deleted from the middle: the gap is found where it is.
+        assert_eq!(log.verify("initech").await.unwrap().broken_at, None);
+        sqlx::query("DELETE FROM audit_events WHERE tenant = 'initech' AND seq = 12")
+            .execute(t.db.pool())
+            .await
+            .unwrap();
+        let v = log.verify("initech").await.unwrap();
+        assert_eq!((v.broken_at, v.events), (Some(12), 11), "{v:?}");
+
+        // The head rewritten to another hash (the rows untouched): caught at the end.
+        assert_eq!(log.verify("umbrella").await.unwrap().broken_at, None);
+        sqlx::query("UPDATE audit_heads SET hash = $1 WHERE tenant = 'umbrella'")
+            .bind("f".repeat(64))
+            .execute(t.db.pool())
+            .await
+            .unwrap();
+        let v = log.verify("umbrella").await.unwrap();
+        assert_eq!(v.broken_at, Some(26), "{v:?}");
+        assert!(v.reason.as_deref().unwrap().contains("head's hash"), "{v:?}");
     }
 }
 
@@ -87,4 +113,45 @@ async fn a_growing_trail_verifies_intact() {
         assert_eq!((v.events, v.broken_at), (400, None), "{:?}", t.backend);
         assert!(checked > 1, "verified while the trail grew");
     }
+}
+
+/// `record_durable` never calls a record committed that is not: an event the database refuses
+/// on its own is set aside and its caller told so (its neighbours commit), and while the
+/// database refuses everything the caller hears "not yet durable" after the wait limit; the
+/// record stays queued and lands once the database takes writes again.
+// One thread: both events are queued before the writer runs, so they share a batch.
+#[tokio::test]
+async fn durable_says_when_a_record_is_set_aside_or_not_yet_committed() {
+    let t = testing::sqlite().await;
+    // What the database refuses: one kind of event, then (later) everything.
+    sqlx::query(
+        "CREATE TRIGGER poison BEFORE INSERT ON audit_events WHEN NEW.kind = 'poison' \
+         BEGIN SELECT RAISE(ABORT, 'refused'); END",
+    )
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let log = AuditLog::start(t.db.clone()).with_durable_wait(std::time::Duration::from_secs(30));
+    let mut poison = event("acme", 1);
+    poison.kind = "poison".into();
+    let (fine, refused) = (log.record(event("acme", 0)), log.record(poison));
+    let (fine, refused) = tokio::join!(log.durable(fine), log.durable(refused));
+    assert!(fine.is_ok(), "{fine:?}");
+    assert!(matches!(refused, Err(airlock_audit::AuditError::SetAside)), "{refused:?}");
+    assert_eq!(log.set_aside().iter().map(|e| e.kind.as_str()).collect::<Vec<_>>(), ["poison"]);
+    let v = log.verify("acme").await.unwrap();
+    assert_eq!((v.events, v.broken_at), (1, None), "{v:?}");
+
+    // The database takes nothing: the caller is told after the wait, the record is kept.
+    sqlx::query("CREATE TRIGGER away BEFORE INSERT ON audit_events BEGIN SELECT RAISE(ABORT, 'away'); END")
+        .execute(t.db.pool())
+        .await
+        .unwrap();
+    let log = log.with_durable_wait(std::time::Duration::from_millis(300));
+    let waited = log.record_durable(event("acme", 2)).await;
+    assert!(matches!(waited, Err(airlock_audit::AuditError::NotYetDurable(_))), "{waited:?}");
+    sqlx::query("DROP TRIGGER away").execute(t.db.pool()).await.unwrap();
+    tokio::time::timeout(std::time::Duration::from_secs(30), log.flush()).await.unwrap().unwrap();
+    let listed = log.list("acme", 0, 10).await.unwrap();
+    assert_eq!(listed.iter().map(|e| e.event.detail["n"].as_u64().unwrap()).collect::<Vec<_>>(), [0, 2]);
 }

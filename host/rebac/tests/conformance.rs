@@ -226,6 +226,14 @@ fn corpus_dir() -> Option<PathBuf> {
     None
 }
 
+/// Trials per suite and mode that the corpus yields (see `main`).
+const MINIMUM_TRIALS: [(&str, usize); 4] = [
+    ("consolidated_1_1_tests stored", 925),
+    ("consolidated_1_1_tests contextual", 738),
+    ("abac_tests stored", 291),
+    ("abac_tests contextual", 271),
+];
+
 fn main() {
     let args = Arguments::from_args();
     let known_text = include_str!("conformance-known-failures.txt");
@@ -285,6 +293,21 @@ fn main() {
         }
     }
     eprintln!("conformance trials: {totals:?} (known failures, reported as ignored: {})", known_runs.len());
+    // A corpus that parses into fewer assertions than it holds would pass vacuously: the
+    // counts of ../shared/conformance/openfga as of 2026-12 (checks, list objects and list
+    // users assertions per suite and mode) are the floor.
+    let short: Vec<String> = MINIMUM_TRIALS
+        .iter()
+        .filter(|(suite, floor)| totals.get(*suite).copied().unwrap_or(0) < *floor)
+        .map(|(suite, floor)| format!("{suite}: {} of at least {floor}", totals.get(*suite).copied().unwrap_or(0)))
+        .collect();
+    trials.push(Trial::test("the_whole_corpus_runs", move || {
+        if short.is_empty() {
+            Ok(())
+        } else {
+            Err(Failed::from(format!("fewer trials than the corpus holds: {short:?}")))
+        }
+    }));
     let listed_but_absent: Vec<&str> =
         known.iter().copied().filter(|k| !known_runs.iter().any(|(n, _)| n == k)).collect();
     trials.push(Trial::test("known_failures_still_fail", move || {

@@ -71,8 +71,10 @@ async fn calls_and_decisions_stream_live_and_resume_from_the_last_event_id() {
     while let Ok(chunk) = tokio::time::timeout_at(deadline, other.chunk()).await {
         globex_events.push(String::from_utf8_lossy(&chunk.unwrap().unwrap_or_default()).to_string());
     }
-    // Its own trail (its admin's invitation) only; nothing of default's.
+    // Its own trail (its admin's invitation) only; nothing of default's. The stream is not
+    // silent for being broken: globex's own events came through it.
     let globex_events = globex_events.concat();
+    assert!(globex_events.contains("\"tenant\":\"globex\""), "globex's stream shows globex's events: {globex_events}");
     assert!(!globex_events.contains("tool.call") && !globex_events.contains("\"default\""), "{globex_events}");
 
     // Bad input and no token are refused with what was wrong.

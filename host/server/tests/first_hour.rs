@@ -230,9 +230,15 @@ async fn every_error_is_json_and_size_limits_answer_413_before_parsing() {
     let (status, body) = oversized(&addr, "/v1/components/big", &t.operator, "application/wasm").await;
     assert_eq!((status, body["code"].as_str()), (413, Some("payload_too_large")), "{body}");
 
-    // A 5 MB tool input is refused for its size, parsed or not: 413, never a 400 about its JSON.
-    let big_json = json!({ "name": "x".repeat(5 << 20) }).to_string();
-    let not_json = format!("{{{}", "x".repeat(5 << 20));
+    // Over the tool-call route's cap (4 MiB), refused from the declared length, token unread.
+    let (status, body) = oversized(&addr, "/v1/tools/hello.greet/call", "alk_not-a-token", "application/json").await;
+    assert_eq!((status, body["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+    assert!(body["message"].as_str().unwrap().contains("accepts at most 4194304"), "{body}");
+
+    // A 2 MB tool input (within the route's cap, over the 1 MiB a call may carry) is refused for
+    // its size, parsed or not: 413, never a 400 about its JSON.
+    let big_json = json!({ "name": "x".repeat(2 << 20) }).to_string();
+    let not_json = format!("{{{}", "x".repeat(2 << 20));
     for input in [big_json, not_json] {
         let (status, _, body) =
             raw(http.post(format!("{}/v1/tools/hello.greet/call", t.url)).bearer_auth(&token).body(input)).await;

@@ -344,6 +344,11 @@ async fn the_same_host_runs_on_postgresql() {
     assert_eq!(status, 200);
     let (status, _) = t.request(reqwest::Method::GET, "/v1/tools", &token, None).await;
     assert_eq!(status, 401, "revoked through the other host");
+    // And on the call path itself: nothing reaches the API.
+    let (status, body) =
+        t.call(&token, "billing.refund", json!({ "customer_id": "42", "amount": "6.00", "currency": "EUR" })).await;
+    assert_eq!(status, 401, "{body}");
+    assert_eq!(seen.paths(), vec!["/refunds".to_string()], "the revoked agent's call sent nothing");
 
     // The components, tuples and trail are in PostgreSQL, not in the data directory.
     assert!(!tmp.path().join("airlock.db").exists());
@@ -566,4 +571,46 @@ async fn keys_rotate_through_the_api_and_the_host_restarts_with_the_new_master_k
     let (status, body) = t.call(&token, "billing.lookup-customer", json!({ "customer_id": "42" })).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(seen.requests.lock().unwrap().last().unwrap().1.as_deref(), Some(format!("Bearer {SECRET}").as_str()));
+}
+
+/// Revoking an agent by hand (`DELETE /v1/agents/NAME`, no marketplace) ends its authority with
+/// it: its pending request is closed (an approver can no longer approve it) and the grant it
+/// was issued ahead is cancelled (it cannot be presented, by it or a later agent of its name).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_an_agent_closes_its_pending_requests_and_cancels_its_grants() {
+    let t = TestHost::start().await;
+    let (token, seen) = refund_setup(&t).await;
+    t.grant(&[("user:ada", "admin", "tenant:default")]).await;
+    let ask = |amount: &str| {
+        json!({ "tool": "billing.refund", "input": { "customer_id": "42", "amount": amount, "currency": "EUR" } })
+    };
+    let (status, waiting) = t.request(reqwest::Method::POST, "/v1/approvals", &token, Some(ask("1.00"))).await;
+    assert_eq!(status, 201, "{waiting}");
+    let (status, granted) = t.request(reqwest::Method::POST, "/v1/approvals", &token, Some(ask("2.00"))).await;
+    assert_eq!(status, 201, "{granted}");
+    let (waiting, granted) = (waiting["id"].as_str().unwrap(), granted["id"].as_str().unwrap());
+    assert_eq!(t.decide(granted, "user:ada", true).await.0, 200);
+    let ledger = t.host.approvals.ledger();
+    assert_eq!(ledger.get("default", granted).await.unwrap().state, airlock_approvals::GrantState::Issued);
+
+    assert_eq!(t.request(reqwest::Method::DELETE, "/v1/agents/offboarder", &t.admin, None).await.0, 200);
+    let (_, shown) = t.admin_get(&format!("/v1/approvals/{waiting}")).await;
+    assert_eq!(shown["status"], "denied", "{shown}");
+    let (status, body) = t.decide(waiting, "user:ada", true).await;
+    assert_eq!(status, 409, "{body}");
+    assert_eq!(ledger.get("default", granted).await.unwrap().state, airlock_approvals::GrantState::Cancelled);
+
+    // A new agent of the same name cannot spend the old grant.
+    let again = t.agent("offboarder").await;
+    t.grant(&[
+        ("agent:offboarder", "can_use", "tool:billing.refund"),
+        ("agent:offboarder", "refunder", "customer:42"),
+        ("agent:offboarder", "can_use", "connection:billing-api"),
+    ])
+    .await;
+    let (status, body) = t
+        .call_with(&again, "billing.refund", ask("2.00")["input"].clone(), &[("Airlock-Grant", granted)])
+        .await;
+    assert_ne!(status, 200, "{body}");
+    assert!(seen.paths().is_empty(), "nothing was refunded: {:?}", seen.paths());
 }

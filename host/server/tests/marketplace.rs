@@ -182,9 +182,10 @@ async fn catalog_install_provisions_identity_tuples_slots_and_policies() {
         t.request(Method::PUT, "/v1/connections/adhoc", &t.admin, Some(json!({ "secret": "x" }))).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("allowed_hosts"), "{body}");
-    // The entry policy is live: a step outside a run is refused before anything runs.
+    // The entry policy is live: a step outside a run is refused for that reason (an empty slot
+    // or a missing tuple would also give 403, with another code) before anything runs.
     let (status, body) = t.call(&secret, "offboarding.revoke-access", json!({ "customer_id": "c1" })).await;
-    assert_eq!(status, 403, "{body}");
+    assert_eq!((status, body["code"].as_str(), body["ledger_reason"].as_str()), (403, Some("run_refused"), Some("run_required")), "{body}");
 
     // Installing again is harmless: same digest, nothing changes, no new secret.
     let before = snapshot(&t).await;
@@ -241,7 +242,8 @@ async fn an_install_failing_half_way_leaves_the_database_as_it_was() {
     let refused = audit.iter().filter(|e| e["kind"] == "marketplace.install" && e["outcome"] == "refused").count();
     assert_eq!(refused, InstallStep::ALL.len());
     let (status, verified) = t.admin_get("/v1/audit/verify").await;
-    assert_eq!(status, 200, "{verified}");
+    assert_eq!((status, &verified["broken_at"]), (200, &Value::Null), "{verified}");
+    assert!(verified["events"].as_i64().unwrap() >= InstallStep::ALL.len() as i64, "{verified}");
 }
 
 #[tokio::test]
@@ -413,8 +415,9 @@ async fn uninstall_revokes_everything_at_once_even_a_waiting_call() {
     let kinds: Vec<String> =
         t.audit().await.iter().map(|e| e["kind"].as_str().unwrap_or_default().to_string()).collect();
     assert!(kinds.contains(&"marketplace.install".to_string()) && kinds.contains(&"marketplace.uninstall".to_string()));
-    let (status, _) = t.admin_get("/v1/audit/verify").await;
-    assert_eq!(status, 200);
+    let (status, verified) = t.admin_get("/v1/audit/verify").await;
+    assert_eq!((status, &verified["broken_at"]), (200, &Value::Null), "{verified}");
+    assert!(verified["events"].as_i64().unwrap() >= 2, "{verified}");
     // Uninstalling twice says there is nothing to do.
     let (status, body) = t.request(Method::DELETE, "/v1/marketplace/installed/prober", &t.admin, None).await;
     assert_eq!(status, 404, "{body}");

@@ -211,7 +211,18 @@ async fn raw_protocol_edges_auth_versions_and_unknown_tools() {
         .send()
         .await
         .unwrap();
-    assert!(resp.status().is_client_error() || resp.status() == 200, "{}", resp.status());
+    let status = resp.status().as_u16();
+    let text = resp.text().await.unwrap();
+    match status {
+        // As JSON-RPC: a parse error (-32700), in JSON or one SSE frame.
+        200 => assert!(text.contains("\"error\"") && text.contains("-32700"), "a parse error, not a result: {text}"),
+        // As HTTP: the API's error shape, saying what was wrong.
+        400..=499 => {
+            let body: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} not JSON ({e}): {text}"));
+            assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()), "{status}: {body}");
+        }
+        other => panic!("malformed JSON-RPC answered {other}: {text}"),
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

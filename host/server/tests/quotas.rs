@@ -1,5 +1,6 @@
 //! Fairness between tenants: one tenant's agents waiting on humans cannot starve another's,
-//! and an agent asking for approvals in a loop is refused, not passed on to approvers.
+//! and an agent asking for approvals in a loop is refused, not passed on to approvers. Bodies
+//! are capped per route before anyone is authenticated.
 
 // Test helpers outside `#[test]` functions may fail loudly too.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -167,4 +168,94 @@ async fn calls_waiting_inside_components_hold_no_more_than_their_share_of_the_po
         assert_eq!(status, 403, "{body}");
     }
     assert_eq!(t.host.quotas.held_by("default"), 0, "every slot came back");
+}
+
+/// A body too large for its route is refused before the route's door looks at the caller:
+/// 64 KiB for routes anyone may call, 1 MiB for an admin's, 4 MiB for an agent's; uploads keep
+/// 32 MiB. Declared (`content-length`) and streamed (chunked) bodies alike.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bodies_are_capped_per_route_before_authentication() {
+    let t = TestHost::start().await;
+    let http = reqwest::Client::new();
+    let send = |method: reqwest::Method, path: &str, token: &str, body: Vec<u8>, chunked: bool| {
+        let mut req = http.request(method.clone(), format!("{}{path}", t.url)).header("content-type", "application/json");
+        if !token.is_empty() {
+            req = req.bearer_auth(token);
+        }
+        let raw = chunked.then(|| (t.url.trim_start_matches("http://").to_string(), format!("{method} {path}"), token.to_string()));
+        let req = req.body(body.clone());
+        async move {
+            if let Some((addr, line, token)) = raw {
+                return chunked_request(&addr, &line, &token, &body).await;
+            }
+            let resp = req.send().await.unwrap();
+            let status = resp.status().as_u16();
+            (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+        }
+    };
+    let json_of = |n: usize| format!("{{\"code\": \"{}\"}}", "a".repeat(n)).into_bytes();
+
+    // Anyone's route: 64 KiB, whether the length is declared or streamed.
+    for chunked in [false, true] {
+        let (status, body) = send(reqwest::Method::POST, "/v1/invitations/accept", "", json_of(100 << 10), chunked).await;
+        assert_eq!(status, 413, "chunked={chunked}: {body}");
+        assert_eq!(body["code"], "payload_too_large", "{body}");
+        if !chunked {
+            assert!(body["message"].as_str().unwrap().contains("`POST /v1/invitations/accept` accepts at most 65536"), "{body}");
+        }
+    }
+    // Under the cap, the route answers for itself (an unknown code).
+    let (status, body) = send(reqwest::Method::POST, "/v1/invitations/accept", "", json_of(1000), false).await;
+    assert_ne!(status, 413, "{body}");
+
+    // An agent's route with a bad token: refused for its size before the token is looked at.
+    let (status, body) =
+        send(reqwest::Method::POST, "/v1/tools/probe.echo/call", "alk_not-a-token", json_of(5 << 20), false).await;
+    assert_eq!((status, body["code"].as_str()), (413, Some("payload_too_large")), "{body}");
+    let (status, body) = send(reqwest::Method::POST, "/mcp", "alk_not-a-token", json_of(5 << 20), false).await;
+    assert_eq!(status, 413, "{body}");
+    // 2 MiB is within an agent's cap: the door answers (401), not the cap.
+    let (status, body) =
+        send(reqwest::Method::POST, "/v1/tools/probe.echo/call", "alk_not-a-token", json_of(2 << 20), false).await;
+    assert_eq!(status, 401, "{body}");
+
+    // An admin's route: 1 MiB, with or without a valid token.
+    for token in [t.admin.as_str(), ""] {
+        let (status, body) = send(reqwest::Method::POST, "/v1/tuples", token, json_of(2 << 20), false).await;
+        assert_eq!(status, 413, "{body}");
+    }
+    // An upload keeps its room: 5 MiB of non-wasm reaches the handler, which says what is wrong.
+    let (status, body) = send(reqwest::Method::POST, "/v1/components/junk", &t.operator, vec![0u8; 5 << 20], false).await;
+    assert!(status == 400 || status == 422, "{status} {body}");
+}
+
+/// Sends `body` with `Transfer-Encoding: chunked` (no declared length) over a raw connection,
+/// as a client streaming an upload does; the status and JSON body of the answer. The host may
+/// answer and close before all of it is written.
+async fn chunked_request(addr: &str, line: &str, token: &str, body: &[u8]) -> (u16, Value) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut from, mut conn) = tokio::net::TcpStream::connect(addr).await.unwrap().into_split();
+    // Read while writing: the answer may come (and the connection close) before the end.
+    let reader = tokio::spawn(async move {
+        let mut answer = Vec::new();
+        let _ = from.read_to_end(&mut answer).await;
+        answer
+    });
+    let auth = if token.is_empty() { String::new() } else { format!("authorization: Bearer {token}\r\n") };
+    let head = format!(
+        "{line} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\n{auth}transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
+    );
+    let _ = conn.write_all(head.as_bytes()).await;
+    for chunk in body.chunks(16 << 10) {
+        let framed = [format!("{:x}\r\n", chunk.len()).into_bytes(), chunk.to_vec(), b"\r\n".to_vec()].concat();
+        if conn.write_all(&framed).await.is_err() {
+            break; // answered and closed: the rest was never read
+        }
+    }
+    let _ = conn.write_all(b"0\r\n\r\n").await;
+    let answer = reader.await.unwrap();
+    let text = String::from_utf8_lossy(&answer);
+    let status = text.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let json = text.find('{').map(|i| &text[i..text.rfind('}').map(|j| j + 1).unwrap_or(text.len())]);
+    (status, json.and_then(|j| serde_json::from_str(j).ok()).unwrap_or(Value::Null))
 }

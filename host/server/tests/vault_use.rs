@@ -52,6 +52,7 @@ async fn an_agent_uses_its_own_namespace_first_and_never_another_agents() {
     let (status, body) = t.call(&crm, "probe.fetch", fetch(shared_api, "billing-api")).await;
     assert_eq!(status, 403, "{body}");
     assert!(body["message"].as_str().unwrap().contains("egress refused"), "{body}");
+    assert_eq!(shared_seen.paths().len(), 1, "the refused request never reached the shared host");
     // Nobody names another agent's namespace, even holding a tuple on it.
     t.grant(&[("agent:mailer", "can_use", "connection:crm/billing-api")]).await;
     let (status, body) = t.call(&mailer, "probe.fetch", fetch(own_api, "crm/billing-api")).await;
@@ -84,11 +85,14 @@ async fn an_agent_uses_its_own_namespace_first_and_never_another_agents() {
     assert_eq!(status, 200);
     let (status, body) = t.call(&crm, "probe.fetch", fetch(shared_api, "billing-api")).await;
     assert_eq!((status, &body["result"]["status"]), (403, &Value::Null), "no tuple on the tenant's: {body}");
+    assert_eq!(shared_seen.paths().len(), 1, "nor did this one");
 }
 
-/// A token endpoint answering refresh grants with a fresh access token each time.
-async fn oauth_provider() -> std::net::SocketAddr {
+/// A token endpoint answering refresh grants with a fresh access token each time; how many
+/// token requests reached it.
+async fn oauth_provider() -> (std::net::SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU32>) {
     let issued = std::sync::Arc::new(std::sync::atomic::AtomicU32::new(0));
+    let count = issued.clone();
     let app = Router::new().route(
         "/oauth/token",
         post(move |axum::extract::Form(form): axum::extract::Form<std::collections::HashMap<String, String>>| {
@@ -108,14 +112,15 @@ async fn oauth_provider() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    (addr, count)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn vault_token_hands_out_only_what_the_policy_exposes_and_audits_it() {
     let t = TestHost::start().await;
     let agent = probe_agent(&t, "reviewer", &["token"]).await;
-    let provider = oauth_provider().await;
+    let (provider, refreshed) = oauth_provider().await;
+    let refreshes = || refreshed.load(std::sync::atomic::Ordering::SeqCst);
     let oauth = |expose: bool| {
         json!({ "kind": "oauth2_refresh", "allowed_hosts": ["api.github.com"], "expose_token": expose,
                 "oauth": { "token_url": format!("http://{provider}/oauth/token"), "client_id": "Iv1.airlock" },
@@ -127,6 +132,7 @@ async fn vault_token_hands_out_only_what_the_policy_exposes_and_audits_it() {
     let (status, body) = t.call(&agent, "probe.token", json!({ "connection": "github" })).await;
     assert_eq!(status, 403, "not exposed: {body}");
     assert!(body["message"].as_str().unwrap().contains("expose_token"), "says what would allow it: {body}");
+    assert_eq!(refreshes(), 0, "refused before the token endpoint was asked");
 
     assert_eq!(put_connection(&t, "github", oauth(true)).await.0, 200);
     let (status, body) = t.call(&agent, "probe.token", json!({ "connection": "github" })).await;
@@ -147,6 +153,7 @@ async fn vault_token_hands_out_only_what_the_policy_exposes_and_audits_it() {
     assert_eq!(status, 200);
     let (status, body) = t.call(&agent, "probe.token", json!({ "connection": "github" })).await;
     assert_eq!(status, 403, "{body}");
+    assert_eq!(refreshes(), 1, "the refused call asked the token endpoint nothing");
 
     let events = t.audit().await;
     let tokens: Vec<&Value> = events.iter().filter(|e| e["kind"] == "vault.token").collect();

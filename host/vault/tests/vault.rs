@@ -1,6 +1,8 @@
 //! The vault against a real local HTTP server and real databases.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 use airlock_store::{sqlx, testing};
 use airlock_vault::{
@@ -15,6 +17,13 @@ const SECRET: &str = "pat_live_5f1d2c3b4a-very-secret";
 
 /// A stand-in API that answers 200 only when it sees the credential, and redirects elsewhere on /bounce.
 async fn serve_api() -> SocketAddr {
+    serve_counted_api().await.0
+}
+
+/// [`serve_api`], with the number of requests that reached it: a refusal must leave it unchanged.
+async fn serve_counted_api() -> (SocketAddr, Arc<AtomicUsize>) {
+    let reached = Arc::new(AtomicUsize::new(0));
+    let counter = reached.clone();
     let app = Router::new()
         .route(
             "/contacts",
@@ -57,11 +66,15 @@ async fn serve_api() -> SocketAddr {
                     axum::http::StatusCode::UNAUTHORIZED
                 }
             }),
-        );
+        )
+        .layer(axum::middleware::from_fn(move |req: axum::extract::Request, next: axum::middleware::Next| {
+            counter.fetch_add(1, Ordering::SeqCst);
+            next.run(req)
+        }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    addr
+    (addr, reached)
 }
 
 fn key() -> MasterKey {
@@ -74,7 +87,7 @@ fn get_req(addr: SocketAddr, path: &str) -> OutboundRequest {
 
 #[tokio::test]
 async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
-    let addr = serve_api().await;
+    let (addr, reached) = serve_counted_api().await;
     for t in testing::all().await {
         let vault = Vault::open(t.db.clone(), key(), FetchLimits { max_response_bytes: 4096, ..Default::default() })
             .await
@@ -121,7 +134,9 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
         // The tool may not set the credential's header itself.
         let mut spoof = get_req(addr, "/contacts");
         spoof.headers.push(("Authorization".into(), "Bearer mine".into()));
+        let before = reached.load(Ordering::SeqCst);
         assert!(matches!(vault.fetch("acme", "hubspot", spoof, false).await, Err(VaultError::InvalidRequest(_))));
+        assert_eq!(reached.load(Ordering::SeqCst), before, "the spoofed request never left the host");
 
         assert!(matches!(
             vault.fetch("acme", "hubspot", get_req(addr, "/big"), false).await,
@@ -157,7 +172,7 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
 
 #[tokio::test]
 async fn query_placement_and_grant_requirement() {
-    let addr = serve_api().await;
+    let (addr, reached) = serve_counted_api().await;
     let t = testing::sqlite().await;
     let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
     let conn = Connection {
@@ -175,11 +190,13 @@ async fn query_placement_and_grant_requirement() {
     vault.put("acme", &conn, Zeroizing::new("k".into())).await.unwrap();
     let err = vault.fetch("acme", "pager", get_req(addr, "/contacts"), false).await.unwrap_err();
     assert!(matches!(err, VaultError::GrantRequired(_)), "{err}");
+    assert_eq!(reached.load(Ordering::SeqCst), 0, "refused without a grant: nothing left the host");
     // With a grant the request goes out, the secret in the query and nowhere else.
     assert_eq!(vault.fetch("acme", "pager", get_req(addr, "/by-query"), true).await.unwrap().status, 200);
     let mut spoof = get_req(addr, "/by-query?token=mine");
     spoof.headers.clear();
     assert!(matches!(vault.fetch("acme", "pager", spoof, true).await, Err(VaultError::InvalidRequest(_))));
+    assert_eq!(reached.load(Ordering::SeqCst), 1, "only the granted request reached the API");
 }
 
 #[tokio::test]

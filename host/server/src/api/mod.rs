@@ -134,6 +134,11 @@ impl Routes {
     }
 
     fn into_router(self) -> Router {
+        let mut caps = BodyCaps::new();
+        for r in &self.table {
+            caps.entry(r.path).or_default().push((r.method.clone(), body_limit(r.scope, &r.method, r.path)));
+        }
+        let caps = Arc::new(caps);
         let mut router = Router::new();
         for (path, routed) in self.paths {
             router = router.route(path, routed);
@@ -142,6 +147,7 @@ impl Routes {
             router = router.merge(extra);
         }
         router
+            .layer(axum::middleware::from_fn(move |req, next| rejections::body_cap(caps.clone(), req, next)))
             .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
             .layer(axum::middleware::from_fn(|req, next| rejections::json_errors(BODY_LIMIT, req, next)))
             .with_state(self.host)
@@ -150,6 +156,28 @@ impl Routes {
 
 /// The largest request body the host buffers (a component upload is the largest there is).
 const BODY_LIMIT: usize = 32 << 20;
+
+/// Each route's body cap, by path as routed, then method ([`body_limit`]).
+pub(crate) type BodyCaps = std::collections::HashMap<&'static str, Vec<(Method, usize)>>;
+
+/// What a route buffers at most, enforced before its door authenticates anyone. Uploads (a
+/// component, a package archive) get [`BODY_LIMIT`]; a route anyone may call without a token
+/// gets 64 KiB (forms, passkey ceremonies, invitation codes), so an unauthenticated client
+/// cannot make the host buffer megabytes; an agent's routes (tool inputs, MCP messages) 4 MiB;
+/// the rest 1 MiB.
+fn body_limit(scope: Scope, method: &Method, path: &str) -> usize {
+    let upload = *method == Method::POST
+        && matches!(path, "/v1/components/{name}" | "/v1/marketplace/install" | "/v1/marketplace/upgrade");
+    match scope {
+        _ if upload => BODY_LIMIT,
+        Scope::Public => PUBLIC_BODY_LIMIT,
+        Scope::Agent => 4 << 20,
+        Scope::Tenant | Scope::Operator => 1 << 20,
+    }
+}
+
+/// The cap of a route anyone may call, and of a request no route matched.
+pub(crate) const PUBLIC_BODY_LIMIT: usize = 64 << 10;
 
 /// Every route, with its scope.
 fn routes(host: Arc<Airlock>) -> Routes {

@@ -23,13 +23,8 @@ const KEEP: usize = 4096;
 /// sending, so a client still writing sees a broken pipe instead of the 413).
 pub(super) async fn json_errors(limit: usize, req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        let said = format!("declared {} bytes, the limit is {limit}", declared.unwrap_or_default());
-        let (code, message) = describe(StatusCode::PAYLOAD_TOO_LARGE, &method, &path, &said);
-        let mut out = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message).into_response();
-        out.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
-        return out;
+    if let Some(refused) = over_declared(limit, "the host", &req) {
+        return refused;
     }
     let resp = next.run(req).await;
     let status = resp.status();
@@ -47,6 +42,37 @@ pub(super) async fn json_errors(limit: usize, req: Request, next: Next) -> Respo
         }
     }
     out
+}
+
+/// Middleware: the matched route's own cap ([`super::body_limit`]), before the route's door
+/// authenticates anyone. A declared length over it is refused at once; a body streamed without
+/// a length is read through a limit, so the handler's extractor stops at the cap with a 413.
+pub(super) async fn body_cap(caps: std::sync::Arc<super::BodyCaps>, req: Request, next: Next) -> Response {
+    let matched = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
+    let cap = matched
+        .as_deref()
+        .and_then(|path| caps.get(path)?.iter().find(|(m, _)| m == req.method()).map(|(_, cap)| *cap))
+        .unwrap_or(super::PUBLIC_BODY_LIMIT);
+    let route = format!("`{} {}`", req.method(), matched.as_deref().unwrap_or(req.uri().path()));
+    if let Some(refused) = over_declared(cap, &route, &req) {
+        return refused;
+    }
+    let (parts, body) = req.into_parts();
+    let body = axum::body::Body::new(http_body_util::Limited::new(body, cap));
+    next.run(Request::from_parts(parts, body)).await
+}
+
+/// The 413 for a request whose `content-length` is over `limit` (what `whose` accepts).
+fn over_declared(limit: usize, whose: &str, req: &Request) -> Option<Response> {
+    let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())?;
+    if declared <= limit as u64 {
+        return None;
+    }
+    let said = format!("declared {declared} bytes, {whose} accepts at most {limit}");
+    let (code, message) = describe(StatusCode::PAYLOAD_TOO_LARGE, req.method(), req.uri().path(), &said);
+    let mut out = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message).into_response();
+    out.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    Some(out)
 }
 
 fn is_json(content_type: Option<&HeaderValue>) -> bool {

@@ -119,7 +119,9 @@ await run(async (browser) => {
   // Install crm from the catalog and fill its slot.
   await open(alice, 'marketplace');
   const crm = alice.locator('article[data-package="crm"]');
-  expect(await crm.getByText('api.hubapi.com').isVisible(), 'the review names the host crm may reach');
+  // The catalog renders after its fetch: wait for the review (a missing host fails after 5 s).
+  const named = await crm.getByText('api.hubapi.com').waitFor({ timeout: 5000 }).then(() => true, () => false);
+  expect(named, 'the review names the host crm may reach');
   await crm.getByRole('button', { name: 'Install crm' }).click();
   await alice.locator('article[data-package="crm"] .tag', { hasText: 'installed' }).waitFor({ timeout: 60000 });
   await alice.locator('article[data-package="crm"]').getByLabel(/Secret for .*hubspot/).fill(s.hubspot_secret);

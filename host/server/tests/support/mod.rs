@@ -461,6 +461,16 @@ impl TestHost {
         self.sign(&json!({ "origin": started["origin"], "options": options }), tenant, signer)
     }
 
+    /// Hands out `subject`'s (of `tenant`) software passkey, for a test that signs with it
+    /// after this host is gone (the crash suite's approver, against `airlock serve` processes).
+    pub fn take_passkey(&self, tenant: &str, subject: &str) -> Passkey {
+        self.passkeys
+            .lock()
+            .unwrap()
+            .remove(&format!("{tenant}/{subject}"))
+            .unwrap_or_else(|| panic!("`{subject}` has no passkey: call TestHost::passkey first"))
+    }
+
     /// `subject`'s (of `tenant`) passkey's assertion over started step-up options.
     pub fn sign(&self, started: &Value, tenant: &str, subject: &str) -> Value {
         let mut passkeys = self.passkeys.lock().unwrap();
