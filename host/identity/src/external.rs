@@ -201,6 +201,15 @@ fn parse_jwks(body: &[u8]) -> Result<Vec<ExternalKey>, String> {
     Ok(keys)
 }
 
+/// Reads a JWKS document the way a fetched key set is read: the `(kid, algorithm)` of each usable
+/// signing key, in document order (keys for encryption, other algorithms or unreadable entries
+/// left out). Public for the fuzz targets (`fuzz/`), since the fetch that normally feeds this
+/// parser needs a live issuer.
+#[doc(hidden)]
+pub fn jwks_signing_keys(body: &[u8]) -> Result<Vec<(Option<String>, String)>, String> {
+    Ok(parse_jwks(body)?.into_iter().map(|k| (k.kid, alg_name(k.alg))).collect())
+}
+
 /// The algorithm a key is for: its `alg` when given, else what its type and curve imply.
 /// Only RS256, ES256 and EdDSA; anything else is not used.
 fn key_alg(jwk: &Jwk) -> Option<Algorithm> {

@@ -27,7 +27,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use error::{ExchangeError, IdentityError, TokenError};
-pub use external::{ExternalIssuer, SubjectMapping};
+pub use external::{jwks_signing_keys, ExternalIssuer, SubjectMapping};
 pub use jwt::LEEWAY_SECS;
 pub use keys::KEY_GRACE;
 pub use oidc::IdToken;

@@ -30,11 +30,12 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use airlock_store::sqlx;
 use reqwest::Method;
 use serde_json::{json, Value};
+use support::serve::Serve;
 use support::{recorder, Passkey, Recorded, TestHost};
 
 const BILLING: &str = "sk_billing_crash_5d1c";
@@ -432,51 +433,6 @@ async fn installer(load: Arc<Load>, worker: usize) {
     }
 }
 
-/// A running `airlock serve`.
-struct Host {
-    port: u16,
-    child: Option<tokio::process::Child>,
-}
-
-impl Host {
-    fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Starts the host over the world's state and waits until it answers; how long that took.
-    async fn start(&mut self, world: &World, dir: &Path) -> Duration {
-        let begun = Instant::now();
-        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
-        cmd.args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"]).arg(dir);
-        if let Some(url) = &world.database_url {
-            cmd.args(["--database-url", url]);
-        }
-        // Its output goes to `serve.log` in its data directory (the CI log stays readable).
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve.log")).unwrap();
-        cmd.env("RUST_LOG", "error").stdout(log.try_clone().unwrap()).stderr(log).kill_on_drop(true);
-        self.child = Some(cmd.spawn().unwrap());
-        let http = reqwest::Client::new();
-        for _ in 0..1200 {
-            if http.get(format!("{}/healthz", self.url())).send().await.map(|r| r.status().is_success()).unwrap_or(false)
-            {
-                return begun.elapsed();
-            }
-            if let Ok(Some(status)) = self.child.as_mut().unwrap().try_wait() {
-                panic!("`airlock serve` exited with {status} while starting");
-            }
-            tokio::time::sleep(Duration::from_millis(25)).await;
-        }
-        panic!("`airlock serve` did not answer /healthz within 30 s");
-    }
-
-    async fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            child.start_kill().unwrap(); // SIGKILL
-            child.wait().await.unwrap();
-        }
-    }
-}
-
 /// A small deterministic generator for the kill moments (xorshift64*).
 struct Dice(u64);
 
@@ -490,7 +446,7 @@ impl Dice {
 }
 
 async fn run(label: &str, world: Arc<World>, hosts: usize, seed: u64) {
-    let mut fleet: Vec<Host> = (0..hosts).map(|_| Host { port: support::op::free_port(), child: None }).collect();
+    let mut fleet: Vec<Serve> = (0..hosts).map(|_| Serve::new(support::op::free_port())).collect();
     // A second host gets its own data directory holding the shared master key.
     let dirs: Vec<PathBuf> = (0..hosts)
         .map(|i| {
@@ -503,12 +459,13 @@ async fn run(label: &str, world: Arc<World>, hosts: usize, seed: u64) {
             d
         })
         .collect();
+    let database_url = world.database_url.as_deref();
     for (h, d) in fleet.iter_mut().zip(&dirs) {
-        h.start(&world, d).await;
+        h.start(d, database_url).await;
     }
     let load = Arc::new(Load {
         world: world.clone(),
-        urls: fleet.iter().map(Host::url).collect(),
+        urls: fleet.iter().map(Serve::url).collect(),
         http: reqwest::Client::builder().timeout(Duration::from_secs(20)).build().unwrap(),
         stop: AtomicBool::new(false),
         stop_approver: AtomicBool::new(false),
@@ -533,7 +490,7 @@ async fn run(label: &str, world: Arc<World>, hosts: usize, seed: u64) {
     for _ in 0..kills() {
         tokio::time::sleep(Duration::from_millis(dice.below(1200))).await;
         fleet[victim].kill().await;
-        restarts.push(fleet[victim].start(&world, &dirs[victim]).await);
+        restarts.push(fleet[victim].start(&dirs[victim], database_url).await);
     }
     // Let the last life run, then stop the load and let the workers finish what they hold.
     tokio::time::sleep(Duration::from_millis(800)).await;

@@ -181,7 +181,16 @@ impl Parser {
             let (p, t) = param.split_once(':').ok_or_else(|| {
                 err(number, col0 + 10 + open, format!("parameter `{}` needs a type: `NAME: TYPE`", param.trim()))
             })?;
-            parameters.insert(p.trim().to_string(), t.trim().to_string());
+            check_name(p.trim(), number, col0 + 10 + open, "parameter")?;
+            let t = t.trim();
+            if !is_param_type(t) {
+                return Err(err(
+                    number,
+                    col0 + 10 + open,
+                    format!("parameter `{}` has unknown type `{t}`: use {}", p.trim(), PARAM_TYPES.join(", ")),
+                ));
+            }
+            parameters.insert(p.trim().to_string(), t.to_string());
         }
         let after = head[close + 1..].trim();
         let mut body = String::new();
@@ -189,9 +198,14 @@ impl Parser {
             return Err(err(number, col0 + 10 + close + 1, "expected `{` after the parameters"));
         }
         let mut rest = after[1..].to_string();
+        let mut rest_at = (number, col0);
         self.at += 1;
         loop {
             if let Some(end) = rest.rfind('}') {
+                // The `}` ends its line, as the comment handling of the lines after it assumes.
+                if !rest[end + 1..].trim().is_empty() {
+                    return Err(err(rest_at.0, rest_at.1, "unexpected text after the `}` that closes the condition"));
+                }
                 body.push_str(&rest[..end]);
                 break;
             }
@@ -201,10 +215,26 @@ impl Parser {
                 return Err(err(number, col0, format!("condition `{name}` is not closed with `}}`")));
             };
             rest = next.text.clone();
+            rest_at = (next.number, next.indent + 1);
             self.at += 1;
+        }
+        // The body ends at the last `}` of the first line that has one, so a `}` inside it would
+        // print (`Display`) as text that reads back differently. OpenFGA's grammar has no `}` in
+        // a condition expression either.
+        if body.contains('}') {
+            return Err(err(number, col0, format!("condition `{name}`: a `}}` may only close the expression")));
         }
         Ok(Condition { name, parameters, expression: body.trim().to_string() })
     }
+}
+
+/// The types a condition parameter may have, as OpenFGA spells them (also inside one `list<...>`
+/// or `map<...>`): the ones [`crate::conditions`] converts a context value to.
+const PARAM_TYPES: &[&str] = &["any", "bool", "double", "duration", "int", "ipaddress", "string", "timestamp", "uint"];
+
+fn is_param_type(t: &str) -> bool {
+    let inner = ["list<", "map<"].iter().find_map(|c| t.strip_prefix(c).and_then(|s| s.strip_suffix('>')));
+    PARAM_TYPES.contains(&inner.unwrap_or(t))
 }
 
 fn check_name(name: &str, line: usize, column: usize, what: &str) -> Result<(), DslError> {
@@ -663,6 +693,45 @@ condition xcond(x: int) {\n  x < 100\n}\n";
         let m = parse(DOCS).unwrap();
         let again = parse(&m.to_string()).unwrap();
         assert_eq!(m, again);
+    }
+
+    #[test]
+    fn a_condition_expression_has_no_inner_closing_brace() {
+        // Found by fuzzing (fuzz/, target `openfga_dsl`): `{ x } y }` was read as the expression
+        // `x } y`, which prints as a model that no longer parses.
+        let m = "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [user with c]\n";
+        let e = parse(&format!("{m}condition c(x: int) {{ x < 1 }} y }}\n")).unwrap_err();
+        assert!(e.message.contains("may only close the expression"), "{e}");
+        let ok = parse(&format!("{m}condition c(x: int) {{ x < 1 }}\n")).unwrap();
+        assert_eq!(parse(&ok.to_string()).unwrap(), ok);
+    }
+
+    #[test]
+    fn nothing_follows_the_closing_brace_of_a_condition() {
+        // Found by fuzzing (fuzz/, target `openfga_dsl`): `x } y` closed the condition and dropped
+        // `y`, while the comment handling still took the lines after it for the condition's body,
+        // so the model printed as text that no longer parsed.
+        let m = "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [user with c]\n";
+        let e = parse(&format!("{m}condition c(x: int) {{\n  x < 1 }} y\n")).unwrap_err();
+        assert!(e.message.contains("after the `}` that closes"), "{e}");
+        assert_eq!((e.line, e.column), (8, 3), "{e}");
+        let e = parse(&format!("{m}condition c(x(: int) {{\n  x < 1\n}}\n")).unwrap_err();
+        assert!(e.message.contains("invalid parameter name `x(`"), "{e}");
+    }
+
+    #[test]
+    fn condition_parameters_have_known_types() {
+        // Found by fuzzing (fuzz/, target `openfga_dsl`): `x: iNt` was accepted, never evaluated
+        // (an unknown type), and read back from the model's JSON as the working `int`.
+        let m = "model\n  schema 1.1\ntype user\ntype doc\n  relations\n    define viewer: [user with c]\n";
+        for bad in ["iNt", "list<Int>", "list<list<int>>", "list< int >", "foo"] {
+            let e = parse(&format!("{m}condition c(x: {bad}) {{\n  x == x\n}}\n")).unwrap_err();
+            assert!(e.message.contains("unknown type"), "{bad}: {e}");
+        }
+        let ok =
+            parse(&format!("{m}condition c(a: int, b: list<string>, c: map<timestamp>, d: any) {{\n  a < 1\n}}\n"))
+                .unwrap();
+        assert_eq!(crate::model::json::from_json(&crate::model::json::to_json(&ok)).unwrap(), ok);
     }
 
     #[test]

@@ -159,14 +159,27 @@ pub fn from_json(v: &Value) -> Result<Model, String> {
             }
             conditions.insert(
                 cname.clone(),
-                Condition { name: cname.clone(), parameters, expression: expression.to_string() },
+                Condition { name: cname.clone(), parameters, expression: dsl_expression(expression) },
             );
         }
     }
     let model = Model { schema, types, conditions };
-    // One set of consistency rules for both forms: print as DSL and parse that.
-    dsl::parse(&model.to_string()).map_err(|e| e.message)?;
+    // One set of consistency rules for both forms: print as DSL and parse that. The DSL must read
+    // back this very model: a name with a space or a line break in it would otherwise print as
+    // other text (more types, say) and pass the checks in place of the model returned.
+    let reparsed = dsl::parse(&model.to_string()).map_err(|e| e.message)?;
+    if reparsed != model {
+        return Err(
+            "the model has a name or expression the DSL cannot write (a space or a line break in a name?)".into()
+        );
+    }
     Ok(model)
+}
+
+/// An expression as the DSL reads one: each line trimmed, blank lines left out (OpenFGA's JSON
+/// keeps the indentation of a multi-line condition).
+fn dsl_expression(expression: &str) -> String {
+    expression.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("\n")
 }
 
 fn rewrite_from(v: &Value) -> Result<Rewrite, String> {
@@ -190,15 +203,26 @@ fn rewrite_from(v: &Value) -> Result<Rewrite, String> {
             computed: relation_of(t, "computedUserset")?,
         })
     } else if let Some(u) = obj.get("union") {
-        Ok(Rewrite::Union(children(u)?))
+        Ok(one_or(children(u)?, Rewrite::Union))
     } else if let Some(i) = obj.get("intersection") {
-        Ok(Rewrite::Intersection(children(i)?))
+        Ok(one_or(children(i)?, Rewrite::Intersection))
     } else if let Some(d) = obj.get("difference") {
         let base = rewrite_from(d.get("base").ok_or("`difference` has no base")?)?;
         let subtract = rewrite_from(d.get("subtract").ok_or("`difference` has no subtract")?)?;
         Ok(Rewrite::Difference(Box::new(base), Box::new(subtract)))
     } else {
         Err(format!("unknown rewrite {v}"))
+    }
+}
+
+/// A union or intersection of one rewrite is that rewrite (which is how the DSL writes and reads it).
+fn one_or(mut children: Vec<Rewrite>, group: fn(Vec<Rewrite>) -> Rewrite) -> Rewrite {
+    match (children.len(), children.pop()) {
+        (1, Some(only)) => only,
+        (_, last) => {
+            children.extend(last);
+            group(children)
+        }
     }
 }
 
@@ -231,6 +255,19 @@ condition c(x: int, tags: list<string>) {\n  x < 3 && \"a\" in tags\n}\n",
             m
         };
         assert_eq!(sorted(from_json(&j).unwrap()), sorted(m));
+        // Found by fuzzing (fuzz/, target `openfga_dsl`): names that print as other DSL text were
+        // checked as that text and returned as they were.
+        let mut injected = j.clone();
+        injected["type_definitions"][0]["type"] = json!("user\ntype admin");
+        assert!(from_json(&injected).unwrap_err().contains("cannot write"));
+        let mut spaced = j.clone();
+        spaced["conditions"]["c"]["expression"] = json!("  x < 3 &&\n\n    \"a\" in tags\n");
+        assert_eq!(from_json(&spaced).unwrap().conditions["c"].expression, "x < 3 &&\n\"a\" in tags");
+        let mut single = j.clone();
+        single["type_definitions"][2]["relations"]["both"] =
+            json!({ "union": { "child": [{ "computedUserset": { "relation": "viewer" } }] } });
+        let single = from_json(&single).unwrap();
+        assert_eq!(single.relation("doc", "both").unwrap().rewrite, Rewrite::Computed("viewer".into()));
         let mut broken = j.clone();
         broken["type_definitions"][2]["relations"]["viewer"] = json!({ "computedUserset": { "relation": "nope" } });
         assert!(from_json(&broken).unwrap_err().contains("nope"));

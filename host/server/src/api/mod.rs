@@ -149,7 +149,7 @@ impl Routes {
         router
             .layer(axum::middleware::from_fn(move |req, next| rejections::body_cap(caps.clone(), req, next)))
             .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-            .layer(axum::middleware::from_fn(|req, next| rejections::json_errors(BODY_LIMIT, req, next)))
+            .layer(axum::middleware::from_fn(rejections::json_errors))
             .with_state(self.host)
     }
 }

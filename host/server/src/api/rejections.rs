@@ -17,15 +17,8 @@ use super::ApiError;
 const KEEP: usize = 4096;
 
 /// Middleware: every error the client gets is JSON `{"code", "message"}`.
-///
-/// A body whose declared length is over `limit` is refused here, before a byte of it is read
-/// (axum's own limit only trips after reading up to the limit, while the client keeps
-/// sending, so a client still writing sees a broken pipe instead of the 413).
-pub(super) async fn json_errors(limit: usize, req: Request, next: Next) -> Response {
+pub(super) async fn json_errors(req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    if let Some(refused) = over_declared(limit, "the host", &req) {
-        return refused;
-    }
     let resp = next.run(req).await;
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers().get(header::CONTENT_TYPE)) {
@@ -45,8 +38,10 @@ pub(super) async fn json_errors(limit: usize, req: Request, next: Next) -> Respo
 }
 
 /// Middleware: the matched route's own cap ([`super::body_limit`]), before the route's door
-/// authenticates anyone. A declared length over it is refused at once; a body streamed without
-/// a length is read through a limit, so the handler's extractor stops at the cap with a 413.
+/// authenticates anyone. A declared length over it is refused at once, before a byte of the
+/// body is read (a limit that trips while reading leaves a client that is still sending with
+/// a broken pipe instead of the 413); a body streamed without a length is read through a
+/// limit, so the handler's extractor stops at the cap with a 413.
 pub(super) async fn body_cap(caps: std::sync::Arc<super::BodyCaps>, req: Request, next: Next) -> Response {
     let matched = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
     let cap = matched

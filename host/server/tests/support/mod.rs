@@ -5,6 +5,7 @@
 pub mod browser;
 pub mod catalog;
 pub mod op;
+pub mod serve;
 pub mod standins;
 
 use std::net::SocketAddr;
