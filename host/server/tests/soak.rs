@@ -232,7 +232,7 @@ async fn steady(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, length: Duration,
     while begun.elapsed() < length {
         ticker.tick().await;
         n += 1;
-        let (http, url, window, amounts) = (http.clone(), url.to_string(), window.clone(), amounts.clone());
+        let (http, url, counted, amounts) = (http.clone(), url.to_string(), window.clone(), amounts.clone());
         let tenant_token = world[0].agents[(n % AGENTS_PER_TENANT as u64) as usize].clone();
         let admin = world[0].admin.clone();
         tokio::spawn(async move {
@@ -249,7 +249,7 @@ async fn steady(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, length: Duration,
                     ("call", send(&http, &url, Method::POST, &format!("/v1/tools/{DIRECT}/call"), &tenant_token, Some(input)).await, true)
                 }
             };
-            let mut w = window.lock().unwrap();
+            let mut w = counted.lock().unwrap();
             w.ops += 1;
             match answer {
                 Some((200, _)) if timed => w.micros.push(began.elapsed().as_micros() as u64),
