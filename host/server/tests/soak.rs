@@ -348,12 +348,18 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
     let last_decision = Instant::now();
     let mut answered_ok = 0;
     let mut last_answer = last_decision;
+    let mut other: HashMap<String, usize> = HashMap::new();
     for c in calls {
         let (status, at) = c.await.unwrap();
         if status == Some(200) {
             answered_ok += 1;
+        } else {
+            *other.entry(format!("{status:?}")).or_default() += 1;
         }
         last_answer = last_answer.max(at);
+    }
+    if !other.is_empty() {
+        eprintln!("soak: calls not answered 200, by status: {other:?}");
     }
     eprintln!(
         "soak: {approved} approved in {:.1} s; {answered_ok} of {count} calls answered 200; the last answer {} ms after the last approval",
