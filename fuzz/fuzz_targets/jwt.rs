@@ -23,6 +23,10 @@ use airlock_store::Db;
 use airlock_vault::MasterKey;
 use base64_url::encode as b64;
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::remove_at_exit;
 use serde_json::{json, Map, Value};
 
 const ISSUER: &str = "https://airlock.fuzz";
@@ -48,25 +52,6 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Removes `dir` when the fuzzer exits normally (at the end of `-max_total_time` or `-runs`):
-/// the fixture lives in a static, and statics are never dropped.
-fn remove_at_exit(dir: PathBuf) {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    extern "C" fn remove() {
-        if let Some(dir) = DIR.get() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-    extern "C" {
-        fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
-    }
-    if DIR.set(dir).is_ok() {
-        // SAFETY: registers a plain function with the C runtime's exit handlers.
-        unsafe {
-            atexit(remove);
-        }
-    }
-}
 
 mod base64_url {
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -21,6 +21,10 @@ use airlock_marketplace::{
     pack, sign, unpack, verify_archive, verify_with, HostCaps, PackageError, SigningKey, Stage, TrustStore,
 };
 use libfuzzer_sys::fuzz_target;
+
+#[path = "common/mod.rs"]
+mod common;
+use common::remove_at_exit;
 use sha2::{Digest, Sha256};
 
 struct Fixture {
@@ -53,25 +57,6 @@ fn fixture() -> &'static Fixture {
     })
 }
 
-/// Removes `dir` when the fuzzer exits normally (at the end of `-max_total_time` or `-runs`):
-/// the fixture lives in a static, and statics are never dropped.
-fn remove_at_exit(dir: PathBuf) {
-    static DIR: OnceLock<PathBuf> = OnceLock::new();
-    extern "C" fn remove() {
-        if let Some(dir) = DIR.get() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-    }
-    extern "C" {
-        fn atexit(callback: extern "C" fn()) -> std::os::raw::c_int;
-    }
-    if DIR.set(dir).is_ok() {
-        // SAFETY: registers a plain function with the C runtime's exit handlers.
-        unsafe {
-            atexit(remove);
-        }
-    }
-}
 
 fn names(dir: &Path) -> Vec<String> {
     let mut out: Vec<String> = fs::read_dir(dir)
