@@ -22,7 +22,6 @@
 #![no_main]
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use airlock_approvals::ciba::{

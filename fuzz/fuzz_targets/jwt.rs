@@ -15,7 +15,6 @@
 //!   RS256, ES256 and EdDSA keys may come out.
 #![no_main]
 
-use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use airlock_identity::{jwks_signing_keys, Identity, LEEWAY_SECS, MAX_CHAIN};
