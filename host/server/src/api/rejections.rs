@@ -48,8 +48,9 @@ pub(super) async fn body_cap(caps: std::sync::Arc<super::BodyCaps>, req: Request
         .as_deref()
         .and_then(|path| caps.get(path)?.iter().find(|(m, _)| m == req.method()).map(|(_, cap)| *cap))
         .unwrap_or(super::PUBLIC_BODY_LIMIT);
-    let route = format!("`{} {}`", req.method(), matched.as_deref().unwrap_or(req.uri().path()));
-    if let Some(refused) = over_declared(cap, &route, &req) {
+    // The route's name is only written out for a refusal: nothing is formatted per request.
+    let route = || format!("`{} {}`", req.method(), matched.as_deref().unwrap_or(req.uri().path()));
+    if let Some(refused) = over_declared(cap, route, &req) {
         return refused;
     }
     let (parts, body) = req.into_parts();
@@ -58,12 +59,12 @@ pub(super) async fn body_cap(caps: std::sync::Arc<super::BodyCaps>, req: Request
 }
 
 /// The 413 for a request whose `content-length` is over `limit` (what `whose` accepts).
-fn over_declared(limit: usize, whose: &str, req: &Request) -> Option<Response> {
+fn over_declared(limit: usize, whose: impl FnOnce() -> String, req: &Request) -> Option<Response> {
     let declared = req.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok())?;
     if declared <= limit as u64 {
         return None;
     }
-    let said = format!("declared {declared} bytes, {whose} accepts at most {limit}");
+    let said = format!("declared {declared} bytes, {} accepts at most {limit}", whose());
     let (code, message) = describe(StatusCode::PAYLOAD_TOO_LARGE, req.method(), req.uri().path(), &said);
     let mut out = ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, code, message).into_response();
     out.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
