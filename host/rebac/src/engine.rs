@@ -7,6 +7,8 @@
 //! `resolution_too_complex` past [`RESOLUTION_DEPTH_LIMIT`] nested steps.
 //! Errors are OpenFGA's codes; callers treat every error as a denial.
 
+mod reverse;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::model::{Model, RelationDef, Rewrite};
@@ -23,6 +25,11 @@ pub struct TupleCondition {
 pub trait TupleSource {
     /// The users written for `object#relation`, each with its condition if any.
     fn read<'s>(&'s self, object: &str, relation: &str) -> Vec<(&'s str, Option<&'s TupleCondition>)>;
+    /// The tuples whose user is exactly `user` (no wildcard or userset matching), each as
+    /// (object, relation, condition): list-objects walks from the user to its objects.
+    fn read_by_user<'s>(&'s self, user: &str) -> Vec<(&'s str, &'s str, Option<&'s TupleCondition>)>;
+    /// Whether some tuple has `object` as its object (list-objects lists no other).
+    fn has_object(&self, object: &str) -> bool;
     /// Every object of `object_type` that appears in some tuple.
     fn objects_of_type<'s>(&'s self, object_type: &str) -> Vec<&'s str>;
     /// Every object and every user of every tuple (for list-users candidates).
@@ -33,14 +40,21 @@ pub trait TupleSource {
 #[derive(Debug, Default, Clone)]
 pub struct MemoryTuples {
     by_key: HashMap<(String, String), Vec<(String, Option<TupleCondition>)>>,
+    /// user -> the (object, relation) keys of `by_key` that name it, for [`TupleSource::read_by_user`].
+    by_user: HashMap<String, Vec<(String, String)>>,
 }
 
 impl MemoryTuples {
     /// Adds a tuple (a duplicate of an existing one is ignored).
     pub fn insert(&mut self, t: &Tuple, condition: Option<TupleCondition>) {
         let users = self.by_key.entry((t.object.clone(), t.relation.clone())).or_default();
-        if !users.iter().any(|(u, c)| u == &t.subject && c == &condition) {
-            users.push((t.subject.clone(), condition));
+        if users.iter().any(|(u, c)| u == &t.subject && c == &condition) {
+            return;
+        }
+        let first_for_user = !users.iter().any(|(u, _)| u == &t.subject);
+        users.push((t.subject.clone(), condition));
+        if first_for_user {
+            self.by_user.entry(t.subject.clone()).or_default().push((t.object.clone(), t.relation.clone()));
         }
     }
 }
@@ -51,6 +65,22 @@ impl TupleSource for MemoryTuples {
             Some(users) => users.iter().map(|(u, c)| (u.as_str(), c.as_ref())).collect(),
             None => Vec::new(),
         }
+    }
+
+    fn read_by_user<'s>(&'s self, user: &str) -> Vec<(&'s str, &'s str, Option<&'s TupleCondition>)> {
+        let mut out = Vec::new();
+        for (object, relation) in self.by_user.get(user).into_iter().flatten() {
+            for (u, c) in self.by_key.get(&(object.clone(), relation.clone())).into_iter().flatten() {
+                if u == user {
+                    out.push((object.as_str(), relation.as_str(), c.as_ref()));
+                }
+            }
+        }
+        out
+    }
+
+    fn has_object(&self, object: &str) -> bool {
+        self.by_key.keys().any(|(o, _)| o == object)
     }
 
     fn objects_of_type<'s>(&'s self, object_type: &str) -> Vec<&'s str> {
@@ -226,12 +256,44 @@ impl<'a> Engine<'a> {
     }
 
     /// Every object of `object_type` on which `user` holds `relation`, sorted.
+    ///
+    /// Walks from the user to the objects its tuples reach (module `reverse`), so the cost
+    /// follows the user's tuples, not the number of objects of the type. An error means some
+    /// object the user may hold `relation` on could not be decided: unlike a check of every
+    /// object, a failure on an object the user cannot reach does not fail the list.
     pub fn list_objects(&self, object_type: &str, relation: &str, user: &str) -> Result<Vec<String>, EngineError> {
+        self.validate_list_objects(object_type, relation, user)?;
+        match self.list_objects_by_reverse(object_type, relation, user)? {
+            Some(found) => Ok(found),
+            None => self.check_every_object(object_type, relation, user),
+        }
+    }
+
+    /// List-objects the former way, one check per object of the type that some tuple names:
+    /// the oracle the reverse walk is tested against. Unlike [`Engine::list_objects`] it
+    /// fails when the check of any object fails, whether or not the user reaches it.
+    #[doc(hidden)]
+    pub fn list_objects_by_check(
+        &self,
+        object_type: &str,
+        relation: &str,
+        user: &str,
+    ) -> Result<Vec<String>, EngineError> {
+        self.validate_list_objects(object_type, relation, user)?;
+        self.check_every_object(object_type, relation, user)
+    }
+
+    /// The request's type and relation must be in the model (2021, 2022), its user well formed (2000).
+    fn validate_list_objects(&self, object_type: &str, relation: &str, user: &str) -> Result<(), EngineError> {
         let ty = self.model.type_def(object_type).ok_or_else(|| EngineError::TypeNotFound(object_type.to_string()))?;
         if ty.relation(relation).is_none() {
             return Err(EngineError::RelationNotFound(relation.to_string()));
         }
-        self.validate_user(user)?;
+        self.validate_user(user)
+    }
+
+    /// One check per object of `object_type` named in a tuple, in sorted order.
+    fn check_every_object(&self, object_type: &str, relation: &str, user: &str) -> Result<Vec<String>, EngineError> {
         let mut candidates: BTreeSet<&str> = self.store.objects_of_type(object_type).into_iter().collect();
         candidates.extend(self.contextual.objects_of_type(object_type));
         let mut found = Vec::new();
