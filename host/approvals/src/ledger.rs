@@ -310,8 +310,11 @@ impl Ledger {
         .execute(&mut *tx)
         .await?
         .rows_affected();
-        let grants =
-            sqlx::query(&format!("DELETE FROM grants WHERE {ended}")).bind(before).execute(&mut *tx).await?.rows_affected();
+        let grants = sqlx::query(&format!("DELETE FROM grants WHERE {ended}"))
+            .bind(before)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
         tx.commit().await?;
         Ok((grants, events))
     }

@@ -132,7 +132,9 @@ pub(crate) async fn verify(db: &Db, tenant: &str) -> Result<Verification, AuditE
         if hash != prev {
             return Ok(broken(
                 events + 1,
-                format!("the head's hash is not the hash of event {events}: the head or the newest events were rewritten"),
+                format!(
+                    "the head's hash is not the hash of event {events}: the head or the newest events were rewritten"
+                ),
                 events,
             ));
         }

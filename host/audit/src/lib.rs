@@ -27,6 +27,16 @@
 //! because the database is away ([`AuditError::NotYetDurable`]; it stays queued and is written
 //! when the database is back). Either way the caller must not report the action as recorded.
 //!
+//! ## Gathering a group
+//!
+//! A commit for one call while seven others are a few microseconds from their own record
+//! costs eight commits where one would do. So the writer knows who is about to ask: a call
+//! holds an [`Acting`] guard ([`AuditLog::acting`]) from admission to its answer, and steps
+//! aside with an [`Idle`] guard ([`AuditLog::idle`]) while it waits on a person or an
+//! external API. When a durable caller rings, the writer holds the commit until every acting
+//! call waits for it too, for at most [`GATHER`]; never while a flush waits or the queue is
+//! long. With one call in flight nobody is held: it is the whole group.
+//!
 //! ## Bounds
 //!
 //! The queue holds at most [`MAX_BACKLOG`] events before [`AuditLog::overloaded`] says so;
@@ -41,6 +51,7 @@ pub mod checkpoint;
 mod search;
 mod writer;
 
+use std::sync::atomic::{AtomicIsize, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use airlock_store::Db;
@@ -114,6 +125,8 @@ struct Pending {
     messages: Vec<Message>,
     /// Events recorded since the start: the ticket of the newest one.
     issued: u64,
+    /// Flushes among `messages`: the writer gathers no group while one waits.
+    flushes: usize,
 }
 
 /// Events waiting for the writer, and the bell for when it should not wait.
@@ -128,6 +141,28 @@ struct Queue {
     /// Tickets of the set-aside events (the newest [`MAX_REFUSED_TICKETS`]), so that
     /// [`AuditLog::durable`] does not call them committed.
     refused: Mutex<std::collections::BTreeSet<u64>>,
+    /// Calls holding an [`Acting`] guard, less those stepped aside with [`Idle`].
+    acting: AtomicIsize,
+    /// Callers of [`AuditLog::durable`] waiting for their commit.
+    waiting: AtomicUsize,
+    /// How long the writer may hold a commit to gather a group, in microseconds.
+    gather_us: AtomicU64,
+    /// Transactions committed by this host's writer (tests check that a group shares one).
+    commits: AtomicU64,
+}
+
+impl Queue {
+    /// Whether every acting call already waits for a commit: nobody else is about to join.
+    pub(crate) fn gathered(&self) -> bool {
+        self.waiting.load(Ordering::SeqCst) as isize >= self.acting.load(Ordering::SeqCst)
+    }
+
+    /// Rings the writer when the last acting call has joined the waiters.
+    fn ring_if_gathered(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 && self.gathered() {
+            self.bell.notify_one();
+        }
+    }
 }
 
 /// Set-aside tickets remembered for [`AuditLog::durable`]'s answer.
@@ -144,6 +179,10 @@ impl Default for Queue {
             committed: tokio::sync::watch::Sender::new(0),
             set_aside: Mutex::default(),
             refused: Mutex::default(),
+            acting: AtomicIsize::new(0),
+            waiting: AtomicUsize::new(0),
+            gather_us: AtomicU64::new(GATHER.as_micros() as u64),
+            commits: AtomicU64::new(0),
         }
     }
 }
@@ -155,7 +194,45 @@ pub const MAX_BACKLOG: usize = 100_000;
 pub const SPLIT_AFTER: u32 = 5;
 
 /// Queue length at which `record` rings the writer instead of letting it wake on its own.
-const RING_AT: usize = 2048;
+pub(crate) const RING_AT: usize = 2048;
+
+/// The longest the writer holds a durable caller's commit for acting calls to join it.
+pub const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// A call in progress: its durable record will want a commit soon (see "Gathering a group").
+#[must_use = "the call counts as acting only while the guard lives"]
+pub struct Acting {
+    queue: Arc<Queue>,
+}
+
+impl Drop for Acting {
+    fn drop(&mut self) {
+        self.queue.acting.fetch_sub(1, Ordering::SeqCst);
+        self.queue.ring_if_gathered();
+    }
+}
+
+/// An acting call stepped aside while it waits on something slow (a person, an external API):
+/// the writer does not hold a commit for it meanwhile.
+#[must_use = "the call steps aside only while the guard lives"]
+pub struct Idle {
+    queue: Arc<Queue>,
+}
+
+impl Drop for Idle {
+    fn drop(&mut self) {
+        self.queue.acting.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// Counts a durable caller among the waiters for as long as it waits.
+struct Waiting<'q>(&'q Queue);
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.waiting.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// Handle to the trail. Cheap to clone; all clones feed one writer, which
 /// stops once every handle is gone and the queue is drained.
@@ -210,6 +287,8 @@ impl AuditLog {
     pub async fn durable(&self, ticket: u64) -> Result<(), AuditError> {
         let mut committed = self.queue.committed.subscribe();
         if *committed.borrow() < ticket {
+            self.queue.waiting.fetch_add(1, Ordering::SeqCst);
+            let _waiting = Waiting(&self.queue);
             self.queue.bell.notify_one();
             let done = committed.wait_for(|&done| done >= ticket);
             match tokio::time::timeout(self.durable_wait, done).await {
@@ -230,10 +309,40 @@ impl AuditLog {
         self
     }
 
+    /// Sets how long the writer may hold a commit to gather a group ([`GATHER`] unless set),
+    /// for every handle of this log: tests make it long to see who releases a group.
+    pub fn set_gather(&self, gather: std::time::Duration) {
+        self.queue.gather_us.store(gather.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Marks a call in progress until the guard drops: a durable commit waits for it (at most
+    /// [`GATHER`]) so that the calls in flight share one. Take it once the call is admitted.
+    pub fn acting(&self) -> Acting {
+        self.queue.acting.fetch_add(1, Ordering::SeqCst);
+        Acting { queue: self.queue.clone() }
+    }
+
+    /// Steps an acting call aside until the guard drops, while it waits on a person or an
+    /// external API, so that nobody's commit waits for it.
+    pub fn idle(&self) -> Idle {
+        self.queue.acting.fetch_sub(1, Ordering::SeqCst);
+        self.queue.ring_if_gathered();
+        Idle { queue: self.queue.clone() }
+    }
+
+    /// Transactions this host's writer has committed.
+    pub fn commits(&self) -> u64 {
+        self.queue.commits.load(Ordering::SeqCst)
+    }
+
     /// Waits until every event recorded before this call is committed.
     pub async fn flush(&self) -> Result<(), AuditError> {
         let (done, wait) = oneshot::channel();
-        self.queue.pending.lock().messages.push(Message::Flush(done));
+        {
+            let mut pending = self.queue.pending.lock();
+            pending.messages.push(Message::Flush(done));
+            pending.flushes += 1;
+        }
         self.queue.bell.notify_one();
         wait.await.map_err(|_| AuditError::WriterGone)
     }

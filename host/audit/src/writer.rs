@@ -1,13 +1,14 @@
 //! The writer task: batches events and appends them to each tenant's chain.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use airlock_store::{sqlx, Db};
 
 use crate::chain::{event_hash, GENESIS};
-use crate::{AuditEvent, Message, Queue, SPLIT_AFTER};
+use crate::{AuditEvent, Message, Queue, RING_AT, SPLIT_AFTER};
 
 const MAX_BATCH: usize = 4096;
 /// Rows per INSERT statement. More rows per statement amortize less than they cost:
@@ -21,8 +22,10 @@ const TICK: Duration = Duration::from_millis(5);
 pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
     loop {
         let Some(q) = queue.upgrade() else { return };
+        gather(&q).await;
         let (taken, watermark) = {
             let mut pending = q.pending.lock();
+            pending.flushes = 0;
             (std::mem::take(&mut pending.messages), pending.issued)
         };
         if taken.is_empty() {
@@ -50,12 +53,39 @@ pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
         }
         for (chunk, tickets) in batch.chunks(MAX_BATCH).zip(tickets.chunks(MAX_BATCH)) {
             commit(&db, chunk, tickets, &queue).await;
+            if let Some(q) = queue.upgrade() {
+                q.commits.fetch_add(1, Ordering::SeqCst);
+            }
         }
         if let Some(q) = queue.upgrade() {
             q.committed.send_modify(|n| *n = (*n).max(watermark));
         }
         for done in waiting {
             let _ = done.send(());
+        }
+    }
+}
+
+/// While a durable caller waits and some acting call has not joined it yet, holds the commit
+/// so that they share one: until every acting call waits, or the gather time is up. Never
+/// while a flush waits or the queue is long (see "Gathering a group" in the crate docs).
+async fn gather(q: &Queue) {
+    let started = Instant::now();
+    let limit = Duration::from_micros(q.gather_us.load(Ordering::SeqCst));
+    loop {
+        if q.waiting.load(Ordering::SeqCst) == 0 || q.gathered() {
+            return;
+        }
+        {
+            let pending = q.pending.lock();
+            if pending.flushes > 0 || pending.messages.len() >= RING_AT {
+                return;
+            }
+        }
+        let Some(left) = limit.checked_sub(started.elapsed()).filter(|left| !left.is_zero()) else { return };
+        tokio::select! {
+            _ = q.bell.notified() => {}
+            _ = tokio::time::sleep(left) => return,
         }
     }
 }
@@ -81,7 +111,11 @@ async fn commit(db: &Db, chunk: &[(AuditEvent, i64)], tickets: &[u64], queue: &W
                 // The database works: what it refused alone is unstorable, not delayed.
                 for (i, e) in refused {
                     let event = &chunk[i].0;
-                    tracing::error!("audit event `{}` of `{}` set aside, the database refuses it: {e}", event.kind, event.tenant);
+                    tracing::error!(
+                        "audit event `{}` of `{}` set aside, the database refuses it: {e}",
+                        event.kind,
+                        event.tenant
+                    );
                     if let Some(q) = queue.upgrade() {
                         q.set_aside.lock().push(event.clone());
                         let mut refused = q.refused.lock();
@@ -107,18 +141,17 @@ async fn append(db: &Db, batch: &[(AuditEvent, i64)]) -> Result<(), sqlx::Error>
     }
     let mut tx = db.pool().begin().await?;
     for (tenant, events) in by_tenant {
-        sqlx::query("INSERT INTO audit_heads (tenant, seq, hash) VALUES ($1, 0, $2) ON CONFLICT (tenant) DO NOTHING")
-            .bind(tenant)
-            .bind(GENESIS)
-            .execute(&mut *tx)
-            .await?;
-        // The UPDATE locks the head row until commit: concurrent hosts queue here.
-        let (last_seq, mut prev): (i64, String) =
-            sqlx::query_as("UPDATE audit_heads SET seq = seq + $2 WHERE tenant = $1 RETURNING seq, hash")
-                .bind(tenant)
-                .bind(events.len() as i64)
-                .fetch_one(&mut *tx)
-                .await?;
+        // One statement creates or advances the head and locks its row until commit: concurrent
+        // hosts queue here. It answers the new last seq and the hash the batch chains from.
+        let (last_seq, mut prev): (i64, String) = sqlx::query_as(
+            "INSERT INTO audit_heads (tenant, seq, hash) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant) DO UPDATE SET seq = audit_heads.seq + excluded.seq RETURNING seq, hash",
+        )
+        .bind(tenant)
+        .bind(events.len() as i64)
+        .bind(GENESIS)
+        .fetch_one(&mut *tx)
+        .await?;
         let mut seq = last_seq - events.len() as i64;
         let mut rows = Vec::with_capacity(events.len());
         for (event, ts) in events {

@@ -36,7 +36,9 @@ async fn chains_verify_per_tenant_and_tampering_is_found() {
         // What the writer put in each event (the reader stamps `tenant` itself): acme's own 25.
         let written: Vec<(String, u64)> = acme
             .iter()
-            .map(|e| (e.event.detail["written_for"].as_str().unwrap().to_string(), e.event.detail["n"].as_u64().unwrap()))
+            .map(|e| {
+                (e.event.detail["written_for"].as_str().unwrap().to_string(), e.event.detail["n"].as_u64().unwrap())
+            })
             .collect();
         assert_eq!(written, (0..25).map(|n| ("acme".to_string(), n)).collect::<Vec<_>>(), "{:?}", t.backend);
         assert_eq!(acme.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=25).collect::<Vec<_>>());

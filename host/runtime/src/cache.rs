@@ -57,7 +57,10 @@ fn authentic(cache: &CompileCache, path: &Path) -> Option<Vec<u8>> {
     let same = stored.trim().len() == expected.len()
         && stored.trim().bytes().zip(expected.bytes()).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
     if !same {
-        tracing::warn!("compile cache entry {} fails its MAC (tampered, or not written by this host): recompiling", path.display());
+        tracing::warn!(
+            "compile cache entry {} fails its MAC (tampered, or not written by this host): recompiling",
+            path.display()
+        );
         return None;
     }
     Some(bytes)

@@ -173,7 +173,8 @@ impl Airlock {
             vault: vault.clone(),
             audit: audit.clone(),
         });
-        let cache = airlock_runtime::CompileCache { dir: dir.join("cache"), key: sealer.derive_key("compile cache v1") };
+        let cache =
+            airlock_runtime::CompileCache { dir: dir.join("cache"), key: sealer.derive_key("compile cache v1") };
         let runtime = Runtime::new(services, config.limits.clone(), Some(cache))
             .map_err(|e| OpenError::Runtime(format!("{e:#}")))?;
         let agents = Agents::open(db.clone()).await?;
@@ -181,7 +182,8 @@ impl Airlock {
             .await
             .map_err(|(what, e)| OpenError::Runtime(format!("installed component `{what}` cannot be loaded: {e}")))?;
         let admin_token = admin_token(dir).map_err(|e| OpenError::DataDir(dir.display().to_string(), e))?;
-        let sweeper = crate::policy_gate::Sweeper::start(approvals.clone(), db.clone(), crate::policy_gate::SWEEP_EVERY);
+        let sweeper =
+            crate::policy_gate::Sweeper::start(approvals.clone(), db.clone(), crate::policy_gate::SWEEP_EVERY);
         let db_for_people = db.clone();
         let host = Airlock {
             // SQLite with no other writer: answered from memory (see `Policies::cached`).

@@ -140,6 +140,9 @@ impl Airlock {
             let err = GateError::Overloaded(format!("{} audit events wait to be committed", self.audit.backlog()));
             return Err(err);
         }
+        // From here the call counts as acting: its durable record shares a commit with the
+        // other calls in flight (group commit, see airlock_audit's "Gathering a group").
+        let _acting = self.audit.acting();
         if let Err(e) = self.quotas.admit_rate(&agent.tenant, &ctx.agent) {
             self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": e.to_string(), "quota": true }), &[]));
             return Err(e.into());
@@ -191,7 +194,12 @@ impl Airlock {
             Ok(slot) => slot,
             Err(e) => {
                 self.settle(&ctx.tenant, &call_id, &admission, Some("quota")).await;
-                self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": e.to_string(), "quota": true }), &[]));
+                self.audit.record(ctx.event(
+                    "tool.call",
+                    "denied",
+                    json!({ "reason": e.to_string(), "quota": true }),
+                    &[],
+                ));
                 return Err(e.into());
             }
         };

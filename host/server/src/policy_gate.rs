@@ -238,7 +238,10 @@ impl Airlock {
             (None, Some(p)) => self.ask(tenant, &subject, tool, name, &value, p, ctx, opts).await?,
             (None, None) => return Ok(admission),
         };
-        let decided = self.approvals.wait(tenant, &approval_id).await.map_err(unavailable)?;
+        let decided = {
+            let _idle = self.audit.idle(); // no commit waits for a person
+            self.approvals.wait(tenant, &approval_id).await.map_err(unavailable)?
+        };
         let detail = json!({ "approval_id": decided.id, "approver": decided.approver, "reason": decided.reason,
                              "run_id": opts.run, "enforced_by": "policy" });
         match decided.status {

@@ -91,10 +91,9 @@ struct World {
 }
 
 fn crash_suite(label: &str, database_url: Option<String>, hosts: usize) {
-    let seed = std::env::var("AIRLOCK_CRASH_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed = std::env::var("AIRLOCK_CRASH_SEED").ok().and_then(|v| v.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     eprintln!("crash suite ({label}): seed {seed} (AIRLOCK_CRASH_SEED={seed} replays it)");
     let tmp = tempfile::tempdir().unwrap();
     // The stand-ins and the load live on this runtime, across every host.
@@ -286,9 +285,11 @@ async fn held_call_of(load: &Load, url: &str, amount: u64) -> Option<String> {
     while !load.stop.load(Ordering::Relaxed) {
         match load.send(url, Method::GET, "/v1/approvals?limit=500", &load.world.admin, None, &[]).await {
             Some((200, body)) => {
-                let found = body["approvals"].as_array().unwrap().iter().find(|a| {
-                    a["tool"] == HELD && a["details"].as_str().is_some_and(|d| d.contains(&wanted))
-                });
+                let found = body["approvals"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|a| a["tool"] == HELD && a["details"].as_str().is_some_and(|d| d.contains(&wanted)));
                 return found.and_then(|a| a["call_id"].as_str()).map(str::to_string);
             }
             _ => pause().await,
@@ -302,7 +303,8 @@ async fn approver(load: Arc<Load>, worker: usize) {
     let mut n = 0u64;
     while !load.stop_approver.load(Ordering::Relaxed) {
         let url = load.url(worker).to_string();
-        let listed = load.send(&url, Method::GET, "/v1/approvals?status=pending&limit=20", &load.world.carol, None, &[]);
+        let listed =
+            load.send(&url, Method::GET, "/v1/approvals?status=pending&limit=20", &load.world.carol, None, &[]);
         let Some((200, body)) = listed.await else {
             pause().await;
             continue;
@@ -351,7 +353,8 @@ async fn presenter(load: Arc<Load>, worker: usize) {
         let url = load.url(worker).to_string();
         let amount = load.next_amount();
         let ask = json!({ "tool": HELD, "input": refund(amount) });
-        let Some((201, asked)) = load.send(&url, Method::POST, "/v1/approvals", &load.world.clerk, Some(&ask), &[]).await
+        let Some((201, asked)) =
+            load.send(&url, Method::POST, "/v1/approvals", &load.world.clerk, Some(&ask), &[]).await
         else {
             pause().await;
             continue;
@@ -516,7 +519,8 @@ async fn run(label: &str, world: Arc<World>, hosts: usize, seed: u64) {
 /// Checks everything the hosts acknowledged against the stand-in, the database and the audit.
 async fn check(world: &World, load: &Load, url: &str, dir: &Path) -> String {
     let acks = std::mem::take(&mut *load.acks.lock().unwrap());
-    let database_url = world.database_url.clone().unwrap_or_else(|| airlock::Config::new(dir.to_path_buf()).database_url());
+    let database_url =
+        world.database_url.clone().unwrap_or_else(|| airlock::Config::new(dir.to_path_buf()).database_url());
     let db = airlock_store::Db::connect_without_migrations(&database_url).await.unwrap();
 
     // 1. No refund reached the stand-in twice; every acknowledged call reached it.
@@ -579,8 +583,15 @@ async fn check(world: &World, load: &Load, url: &str, dir: &Path) -> String {
 
     // 4. The chain verifies online, and offline against checkpoints signed now.
     let http = reqwest::Client::new();
-    let verify: Value =
-        http.get(format!("{url}/v1/audit/verify")).bearer_auth(&world.admin).send().await.unwrap().json().await.unwrap();
+    let verify: Value = http
+        .get(format!("{url}/v1/audit/verify"))
+        .bearer_auth(&world.admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(verify["broken_at"], Value::Null, "{verify}");
     let signed = http.post(format!("{url}/v1/audit/checkpoints")).bearer_auth(&world.admin).send().await.unwrap();
     assert!(signed.status().is_success(), "{}", signed.text().await.unwrap());
@@ -617,11 +628,12 @@ async fn check(world: &World, load: &Load, url: &str, dir: &Path) -> String {
             .fetch_all(db.pool())
             .await
             .unwrap();
-    let agents: Vec<(String,)> = sqlx::query_as("SELECT name FROM agents WHERE tenant = 'default' AND name = $1 AND revoked_at IS NULL")
-        .bind(CATALOG_AGENT)
-        .fetch_all(db.pool())
-        .await
-        .unwrap();
+    let agents: Vec<(String,)> =
+        sqlx::query_as("SELECT name FROM agents WHERE tenant = 'default' AND name = $1 AND revoked_at IS NULL")
+            .bind(CATALOG_AGENT)
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
     let components: Vec<(String,)> =
         sqlx::query_as("SELECT agent FROM installed_components WHERE tenant = 'default' AND agent = $1")
             .bind(CATALOG_AGENT)

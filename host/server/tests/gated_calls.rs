@@ -581,9 +581,7 @@ async fn revoking_an_agent_closes_its_pending_requests_and_cancels_its_grants() 
     let t = TestHost::start().await;
     let (token, seen) = refund_setup(&t).await;
     t.grant(&[("user:ada", "admin", "tenant:default")]).await;
-    let ask = |amount: &str| {
-        json!({ "tool": "billing.refund", "input": { "customer_id": "42", "amount": amount, "currency": "EUR" } })
-    };
+    let ask = |amount: &str| json!({ "tool": "billing.refund", "input": { "customer_id": "42", "amount": amount, "currency": "EUR" } });
     let (status, waiting) = t.request(reqwest::Method::POST, "/v1/approvals", &token, Some(ask("1.00"))).await;
     assert_eq!(status, 201, "{waiting}");
     let (status, granted) = t.request(reqwest::Method::POST, "/v1/approvals", &token, Some(ask("2.00"))).await;
@@ -608,9 +606,8 @@ async fn revoking_an_agent_closes_its_pending_requests_and_cancels_its_grants() 
         ("agent:offboarder", "can_use", "connection:billing-api"),
     ])
     .await;
-    let (status, body) = t
-        .call_with(&again, "billing.refund", ask("2.00")["input"].clone(), &[("Airlock-Grant", granted)])
-        .await;
+    let (status, body) =
+        t.call_with(&again, "billing.refund", ask("2.00")["input"].clone(), &[("Airlock-Grant", granted)]).await;
     assert_ne!(status, 200, "{body}");
     assert!(seen.paths().is_empty(), "nothing was refunded: {:?}", seen.paths());
 }

@@ -185,7 +185,11 @@ async fn catalog_install_provisions_identity_tuples_slots_and_policies() {
     // The entry policy is live: a step outside a run is refused for that reason (an empty slot
     // or a missing tuple would also give 403, with another code) before anything runs.
     let (status, body) = t.call(&secret, "offboarding.revoke-access", json!({ "customer_id": "c1" })).await;
-    assert_eq!((status, body["code"].as_str(), body["ledger_reason"].as_str()), (403, Some("run_refused"), Some("run_required")), "{body}");
+    assert_eq!(
+        (status, body["code"].as_str(), body["ledger_reason"].as_str()),
+        (403, Some("run_refused"), Some("run_required")),
+        "{body}"
+    );
 
     // Installing again is harmless: same digest, nothing changes, no new secret.
     let before = snapshot(&t).await;
@@ -496,7 +500,8 @@ async fn two_tenants_with_the_same_agent_cannot_reach_each_other() {
     trust(&t, "acme", &key).await;
     let pkg = build_package(work.path(), "prober", &prober_manifest("1.0.0", &[], &[&api_a.to_string()], false), &key);
     let (acme, globex) = (t.tenant_admin("acme-corp").await, t.tenant_admin("globex").await);
-    let (status, a) = upload_as(&t, &acme, "/v1/marketplace/install?tenant=acme-corp&allow_private_network=api", tar_of(&pkg)).await;
+    let (status, a) =
+        upload_as(&t, &acme, "/v1/marketplace/install?tenant=acme-corp&allow_private_network=api", tar_of(&pkg)).await;
     assert_eq!(status, 200, "{a}");
     let (status, b) = upload_as(&t, &globex, "/v1/marketplace/install?allow_private_network=api", tar_of(&pkg)).await;
     assert_eq!(status, 200, "{b}");

@@ -178,11 +178,13 @@ async fn bodies_are_capped_per_route_before_authentication() {
     let t = TestHost::start().await;
     let http = reqwest::Client::new();
     let send = |method: reqwest::Method, path: &str, token: &str, body: Vec<u8>, chunked: bool| {
-        let mut req = http.request(method.clone(), format!("{}{path}", t.url)).header("content-type", "application/json");
+        let mut req =
+            http.request(method.clone(), format!("{}{path}", t.url)).header("content-type", "application/json");
         if !token.is_empty() {
             req = req.bearer_auth(token);
         }
-        let raw = chunked.then(|| (t.url.trim_start_matches("http://").to_string(), format!("{method} {path}"), token.to_string()));
+        let raw = chunked
+            .then(|| (t.url.trim_start_matches("http://").to_string(), format!("{method} {path}"), token.to_string()));
         let req = req.body(body.clone());
         async move {
             if let Some((addr, line, token)) = raw {
@@ -208,7 +210,10 @@ async fn bodies_are_capped_per_route_before_authentication() {
         assert_eq!(status, 413, "chunked={chunked}: {body}");
         assert_eq!(body["code"], "payload_too_large", "{body}");
         if !chunked {
-            assert!(body["message"].as_str().unwrap().contains("`POST /v1/invitations/accept` accepts at most 65536"), "{body}");
+            assert!(
+                body["message"].as_str().unwrap().contains("`POST /v1/invitations/accept` accepts at most 65536"),
+                "{body}"
+            );
         }
     }
     // Under the cap, the route answers for itself (an unknown code).
@@ -231,7 +236,8 @@ async fn bodies_are_capped_per_route_before_authentication() {
         assert_eq!(status, 413, "{body}");
     }
     // An upload keeps its room: 5 MiB of non-wasm reaches the handler, which says what is wrong.
-    let (status, body) = send(reqwest::Method::POST, "/v1/components/junk", &t.operator, vec![0u8; 5 << 20], false).await;
+    let (status, body) =
+        send(reqwest::Method::POST, "/v1/components/junk", &t.operator, vec![0u8; 5 << 20], false).await;
     assert!(status == 400 || status == 422, "{status} {body}");
 }
 

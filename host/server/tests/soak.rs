@@ -67,7 +67,9 @@ fn soak() {
         let mut serve = Serve::new(support::op::free_port());
         serve.start(tmp.path(), None).await;
         let pid = serve.pid();
-        eprintln!("soak: {minutes} min at {rate} ops/s, then {waiters} waiters over {tenants} tenant(s); server pid {pid}");
+        eprintln!(
+            "soak: {minutes} min at {rate} ops/s, then {waiters} waiters over {tenants} tenant(s); server pid {pid}"
+        );
         steady(&serve.url(), &world, pid, Duration::from_secs(minutes * 60), rate).await;
         waiting(&serve.url(), &world, pid, waiters, tmp.path()).await;
         eprintln!("soak: the stand-in API received {} requests", reached.load(Ordering::Relaxed));
@@ -145,7 +147,14 @@ fn refund(amount: u64) -> Value {
 }
 
 /// One request; status and JSON body, or `None` when it failed on the way.
-async fn send(http: &reqwest::Client, url: &str, method: Method, path: &str, token: &str, body: Option<Value>) -> Option<(u16, Value)> {
+async fn send(
+    http: &reqwest::Client,
+    url: &str,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Option<(u16, Value)> {
     let mut req = http.request(method, format!("{url}{path}")).bearer_auth(token);
     if let Some(b) = body {
         req = req.json(&b);
@@ -157,7 +166,8 @@ async fn send(http: &reqwest::Client, url: &str, method: Method, path: &str, tok
 
 /// Approves pending approval `id` of `tenant` as carol, signing the step-up with her passkey.
 async fn approve(http: &reqwest::Client, url: &str, tenant: &Tenant, id: &str) -> bool {
-    let Some((200, started)) = send(http, url, Method::POST, &format!("/v1/approvals/{id}/step-up"), &tenant.carol, None).await
+    let Some((200, started)) =
+        send(http, url, Method::POST, &format!("/v1/approvals/{id}/step-up"), &tenant.carol, None).await
     else {
         return false;
     };
@@ -171,7 +181,10 @@ async fn approve(http: &reqwest::Client, url: &str, tenant: &Tenant, id: &str) -
         )
         .expect("the soft passkey signs");
     let body = json!({ "approve": true, "step_up": { "ceremony": started["ceremony"], "credential": credential } });
-    matches!(send(http, url, Method::POST, &format!("/v1/approvals/{id}/decision"), &tenant.carol, Some(body)).await, Some((200, _)))
+    matches!(
+        send(http, url, Method::POST, &format!("/v1/approvals/{id}/decision"), &tenant.carol, Some(body)).await,
+        Some((200, _))
+    )
 }
 
 /// The pending approvals of `tenant`, every page.
@@ -240,13 +253,30 @@ async fn steady(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, length: Duration,
             let (what, answer, timed) = match n % 10 {
                 0 => {
                     let input = refund(amounts.fetch_add(1, Ordering::Relaxed));
-                    ("held", send(&http, &url, Method::POST, &format!("/v1/tools/{HELD}/call"), &tenant_token, Some(input)).await, false)
+                    (
+                        "held",
+                        send(&http, &url, Method::POST, &format!("/v1/tools/{HELD}/call"), &tenant_token, Some(input))
+                            .await,
+                        false,
+                    )
                 }
                 1 => ("tools", send(&http, &url, Method::GET, "/v1/tools", &tenant_token, None).await, true),
                 2 => ("audit", send(&http, &url, Method::GET, "/v1/audit?limit=50", &admin, None).await, true),
                 _ => {
                     let input = refund(amounts.fetch_add(1, Ordering::Relaxed));
-                    ("call", send(&http, &url, Method::POST, &format!("/v1/tools/{DIRECT}/call"), &tenant_token, Some(input)).await, true)
+                    (
+                        "call",
+                        send(
+                            &http,
+                            &url,
+                            Method::POST,
+                            &format!("/v1/tools/{DIRECT}/call"),
+                            &tenant_token,
+                            Some(input),
+                        )
+                        .await,
+                        true,
+                    )
                 }
             };
             let mut w = counted.lock().unwrap();
@@ -281,7 +311,13 @@ async fn steady(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, length: Duration,
     stop.store(true, Ordering::Relaxed);
     approver.await.unwrap();
     if let (Some(first), Some(last)) = (rows.get(1).or(rows.first()), rows.last()) {
-        eprintln!("soak: RSS {} -> {} MiB, fds {} -> {} (second window to last)", first.0 / 1024, last.0 / 1024, first.1, last.1);
+        eprintln!(
+            "soak: RSS {} -> {} MiB, fds {} -> {} (second window to last)",
+            first.0 / 1024,
+            last.0 / 1024,
+            first.1,
+            last.1
+        );
         assert!(last.0 <= first.0 * 3 / 2 + 32 * 1024, "RSS grew from {} to {} KiB", first.0, last.0);
         assert!(last.1 <= first.1 + 64, "open descriptors grew from {} to {}", first.1, last.1);
     }
@@ -298,15 +334,21 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
         let token = tenant.agents[(i / WAITERS_PER_AGENT) % AGENTS_PER_TENANT].clone();
         let (http, url) = (http.clone(), url.to_string());
         calls.push(tokio::spawn(async move {
-            let answer = send(&http, &url, Method::POST, &format!("/v1/tools/{HELD}/call"), &token, Some(refund(i as u64))).await;
+            let answer =
+                send(&http, &url, Method::POST, &format!("/v1/tools/{HELD}/call"), &token, Some(refund(i as u64)))
+                    .await;
             (answer.map(|(s, _)| s), Instant::now())
         }));
     }
     // Until every call is held (its approval committed).
-    let db = airlock_store::Db::connect_without_migrations(&airlock::Config::new(dir.to_path_buf()).database_url()).await.unwrap();
+    let db = airlock_store::Db::connect_without_migrations(&airlock::Config::new(dir.to_path_buf()).database_url())
+        .await
+        .unwrap();
     loop {
-        let (held,): (i64,) =
-            sqlx::query_as("SELECT COUNT(*) FROM approvals WHERE status = 'pending'").fetch_one(db.pool()).await.unwrap();
+        let (held,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM approvals WHERE status = 'pending'")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
         if held as usize >= count {
             break;
         }
@@ -335,7 +377,8 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
             let ids = pending(&http, &url, tenant).await;
             let mut ok = 0;
             for chunk in ids.chunks(8) {
-                let done = futures_util::future::join_all(chunk.iter().map(|id| approve(&http, &url, tenant, id))).await;
+                let done =
+                    futures_util::future::join_all(chunk.iter().map(|id| approve(&http, &url, tenant, id))).await;
                 ok += done.into_iter().filter(|d| *d).count();
             }
             (tenant.name.clone(), ok)

@@ -337,18 +337,24 @@ async fn an_internal_address_by_name_or_literal_is_refused_unless_allowed() {
         (format!("[::ffff:7f00:1]:{}", addr.port()), format!("http://[::ffff:127.0.0.1]:{}/contacts", addr.port())),
         ("169.254.169.254:80".to_string(), "http://169.254.169.254/latest/meta-data/".to_string()),
     ] {
-        let literal = Connection { name: "literal".into(), allowed_hosts: vec![host.clone()], base_url: None, ..conn.clone() };
+        let literal =
+            Connection { name: "literal".into(), allowed_hosts: vec![host.clone()], base_url: None, ..conn.clone() };
         vault.put("acme", &literal, Zeroizing::new(SECRET.to_string())).await.unwrap();
         let req = OutboundRequest { method: "GET".into(), url: url.clone(), headers: vec![], body: None };
         let err = vault.fetch("acme", "literal", req, false).await.unwrap_err();
-        assert!(matches!(err, VaultError::EgressRefused(_)) && err.to_string().contains("internal address"), "{url}: {err}");
+        assert!(
+            matches!(err, VaultError::EgressRefused(_)) && err.to_string().contains("internal address"),
+            "{url}: {err}"
+        );
     }
     conn.allow_private_network = true;
     vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     assert_eq!(vault.fetch("acme", "internal", req, false).await.unwrap().status, 200);
-    let literal = Connection { name: "literal".into(), allowed_hosts: vec![addr.to_string()], base_url: None, ..conn.clone() };
+    let literal =
+        Connection { name: "literal".into(), allowed_hosts: vec![addr.to_string()], base_url: None, ..conn.clone() };
     vault.put("acme", &literal, Zeroizing::new(SECRET.to_string())).await.unwrap();
-    let req = OutboundRequest { method: "GET".into(), url: format!("http://{addr}/contacts"), headers: vec![], body: None };
+    let req =
+        OutboundRequest { method: "GET".into(), url: format!("http://{addr}/contacts"), headers: vec![], body: None };
     assert_eq!(vault.fetch("acme", "literal", req, false).await.unwrap().status, 200, "allowed when the admin says so");
 }
 

@@ -35,7 +35,10 @@ impl approval::Host for CallState {
         self.services.audit.record(self.event("approval.request", "pending", detail, &[]));
 
         let waiting_since = Instant::now();
-        let decided = approvals.wait(&self.ctx.tenant, &pending.id).await;
+        let decided = {
+            let _idle = self.services.audit.idle(); // no commit waits for a person
+            approvals.wait(&self.ctx.tenant, &pending.id).await
+        };
         self.extend_deadline(waiting_since.elapsed());
 
         let decided = match decided {

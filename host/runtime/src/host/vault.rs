@@ -194,6 +194,7 @@ async fn fetch_as(
         Error::Unavailable(format!("the request was not sent: its audit record could not be committed: {e}"))
     })?;
     let outbound = OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
+    let _idle = services.audit.idle(); // no commit waits for an external API
     let resp = services.vault.fetch(tenant, &conn.name, outbound, granted).await.map_err(|e| {
         if let VaultError::Unreachable { host, reason, timed_out } = &e {
             *unreachable = Some((host.clone(), reason.clone(), *timed_out));

@@ -24,7 +24,10 @@ impl ApiError {
 
     /// 429: a quota of the caller's (or its tenant's) is used up for now.
     pub fn too_many(message: impl Into<String>, retry_after: u64) -> ApiError {
-        ApiError { retry_after: Some(retry_after), ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message) }
+        ApiError {
+            retry_after: Some(retry_after),
+            ..Self::new(StatusCode::TOO_MANY_REQUESTS, "too_many_requests", message)
+        }
     }
 
     /// 503: the host is overloaded for now (not the caller's fault).

@@ -1,0 +1,111 @@
+//! Group commit: the calls in flight share one commit, and nobody's commit waits for a call
+//! that steps aside (a person deciding, an external API answering) or has finished.
+//!
+//! The gather time is set to a minute, so a commit released by the wrong thing would show as
+//! a durable wait that never ends (`NotYetDurable` after ten seconds), never as a slow test.
+
+use std::time::Duration;
+
+use airlock_audit::{AuditEvent, AuditLog};
+use airlock_store::testing;
+use serde_json::json;
+use tokio::task::JoinSet;
+
+fn event(n: usize) -> AuditEvent {
+    AuditEvent {
+        tenant: "acme".into(),
+        kind: "tool.call".into(),
+        outcome: "allowed".into(),
+        agent: format!("agent:a{n}"),
+        tool: "billing.refund".into(),
+        detail: json!({ "n": n }),
+    }
+}
+
+/// Long enough that only the guards can release a group in these tests.
+const LONG_GATHER: Duration = Duration::from_secs(60);
+/// How long a waiter is given to show it is (wrongly) already committed.
+const SETTLE: Duration = Duration::from_millis(50);
+
+#[tokio::test]
+async fn the_calls_in_flight_share_one_commit() {
+    for t in testing::all().await {
+        let log = AuditLog::start(t.db.clone());
+        log.set_gather(LONG_GATHER);
+        let calls: Vec<_> = (0..4).map(|_| log.acting()).collect();
+        let before = log.commits();
+        let mut waiters = JoinSet::new();
+        let last = calls.len() - 1;
+        for (n, call) in calls.into_iter().enumerate() {
+            let log = log.clone();
+            waiters.spawn(async move {
+                let durable = log.record_durable(event(n)).await;
+                drop(call);
+                durable
+            });
+            if n < last {
+                tokio::time::sleep(SETTLE).await;
+                assert!(
+                    waiters.try_join_next().is_none(),
+                    "{:?}: call {n} committed before the group was whole",
+                    t.backend
+                );
+            }
+        }
+        while let Some(done) = waiters.join_next().await {
+            done.unwrap().unwrap_or_else(|e| panic!("{:?}: {e}", t.backend));
+        }
+        assert_eq!(log.commits() - before, 1, "{:?}: four calls, one commit", t.backend);
+        let stored = log.list("acme", 0, 10).await.unwrap();
+        assert_eq!(stored.len(), 4, "{:?}", t.backend);
+        assert_eq!(log.verify("acme").await.unwrap().broken_at, None, "{:?}", t.backend);
+    }
+}
+
+#[tokio::test]
+async fn a_call_waiting_on_a_person_or_finished_holds_no_commit() {
+    for t in testing::all().await {
+        let log = AuditLog::start(t.db.clone());
+        log.set_gather(LONG_GATHER);
+        let first = log.acting();
+        let second = log.acting();
+
+        // The second call waits for an approver: the first call's record commits without it.
+        let approving = log.idle();
+        let alone = tokio::time::timeout(Duration::from_secs(5), log.record_durable(event(1))).await;
+        assert!(matches!(alone, Ok(Ok(()))), "{:?}: a call waiting on a person held the commit: {alone:?}", t.backend);
+        drop(approving);
+
+        // Back at work, the second call is awaited again, until it finishes.
+        let waiter = {
+            let log = log.clone();
+            tokio::spawn(async move { log.record_durable(event(2)).await })
+        };
+        tokio::time::sleep(SETTLE).await;
+        assert!(!waiter.is_finished(), "{:?}: committed while another acting call could still join", t.backend);
+        drop(second);
+        let joined = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(matches!(joined, Ok(Ok(Ok(())))), "{:?}: a finished call held the commit: {joined:?}", t.backend);
+        drop(first);
+        assert_eq!(log.list("acme", 0, 10).await.unwrap().len(), 2, "{:?}", t.backend);
+    }
+}
+
+#[tokio::test]
+async fn a_flush_is_never_held_for_a_group() {
+    for t in testing::all().await {
+        let log = AuditLog::start(t.db.clone());
+        log.set_gather(LONG_GATHER);
+        let _others = (log.acting(), log.acting());
+        let waiter = {
+            let log = log.clone();
+            tokio::spawn(async move { log.record_durable(event(1)).await })
+        };
+        tokio::time::sleep(SETTLE).await;
+        assert!(!waiter.is_finished(), "{:?}: the group was not gathered at all", t.backend);
+        // A flush (shutdown, a reader that must see everything) commits what is queued at once.
+        tokio::time::timeout(Duration::from_secs(5), log.flush()).await.expect("flush held for a group").unwrap();
+        let released = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(matches!(released, Ok(Ok(Ok(())))), "{:?}: {released:?}", t.backend);
+    }
+}
