@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use airlock_store::sqlx::any::AnyRow;
 use airlock_store::sqlx::{AnyConnection, Row};
-use airlock_store::{now_millis, sqlx, Db};
+use airlock_store::{now_millis, sqlx, Backend, Db, Signal};
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -163,11 +163,24 @@ impl From<LedgerError> for ApprovalError {
     }
 }
 
+/// Each waiter's bell, by approval id: a decision rings it here, or through a signal from
+/// the host that took it (PostgreSQL, see [`SIGNAL_CHANNEL`]).
+type Waiters = Mutex<HashMap<String, Arc<Notify>>>;
+
+/// The channel on which a host tells the others that an approval was decided (its id as the
+/// payload) or that every waiter should re-read (`*`).
+pub const SIGNAL_CHANNEL: &str = "airlock_approvals";
+
 /// The approval service.
 pub struct Approvals {
     db: Db,
     ledger: Ledger,
-    waiters: Mutex<HashMap<String, Arc<Notify>>>,
+    waiters: Arc<Waiters>,
+    /// How long a waiter sleeps between reads when no bell rings: the last resort, should a
+    /// signal be lost.
+    poll: Duration,
+    /// Wakes this host's waiters on other hosts' decisions (PostgreSQL); stops with the service.
+    _listener: Option<Listener>,
     /// Every request [`Approvals::create`] stores, for whoever routes requests elsewhere
     /// (the server asks a tenant's external OpenID Provider). Lossy by design: a lagging
     /// subscriber misses requests, which then wait for a human in the console as before.
@@ -280,13 +293,32 @@ impl Approvals {
     /// The service over `db`, with its ledger in the same database.
     pub fn new(db: Db) -> Approvals {
         let (created, _) = tokio::sync::broadcast::channel(CREATED_BACKLOG);
+        let waiters: Arc<Waiters> = Arc::default();
+        let heard = Arc::downgrade(&waiters);
+        let listener = db.listen(SIGNAL_CHANNEL, move |signal| {
+            let Some(waiters) = heard.upgrade() else { return false };
+            match signal {
+                Signal::Sent(id) if id != "*" => ring(&waiters, id),
+                // Everyone re-reads: a `*`, or signals lost while the connection was down.
+                _ => ring_all(&waiters),
+            }
+            true
+        });
         Approvals {
             ledger: Ledger::new(db.clone()),
             db,
-            waiters: Mutex::new(HashMap::new()),
+            waiters,
+            poll: POLL,
+            _listener: listener.map(Listener),
             created,
             limits: PendingLimits::default(),
         }
+    }
+
+    /// The service with another poll interval for waiters (tests show that signals alone wake them).
+    pub fn with_poll(mut self, poll: Duration) -> Approvals {
+        self.poll = poll;
+        self
     }
 
     /// The service with other limits on pending requests.
@@ -475,6 +507,7 @@ impl Approvals {
         ledger::insert_grant(&mut tx, tenant, id, &spec, state, now, reason).await?;
         tx.commit().await?;
         self.wake(id);
+        self.tell_other_hosts(id).await;
         Ok(decided)
     }
 
@@ -499,7 +532,7 @@ impl Approvals {
                 }
                 continue;
             }
-            let nap = POLL.min(Duration::from_millis(remaining as u64));
+            let nap = self.poll.min(Duration::from_millis(remaining as u64));
             tokio::select! {
                 _ = notified => {}
                 _ = tokio::time::sleep(nap) => {}
@@ -580,11 +613,25 @@ impl Approvals {
         Ok(self.ledger.cancel_for_agent_in(tx, tenant, agent).await?)
     }
 
-    /// Wakes every waiter to re-read its request (after a transaction decided some).
+    /// Wakes every waiter, on this host and the others, to re-read its request (after a
+    /// transaction decided some).
     pub fn wake_all(&self) {
-        let waiting: Vec<Arc<Notify>> = self.waiters.lock().values().cloned().collect();
-        for n in waiting {
-            n.notify_waiters();
+        ring_all(&self.waiters);
+        if self.db.backend() != Backend::Postgres {
+            return;
+        }
+        let approvals = self.db.clone();
+        tokio::spawn(async move {
+            if let Err(e) = approvals.signal(SIGNAL_CHANNEL, "*").await {
+                tracing::warn!("other hosts' approval waiters are not told at once (they poll): {e}");
+            }
+        });
+    }
+
+    /// Tells the other hosts (PostgreSQL) that approval `id` was decided; they poll should it fail.
+    async fn tell_other_hosts(&self, id: &str) {
+        if let Err(e) = self.db.signal(SIGNAL_CHANNEL, id).await {
+            tracing::warn!("other hosts' waiters on `{id}` are not told at once (they poll): {e}");
         }
     }
 
@@ -602,8 +649,28 @@ impl Approvals {
     }
 
     fn wake(&self, id: &str) {
-        if let Some(n) = self.waiters.lock().get(id) {
-            n.notify_waiters();
-        }
+        ring(&self.waiters, id);
+    }
+}
+
+fn ring(waiters: &Waiters, id: &str) {
+    if let Some(n) = waiters.lock().get(id) {
+        n.notify_waiters();
+    }
+}
+
+fn ring_all(waiters: &Waiters) {
+    let waiting: Vec<Arc<Notify>> = waiters.lock().values().cloned().collect();
+    for n in waiting {
+        n.notify_waiters();
+    }
+}
+
+/// The task listening for other hosts' signals, stopped when the service is dropped.
+struct Listener(tokio::task::JoinHandle<()>);
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

@@ -16,6 +16,9 @@ use std::str::FromStr;
 
 pub use sqlx;
 
+mod signal;
+pub use signal::Signal;
+
 #[cfg(feature = "testing")]
 #[allow(clippy::expect_used, clippy::panic)]
 pub mod testing;
@@ -44,10 +47,19 @@ static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrat
 static POSTGRES_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
 /// A connection pool plus the backend it talks to. Cheap to clone.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Db {
     pool: AnyPool,
     backend: Backend,
+    /// Where the pool connects, for the one connection that listens for signals (PostgreSQL).
+    url: std::sync::Arc<str>,
+}
+
+impl std::fmt::Debug for Db {
+    /// Without the URL, which may hold a password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db").field("backend", &self.backend).finish_non_exhaustive()
+    }
 }
 
 impl Db {
@@ -83,7 +95,7 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Db { pool, backend })
+        Ok(Db { pool, backend, url: url.into() })
     }
 
     /// Opens a pool without touching the schema (for administrative connections).
@@ -95,7 +107,7 @@ impl Db {
             .connect(url)
             .await
             .map_err(|source| StoreError::Connect { url: redact(url), source })?;
-        Ok(Db { pool, backend })
+        Ok(Db { pool, backend, url: url.into() })
     }
 
     /// The URL of the embedded default: `airlock.db` inside `data_dir`.
