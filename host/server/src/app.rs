@@ -157,6 +157,7 @@ impl Airlock {
         let ciba = CibaProvider::new(db.clone(), approvals.clone(), sealer.clone())?;
         let external_ops = Arc::new(crate::ciba::ExternalOps::new(db.clone(), sealer.clone()));
         let audit = AuditLog::start(db.clone());
+        audit.set_gather(config.audit_gather);
         let checkpoints = crate::audit_checkpoints::Checkpoints::open(
             &db,
             &vault,

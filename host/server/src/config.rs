@@ -34,6 +34,9 @@ pub struct Config {
     /// An append-only file each new signed audit checkpoint is appended to (a JSON line), kept
     /// outside the database: `airlock audit verify --witness FILE` checks an export against it.
     pub audit_witness: Option<PathBuf>,
+    /// How long the audit writer may hold a commit for the calls in flight to join it
+    /// ([`airlock_audit::GATHER`]; zero: no gathering).
+    pub audit_gather: std::time::Duration,
     /// How often every chain whose head moved is signed (a checkpoint); zero: only on demand.
     pub checkpoint_every: std::time::Duration,
     /// What one tenant or agent may hold at once (`None`: [`QuotaLimits::for_pool`] of the pool).
@@ -57,6 +60,7 @@ impl Config {
             shared_sqlite: false,
             public_url: None,
             audit_witness: None,
+            audit_gather: airlock_audit::GATHER,
             checkpoint_every: crate::audit_checkpoints::CHECKPOINT_EVERY,
             quotas: None,
             pending_approvals: airlock_approvals::PendingLimits::default(),

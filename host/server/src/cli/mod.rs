@@ -122,6 +122,10 @@ pub enum Command {
         /// the database's reach: `airlock audit verify --witness FILE` checks exports against it.
         #[arg(long, env = "AIRLOCK_AUDIT_WITNESS")]
         audit_witness: Option<PathBuf>,
+        /// How long (microseconds) the audit writer may hold a commit for the calls in flight to
+        /// join it (group commit); 0 commits each durable record as soon as it is asked for.
+        #[arg(long, env = "AIRLOCK_AUDIT_GATHER_US", default_value_t = airlock_audit::GATHER.as_micros() as u64)]
+        audit_gather_us: u64,
     },
     /// Serve MCP on stdin/stdout as one agent, for local clients that spawn a process.
     Mcp {
@@ -497,9 +501,12 @@ pub enum ApprovalCmd {
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Serve { listen, data_dir, database_url, openfga, public_url, audit_witness } => match openfga.config()
+        Command::Serve { listen, data_dir, database_url, openfga, public_url, audit_witness, audit_gather_us } => match openfga.config()
         {
-            Ok(remote) => serve::run(listen, data_dir, database_url, remote, public_url, audit_witness).await,
+            Ok(remote) => {
+                let audit = serve::AuditOptions { witness: audit_witness, gather: std::time::Duration::from_micros(audit_gather_us) };
+                serve::run(listen, data_dir, database_url, remote, public_url, audit).await
+            }
             Err(e) => Err(e),
         },
         Command::Key { out } => package::key(&out),

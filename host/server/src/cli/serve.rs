@@ -8,19 +8,28 @@ use axum::serve::ListenerExt;
 
 use crate::{Airlock, Config};
 
+/// What `serve` is told about the audit trail beyond the defaults.
+pub(super) struct AuditOptions {
+    /// An append-only file every signed checkpoint is also appended to.
+    pub witness: Option<PathBuf>,
+    /// How long the writer may hold a commit for the calls in flight ([`airlock_audit::GATHER`]).
+    pub gather: std::time::Duration,
+}
+
 pub(super) async fn run(
     listen: SocketAddr,
     data_dir: PathBuf,
     database_url: Option<String>,
     openfga: Option<airlock_rebac::remote::RemoteConfig>,
     public_url: Option<String>,
-    audit_witness: Option<PathBuf>,
+    audit: AuditOptions,
 ) -> Result<(), String> {
     let mut config = Config::new(data_dir);
-    if let Some(witness) = &audit_witness {
+    if let Some(witness) = &audit.witness {
         eprintln!("airlock: audit checkpoints are also appended to {}", witness.display());
     }
-    config.audit_witness = audit_witness;
+    config.audit_witness = audit.witness;
+    config.audit_gather = audit.gather;
     config.listen = listen;
     config.public_url = public_url.map(|u| u.trim_end_matches('/').to_string());
     config.database_url = database_url;
