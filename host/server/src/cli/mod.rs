@@ -501,14 +501,18 @@ pub enum ApprovalCmd {
 /// Runs a parsed command line; returns the process exit code.
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Serve { listen, data_dir, database_url, openfga, public_url, audit_witness, audit_gather_us } => match openfga.config()
-        {
-            Ok(remote) => {
-                let audit = serve::AuditOptions { witness: audit_witness, gather: std::time::Duration::from_micros(audit_gather_us) };
-                serve::run(listen, data_dir, database_url, remote, public_url, audit).await
+        Command::Serve { listen, data_dir, database_url, openfga, public_url, audit_witness, audit_gather_us } => {
+            match openfga.config() {
+                Ok(remote) => {
+                    let audit = serve::AuditOptions {
+                        witness: audit_witness,
+                        gather: std::time::Duration::from_micros(audit_gather_us),
+                    };
+                    serve::run(listen, data_dir, database_url, remote, public_url, audit).await
+                }
+                Err(e) => Err(e),
             }
-            Err(e) => Err(e),
-        },
+        }
         Command::Key { out } => package::key(&out),
         Command::Package { folder, key, out, search } => package::package(&folder, &key, &out, &search),
         Command::Mcp { agent, tenant, data_dir, database_url } => {
