@@ -19,26 +19,13 @@ use airlock_rebac::engine::{validate_tuple, Engine, MemoryTuples};
 use airlock_rebac::model::dsl;
 use airlock_rebac::Tuple;
 
+mod common;
+use common::Rng;
+
 /// Models to generate; each gets `CHECKS_PER_MODEL` checks and a list-objects per relation and user.
 const MODELS: usize = 60;
 const CHECKS_PER_MODEL: usize = 20;
 const RELATIONS: usize = 4;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: deterministic, no dependency.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-}
 
 fn fga() -> Option<PathBuf> {
     let candidates = [

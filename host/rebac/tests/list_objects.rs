@@ -22,29 +22,12 @@ use airlock_rebac::engine::{validate_tuple, Engine, MemoryTuples, TupleCondition
 use airlock_rebac::model::{dsl, Model};
 use airlock_rebac::Tuple;
 
+mod common;
+use common::Rng;
+
 const MODELS: usize = 250;
 const RELATIONS: usize = 5;
 const DOCS: usize = 5;
-
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        // xorshift64*: deterministic, no dependency.
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
-}
 
 /// A term that may come first in a definition (the only place for a `[...]`).
 fn first_term(rng: &mut Rng) -> String {
