@@ -33,6 +33,12 @@ pub const MAX_TTL: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Wait when the requester names none.
 pub const DEFAULT_TTL: Duration = Duration::from_secs(15 * 60);
 const POLL: Duration = Duration::from_secs(1);
+
+/// The poll for a host whose waiters hear every decision as it is taken: decisions made by this
+/// process ring in memory, those of other hosts on PostgreSQL arrive as signals (a dropped
+/// listening connection wakes everyone). The poll is then only a last resort, and 10,000
+/// waiters reading the database every second would cost a core.
+pub const POLL_WITH_SIGNALS: Duration = Duration::from_secs(30);
 /// Created requests a slow subscriber may lag behind before it misses some.
 const CREATED_BACKLOG: usize = 256;
 

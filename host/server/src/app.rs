@@ -16,6 +16,10 @@ use sha2::{Digest, Sha256};
 use crate::agents::Agents;
 use crate::Config;
 
+/// How often an approval's waiter re-reads it when several processes share one SQLite file
+/// (no signal reaches them from the others).
+const APPROVAL_POLL_SHARED_FILE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Everything a running host holds. Shared by the API, the CLI and benchmarks.
 pub struct Airlock {
     pub db: Db,
@@ -126,7 +130,9 @@ impl Airlock {
             rebac.share_sqlite_file();
         }
         let rebac = Arc::new(rebac);
-        let approvals = Arc::new(Approvals::new(db.clone()).with_limits(config.pending_approvals));
+        // Several processes on one SQLite file have no signals between them: they poll.
+        let poll = if config.shared_sqlite { APPROVAL_POLL_SHARED_FILE } else { airlock_approvals::POLL_WITH_SIGNALS };
+        let approvals = Arc::new(Approvals::new(db.clone()).with_limits(config.pending_approvals).with_poll(poll));
         let key = MasterKey::load_or_create(dir)?;
         let vault = match Vault::open(db.clone(), key, config.fetch_limits.clone()).await {
             Ok(v) => v,

@@ -30,8 +30,12 @@ use crate::agents::Agent;
 use crate::gate::{error_kind, new_call_id, GateError};
 use crate::Airlock;
 
-/// How often a waiting call reports progress.
+/// When a call still running first reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
+/// How often a waiting call reports progress after that (it keeps the client's timeout alive).
+const PROGRESS_KEEPALIVE: Duration = Duration::from_secs(5);
+/// Reports between two lookups of the approvals a call waits for (the rest repeat the message).
+const LOOKUP_EVERY_REPORTS: u32 = 6;
 
 /// The MCP face of a host, for one agent (stdio) or for whoever each request authenticated as (HTTP).
 #[derive(Clone)]
@@ -75,12 +79,11 @@ impl AirlockMcp {
         }
     }
 
-    /// Tells the client, while `call_id` waits for a human, which approval it waits for.
-    async fn report_waiting(&self, ctx: &RequestContext<RoleServer>, agent: &Agent, tool: &str, tick: u32) {
-        let Some(token) = ctx.meta.get_progress_token() else { return };
+    /// What a call of `tool` still running waits for: which approval, if one of the agent's.
+    async fn waiting_for(&self, agent: &Agent, tool: &str) -> String {
         let pending = self.host.approvals.list(&agent.tenant, Some(Status::Pending)).await.unwrap_or_default();
         let mine: Vec<_> = pending.iter().filter(|a| a.agent == agent.subject() && a.tool == tool).collect();
-        let message = match mine.as_slice() {
+        match mine.as_slice() {
             [] => format!("`{tool}` is still running"),
             [one] => format!(
                 "waiting for a human to approve `{}` ({}){}: approval `{}`",
@@ -90,8 +93,13 @@ impl AirlockMcp {
                 one.id
             ),
             many => format!("waiting for {} approvals of `{tool}`", many.len()),
-        };
-        let param = ProgressNotificationParam::new(token, f64::from(tick)).with_message(message);
+        }
+    }
+
+    /// Tells the client, while its call waits, that it is still alive and why.
+    async fn report_progress(&self, ctx: &RequestContext<RoleServer>, tick: u32, message: &str) {
+        let Some(token) = ctx.meta.get_progress_token() else { return };
+        let param = ProgressNotificationParam::new(token, f64::from(tick)).with_message(message.to_string());
         let _ = ctx.peer.notify_progress(param).await;
     }
 }
@@ -138,15 +146,21 @@ impl ServerHandler for AirlockMcp {
         let report = match tokio::time::timeout(PROGRESS_EVERY, &mut call).await {
             Ok(report) => report,
             Err(_) => {
-                let mut ticks = tokio::time::interval(PROGRESS_EVERY);
+                // Thousands of calls may wait at once: each reports every few seconds, and looks
+                // up what it waits for only now and then.
+                let mut ticks = tokio::time::interval(PROGRESS_KEEPALIVE);
                 let mut tick = 0u32;
+                let mut message = String::new();
                 loop {
                     tokio::select! {
                         biased;
                         report = &mut call => break report,
                         _ = ticks.tick() => {
+                            if tick % LOOKUP_EVERY_REPORTS == 0 {
+                                message = self.waiting_for(&agent, &tool).await;
+                            }
                             tick += 1;
-                            self.report_waiting(&ctx, &agent, &tool, tick).await;
+                            self.report_progress(&ctx, tick, &message).await;
                         }
                     }
                 }
