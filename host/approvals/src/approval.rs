@@ -448,6 +448,17 @@ impl Approvals {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
+    /// How many requests wait for a decision now, by tenant (the host's metrics).
+    pub async fn pending_by_tenant(&self) -> Result<Vec<(String, i64)>, ApprovalError> {
+        let rows = sqlx::query_as(
+            "SELECT tenant, COUNT(*) FROM approvals WHERE status = 'pending' AND expires_at > $1 GROUP BY tenant",
+        )
+        .bind(now_millis())
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows)
+    }
+
     /// The requests still waiting for a decision, oldest first, in one tenant or all: what a
     /// host that restarted must resume waiting on (each names its call and run).
     pub async fn pending_for_resume(&self, tenant: Option<&str>) -> Result<Vec<Approval>, ApprovalError> {

@@ -6,6 +6,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use airlock_store::{sqlx, Db};
+use tracing::Instrument;
 
 use crate::chain::{event_hash, GENESIS};
 use crate::{AuditEvent, Message, Queue, RING_AT, SPLIT_AFTER};
@@ -55,7 +56,9 @@ pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
             }
         }
         for (chunk, tickets) in batch.chunks(MAX_BATCH).zip(tickets.chunks(MAX_BATCH)) {
-            commit(&db, chunk, tickets, &queue).await;
+            // A stage span: the host's metrics time every commit (see the server's telemetry).
+            let span = tracing::trace_span!(target: "airlock::stage", "audit_commit", events = chunk.len());
+            commit(&db, chunk, tickets, &queue).instrument(span).await;
             if let Some(q) = queue.upgrade() {
                 q.commits.fetch_add(1, Ordering::SeqCst);
             }

@@ -38,6 +38,20 @@ pub use limits::{LimitExceeded, Limits};
 use state::CallState;
 pub use state::{CallContext, Services};
 
+/// Where vault requests get a W3C `traceparent` header from: set by the host when it exports
+/// traces, so an external API sees the call's trace; unset, requests carry none.
+static TRACE_HEADER: std::sync::OnceLock<fn() -> Option<String>> = std::sync::OnceLock::new();
+
+/// Makes every vault request carry the `traceparent` `header` gives for the current span
+/// (unless the tool set one itself). Set once per process; later calls are ignored.
+pub fn set_trace_header(header: fn() -> Option<String>) {
+    let _ = TRACE_HEADER.set(header);
+}
+
+pub(crate) fn trace_header() -> Option<String> {
+    TRACE_HEADER.get().and_then(|header| header())
+}
+
 /// One tool a component offers.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ToolInfo {

@@ -14,6 +14,7 @@ use airlock_runtime::{CallContext, CallError, CallOutcome};
 use airlock_store::sqlx;
 use serde::Serialize;
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::agents::Agent;
 use crate::policy_gate::{AuthorityError, CallOptions};
@@ -40,6 +41,26 @@ pub enum GateError {
     /// A run, grant or approval policy refused (see [`crate::policy_gate`]).
     #[error(transparent)]
     Authority(#[from] AuthorityError),
+}
+
+impl GateError {
+    /// A short stable name of the refusal, for metrics and spans.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            GateError::BadToolId(_) => "bad_tool_id",
+            GateError::Forbidden { .. } => "forbidden",
+            GateError::AuthzUnavailable(_) => "authz_unavailable",
+            GateError::Quota(_) | GateError::Authority(AuthorityError::TooManyPending(_)) => "quota",
+            GateError::Overloaded(_) => "overloaded",
+            GateError::Unaudited { .. } => "unaudited",
+            GateError::Authority(AuthorityError::Run { .. }) => "run_refused",
+            GateError::Authority(AuthorityError::Grant { .. }) => "grant_refused",
+            GateError::Authority(AuthorityError::NotApproved { .. }) => "not_approved",
+            GateError::Authority(AuthorityError::UnknownCall(_)) => "unknown_call",
+            GateError::Authority(AuthorityError::BadInput) => "invalid_input",
+            GateError::Authority(AuthorityError::Unavailable(_)) => "approvals_unavailable",
+        }
+    }
 }
 
 /// What a call that passed the gate produced.
@@ -117,8 +138,36 @@ impl Airlock {
     }
 
     /// [`Airlock::call_tool_as`] with what the caller brings besides the input: a grant to
-    /// spend, the run the call is a step of.
+    /// spend, the run the call is a step of. The call is one `call` stage span (its stages
+    /// inside it) and, when metrics are on, one count by outcome ([`crate::telemetry`]).
     pub async fn call_tool_with(
+        &self,
+        agent: &Agent,
+        tool: &str,
+        input: &str,
+        call_id: String,
+        opts: &CallOptions,
+    ) -> Result<CallReport, GateError> {
+        let span = crate::stage!("call", tenant = %agent.tenant, agent = %agent.subject(), tool = %tool,
+                                 call_id = %call_id, outcome = tracing::field::Empty);
+        let result = self.gated_call(agent, tool, input, call_id, opts).instrument(span.clone()).await;
+        let outcome = match &result {
+            Ok(report) => report.outcome.result.as_ref().err().map_or("ok", error_kind),
+            Err(e) => e.kind(),
+        };
+        span.record("outcome", outcome);
+        if let Some(metrics) = crate::telemetry::metrics::get() {
+            // Only a tool that exists gets its own label: made-up names cannot grow the registry.
+            let exists = tool.split_once('.').is_some_and(|(component, name)| {
+                self.component_for(&agent.tenant, component).is_some_and(|c| c.tools.iter().any(|t| t.name == name))
+            });
+            metrics.call(&agent.tenant, if exists { tool } else { "-" }, outcome);
+        }
+        result
+    }
+
+    /// The gate itself (see the module docs), inside the call's span.
+    async fn gated_call(
         &self,
         agent: &Agent,
         tool: &str,
@@ -152,7 +201,7 @@ impl Airlock {
             self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
             return Err(err);
         };
-        match self.may_use(agent, tool).await {
+        match self.may_use(agent, tool).instrument(crate::stage!("authz")).await {
             Ok(true) => {}
             Ok(false) => {
                 let who = match agent.on_behalf_of.as_slice() {
@@ -203,9 +252,10 @@ impl Airlock {
                 return Err(e.into());
             }
         };
+        let sandbox = crate::stage!("sandbox", component = %component);
         let outcome = match self.component_for(&ctx.tenant, component) {
-            Some(loaded) => self.runtime.call_loaded(ctx.clone(), &loaded, name, input).await,
-            None => self.runtime.call(ctx.clone(), component, name, input).await,
+            Some(loaded) => self.runtime.call_loaded(ctx.clone(), &loaded, name, input).instrument(sandbox).await,
+            None => self.runtime.call(ctx.clone(), component, name, input).instrument(sandbox).await,
         };
         drop(slot);
         self.settle(&ctx.tenant, &call_id, &admission, outcome.result.as_ref().err().map(error_kind)).await;
@@ -226,7 +276,8 @@ impl Airlock {
             map.extend(extra);
         }
         // The caller hears of the call only once its record is durable (group commit).
-        if let Err(e) = self.audit.record_durable(ctx.event("tool.call", label, detail, &[])).await {
+        let durable = self.audit.record_durable(ctx.event("tool.call", label, detail, &[]));
+        if let Err(e) = durable.instrument(crate::stage!("audit_durable")).await {
             tracing::error!("call `{call_id}` ran but its audit record is not committed: {e}");
             return Err(GateError::Unaudited { call_id, reason: e.to_string() });
         }

@@ -13,7 +13,8 @@
 //! - [`signin`] is how people prove who they are: passkeys, sessions, the approval step-up;
 //! - [`connect`] gets an OAuth2 connection its refresh token through the provider (Connect);
 //! - [`console`] is the pages people use in a browser, served by the host;
-//! - [`audit_checkpoints`] signs the audit chains' heads, so a trail verifies offline.
+//! - [`audit_checkpoints`] signs the audit chains' heads, so a trail verifies offline;
+//! - [`telemetry`] is what operators watch: Prometheus metrics and OpenTelemetry traces.
 
 pub mod agents;
 pub mod api;
@@ -31,6 +32,7 @@ pub mod mcp;
 pub mod policy_gate;
 pub mod quotas;
 pub mod signin;
+pub mod telemetry;
 pub mod tenancy;
 
 pub use app::Airlock;

@@ -2,14 +2,26 @@
 
 use clap::Parser;
 
-#[tokio::main]
-async fn main() {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "airlock=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+fn main() {
     let cli = airlock::cli::Cli::parse();
-    std::process::exit(airlock::cli::run(cli).await);
+    // Before the async runtime: the OTLP exporter's blocking HTTP client must not be made or
+    // dropped inside it.
+    let telemetry = match airlock::telemetry::init(&cli.telemetry()) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            std::process::exit(1);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    let code = runtime.block_on(airlock::cli::run(cli));
+    drop(runtime);
+    telemetry.shutdown();
+    std::process::exit(code);
 }

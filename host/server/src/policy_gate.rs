@@ -30,6 +30,7 @@
 
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 
 use airlock_approvals::{
     args_digest, canonical_json, Approval, Approvals, LedgerError, NewApproval, Policy, Presented, Status, ANY_ACTION,
@@ -240,7 +241,8 @@ impl Airlock {
         };
         let decided = {
             let _idle = self.audit.idle(); // no commit waits for a person
-            self.approvals.wait(tenant, &approval_id).await.map_err(unavailable)?
+            let span = crate::stage!("approval_wait", approval_id = %approval_id, enforced_by = "policy");
+            self.approvals.wait(tenant, &approval_id).instrument(span).await.map_err(unavailable)?
         };
         let detail = json!({ "approval_id": decided.id, "approver": decided.approver, "reason": decided.reason,
                              "run_id": opts.run, "enforced_by": "policy" });

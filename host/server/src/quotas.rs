@@ -127,6 +127,12 @@ impl Quotas {
         Ok(())
     }
 
+    /// Sandboxes held now, all tenants together.
+    pub fn held(&self) -> u32 {
+        // Keys without a NUL are tenants; `tenant\0agent` keys count the same slots again.
+        self.held.lock().iter().filter(|(key, _)| !key.contains('\0')).map(|(_, n)| n).sum()
+    }
+
     /// Sandboxes `tenant` holds now.
     pub fn held_by(&self, tenant: &str) -> u32 {
         self.held.lock().get(tenant).copied().unwrap_or(0)

@@ -86,6 +86,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/signin/sso/callback"),
     // Connect's return from an OAuth2 connection's provider (the single-use state is the credential).
     ("GET", "/oauth/connect/callback"),
+    // Prometheus metrics: off unless `--metrics`, then behind `--metrics-token` when one is set.
+    ("GET", "/metrics"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,6 +1,7 @@
 //! `airlock:tool/approval`: ask a human, wait without holding a thread.
 
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use airlock_approvals::{NewApproval, Status};
 use serde_json::json;
@@ -37,7 +38,9 @@ impl approval::Host for CallState {
         let waiting_since = Instant::now();
         let decided = {
             let _idle = self.services.audit.idle(); // no commit waits for a person
-            approvals.wait(&self.ctx.tenant, &pending.id).await
+            let span = tracing::trace_span!(target: "airlock::stage", "approval_wait", approval_id = %pending.id,
+                                            enforced_by = "component");
+            approvals.wait(&self.ctx.tenant, &pending.id).instrument(span).await
         };
         self.extend_deadline(waiting_since.elapsed());
 

@@ -2,6 +2,7 @@
 
 use airlock_vault::{OutboundRequest, VaultError};
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::bindings::airlock::tool::types::Error;
 use crate::bindings::airlock::tool::vault::{self, HttpRequest, HttpResponse, ShortLivedToken};
@@ -193,9 +194,15 @@ async fn fetch_as(
     services.audit.record_durable(ctx.event("vault.release", "sending", release, &hops)).await.map_err(|e| {
         Error::Unavailable(format!("the request was not sent: its audit record could not be committed: {e}"))
     })?;
-    let outbound = OutboundRequest { method: req.method, url: req.url, headers: req.headers, body: req.body };
+    let span = tracing::trace_span!(target: "airlock::stage", "vault_request", connection = %conn.name,
+                                    server.address = api_host.as_deref().unwrap_or_default());
+    let mut headers = req.headers;
+    if !headers.iter().any(|(name, _)| name.eq_ignore_ascii_case("traceparent")) {
+        headers.extend(span.in_scope(crate::trace_header).map(|parent| ("traceparent".to_string(), parent)));
+    }
+    let outbound = OutboundRequest { method: req.method, url: req.url, headers, body: req.body };
     let _idle = services.audit.idle(); // no commit waits for an external API
-    let resp = services.vault.fetch(tenant, &conn.name, outbound, granted).await.map_err(|e| {
+    let resp = services.vault.fetch(tenant, &conn.name, outbound, granted).instrument(span).await.map_err(|e| {
         if let VaultError::Unreachable { host, reason, timed_out } = &e {
             *unreachable = Some((host.clone(), reason.clone(), *timed_out));
         }

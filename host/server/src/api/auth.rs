@@ -319,6 +319,12 @@ impl FromRequestParts<Arc<Airlock>> for TenantReader {
 /// signed JWT (from `/oauth/token`, a token exchange, or a tenant's external issuer). A JWT
 /// names an agent that must still be live: revoking it refuses its tokens at once.
 pub(crate) async fn agent(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
+    use tracing::Instrument;
+    authenticate_agent(host, headers, tool).instrument(crate::stage!("auth")).await
+}
+
+/// [`agent`], outside its stage span.
+async fn authenticate_agent(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
     let refuse = |tenant: &str, who: &str, reason: String| {
         host.audit.record(AuditEvent {
             tenant: tenant.into(),

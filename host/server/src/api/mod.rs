@@ -147,6 +147,7 @@ impl Routes {
             router = router.merge(extra);
         }
         router
+            .layer(axum::middleware::from_fn(crate::telemetry::traces::request_span))
             .layer(axum::middleware::from_fn(move |req, next| rejections::body_cap(caps.clone(), req, next)))
             .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
             .layer(axum::middleware::from_fn(rejections::json_errors))
@@ -186,6 +187,8 @@ fn routes(host: Arc<Airlock>) -> Routes {
     let mcp = crate::mcp::http::routes(host.clone(), &host.mcp_allowed_hosts);
     let r = Routes::new(host)
         .at(Public, M::GET, "/healthz", || async { Json(serde_json::json!({ "status": "ok" })) })
+        // off unless `--metrics`; its own bearer token when `--metrics-token` is set
+        .at(Public, M::GET, "/metrics", crate::telemetry::metrics::serve)
         .at(Public, M::GET, "/", crate::console::home)
         .at(Public, M::GET, "/console", crate::console::page)
         .at(Public, M::GET, "/signin", crate::console::page)

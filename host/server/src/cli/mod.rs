@@ -126,6 +126,8 @@ pub enum Command {
         /// join it (group commit); 0 commits each durable record as soon as it is asked for.
         #[arg(long, env = "AIRLOCK_AUDIT_GATHER_US", default_value_t = airlock_audit::GATHER.as_micros() as u64)]
         audit_gather_us: u64,
+        #[command(flatten)]
+        telemetry: crate::telemetry::TelemetryOptions,
     },
     /// Serve MCP on stdin/stdout as one agent, for local clients that spawn a process.
     Mcp {
@@ -499,20 +501,30 @@ pub enum ApprovalCmd {
 }
 
 /// Runs a parsed command line; returns the process exit code.
+impl Cli {
+    /// The metrics and traces `serve` was asked for (other commands have none).
+    pub fn telemetry(&self) -> crate::telemetry::TelemetryOptions {
+        match &self.command {
+            Command::Serve { telemetry, .. } => telemetry.clone(),
+            _ => crate::telemetry::TelemetryOptions::default(),
+        }
+    }
+}
+
 pub async fn run(cli: Cli) -> i32 {
     let result = match cli.command {
-        Command::Serve { listen, data_dir, database_url, openfga, public_url, audit_witness, audit_gather_us } => {
-            match openfga.config() {
-                Ok(remote) => {
-                    let audit = serve::AuditOptions {
-                        witness: audit_witness,
-                        gather: std::time::Duration::from_micros(audit_gather_us),
-                    };
-                    serve::run(listen, data_dir, database_url, remote, public_url, audit).await
-                }
-                Err(e) => Err(e),
+        Command::Serve {
+            listen, data_dir, database_url, openfga, public_url, audit_witness, audit_gather_us, ..
+        } => match openfga.config() {
+            Ok(remote) => {
+                let audit = serve::AuditOptions {
+                    witness: audit_witness,
+                    gather: std::time::Duration::from_micros(audit_gather_us),
+                };
+                serve::run(listen, data_dir, database_url, remote, public_url, audit).await
             }
-        }
+            Err(e) => Err(e),
+        },
         Command::Key { out } => package::key(&out),
         Command::Package { folder, key, out, search } => package::package(&folder, &key, &out, &search),
         Command::Mcp { agent, tenant, data_dir, database_url } => {

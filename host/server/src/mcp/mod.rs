@@ -25,6 +25,7 @@ use rmcp::model::{
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::{json, Value};
+use tracing::Instrument;
 
 use crate::agents::Agent;
 use crate::gate::{error_kind, new_call_id, GateError};
@@ -138,7 +139,13 @@ impl ServerHandler for AirlockMcp {
         let agent = self.agent(&ctx).await?;
         let tool = request.name.to_string();
         let input = Value::Object(request.arguments.unwrap_or_default()).to_string();
-        let call = self.host.call_tool_as(&agent, &tool, &input, new_call_id());
+        // rmcp runs the handler apart from the HTTP request: keep the call in the request's trace.
+        let request_span = ctx
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| p.extensions.get::<crate::telemetry::traces::RequestSpan>())
+            .map_or_else(tracing::Span::none, |s| s.0.clone());
+        let call = self.host.call_tool_as(&agent, &tool, &input, new_call_id()).instrument(request_span);
         tokio::pin!(call);
         // Most calls end within their first poll: the timeout polls the call first and only
         // arms its timer if the call is still pending, and the progress interval exists only

@@ -27,12 +27,24 @@ impl Serve {
     /// Starts the host over `dir` (and `database_url`) and waits until it answers; how long
     /// that took. Its output goes to `serve.log` in `dir`.
     pub async fn start(&mut self, dir: &Path, database_url: Option<&str>) -> Duration {
+        self.start_with(dir, database_url, &[], &[]).await
+    }
+
+    /// [`Serve::start`] with more `serve` flags and environment variables.
+    pub async fn start_with(
+        &mut self,
+        dir: &Path,
+        database_url: Option<&str>,
+        flags: &[&str],
+        envs: &[(&str, &str)],
+    ) -> Duration {
         let begun = Instant::now();
         let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_airlock"));
         cmd.args(["serve", "--listen", &format!("127.0.0.1:{}", self.port), "--data-dir"]).arg(dir);
         if let Some(url) = database_url {
             cmd.args(["--database-url", url]);
         }
+        cmd.args(flags).envs(envs.iter().copied());
         let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("serve.log")).unwrap();
         cmd.env("RUST_LOG", "error").stdout(log.try_clone().unwrap()).stderr(log).kill_on_drop(true);
         self.child = Some(cmd.spawn().unwrap());
