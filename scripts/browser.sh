@@ -12,15 +12,14 @@
 # A failure leaves both variables unset and says why: the browser tests then skip (or fail under
 # CI=true). Sourced by scripts/test; it does not change the caller's shell options.
 
+# shellcheck source=scripts/npm-cache.sh
+source "$(pwd)/scripts/npm-cache.sh"
+
 browser_src="$(pwd)/host/server/tests/browser"
 browser_dir="$HOME/.cache/airlock/browser"
 browser_chromium=/usr/bin/chromium
 
 browser_prepare() {
-  if [ ! -f "$browser_src/package-lock.json" ]; then
-    echo "browser: no $browser_src/package-lock.json (source this from the repository root)" >&2
-    return 1
-  fi
   if [ ! -x "$browser_chromium" ]; then
     echo "browser: installing chromium (apt-get)" >&2
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >&2 || {
@@ -32,30 +31,9 @@ browser_prepare() {
       return 1
     fi
   fi
-  if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-    echo "browser: installing nodejs and npm (apt-get)" >&2
-    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm) >&2 || {
-      echo "browser: apt-get install nodejs npm failed" >&2
-      return 1
-    }
-  fi
-  mkdir -p "$browser_dir" || return 1
-  local f
-  for f in package.json package-lock.json; do
-    cmp -s "$browser_src/$f" "$browser_dir/$f" || install -m 644 "$browser_src/$f" "$browser_dir/$f" || return 1
-  done
-  local stamp="$browser_dir/.installed-lock"
-  if [ -d "$browser_dir/node_modules" ] && cmp -s "$browser_dir/package-lock.json" "$stamp"; then
-    return 0
-  fi
-  echo "browser: npm ci in $browser_dir" >&2
-  # playwright-core has no install script; PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD guards against any
-  # browser download all the same (this network reaches only the package registries).
-  (cd "$browser_dir" && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error) >&2 || {
-    echo "browser: npm ci failed in $browser_dir" >&2
-    return 1
-  }
-  cp "$browser_dir/package-lock.json" "$stamp"
+  # playwright-core has no install script and downloads no browser of its own
+  # (npm_ci_cached sets PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD all the same).
+  npm_ci_cached "$browser_src" "$browser_dir" browser
 }
 
 unset AIRLOCK_BROWSER_DIR AIRLOCK_CHROMIUM

@@ -25,5 +25,5 @@ pub use canonical::{args_digest, canonical_json};
 pub use ledger::{
     BindingField, Cancellation, Claim, Grant, GrantSpec, GrantState, Ledger, LedgerError, LedgerEvent, Presented,
 };
-pub use policy::{Policies, Policy, PolicyError, PolicySpec, ANY_ACTION, ENTRY_ACTION};
+pub use policy::{Policies, Policy, PolicyError, PolicySpec, ANY_ACTION, EFFECTS, EFFECT_PREFIX, ENTRY_ACTION};
 pub use runs::{Run, RunState, Runs};

@@ -22,6 +22,11 @@ use crate::MAX_TTL;
 pub const ENTRY_ACTION: &str = "run";
 /// The action that covers every action of a tool without a policy of its own.
 pub const ANY_ACTION: &str = "*";
+/// The prefix of a policy keyed by a declared effect (`effect:irreversible`): it covers every
+/// tool with that effect that has no policy of its own.
+pub const EFFECT_PREFIX: &str = "effect:";
+/// The effects a policy may be keyed by (the `airlock:tool/effects` enum).
+pub const EFFECTS: [&str; 3] = ["read-only", "reversible", "irreversible"];
 
 /// A policy as the caller states it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -182,6 +187,47 @@ impl Policies {
         self.exact(tenant, tool, ANY_ACTION).await
     }
 
+    /// The policy a call falls under, in one lookup: `tool`'s own policy for `action`, else the
+    /// tool's `*` one, else the tenant's policy for the tool's declared `effect` (the key
+    /// `effect:EFFECT`, see [`EFFECT_PREFIX`]). `None` means no approval is needed.
+    pub async fn for_call(
+        &self,
+        tenant: &str,
+        tool: &str,
+        action: &str,
+        effect: &str,
+    ) -> Result<Option<Policy>, PolicyError> {
+        let by_effect = format!("{EFFECT_PREFIX}{effect}");
+        let candidates: Vec<Policy> = match self.cached_list(tenant).await? {
+            Some(all) => all
+                .iter()
+                .filter(|p| (p.tool == tool || p.tool == by_effect) && (p.action == action || p.action == ANY_ACTION))
+                .cloned()
+                .collect(),
+            None => {
+                let rows = sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM approval_policies WHERE tenant = $1 \
+                     AND (tool = $2 OR tool = $3) AND (action = $4 OR action = '*')"
+                ))
+                .bind(tenant)
+                .bind(tool)
+                .bind(&by_effect)
+                .bind(action)
+                .fetch_all(self.db.pool())
+                .await?;
+                rows.iter().map(from_row).collect::<Result<_, _>>()?
+            }
+        };
+        let rank = |p: &Policy| match (p.tool == tool, p.action == action) {
+            (true, true) => 0,
+            (true, false) => 1,
+            (false, _) => 2,
+        };
+        // A policy keyed by the effect covers every action of such a tool: only its `*` counts.
+        let fits = |p: &Policy| p.tool == tool || p.action == ANY_ACTION;
+        Ok(candidates.into_iter().filter(|p| fits(p) && !p.entry).min_by_key(rank))
+    }
+
     /// The entry policy of `agent` (a subject such as `agent:offboarder`), if its runs are gated.
     pub async fn entry_for(&self, tenant: &str, agent: &str) -> Result<Option<Policy>, PolicyError> {
         Ok(self.exact(tenant, agent, ENTRY_ACTION).await?.filter(|p| p.entry))
@@ -197,21 +243,24 @@ impl Policies {
         rows.iter().map(from_row).collect::<Result<_, _>>().map_err(PolicyError::from)
     }
 
+    /// The tenant's policies from memory, when this instance caches them (`None`: ask the database).
+    async fn cached_list(&self, tenant: &str) -> Result<Option<std::sync::Arc<Vec<Policy>>>, PolicyError> {
+        let Some(cache) = &self.cache else { return Ok(None) };
+        let hit = cache.tenants.lock().get(tenant).cloned();
+        if let Some(all) = hit {
+            return Ok(Some(all));
+        }
+        let generation = cache.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let all = std::sync::Arc::new(self.list(tenant).await?);
+        let mut tenants = cache.tenants.lock();
+        if cache.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            tenants.insert(tenant.to_string(), all.clone());
+        }
+        Ok(Some(all))
+    }
+
     async fn exact(&self, tenant: &str, tool: &str, action: &str) -> Result<Option<Policy>, PolicyError> {
-        if let Some(cache) = &self.cache {
-            let hit = cache.tenants.lock().get(tenant).cloned();
-            let all = match hit {
-                Some(all) => all,
-                None => {
-                    let generation = cache.generation.load(std::sync::atomic::Ordering::SeqCst);
-                    let all = std::sync::Arc::new(self.list(tenant).await?);
-                    let mut tenants = cache.tenants.lock();
-                    if cache.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
-                        tenants.insert(tenant.to_string(), all.clone());
-                    }
-                    all
-                }
-            };
+        if let Some(all) = self.cached_list(tenant).await? {
             return Ok(all.iter().find(|p| p.tool == tool && p.action == action).cloned());
         }
         let row = sqlx::query(&format!(
@@ -255,6 +304,15 @@ fn validate(spec: &PolicySpec) -> Result<(), PolicyError> {
             "an entry policy is keyed by an agent and the action `{ENTRY_ACTION}`, not `{}` / `{}`",
             spec.tool, spec.action
         ));
+    }
+    if let Some(effect) = spec.tool.strip_prefix(EFFECT_PREFIX) {
+        if !EFFECTS.contains(&effect) || spec.action != ANY_ACTION || spec.entry {
+            return invalid(format!(
+                "`{}` must name a declared effect ({}) and cover every action (`*`)",
+                spec.tool,
+                EFFECTS.map(|e| format!("{EFFECT_PREFIX}{e}")).join(", ")
+            ));
+        }
     }
     if !spec.entry && agent_key {
         return invalid(format!("tool `{}` names an agent: only entry policies are keyed by agents", spec.tool));

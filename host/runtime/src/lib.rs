@@ -15,6 +15,8 @@
 pub mod bindings;
 mod cache;
 pub use cache::CompileCache;
+mod effects;
+pub use effects::{Effect, Effects};
 mod engine;
 mod host;
 mod imports;
@@ -58,6 +60,9 @@ pub struct ToolInfo {
     pub name: String,
     pub description: String,
     pub input_schema: serde_json::Value,
+    /// What it does to the world, as declared by the component's `effects` export.
+    #[serde(default)]
+    pub effects: Effects,
 }
 
 /// A component ready to run.
@@ -279,10 +284,14 @@ impl Runtime {
         let ctx = Arc::new(CallContext::describe(name));
         let mut store = self.new_store(ctx, &self.limits);
         let run = async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            instance.airlock_tool_tools().call_describe(&mut store).await
+            let instance = pre.instance_pre().instantiate_async(&mut store).await?;
+            let tool = bindings::Tool::new(&mut store, &instance)?;
+            let descriptors = tool.airlock_tool_tools().call_describe(&mut store).await?;
+            let effects = effects::read(&mut store, &instance).await?;
+            wasmtime::Result::<_>::Ok((descriptors, effects))
         };
-        let descriptors = run.await.map_err(|e| AddError::Describe(limits::describe_trap(&e, &store)))?;
+        let (descriptors, mut effects) =
+            run.await.map_err(|e| AddError::Describe(limits::describe_trap(&e, &store)))?;
         let mut tools = Vec::with_capacity(descriptors.len());
         for d in descriptors {
             if d.name.is_empty() || !d.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-') {
@@ -293,7 +302,13 @@ impl Runtime {
             }
             let input_schema = serde_json::from_str(&d.input_schema)
                 .map_err(|e| AddError::BadDescriptor(format!("input schema of `{}` is not JSON: {e}", d.name)))?;
-            tools.push(ToolInfo { name: d.name, description: d.description, input_schema });
+            let effects = effects.as_mut().and_then(|e| e.remove(&d.name)).unwrap_or_default();
+            tools.push(ToolInfo { name: d.name, description: d.description, input_schema, effects });
+        }
+        if let Some(unknown) = effects.and_then(|left| left.into_keys().next()) {
+            return Err(AddError::BadDescriptor(format!(
+                "effects() names tool `{unknown}`, which describe() does not list"
+            )));
         }
         Ok(tools)
     }

@@ -46,6 +46,8 @@ pub struct Airlock {
     pub data_dir: std::path::PathBuf,
     /// `Host` header values `/mcp` accepts (see [`Config::mcp_allowed_hosts`]).
     pub mcp_allowed_hosts: Vec<String>,
+    /// `Origin` values `/mcp` accepts besides the host's own (see [`Config::mcp_allowed_origins`]).
+    pub mcp_allowed_origins: Vec<String>,
     /// Agent and user tokens: signing keys, JWTs, token exchange, external issuers.
     pub identity: airlock_identity::Identity,
     /// Airlock as the OpenID Provider (CIBA) of its approvers.
@@ -215,6 +217,7 @@ impl Airlock {
             admin_token,
             data_dir: dir.clone(),
             mcp_allowed_hosts: config.mcp_allowed_hosts.clone(),
+            mcp_allowed_origins: config.mcp_allowed_origins.clone(),
             identity,
             ciba,
             external_ops,

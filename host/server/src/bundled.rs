@@ -30,5 +30,9 @@ pub const INCIDENT: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "
 /// A deliberately hostile component for testing the sandbox. Not registered by `serve`.
 pub const SANDBOX_PROBE: &[u8] = include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/sandbox_probe.wasm"));
 
+/// [`SANDBOX_PROBE`] declaring what its tools do (`airlock:tool/effects`), for upgrade tests.
+pub const SANDBOX_PROBE_DECLARED: &[u8] =
+    include_bytes!(concat!(env!("AIRLOCK_PLUGIN_DIR"), "/sandbox_probe_declared.wasm"));
+
 /// Components `serve` registers on start when absent: (name, wasm).
 pub const DEFAULT_COMPONENTS: &[(&str, &[u8])] = &[("billing", BILLING), ("hello", HELLO)];

@@ -23,6 +23,11 @@ pub struct Config {
     /// `Host` header values `/mcp` accepts (DNS-rebinding protection); empty accepts any.
     /// Defaults to the loopback names; add the names clients use to reach a public listener.
     pub mcp_allowed_hosts: Vec<String>,
+    /// Browser origins `/mcp` accepts in an `Origin` header (DNS-rebinding protection, as the MCP
+    /// specification asks), besides the host's own: a request from any other origin is refused
+    /// with 403; one without `Origin` (not from a browser) passes. `scheme://host[:port]`, `*`
+    /// for any port. Defaults to web clients on loopback (the MCP Inspector, say).
+    pub mcp_allowed_origins: Vec<String>,
     /// Another process (`airlock serve` beside `airlock mcp`) writes the same SQLite file:
     /// read through to the database instead of trusting in-memory mirrors.
     pub shared_sqlite: bool,
@@ -57,6 +62,11 @@ impl Config {
             register_bundled: true,
             openfga: None,
             mcp_allowed_hosts: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            mcp_allowed_origins: vec![
+                "http://localhost:*".into(),
+                "http://127.0.0.1:*".into(),
+                "http://[::1]:*".into(),
+            ],
             shared_sqlite: false,
             public_url: None,
             audit_witness: None,

@@ -113,6 +113,7 @@ impl Airlock {
                         id,
                         description: tool.description.clone(),
                         input_schema: tool.input_schema.clone(),
+                        effects: tool.effects,
                     });
                 }
             }
@@ -224,6 +225,13 @@ impl Airlock {
                 return Err(err);
             }
         }
+        // Before admission: the approval policy a tool falls under may follow from its declared
+        // effect, read from the component this tenant has installed now.
+        if let Err(e) = self.sync_installed(&ctx.tenant).await {
+            let err = GateError::AuthzUnavailable(format!("installed components unavailable: {e}"));
+            self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
+            return Err(err);
+        }
         let admission = match self.admit(agent, tool, input, &ctx, opts).await {
             Ok(a) => a,
             Err(err) => {
@@ -234,11 +242,6 @@ impl Airlock {
         // Who approved the run this step belongs to goes into the audit chain, not into authz.
         let (approved_by, action_approved_by) = (admission.on_behalf_of.clone(), admission.approver.clone());
         let ctx = Arc::new(CallContext { component: component.to_string(), approved_by, action_approved_by, ..ctx });
-        if let Err(e) = self.sync_installed(&ctx.tenant).await {
-            let err = GateError::AuthzUnavailable(format!("installed components unavailable: {e}"));
-            self.audit.record(ctx.event("tool.call", "denied", json!({ "reason": err.to_string() }), &[]));
-            return Err(err);
-        }
         let slot = match self.sandbox_slot(&ctx, admission.grant.is_some()).await {
             Ok(slot) => slot,
             Err(e) => {
@@ -371,6 +374,14 @@ pub struct VisibleTool {
     pub description: String,
     /// The input's JSON Schema.
     pub input_schema: serde_json::Value,
+    /// What it does to the world, as its component declares ([`airlock_runtime::Effects`]).
+    pub effects: airlock_runtime::Effects,
+}
+
+/// `effects` as the API shows it: `effect`, `idempotent`, `open_world`, `declared`.
+pub fn effects_json(effects: &airlock_runtime::Effects) -> Value {
+    json!({ "effect": effects.effect.as_str(), "idempotent": effects.idempotent,
+            "open_world": effects.open_world, "declared": effects.declared })
 }
 
 /// A fresh call id for [`Airlock::call_tool_as`].

@@ -167,7 +167,7 @@ pub fn policy_key(tool: &str) -> (String, String) {
 
 /// The name a stored policy is shown under (the inverse of [`policy_key`]).
 pub fn policy_name(p: &Policy) -> String {
-    if p.entry {
+    if p.entry || p.tool.starts_with(airlock_approvals::EFFECT_PREFIX) {
         p.tool.clone()
     } else if p.action == ANY_ACTION {
         format!("{}.*", p.tool)
@@ -177,6 +177,23 @@ pub fn policy_name(p: &Policy) -> String {
 }
 
 impl Airlock {
+    /// The approval policy a call of `component.name` falls under: the tool's own, else its
+    /// component's `*`, else the tenant's policy for what the tool declares it does
+    /// (`effect:irreversible`; an undeclared tool counts as irreversible).
+    pub(crate) async fn policy_for(
+        &self,
+        tenant: &str,
+        component: &str,
+        name: &str,
+    ) -> Result<Option<Policy>, AuthorityError> {
+        // A tool that does not exist has no effect to match (the runtime refuses the call).
+        let effect = self
+            .component_for(tenant, component)
+            .and_then(|c| c.tools.iter().find(|t| t.name == name).map(|t| t.effects.effect.as_str()))
+            .unwrap_or("");
+        self.policies.for_call(tenant, component, name, effect).await.map_err(unavailable)
+    }
+
     /// The checks between `can_use` and running the component. Records its own events
     /// (approval requests and decisions); the gate records the refusal itself.
     pub(crate) async fn admit(
@@ -224,7 +241,7 @@ impl Airlock {
             call_id: Some(ctx.call_id.clone()),
             run_id: opts.run.clone(),
         };
-        let policy = self.policies.for_action(tenant, component, name).await.map_err(unavailable)?;
+        let policy = self.policy_for(tenant, component, name).await?;
         if let Some(grant) = &opts.grant {
             if let Some(p) = &policy {
                 self.grant_role_fits(tenant, grant, tool, p, &subject).await?;
@@ -460,7 +477,8 @@ impl Airlock {
         ttl: Option<Duration>,
     ) -> Result<Approval, AuthorityError> {
         let (component, name) = tool.split_once('.').unwrap_or((tool, ""));
-        let policy = self.policies.for_action(&agent.tenant, component, name).await.map_err(unavailable)?;
+        self.sync_installed(&agent.tenant).await.map_err(AuthorityError::Unavailable)?;
+        let policy = self.policy_for(&agent.tenant, component, name).await?;
         let details = canonical_json(input);
         let subject = agent.subject();
         let (role, ttl) = match policy {

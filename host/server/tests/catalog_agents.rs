@@ -10,31 +10,15 @@ mod support;
 
 use std::time::Duration;
 
-use serde_json::{json, Value};
+use serde_json::json;
 use support::catalog::{catalog_manifest, install_catalog_agent};
 use support::standins::{self, Calls};
-use support::{wait_for_pending_of, TestHost};
+use support::{spawn_call, wait_for_pending_of, TestHost};
 
 const WP_TOKEN: &str = "wpcom_oauth_3b1f9d0c7e";
 const HUBSPOT_TOKEN: &str = "pat-na1-7c0e5a12-4b6d-4f0e-9a3b-2d1c0e9f8a77";
 const GITHUB_TOKEN: &str = "github_pat_11ABCDEFG0123456789_review";
 const PAGERDUTY_KEY: &str = "u+Zx9Qf1Yb2-pdkey";
-
-/// Calls `tool` as the agent in the background (a call under an approval policy waits).
-fn spawn_call(t: &TestHost, token: &str, tool: &str, input: Value) -> tokio::task::JoinHandle<(u16, Value)> {
-    let (url, token, tool) = (t.url.clone(), token.to_string(), tool.to_string());
-    tokio::spawn(async move {
-        let resp = reqwest::Client::new()
-            .post(format!("{url}/v1/tools/{tool}/call"))
-            .bearer_auth(token)
-            .json(&input)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json::<Value>().await.unwrap())
-    })
-}
 
 /// Every request the stand-in saw carried exactly `auth` as its `Authorization`.
 fn all_authorized(calls: &Calls, auth: &str) {

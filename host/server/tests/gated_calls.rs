@@ -403,6 +403,37 @@ type tool\n  relations\n    define can_use: [agent, team#member]\n";
     assert!(body["dsl"].as_str().unwrap().contains("define can_use: [agent, team#member]"), "{body}");
 }
 
+/// Protobuf's JSON mapping allows `null` for a repeated field (the Go `fga` CLI sends
+/// `"tuple_keys": null`): it reads as empty, as OpenFGA's own server reads it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn null_tuple_key_lists_read_as_empty_as_in_protobuf_json() {
+    let t = TestHost::start().await;
+    let (status, store) =
+        t.request(reqwest::Method::POST, "/stores", &t.operator, Some(json!({ "name": "nulls" }))).await;
+    assert_eq!(status, 201, "{store}");
+    let id = store["id"].as_str().unwrap();
+    let admin = t.invited_admin(id).await;
+    let model = json!({ "schema_version": "1.1", "type_definitions": [
+        { "type": "user" },
+        { "type": "doc", "relations": { "viewer": { "this": {} } },
+          "metadata": { "relations": { "viewer": { "directly_related_user_types": [{ "type": "user" }] } } } },
+    ] });
+    let path = format!("/stores/{id}/authorization-models");
+    let (status, body) = t.request(reqwest::Method::POST, &path, &admin, Some(model)).await;
+    assert_eq!(status, 201, "{body}");
+    let write = json!({ "writes": { "tuple_keys": [{ "user": "user:anne", "relation": "viewer", "object": "doc:1" }] },
+                        "deletes": { "tuple_keys": null } });
+    let (status, body) = t.request(reqwest::Method::POST, &format!("/stores/{id}/write"), &admin, Some(write)).await;
+    assert_eq!(status, 200, "{body}");
+    for (user, allowed) in [("user:anne", true), ("user:bob", false)] {
+        let check = json!({ "tuple_key": { "user": user, "relation": "viewer", "object": "doc:1" },
+                            "contextual_tuples": { "tuple_keys": null }, "context": null });
+        let (status, body) =
+            t.request(reqwest::Method::POST, &format!("/stores/{id}/check"), &admin, Some(check)).await;
+        assert_eq!((status, &body["allowed"]), (200, &json!(allowed)), "{body}");
+    }
+}
+
 /// The official OpenFGA Python SDK against the host's `/stores` API (tests/peers/sdk_peer.py).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_openfga_sdk_works_against_the_openfga_api() {

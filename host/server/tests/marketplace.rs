@@ -42,10 +42,15 @@ fn prober_manifest(version: &str, extra_tuples: &[Value], hosts: &[&str], with_p
 
 /// Builds and signs a package from `manifest` (source form) with `key`; returns its directory.
 fn build_package(work: &Path, name: &str, manifest: &Value, key: &SigningKey) -> PathBuf {
+    build_package_of(work, name, manifest, key, airlock::bundled::SANDBOX_PROBE)
+}
+
+/// [`build_package`] with `prober.wasm` being `component`.
+fn build_package_of(work: &Path, name: &str, manifest: &Value, key: &SigningKey, component: &[u8]) -> PathBuf {
     let source = work.join(format!("{name}-src"));
     std::fs::create_dir_all(source.join("components")).unwrap();
     std::fs::write(source.join("manifest.json"), serde_json::to_vec_pretty(manifest).unwrap()).unwrap();
-    std::fs::write(source.join("components/prober.wasm"), airlock::bundled::SANDBOX_PROBE).unwrap();
+    std::fs::write(source.join("components/prober.wasm"), component).unwrap();
     build(&source, &work.join(name), key, &[]).unwrap()
 }
 
@@ -489,6 +494,55 @@ async fn an_upgrade_that_widens_needs_consent_and_one_that_narrows_does_not() {
         .map(|e| e["outcome"].as_str().unwrap_or_default().to_string())
         .collect();
     assert_eq!(upgrades, ["consent_required", "ok", "ok"]);
+}
+
+#[tokio::test]
+async fn an_upgrade_whose_tools_do_more_to_the_world_needs_consent() {
+    let t = TestHost::start_with(support::catalog_limits()).await;
+    let work = tempfile::tempdir().unwrap();
+    let (key, _) = generate_key().unwrap();
+    trust(&t, "acme", &key).await;
+    let manifest = |version: &str| prober_manifest(version, &[], &["api.example.com"], false);
+    // 1.0.0 declares its tools read-only; 1.1.0 is the same code without the declaration, so
+    // each tool counts as irreversible and reaching outside systems.
+    let declared = airlock::bundled::SANDBOX_PROBE_DECLARED;
+    let v1 = build_package_of(work.path(), "v1", &manifest("1.0.0"), &key, declared);
+    let (status, report) = upload(&t, "/v1/marketplace/install", tar_of(&v1)).await;
+    assert_eq!(status, 200, "{report}");
+    let v2 = build_package_of(work.path(), "v2", &manifest("1.1.0"), &key, airlock::bundled::SANDBOX_PROBE);
+
+    // A dry run already says so (it reads the new code), and applies nothing.
+    let (status, body) = upload(&t, "/v1/marketplace/upgrade?dry_run=true", tar_of(&v2)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["applied"], false);
+    let widening: Vec<&str> =
+        body["diff"]["widening"].as_array().unwrap().iter().map(|w| w.as_str().unwrap()).collect();
+    assert!(widening.contains(&"tool prober.echo is now irreversible (was read-only)"), "{widening:?}");
+    assert!(widening.contains(&"tool prober.echo now reaches outside systems"), "{widening:?}");
+    assert!(!widening.iter().any(|w| w.contains("prober.fetch now reaches")), "fetch reached out before: {widening:?}");
+    let changed = body["diff"]["effects_changed"].as_array().unwrap();
+    assert!(
+        changed.contains(&json!(
+        "prober.echo: read-only, stays inside Airlock -> undeclared (counted as irreversible, reaches outside systems)"
+    )),
+        "{changed:?}"
+    );
+
+    // Without consent: refused; the installed tools still declare read-only.
+    let (status, body) = upload(&t, "/v1/marketplace/upgrade", tar_of(&v2)).await;
+    assert_eq!((status, body["code"].as_str()), (409, Some("consent_required")), "{body}");
+    let effect = |t: &TestHost| t.host.installed.get("default", "prober").unwrap().tools[0].effects.effect;
+    assert_eq!(effect(&t), airlock_runtime::Effect::ReadOnly);
+    let (status, body) = upload(&t, "/v1/marketplace/upgrade?consent=true", tar_of(&v2)).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(effect(&t), airlock_runtime::Effect::Irreversible);
+
+    // Declaring again narrows: applied without asking.
+    let v3 = build_package_of(work.path(), "v3", &manifest("1.2.0"), &key, declared);
+    let (status, body) = upload(&t, "/v1/marketplace/upgrade", tar_of(&v3)).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body["diff"]["widening"].as_array().unwrap().is_empty(), "{body}");
+    assert_eq!(effect(&t), airlock_runtime::Effect::ReadOnly);
 }
 
 #[tokio::test]

@@ -14,16 +14,7 @@ const SECRET: &str = "sk_live_mcp_4e11a5";
 
 /// The Python with the `mcp` SDK (scripts/test installs it); `None` outside CI when absent.
 fn python() -> Option<String> {
-    match std::env::var("AIRLOCK_PYTHON") {
-        Ok(p) => Some(p),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("AIRLOCK_PYTHON is not set: run the tests through scripts/test, which installs the MCP SDK")
-        }
-        Err(_) => {
-            eprintln!("skipping: AIRLOCK_PYTHON is not set (scripts/test sets it)");
-            None
-        }
-    }
+    support::peer("AIRLOCK_PYTHON", "the MCP Python SDK")
 }
 
 struct Peer {
@@ -271,4 +262,55 @@ async fn airlock_mcp_serves_one_agent_over_stdio_beside_a_running_host() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("airlock agent create ghost"));
+}
+
+/// MCP 2026-07-28 (no session, no `initialize`: `server/discover` and self-contained requests)
+/// beside the older versions, and the `Origin` check against DNS rebinding.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_newest_protocol_needs_no_initialize_and_foreign_origins_are_refused() {
+    let t = TestHost::start().await;
+    let token = t.agent("newest").await;
+    t.grant(&[("agent:newest", "can_use", "tool:hello.greet")]).await;
+    let meta = json!({ "io.modelcontextprotocol/clientInfo": { "name": "raw", "version": "0" },
+                       "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                       "io.modelcontextprotocol/clientCapabilities": {} });
+    let post = |method: &str, params: Value, origin: Option<&str>| {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/mcp", t.url))
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", method)
+            .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": method, "params": params }));
+        if method == "tools/call" {
+            req = req.header("mcp-name", "hello.greet");
+        }
+        if let Some(origin) = origin {
+            req = req.header("origin", origin);
+        }
+        req.send()
+    };
+
+    let resp = post("server/discover", json!({ "_meta": meta }), None).await.unwrap();
+    let body: Value = resp.json().await.unwrap();
+    let versions = body["result"]["supportedVersions"].as_array().unwrap();
+    for version in ["2024-11-05", "2025-06-18", "2025-11-25", "2026-07-28"] {
+        assert!(versions.contains(&json!(version)), "{body}");
+    }
+    let call = json!({ "name": "hello.greet", "arguments": { "name": "new" }, "_meta": meta });
+    let resp = post("tools/call", call.clone(), None).await.unwrap();
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["result"]["structuredContent"]["greeting"], "hello, new", "{body}");
+
+    // A page on another site cannot make the person's browser call the host (DNS rebinding):
+    // refused before the call runs. Loopback web clients and the host's own console may.
+    let calls_before = t.audit().await.iter().filter(|e| e["kind"] == "tool.call").count();
+    let resp = post("tools/call", call.clone(), Some("http://evil.example")).await.unwrap();
+    assert_eq!(resp.status(), 403);
+    t.host.flush().await;
+    assert_eq!(t.audit().await.iter().filter(|e| e["kind"] == "tool.call").count(), calls_before, "nothing ran");
+    for origin in ["http://localhost:6274", t.host.people.passkeys.origin()] {
+        let resp = post("tools/call", call.clone(), Some(origin)).await.unwrap();
+        assert_eq!(resp.status(), 200, "{origin}");
+    }
 }

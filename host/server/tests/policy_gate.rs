@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use serde_json::{json, Value};
-use support::{recorder, wait_for_pending_of, Recorded, TestHost};
+use support::{recorder, spawn_call, wait_for_pending_of, Recorded, TestHost};
 
 const BILLING: &str = "sk_billing_5d1c9b";
 const DIRECTORY: &str = "sk_directory_77aa01";
@@ -38,21 +38,6 @@ async fn setup(t: &TestHost, agent: &str) -> (String, Recorded, Recorded) {
     let refs: Vec<(&str, &str, &str)> = tuples.iter().map(|(a, b, c)| (a.as_str(), b.as_str(), c.as_str())).collect();
     t.grant(&refs).await;
     (token, billed, directed)
-}
-
-fn spawn_call(t: &TestHost, token: &str, tool: &str, input: Value) -> tokio::task::JoinHandle<(u16, Value)> {
-    let (url, token, tool) = (t.url.clone(), token.to_string(), tool.to_string());
-    tokio::spawn(async move {
-        let resp = reqwest::Client::new()
-            .post(format!("{url}/v1/tools/{tool}/call"))
-            .bearer_auth(token)
-            .json(&input)
-            .send()
-            .await
-            .unwrap();
-        let status = resp.status().as_u16();
-        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
-    })
 }
 
 /// Asks ahead (agent token) for approval of `tool` with `input`; returns the approval.

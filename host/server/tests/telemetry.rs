@@ -17,20 +17,6 @@ use serde_json::{json, Value};
 use support::serve::Serve;
 use support::TestHost;
 
-/// The Python with `prometheus_client` (scripts/test installs it); `None` outside CI when absent.
-fn python() -> Option<String> {
-    match std::env::var("AIRLOCK_PYTHON") {
-        Ok(p) => Some(p),
-        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("AIRLOCK_PYTHON is not set: run the tests through scripts/test, which installs prometheus_client")
-        }
-        Err(_) => {
-            eprintln!("skipping: AIRLOCK_PYTHON is not set (scripts/test sets it)");
-            None
-        }
-    }
-}
-
 /// The caller's trace (W3C example ids): the host's spans must continue it.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
@@ -151,7 +137,7 @@ fn stage_count(samples: &HashMap<String, f64>, stage: &str) -> f64 {
 
 #[test]
 fn metrics_move_with_calls_and_each_call_is_one_trace_carried_to_the_external_api() {
-    let Some(python) = python() else { return };
+    let Some(python) = support::peer("AIRLOCK_PYTHON", "prometheus_client") else { return };
     let tmp = tempfile::tempdir().unwrap();
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (api, parents) = rt.block_on(billing_api());

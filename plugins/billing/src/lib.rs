@@ -12,6 +12,7 @@ use airlock::tool::approval::{self, ApprovalError, ApprovalRequest};
 use airlock::tool::types::Error as HostError;
 use airlock::tool::{authz, vault};
 use exports::airlock::tool::tools::{Guest, ToolDescriptor, ToolError};
+use exports::airlock::tool::effects::{Effect, Guest as EffectsGuest, ToolEffect};
 use serde_json::{json, Value};
 
 const CONNECTION: &str = "billing-api";
@@ -130,6 +131,17 @@ fn refund(input: &Value) -> Result<String, ToolError> {
     })?;
     let receipt = send("POST", "/refunds", Some(details), Some(&grant.id))?;
     Ok(json!({ "refund": receipt, "approved_by": grant.approver }).to_string())
+}
+
+/// What each tool does to the world: MCP clients see it as annotations, and a tenant may
+/// require approval for every irreversible tool.
+impl EffectsGuest for Billing {
+    fn effects() -> Vec<ToolEffect> {
+        vec![
+            ToolEffect { tool: "lookup-customer".into(), effect: Effect::ReadOnly, idempotent: true, open_world: true },
+            ToolEffect { tool: "refund".into(), effect: Effect::Irreversible, idempotent: false, open_world: true },
+        ]
+    }
 }
 
 export!(Billing);

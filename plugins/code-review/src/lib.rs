@@ -20,6 +20,7 @@ wit_bindgen::generate!({ world: "tool", path: "../../wit" });
 use airlock::tool::types::Error as HostError;
 use airlock::tool::{authz, vault};
 use exports::airlock::tool::tools::{Guest, ToolDescriptor, ToolError};
+use exports::airlock::tool::effects::{Effect, Guest as EffectsGuest, ToolEffect};
 use serde_json::{json, Value};
 
 const GITHUB: &str = "github";
@@ -287,6 +288,18 @@ fn describe(e: &HostError) -> String {
         HostError::NotFound(m) => format!("not found: {m}"),
         HostError::Invalid(m) => format!("invalid: {m}"),
         HostError::Unavailable(m) => format!("unavailable: {m}"),
+    }
+}
+
+/// What each tool does to the world: MCP clients see it as annotations, and a tenant may
+/// require approval for every irreversible tool.
+impl EffectsGuest for CodeReview {
+    fn effects() -> Vec<ToolEffect> {
+        vec![
+            ToolEffect { tool: "get-pull-request".into(), effect: Effect::ReadOnly, idempotent: true, open_world: true },
+            ToolEffect { tool: "list-changed-files".into(), effect: Effect::ReadOnly, idempotent: true, open_world: true },
+            ToolEffect { tool: "post-review".into(), effect: Effect::Irreversible, idempotent: false, open_world: true },
+        ]
     }
 }
 

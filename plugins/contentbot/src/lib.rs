@@ -16,6 +16,7 @@ wit_bindgen::generate!({ world: "tool", path: "../../wit" });
 use airlock::tool::types::Error as HostError;
 use airlock::tool::vault;
 use exports::airlock::tool::tools::{Guest, ToolDescriptor, ToolError};
+use exports::airlock::tool::effects::{Effect, Guest as EffectsGuest, ToolEffect};
 use serde_json::{json, Value};
 
 const BLOG: &str = "blog";
@@ -177,6 +178,18 @@ fn host_error(method: &str, path: &str, e: HostError) -> ToolError {
         )),
         HostError::Invalid(m) => ToolError::Failed(why(&m, "invalid")),
         HostError::Unavailable(m) => ToolError::Failed(why(&m, "unavailable")),
+    }
+}
+
+/// What each tool does to the world: MCP clients see it as annotations, and a tenant may
+/// require approval for every irreversible tool.
+impl EffectsGuest for ContentBot {
+    fn effects() -> Vec<ToolEffect> {
+        vec![
+            ToolEffect { tool: "draft-post".into(), effect: Effect::Reversible, idempotent: false, open_world: true },
+            ToolEffect { tool: "list-drafts".into(), effect: Effect::ReadOnly, idempotent: true, open_world: true },
+            ToolEffect { tool: "publish-post".into(), effect: Effect::Irreversible, idempotent: true, open_world: true },
+        ]
     }
 }
 

@@ -15,6 +15,7 @@ wit_bindgen::generate!({ world: "tool", path: "../../wit" });
 use airlock::tool::types::Error as HostError;
 use airlock::tool::vault;
 use exports::airlock::tool::tools::{Guest, ToolDescriptor, ToolError};
+use exports::airlock::tool::effects::{Effect, Guest as EffectsGuest, ToolEffect};
 use serde_json::{json, Map, Value};
 
 const HUBSPOT: &str = "hubspot";
@@ -213,6 +214,18 @@ fn send(method: &str, path: &str, body: Option<Value>) -> Result<Value, ToolErro
         429 => ToolError::Failed(format!("{what}: HubSpot's rate limit; try again in a few seconds")),
         _ => ToolError::Failed(what),
     })
+}
+
+/// What each tool does to the world: MCP clients see it as annotations, and a tenant may
+/// require approval for every irreversible tool.
+impl EffectsGuest for Crm {
+    fn effects() -> Vec<ToolEffect> {
+        vec![
+            ToolEffect { tool: "find-contact".into(), effect: Effect::ReadOnly, idempotent: true, open_world: true },
+            ToolEffect { tool: "create-contact".into(), effect: Effect::Reversible, idempotent: false, open_world: true },
+            ToolEffect { tool: "update-contact".into(), effect: Effect::Reversible, idempotent: true, open_world: true },
+        ]
+    }
 }
 
 export!(Crm);

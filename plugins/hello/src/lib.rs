@@ -4,6 +4,7 @@
 wit_bindgen::generate!({ world: "tool", path: "../../wit" });
 
 use exports::airlock::tool::tools::{Guest, ToolDescriptor, ToolError};
+use exports::airlock::tool::effects::{Effect, Guest as EffectsGuest, ToolEffect};
 use serde_json::{json, Value};
 
 struct Hello;
@@ -33,6 +34,16 @@ impl Guest for Hello {
             .and_then(Value::as_str)
             .ok_or_else(|| ToolError::InvalidInput("`name` is required and must be a string".into()))?;
         Ok(json!({ "greeting": format!("hello, {who}") }).to_string())
+    }
+}
+
+/// What each tool does to the world: MCP clients see it as annotations, and a tenant may
+/// require approval for every irreversible tool.
+impl EffectsGuest for Hello {
+    fn effects() -> Vec<ToolEffect> {
+        vec![
+            ToolEffect { tool: "greet".into(), effect: Effect::ReadOnly, idempotent: true, open_world: false },
+        ]
     }
 }
 

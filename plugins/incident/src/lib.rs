@@ -16,6 +16,7 @@ wit_bindgen::generate!({ world: "tool", path: "../../wit" });
 use airlock::tool::types::Error as HostError;
 use airlock::tool::vault;
 use exports::airlock::tool::tools::{Guest, ToolDescriptor, ToolError};
+use exports::airlock::tool::effects::{Effect, Guest as EffectsGuest, ToolEffect};
 use serde_json::{json, Value};
 
 const PAGERDUTY: &str = "pagerduty";
@@ -176,6 +177,18 @@ fn send(method: &str, path: &str, from: Option<&str>, body: Option<Value>) -> Re
         429 => ToolError::Failed(format!("{what}: PagerDuty's rate limit; try again in a minute")),
         _ => ToolError::Failed(what),
     })
+}
+
+/// What each tool does to the world: MCP clients see it as annotations, and a tenant may
+/// require approval for every irreversible tool.
+impl EffectsGuest for Incident {
+    fn effects() -> Vec<ToolEffect> {
+        vec![
+            ToolEffect { tool: "list-incidents".into(), effect: Effect::ReadOnly, idempotent: true, open_world: true },
+            ToolEffect { tool: "acknowledge".into(), effect: Effect::Irreversible, idempotent: true, open_world: true },
+            ToolEffect { tool: "add-note".into(), effect: Effect::Irreversible, idempotent: false, open_world: true },
+        ]
+    }
 }
 
 export!(Incident);

@@ -12,6 +12,7 @@ wit_bindgen::generate!({ world: "tool", path: "../../wit" });
 use airlock::tool::types::Error as HostError;
 use airlock::tool::{authz, vault};
 use exports::airlock::tool::tools::{Guest, ToolDescriptor, ToolError};
+use exports::airlock::tool::effects::{Effect, Guest as EffectsGuest, ToolEffect};
 use serde_json::{json, Value};
 
 const DIRECTORY: &str = "directory-api";
@@ -138,6 +139,20 @@ fn describe(e: &HostError) -> String {
         HostError::NotFound(m) => format!("not found: {m}"),
         HostError::Invalid(m) => format!("invalid: {m}"),
         HostError::Unavailable(m) => format!("unavailable: {m}"),
+    }
+}
+
+/// What each tool does to the world: MCP clients see it as annotations, and a tenant may
+/// require approval for every irreversible tool.
+impl EffectsGuest for Offboarding {
+    fn effects() -> Vec<ToolEffect> {
+        vec![
+            ToolEffect { tool: "revoke-access".into(), effect: Effect::Reversible, idempotent: true, open_world: true },
+            ToolEffect { tool: "export-billing-data".into(), effect: Effect::ReadOnly, idempotent: true, open_world: true },
+            ToolEffect { tool: "cancel-subscriptions".into(), effect: Effect::Irreversible, idempotent: true, open_world: true },
+            ToolEffect { tool: "issue-refund".into(), effect: Effect::Irreversible, idempotent: false, open_world: true },
+            ToolEffect { tool: "delete-customer-data".into(), effect: Effect::Irreversible, idempotent: true, open_world: true },
+        ]
     }
 }
 

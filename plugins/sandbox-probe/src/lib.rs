@@ -2,7 +2,15 @@
 //!
 //! Every tool here is something a hostile or buggy tool could do; the host's
 //! tests call them and check that the limits hold and the host keeps serving.
+//!
+//! It is built twice: as `sandbox-probe`, for `tool-without-effects` like a component from
+//! before the `effects` export (the host must still run it, counting each of its tools as
+//! irreversible and open-world), and as `sandbox-probe-declared` (feature `declared`), the same
+//! tools declaring what they do, so tests can upgrade from one to the other.
 
+#[cfg(not(feature = "declared"))]
+wit_bindgen::generate!({ world: "tool-without-effects", path: "../../wit" });
+#[cfg(feature = "declared")]
 wit_bindgen::generate!({ world: "tool", path: "../../wit" });
 
 use airlock::tool::{authz, vault};
@@ -96,6 +104,24 @@ fn dump_memory() -> String {
         out.push(HEX[(b & 15) as usize] as char);
     }
     out
+}
+
+/// What the tools do, when built as `sandbox-probe-declared`: nothing but `fetch` reaches out,
+/// and nothing changes anything.
+#[cfg(feature = "declared")]
+impl exports::airlock::tool::effects::Guest for Probe {
+    fn effects() -> Vec<exports::airlock::tool::effects::ToolEffect> {
+        use exports::airlock::tool::effects::{Effect, ToolEffect};
+        ["echo", "spin", "hog", "chatty", "huge-output", "check", "fetch", "token", "env"]
+            .into_iter()
+            .map(|tool| ToolEffect {
+                tool: tool.into(),
+                effect: Effect::ReadOnly,
+                idempotent: true,
+                open_world: matches!(tool, "fetch" | "token"),
+            })
+            .collect()
+    }
 }
 
 export!(Probe);

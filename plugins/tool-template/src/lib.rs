@@ -23,6 +23,7 @@ use airlock::tool::types::Error as HostError;
 #[allow(unused_imports)]
 use airlock::tool::{authz, vault};
 use exports::airlock::tool::tools::{Guest, ToolDescriptor, ToolError};
+use exports::airlock::tool::effects::{Effect, Guest as EffectsGuest, ToolEffect};
 use serde_json::{json, Value};
 
 /// The vault connection this component would use: the manifest declares a slot of this name
@@ -156,6 +157,17 @@ fn describe(e: &HostError) -> String {
         HostError::NotFound(m) => format!("not found: {m}"),
         HostError::Invalid(m) => format!("invalid: {m}"),
         HostError::Unavailable(m) => format!("unavailable: {m}"),
+    }
+}
+
+/// What each tool does to the world. Be honest: MCP clients show it to people, a tenant may
+/// require approval for every irreversible tool, and an upgrade that makes a tool riskier
+/// needs the admin's consent. `open_world`: it reaches an outside system (through `vault`).
+impl EffectsGuest for Template {
+    fn effects() -> Vec<ToolEffect> {
+        vec![
+            ToolEffect { tool: "shout".into(), effect: Effect::ReadOnly, idempotent: true, open_world: false },
+        ]
     }
 }
 

@@ -119,7 +119,12 @@ where
 
 pub(super) async fn catalog_list(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
     let installed = host.installations(&m.tenant).await.map_err(ApiError::from)?;
-    Ok(Json(json!({ "catalog": catalog::listings(), "installed": installed })))
+    let described = catalog::described(&host).await;
+    let mut listings = catalog::listings();
+    for listing in &mut listings {
+        listing.tools = described.get(listing.name.as_str()).cloned().unwrap_or_default();
+    }
+    Ok(Json(json!({ "catalog": listings, "installed": installed })))
 }
 
 pub(super) async fn installed(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {

@@ -202,8 +202,18 @@ struct ConditionJson {
 
 #[derive(Deserialize, Clone, Default)]
 struct TupleKeys {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     tuple_keys: Vec<TupleKey>,
+}
+
+/// Protobuf's JSON mapping lets a client send `null` for a repeated field, meaning empty: the
+/// `fga` CLI sends `"contextual_tuples": {"tuple_keys": null}` with every check.
+fn null_as_empty<'de, D, T>(d: D) -> std::result::Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Ok(Option::<Vec<T>>::deserialize(d)?.unwrap_or_default())
 }
 
 impl TupleKey {
@@ -386,7 +396,7 @@ struct WriteBody {
 
 #[derive(Deserialize, Default)]
 struct WriteSide {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_empty")]
     tuple_keys: Vec<TupleKey>,
     #[serde(default)]
     on_duplicate: Option<String>,

@@ -23,7 +23,10 @@ pub(super) async fn list_tools(State(host): State<Arc<Airlock>>, headers: Header
         .visible_tools(&agent)
         .await
         .into_iter()
-        .map(|t| json!({ "name": t.id, "description": t.description, "input_schema": t.input_schema }))
+        .map(|t| {
+            json!({ "name": t.id, "description": t.description, "input_schema": t.input_schema,
+                    "effects": crate::gate::effects_json(&t.effects) })
+        })
         .collect();
     Ok(Json(json!({ "tools": tools })))
 }

@@ -147,6 +147,7 @@ fn describe_diff(diff: &Value) -> String {
         ("model_types_added", "+ model type"),
         ("limits_changed", "~ limit"),
         ("components_changed", "~ component"),
+        ("effects_changed", "~ tool effect"),
     ] {
         for item in diff[key].as_array().into_iter().flatten() {
             out.push_str(&format!("\n  {label} {}", item.as_str().unwrap_or_default()));

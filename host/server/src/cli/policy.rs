@@ -14,7 +14,8 @@ use super::Remote;
 
 #[derive(Subcommand, Debug)]
 pub enum PolicyCmd {
-    /// Create or replace the policy of `component.tool` (`component.*` for all its tools), or
+    /// Create or replace the policy of `component.tool` (`component.*` for all its tools), of
+    /// every tool with a declared effect and no policy of its own (`effect:irreversible`), or
     /// the entry policy of `agent:NAME`.
     Put {
         #[command(flatten)]

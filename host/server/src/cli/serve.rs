@@ -64,6 +64,12 @@ pub(super) async fn run(
     }
     let catalog: Vec<&str> = crate::marketplace::catalog::CATALOG.iter().map(|e| e.name).collect();
     eprintln!("airlock: marketplace catalog: {} (`airlock install NAME`)", catalog.join(", "));
+    // The catalog's tools (and what they declare they do) for the admins' review: its
+    // components compile once, in the background, so the first look at the catalog is quick.
+    let describing = host.clone();
+    tokio::spawn(async move {
+        crate::marketplace::catalog::described(&describing).await;
+    });
     let app = crate::api::router(host.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -73,6 +73,49 @@ pub struct Listing {
     pub approval_policies: Vec<serde_json::Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entry_approval: Option<serde_json::Value>,
+    /// Each tool, with what it declares it does to the world ([`described`]).
+    pub tools: Vec<ListedTool>,
+}
+
+/// A tool of a catalog entry, for the admin's review before install.
+#[derive(Debug, Clone, Serialize)]
+pub struct ListedTool {
+    /// `component.tool`.
+    pub id: String,
+    pub description: String,
+    /// `effect`, `idempotent`, `open_world`, `declared` (see `wit/tool.wit`'s `effects`).
+    pub effects: serde_json::Value,
+}
+
+/// The catalog's tools, by entry name. Only the components know what their tools declare, so
+/// they are loaded once per process: compiled on first use (a few seconds; `serve` starts it
+/// in the background), then from the compile cache. A component that fails to load lists no
+/// tools and is logged; its install would fail with the reason.
+pub async fn described(host: &crate::Airlock) -> &'static std::collections::HashMap<&'static str, Vec<ListedTool>> {
+    static TOOLS: tokio::sync::OnceCell<std::collections::HashMap<&'static str, Vec<ListedTool>>> =
+        tokio::sync::OnceCell::const_new();
+    TOOLS
+        .get_or_init(|| async {
+            let mut by_entry = std::collections::HashMap::new();
+            for entry in CATALOG {
+                let mut tools = Vec::new();
+                for (component, wasm) in entry.components {
+                    match host.runtime.load(component, wasm, None).await {
+                        Ok(loaded) => tools.extend(loaded.tools.iter().map(|t| ListedTool {
+                            id: format!("{component}.{}", t.name),
+                            description: t.description.clone(),
+                            effects: crate::gate::effects_json(&t.effects),
+                        })),
+                        Err(e) => {
+                            tracing::error!("catalog component `{component}` of `{}` does not load: {e}", entry.name)
+                        }
+                    }
+                }
+                by_entry.insert(entry.name, tools);
+            }
+            by_entry
+        })
+        .await
 }
 
 /// The entry named `name`.
@@ -81,7 +124,8 @@ pub fn entry(name: &str) -> Option<&'static CatalogEntry> {
 }
 
 /// Every entry, as listed (an entry whose manifest does not parse is a build defect; it is
-/// listed with its error as description rather than hidden).
+/// listed with its error as description rather than hidden), without its tools
+/// ([`described`] adds them).
 pub fn listings() -> Vec<Listing> {
     CATALOG
         .iter()
@@ -108,6 +152,7 @@ pub fn listings() -> Vec<Listing> {
                     .entry_approval
                     .as_ref()
                     .map(|e| serde_json::json!({ "role": e.role, "ttl_seconds": e.ttl_seconds })),
+                tools: vec![],
             },
             Err(err) => Listing {
                 name: e.name.to_string(),
@@ -120,6 +165,7 @@ pub fn listings() -> Vec<Listing> {
                 connections: vec![],
                 approval_policies: vec![],
                 entry_approval: None,
+                tools: vec![],
             },
         })
         .collect()

@@ -43,6 +43,8 @@ pub struct PermissionDiff {
     pub model_types_added: Vec<String>,
     pub limits_changed: Vec<String>,
     pub components_changed: Vec<String>,
+    /// `COMPONENT.TOOL: change` for each tool whose declared effects change (`airlock:tool/effects`).
+    pub effects_changed: Vec<String>,
     /// Each widening change in words: non-empty means consent is required.
     pub widening: Vec<String>,
 }
@@ -186,6 +188,21 @@ pub fn diff(old: &Manifest, new: &Manifest, agent: &str, tenant: &str) -> Permis
     d
 }
 
+/// `irreversible, idempotent, reaches outside systems` (or `undeclared: ...`).
+pub fn describe_effects(e: &airlock_runtime::Effects) -> String {
+    let mut words = vec![e.effect.as_str().to_string()];
+    if e.idempotent && e.effect != airlock_runtime::Effect::ReadOnly {
+        words.push("idempotent".into());
+    }
+    words.push(if e.open_world { "reaches outside systems".into() } else { "stays inside Airlock".into() });
+    let words = words.join(", ");
+    if e.declared {
+        words
+    } else {
+        format!("undeclared (counted as {words})")
+    }
+}
+
 /// Whether semver `a` is newer than `b` (SemVer 2.0 precedence; build metadata ignored).
 fn is_newer(a: &str, b: &str) -> bool {
     use std::cmp::Ordering;
@@ -238,6 +255,39 @@ mod tests {
 }
 
 impl Airlock {
+    /// Adds to `d` how the tools of `loaded` (the new version's components) change what they
+    /// declare they do, against the components installed now: a tool that becomes riskier
+    /// (irreversible, reaching outside systems, no longer idempotent) is widening.
+    fn effects_diff(
+        &self,
+        tenant: &str,
+        loaded: &[std::sync::Arc<airlock_runtime::LoadedComponent>],
+        d: &mut PermissionDiff,
+    ) {
+        for component in loaded {
+            let before = self.installed.get(tenant, &component.name);
+            for tool in &component.tools {
+                let id = format!("{}.{}", component.name, tool.name);
+                let was = before.as_ref().and_then(|c| c.tools.iter().find(|t| t.name == tool.name)).map(|t| t.effects);
+                let Some(was) = was else {
+                    d.effects_changed.push(format!("{id}: new tool, {}", describe_effects(&tool.effects)));
+                    continue;
+                };
+                if was == tool.effects {
+                    continue;
+                }
+                d.effects_changed.push(format!(
+                    "{id}: {} -> {}",
+                    describe_effects(&was),
+                    describe_effects(&tool.effects)
+                ));
+                for change in tool.effects.widening_from(&was) {
+                    d.widening.push(format!("tool {id} {change}"));
+                }
+            }
+        }
+    }
+
     /// Upgrades installed agent to the package from `source`. Without `consent`, an upgrade
     /// that widens anything is refused with the diff ([`InstallError::ConsentRequired`]);
     /// `dry_run` only reports the diff.
@@ -275,14 +325,21 @@ impl Airlock {
                     .into(),
             ));
         }
-        let d = diff(&installed.manifest, manifest, &agent, tenant);
+        let mut d = diff(&installed.manifest, manifest, &agent, tenant);
+        if installed.digest == package.digest() {
+            return Ok(UpgradeReport { tenant: tenant.to_string(), applied: false, digest: installed.digest, diff: d });
+        }
+        // What the new code's tools declare they do is only known once it is compiled (a
+        // component already in the cache loads at once): a riskier tool is widening too.
+        let loaded = self.compile(&package, progress).await?;
+        self.effects_diff(tenant, &loaded, &mut d);
         let report = |applied| UpgradeReport {
             tenant: tenant.to_string(),
             applied,
             digest: package.digest().to_string(),
             diff: d.clone(),
         };
-        if installed.digest == package.digest() || dry_run {
+        if dry_run {
             return Ok(report(false));
         }
         if !d.widening.is_empty() && !consent {
@@ -299,7 +356,6 @@ impl Airlock {
         self.check_components_free(tenant, &package, Some(&agent))?;
         self.check_types_owned(tenant, manifest).await?;
         let (old, new) = (installed.manifest.provisioning(&agent, tenant), manifest.provisioning(&agent, tenant));
-        let loaded = self.compile(&package, progress).await?;
         progress(Progress::Provisioning);
 
         let as_tuple = |t: &airlock_marketplace::TupleTemplate| {

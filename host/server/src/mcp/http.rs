@@ -4,7 +4,8 @@
 //! up by another agent's token, and nothing is kept per client between calls. JSON responses
 //! because they cost the least per call; a call that sends progress while it waits for a
 //! human switches to an SSE response on its own. A request without a valid agent token is
-//! refused with 401 (audited) before the MCP layer sees it.
+//! refused with 401 (audited) before the MCP layer sees it; one whose `Host` or browser
+//! `Origin` is not this host's (DNS rebinding) is refused with 403.
 
 use std::sync::Arc;
 
@@ -19,7 +20,8 @@ use super::AirlockMcp;
 use crate::Airlock;
 
 /// The `/mcp` routes over `host`. `allowed_hosts` are the `Host` header values accepted
-/// (DNS-rebinding protection); empty accepts any.
+/// (DNS-rebinding protection); empty accepts any. A browser's `Origin` must be the host's own
+/// or one of [`Airlock::mcp_allowed_origins`]; a request without one passes.
 pub fn routes<S: Clone + Send + Sync + 'static>(host: Arc<Airlock>, allowed_hosts: &[String]) -> Router<S> {
     let mut config = StreamableHttpServerConfig::default().with_legacy_session_mode(false).with_json_response(true);
     config = if allowed_hosts.is_empty() {
@@ -27,6 +29,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(host: Arc<Airlock>, allowed_host
     } else {
         config.with_allowed_hosts(allowed_hosts.iter().cloned())
     };
+    let own = host.people.passkeys.origin().to_string();
+    let origins = std::iter::once(own).chain(host.mcp_allowed_origins.iter().cloned());
+    config = config.with_allowed_origins(origins).enforce_origin_validation();
     let handler = AirlockMcp::new(host.clone());
     let service: StreamableHttpService<AirlockMcp, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);

@@ -20,7 +20,7 @@ use airlock_approvals::Status;
 use airlock_runtime::CallError;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject, ListToolsResult,
-    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -126,7 +126,10 @@ impl ServerHandler for AirlockMcp {
             .visible_tools(&agent)
             .await
             .into_iter()
-            .map(|t| Tool::new(t.id, t.description, Arc::new(schema_object(t.input_schema))))
+            .map(|t| {
+                Tool::new(t.id, t.description, Arc::new(schema_object(t.input_schema)))
+                    .annotate(annotations(&t.effects))
+            })
             .collect();
         Ok(ListToolsResult::with_all_items(tools))
     }
@@ -264,4 +267,15 @@ fn next_step(e: &CallError, message: &str) -> String {
         CallError::Trap(_) => "the tool crashed; report it to its publisher".into(),
         CallError::Upstream(f) => crate::gate::upstream_next_step(f),
     }
+}
+
+/// A tool's declared effects as MCP tool annotations. An undeclared tool gets the hints of the
+/// riskiest kind, which are also what MCP assumes when a hint is absent.
+fn annotations(effects: &airlock_runtime::Effects) -> ToolAnnotations {
+    use airlock_runtime::Effect;
+    ToolAnnotations::new()
+        .read_only(effects.effect == Effect::ReadOnly)
+        .destructive(effects.effect == Effect::Irreversible)
+        .idempotent(effects.idempotent || effects.effect == Effect::ReadOnly)
+        .open_world(effects.open_world)
 }

@@ -119,9 +119,13 @@ await run(async (browser) => {
   // Install crm from the catalog and fill its slot.
   await open(alice, 'marketplace');
   const crm = alice.locator('article[data-package="crm"]');
-  // The catalog renders after its fetch: wait for the review (a missing host fails after 5 s).
-  const named = await crm.getByText('api.hubapi.com').waitFor({ timeout: 5000 }).then(() => true, () => false);
+  // The catalog renders after its fetch, which reads each catalog component once per process (it
+  // compiles them on first use): wait for the review.
+  const named = await crm.getByText('api.hubapi.com').waitFor({ timeout: 60000 }).then(() => true, () => false);
   expect(named, 'the review names the host crm may reach');
+  const effect = await crm.getByText('crm.create-contact: reversible, reaches outside systems').waitFor({ timeout: 1000 })
+    .then(() => true, () => false);
+  expect(effect, 'the review says what each tool declares it does');
   await crm.getByRole('button', { name: 'Install crm' }).click();
   await alice.locator('article[data-package="crm"] .tag', { hasText: 'installed' }).waitFor({ timeout: 60000 });
   await alice.locator('article[data-package="crm"]').getByLabel(/Secret for .*hubspot/).fill(s.hubspot_secret);

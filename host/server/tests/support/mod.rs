@@ -292,6 +292,38 @@ pub async fn billing_api(secret: &'static str) -> (SocketAddr, Seen) {
     (addr, seen)
 }
 
+/// Calls `tool` as the agent with `token` in the background (a call that may wait for a
+/// person): the task answers `(status, body)`.
+pub fn spawn_call(t: &TestHost, token: &str, tool: &str, input: Value) -> tokio::task::JoinHandle<(u16, Value)> {
+    let (url, token, tool) = (t.url.clone(), token.to_string(), tool.to_string());
+    tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .post(format!("{url}/v1/tools/{tool}/call"))
+            .bearer_auth(token)
+            .json(&input)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        (status, resp.json::<Value>().await.unwrap_or(Value::Null))
+    })
+}
+
+/// A test peer's location from `var`, which scripts/test sets once it installed the peer
+/// (`what` says which): `None` with a notice outside CI when unset, a failure under CI=true.
+pub fn peer(var: &str, what: &str) -> Option<String> {
+    match std::env::var(var) {
+        Ok(value) => Some(value),
+        Err(_) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{var} is not set under CI: run the tests through scripts/test, which installs {what}")
+        }
+        Err(_) => {
+            eprintln!("skipping: {var} is not set (scripts/test installs {what})");
+            None
+        }
+    }
+}
+
 /// Polls until the tenant has a pending approval; returns it.
 pub async fn wait_for_pending(t: &TestHost) -> Value {
     for _ in 0..400 {

@@ -1,5 +1,5 @@
-// The catalog. Each package's permissions are reviewed before install (tuples, connections and
-// the hosts they reach, approval policies, limits); install shows its progress as the host
+// The catalog. Each package's permissions are reviewed before install (what each tool declares it
+// does, tuples, connections and the hosts they reach, approval policies, limits); install shows its progress as the host
 // reports it (verify, compile each component, provision); the slots it declared are filled
 // right there. An installed agent upgrades only after its permission diff is consented to,
 // and uninstalls (revoking everything the install provisioned) after a confirmation.
@@ -21,7 +21,15 @@ function review(p) {
   const limits = p.limits ? Object.entries(p.limits).map(([k, v]) => `${k}: ${v}`) : ['the host defaults'];
   const section = (title, items, empty) => [h('h3', {}, title),
     items.length ? h('ul', {}, items.map((i) => h('li', {}, i))) : h('p', { class: 'hint' }, empty)];
+  // What each tool declares it does: the risk to weigh before granting it.
+  const effects = (p.tools || []).map((t) => {
+    const e = t.effects;
+    const words = [e.effect, e.open_world ? 'reaches outside systems' : 'stays inside Airlock'];
+    if (e.idempotent && e.effect !== 'read-only') words.push('idempotent');
+    return `${t.id}: ${e.declared ? '' : 'undeclared, counted as '}${words.join(', ')}`;
+  });
   return h('div', { class: 'review' },
+    ...section('What its tools do', effects, 'Not known yet: the host is still reading its components.'),
     ...section('Relationship tuples written', p.tuples || [], 'None.'),
     ...section('Connections and the hosts they may reach', hosts, 'None: it reaches no outside system.'),
     ...section('Approvals its tools need', policies, 'None.'),
@@ -75,7 +83,7 @@ function diffList(diff) {
   for (const [k, label] of [['tuples_added', 'New tuple'], ['tuples_removed', 'Tuple removed'], ['connections_added', 'New connection'],
     ['connections_removed', 'Connection removed'], ['hosts_added', 'New host'], ['hosts_removed', 'Host removed'],
     ['policies_added', 'New approval policy'], ['policies_removed', 'Approval policy removed'], ['policies_changed', 'Approval policy changed'],
-    ['model_types_added', 'New model type']]) {
+    ['model_types_added', 'New model type'], ['effects_changed', 'Tool effect']]) {
     for (const x of diff[k] || []) rows.push(h('li', {}, `${label}: ${x}`));
   }
   return rows.length ? h('ul', {}, rows) : h('p', {}, 'No permission changes.');
