@@ -334,10 +334,25 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
         let token = tenant.agents[(i / WAITERS_PER_AGENT) % AGENTS_PER_TENANT].clone();
         let (http, url) = (http.clone(), url.to_string());
         calls.push(tokio::spawn(async move {
-            let answer =
-                send(&http, &url, Method::POST, &format!("/v1/tools/{HELD}/call"), &token, Some(refund(i as u64)))
-                    .await;
-            (answer.map(|(s, _)| s), Instant::now())
+            // The status, or why no answer came (the client's error, which `send` would drop).
+            let answer = http
+                .post(format!("{url}/v1/tools/{HELD}/call"))
+                .bearer_auth(&token)
+                .json(&refund(i as u64))
+                .send()
+                .await
+                .map(|r| r.status().as_u16())
+                .map_err(|e| {
+                    // The innermost causes say what happened to the connection.
+                    let mut why = Vec::new();
+                    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+                    while let Some(c) = cause {
+                        why.push(c.to_string());
+                        cause = c.source();
+                    }
+                    why.join(": ")
+                });
+            (answer, Instant::now())
         }));
     }
     // Until every call is held (its approval committed).
@@ -394,7 +409,7 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
     let mut other: HashMap<String, usize> = HashMap::new();
     for c in calls {
         let (status, at) = c.await.unwrap();
-        if status == Some(200) {
+        if status == Ok(200) {
             answered_ok += 1;
         } else {
             *other.entry(format!("{status:?}")).or_default() += 1;
