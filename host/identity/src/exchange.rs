@@ -71,6 +71,37 @@ impl Identity {
     }
 }
 
+impl Identity {
+    /// Issues the token a person's consent gives an OAuth client (the MCP authorization code
+    /// flow): `sub` is the user, `act.sub` the agent the person chose for the client, `aud`
+    /// the resource they consented to (RFC 8707), `scope` what was granted. Nothing is
+    /// exchanged: the person proved themself by signing in, and the agent is named by them.
+    pub async fn issue_delegated(
+        &self,
+        tenant: &str,
+        user: &str,
+        agent: &str,
+        audience: &str,
+        scope: &str,
+        ttl: Option<Duration>,
+    ) -> Result<IssuedToken, crate::IdentityError> {
+        for (field, value) in [("tenant", tenant), ("user", user), ("agent", agent)] {
+            if value.is_empty() {
+                return Err(crate::IdentityError::Empty { field });
+            }
+        }
+        let actor = format!("agent:{agent}");
+        let mut extra = Map::new();
+        extra.insert("user".into(), Value::String(user.to_string()));
+        extra.insert("agent".into(), Value::String(agent.to_string()));
+        extra.insert("act".into(), nest(&[actor.as_str()]));
+        if !scope.is_empty() {
+            extra.insert("scope".into(), Value::String(scope.to_string()));
+        }
+        self.issue(tenant, &format!("user:{user}"), audience, lifetime(ttl)?, extra).await
+    }
+}
+
 /// The nested `act` claim for a chain given outermost first.
 fn nest(chain: &[&str]) -> Value {
     let mut act: Option<Value> = None;

@@ -21,6 +21,12 @@ impl Identity {
         self.verify_for(token, &[expected_audience], false).await
     }
 
+    /// [`Identity::verify`] for a call that accepts a token addressed to any of `audiences`
+    /// (`/mcp`: the host's own agent tokens, and tokens minted for the MCP resource).
+    pub async fn verify_any(&self, token: &str, audiences: &[&str]) -> Result<Verified, TokenError> {
+        self.verify_for(token, audiences, false).await
+    }
+
     /// Verifies `token` accepting any of `audiences`; `users_allowed` lets an unmapped external
     /// subject through as a user (for the subject token of an exchange).
     pub(crate) async fn verify_for(

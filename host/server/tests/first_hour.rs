@@ -265,7 +265,11 @@ async fn a_wrong_token_on_mcp_says_why_in_the_challenge_and_the_body() {
     assert_eq!(resp.status(), 401);
     let challenge = resp.headers()["www-authenticate"].to_str().unwrap().to_string();
     assert!(
-        challenge.starts_with("Bearer realm=\"airlock\", error=\"invalid_token\", error_description=\""),
+        challenge.starts_with(&format!(
+            "Bearer realm=\"airlock\", resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\", \
+             scope=\"mcp\", error=\"invalid_token\", error_description=\"",
+            t.url
+        )),
         "{challenge}"
     );
     let body: Value = resp.json().await.unwrap();
@@ -275,10 +279,18 @@ async fn a_wrong_token_on_mcp_says_why_in_the_challenge_and_the_body() {
     assert_eq!((body["jsonrpc"].as_str(), &body["id"]), (Some("2.0"), &Value::Null), "{body}");
     assert!(body["error"]["message"].as_str().unwrap().starts_with("unauthenticated: "), "{body}");
 
-    // No token at all: a challenge without an error code (RFC 6750, 3.1).
+    // No token at all: a challenge without an error code (RFC 6750, 3.1), pointing at where
+    // an MCP client finds how to get one (RFC 9728).
     let resp = post(None).send().await.unwrap();
     assert_eq!(resp.status(), 401);
-    assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"airlock\"");
+    assert_eq!(
+        resp.headers()["www-authenticate"],
+        format!(
+            "Bearer realm=\"airlock\", resource_metadata=\"{}/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\"",
+            t.url
+        )
+        .as_str()
+    );
 
     // The official Python SDK shows the reason instead of "Server returned an error response".
     let Ok(python) = std::env::var("AIRLOCK_PYTHON") else {

@@ -88,6 +88,14 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/oauth/connect/callback"),
     // Prometheus metrics: off unless `--metrics`, then behind `--metrics-token` when one is set.
     ("GET", "/metrics"),
+    // MCP clients find, register with and get consent from Airlock's authorization server:
+    // metadata is public, a registration holds no authority, consent needs a signed-in session.
+    ("GET", "/.well-known/oauth-protected-resource"),
+    ("GET", "/.well-known/oauth-protected-resource/mcp"),
+    ("GET", "/.well-known/oauth-authorization-server"),
+    ("POST", "/oauth/register"),
+    ("GET", "/oauth/authorize"),
+    ("POST", "/oauth/authorize"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

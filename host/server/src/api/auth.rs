@@ -319,12 +319,29 @@ impl FromRequestParts<Arc<Airlock>> for TenantReader {
 /// signed JWT (from `/oauth/token`, a token exchange, or a tenant's external issuer). A JWT
 /// names an agent that must still be live: revoking it refuses its tokens at once.
 pub(crate) async fn agent(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
-    use tracing::Instrument;
-    authenticate_agent(host, headers, tool).instrument(crate::stage!("auth")).await
+    agent_for(host, headers, tool, &[host.identity.issuer()]).await
 }
 
-/// [`agent`], outside its stage span.
-async fn authenticate_agent(host: &Airlock, headers: &HeaderMap, tool: &str) -> Result<Agent, ApiError> {
+/// [`agent`] where a JWT addressed to any of `audiences` is accepted: `/mcp` takes the
+/// host's own tokens and those minted for the MCP resource (RFC 8707), and no other route
+/// takes the latter.
+pub(crate) async fn agent_for(
+    host: &Airlock,
+    headers: &HeaderMap,
+    tool: &str,
+    audiences: &[&str],
+) -> Result<Agent, ApiError> {
+    use tracing::Instrument;
+    authenticate_agent(host, headers, tool, audiences).instrument(crate::stage!("auth")).await
+}
+
+/// [`agent_for`], outside its stage span.
+async fn authenticate_agent(
+    host: &Airlock,
+    headers: &HeaderMap,
+    tool: &str,
+    audiences: &[&str],
+) -> Result<Agent, ApiError> {
     let refuse = |tenant: &str, who: &str, reason: String| {
         host.audit.record(AuditEvent {
             tenant: tenant.into(),
@@ -346,7 +363,7 @@ async fn authenticate_agent(host: &Airlock, headers: &HeaderMap, tool: &str) -> 
             None => Err(refuse(default, "unknown", "unknown or revoked agent token".into())),
         };
     }
-    let verified = match host.identity.verify(token, host.identity.issuer()).await {
+    let verified = match host.identity.verify_any(token, audiences).await {
         Ok(v) => v,
         Err(e) => return Err(refuse(default, "unknown", format!("token refused: {e}"))),
     };

@@ -263,7 +263,7 @@ pub(super) async fn discovery(State(host): Host, headers: HeaderMap) -> Response
 
 /// The base URL clients reach this host at: the configured public URL, else `http://` and
 /// the request's `Host`.
-pub(super) fn public_base(host: &Airlock, headers: &HeaderMap) -> Result<String, ApiError> {
+pub(crate) fn public_base(host: &Airlock, headers: &HeaderMap) -> Result<String, ApiError> {
     match &host.public_url {
         Some(url) => Ok(url.trim_end_matches('/').to_string()),
         None => match headers.get(header::HOST).and_then(|v| v.to_str().ok()).filter(|h| valid_host(h)) {

@@ -2,7 +2,7 @@
 //!
 //! Scopes ([`Scope`]), enforced by the one door in [`auth`]:
 //! - **public**: `GET /healthz`, the OAuth and OpenID endpoints (`/oauth/token`, JWKS, CIBA's
-//!   backchannel and discovery, the external OP's ping, the callbacks of sign-in and of an
+//!   backchannel and discovery, the MCP clients' metadata, registration and consent pages, the external OP's ping, the callbacks of sign-in and of an
 //!   OAuth2 connection's Connect, whose state is the authority), redeeming an invitation; each
 //!   authenticates what it must itself (client credentials, a code) and refuses a malformed
 //!   or unknown tenant before writing anything;
@@ -34,6 +34,7 @@ mod error;
 mod events;
 mod identity_admin;
 mod marketplace;
+mod mcp_oauth;
 mod oauth;
 mod openfga;
 mod passkeys;
@@ -197,6 +198,15 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Public, M::GET, "/console/assets/{version}/{name}", crate::console::asset)
         .at(Public, M::POST, "/oauth/token", oauth::token)
         .at(Public, M::GET, "/.well-known/jwks.json", oauth::jwks)
+        // MCP clients' discovery, registration and consent (`crate::oauth_server`)
+        .at(Public, M::GET, "/.well-known/oauth-protected-resource", mcp_oauth::protected_resource)
+        .at(Public, M::GET, "/.well-known/oauth-protected-resource/mcp", mcp_oauth::protected_resource)
+        .at(Public, M::GET, "/.well-known/oauth-authorization-server", mcp_oauth::server_metadata)
+        .at(Public, M::POST, "/oauth/register", mcp_oauth::register)
+        .at(Public, M::GET, "/oauth/authorize", mcp_oauth::authorize)
+        .at(Public, M::POST, "/oauth/authorize", mcp_oauth::authorize_post)
+        .at(Tenant, M::GET, "/v1/oauth/grants", mcp_oauth::list_grants)
+        .at(Tenant, M::DELETE, "/v1/oauth/grants/{id}", mcp_oauth::revoke_grant)
         // people: tenants, tokens, invitations
         .at(Operator, M::GET, "/v1/tenants", tenants::list)
         .at(Operator, M::POST, "/v1/tenants", tenants::create)

@@ -15,6 +15,8 @@
 //!   it. Audited like `vault.token`.
 //! - `urn:ietf:params:oauth:grant-type:device_code` (RFC 8628): `airlock login`'s poll
 //!   (see [`super::device`]);
+//! - `authorization_code` and `refresh_token`: an MCP client's delegated token after a person
+//!   consented (see [`super::mcp_oauth`]);
 //! `GET /.well-known/jwks.json` serves the verifying keys. Errors are OAuth's `{error,
 //! error_description}`; every response is `Cache-Control: no-store`.
 
@@ -98,6 +100,8 @@ pub(super) async fn token(
         FEDERATED_CONNECTION => federated_connection(&host, &form).await,
         airlock_approvals::ciba::GRANT_TYPE => Ok(super::ciba::ciba_token_grant(&host, &headers, &form).await),
         super::device::GRANT_TYPE => super::device::token(&host, &form).await,
+        "authorization_code" => Ok(super::mcp_oauth::authorization_code(&host, &headers, &form).await),
+        "refresh_token" => Ok(super::mcp_oauth::refresh_token(&host, &headers, &form).await),
         other => Err(oauth_error(
             StatusCode::BAD_REQUEST,
             "unsupported_grant_type",
@@ -109,20 +113,24 @@ pub(super) async fn token(
 
 /// The client's id and secret, from HTTP Basic (form-decoded, as RFC 6749 2.3.1 says) or the form.
 fn client_auth(headers: &HeaderMap, form: &HashMap<String, String>) -> Option<(String, String)> {
+    if headers.get(header::AUTHORIZATION).is_some_and(|v| v.as_bytes().starts_with(b"Basic ")) {
+        return basic_credentials(headers);
+    }
+    Some((form.get("client_id")?.clone(), form.get("client_secret")?.clone()))
+}
+
+/// The client id and secret of an HTTP Basic `Authorization` header (each form-decoded).
+pub(super) fn basic_credentials(headers: &HeaderMap) -> Option<(String, String)> {
     use base64::Engine as _;
-    let basic = headers
+    let pair = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Basic "))
         .and_then(|b| base64::engine::general_purpose::STANDARD.decode(b.trim()).ok())
-        .and_then(|raw| String::from_utf8(raw).ok());
-    if let Some(pair) = basic {
-        let (id, secret) = pair.split_once(':')?;
-        let decode =
-            |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
-        return Some((decode(id)?, decode(secret)?));
-    }
-    Some((form.get("client_id")?.clone(), form.get("client_secret")?.clone()))
+        .and_then(|raw| String::from_utf8(raw).ok())?;
+    let (id, secret) = pair.split_once(':')?;
+    let decode = |s: &str| url::form_urlencoded::parse(format!("x={s}").as_bytes()).next().map(|(_, v)| v.into_owned());
+    Some((decode(id)?, decode(secret)?))
 }
 
 async fn client_credentials(

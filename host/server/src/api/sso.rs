@@ -4,9 +4,9 @@
 //!   tenant's OpenID Connect provider (discovery must answer for that issuer);
 //!   `GET /v1/sso` (reader): it, without the secret, and the redirect URI to register there;
 //!   `DELETE /v1/sso` (admin);
-//! - `GET /signin/sso?tenant=T`: sends the browser to the provider;
+//! - `GET /signin/sso?tenant=T[&next=/oauth/authorize?...]`: sends the browser to the provider;
 //! - `GET /signin/sso/callback?code&state`: back from it: a verified ID token starts a session
-//!   and the browser lands on the console.
+//!   and the browser lands on the console (or back on the MCP consent page it came from).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -92,7 +92,7 @@ pub(super) async fn start(
 ) -> Result<Response, ApiError> {
     let tenant = q.get("tenant").map(String::as_str).unwrap_or(crate::config::DEFAULT_TENANT);
     super::auth::known_tenant(&host, tenant).await.map_err(ApiError::bad_request)?;
-    let to = host.sso.start(tenant, &public_base(&host, &headers)?).await?;
+    let to = host.sso.start(tenant, &public_base(&host, &headers)?, q.get("next").map(String::as_str)).await?;
     Ok((StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response())
 }
 
@@ -124,6 +124,8 @@ pub(super) async fn callback(
         detail: json!({ "via": "sso", "issuer": person.issuer }),
     });
     let cookie = host.people.sessions.cookie(&started.secret);
-    Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, "/console".to_string())])
-        .into_response())
+    if person.next != "/console" {
+        return Ok(crate::oauth_server::consent::continue_to(&person.next, &cookie));
+    }
+    Ok((StatusCode::SEE_OTHER, [(header::SET_COOKIE, cookie), (header::LOCATION, person.next)]).into_response())
 }

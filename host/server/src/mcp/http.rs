@@ -40,27 +40,39 @@ pub fn routes<S: Clone + Send + Sync + 'static>(host: Arc<Airlock>, allowed_host
 }
 
 /// Puts the authenticated [`crate::agents::Agent`] in the request's extensions, or answers 401.
+/// A token minted for this MCP resource (`aud` `BASE/mcp`, by the authorization code flow of
+/// [`crate::oauth_server`]) is accepted here and nowhere else; the host's own agent tokens
+/// too.
 async fn authenticate(State(host): State<Arc<Airlock>>, mut req: Request, next: Next) -> Response {
-    match crate::api::auth::agent(&host, req.headers(), "mcp").await {
+    let base = crate::api::ciba::public_base(&host, req.headers()).ok();
+    let resource = base.as_deref().map(crate::oauth_server::mcp_resource);
+    let issuer = host.identity.issuer();
+    let audiences: Vec<&str> = std::iter::once(issuer).chain(resource.as_deref()).collect();
+    match crate::api::auth::agent_for(&host, req.headers(), "mcp", &audiences).await {
         Ok(agent) => {
             req.extensions_mut().insert(agent);
             next.run(req).await
         }
-        Err(e) => refuse(req.headers().contains_key(axum::http::header::AUTHORIZATION), e),
+        Err(e) => refuse(req.headers().contains_key(axum::http::header::AUTHORIZATION), base.as_deref(), e),
     }
 }
 
-/// The refusal (a 401) an MCP client can explain: RFC 6750's `error` and `error_description` in the
-/// challenge (clients that read only headers), and a JSON-RPC error in the body beside the
-/// API's own `code` and `message` (the official SDKs surface a JSON-RPC error body, not a
-/// bare status).
-fn refuse(token_sent: bool, e: crate::api::ApiError) -> Response {
-    let challenge = if token_sent && e.status == axum::http::StatusCode::UNAUTHORIZED {
-        format!("Bearer realm=\"airlock\", error=\"invalid_token\", error_description=\"{}\"", quotable(&e.message))
-    } else {
-        // RFC 6750 3.1: a request without credentials gets no error code.
-        "Bearer realm=\"airlock\"".to_string()
-    };
+/// The refusal (a 401) an MCP client can explain and act on: the challenge points at the
+/// protected resource metadata (RFC 9728), from which a client finds where to get a token;
+/// RFC 6750's `error` and `error_description` (clients that read only headers); and a
+/// JSON-RPC error in the body beside the API's own `code` and `message` (the official SDKs
+/// surface a JSON-RPC error body, not a bare status).
+fn refuse(token_sent: bool, base: Option<&str>, e: crate::api::ApiError) -> Response {
+    let mut challenge = "Bearer realm=\"airlock\"".to_string();
+    if let Some(base) = base {
+        challenge.push_str(&format!(
+            ", resource_metadata=\"{base}/.well-known/oauth-protected-resource/mcp\", scope=\"mcp\""
+        ));
+    }
+    // RFC 6750 3.1: a request without credentials gets no error code.
+    if token_sent && e.status == axum::http::StatusCode::UNAUTHORIZED {
+        challenge.push_str(&format!(", error=\"invalid_token\", error_description=\"{}\"", quotable(&e.message)));
+    }
     let message = format!("{}: {}", e.code, e.message);
     let body = serde_json::json!({
         "code": e.code,

@@ -76,6 +76,15 @@ pub struct SignedIn {
     pub tenant: String,
     pub member: String,
     pub issuer: String,
+    /// Where the browser goes once signed in: the path [`Sso::start`] was given (an MCP
+    /// client's authorization request), else the console.
+    pub next: String,
+}
+
+/// Whether `next` may follow a sign-in: only this host's authorization endpoint, so the
+/// parameter cannot send a person anywhere else.
+pub fn valid_next(next: &str) -> bool {
+    next.starts_with("/oauth/authorize?") && next.len() <= 4096 && !next.contains(['\r', '\n', '\\'])
 }
 
 fn aad(tenant: &str) -> Vec<u8> {
@@ -197,16 +206,22 @@ impl Sso {
 
     /// Starts a sign-in at `tenant`'s provider for a browser that reached this host at
     /// `base`: the URL to send the browser to.
-    pub async fn start(&self, tenant: &str, base: &str) -> Result<String, SsoError> {
+    pub async fn start(&self, tenant: &str, base: &str, next: Option<&str>) -> Result<String, SsoError> {
         let redirect = redirect_uri(base);
         let (provider, _) = self.load(tenant).await?.ok_or_else(|| {
             SsoError::NotConfigured(format!(
                 "tenant `{tenant}` has no single sign-on provider: an admin sets one (`airlock tenant sso set`)"
             ))
         })?;
+        let next = match next.filter(|n| !n.is_empty()) {
+            Some(n) if valid_next(n) => n.to_string(),
+            Some(_) => return Err(SsoError::Invalid("`next` may only be this host's `/oauth/authorize?...`".into())),
+            None => String::new(),
+        };
         let binding = Binding {
             tenant: tenant.to_string(),
-            target: String::new(),
+            // A sign-in's target is where to go after it.
+            target: next,
             member: String::new(),
             redirect_uri: redirect,
         };
@@ -231,8 +246,8 @@ impl Sso {
                 "this sign-in is unknown, used or expired (the `state` does not match): sign in again".into(),
             )
         })?;
-        let (tenant, nonce, verifier, redirect) =
-            (flow.binding.tenant, flow.nonce, flow.verifier, flow.binding.redirect_uri);
+        let (tenant, nonce, verifier, redirect, next) =
+            (flow.binding.tenant, flow.nonce, flow.verifier, flow.binding.redirect_uri, flow.binding.target);
         let (provider, sealed) =
             self.load(&tenant).await?.ok_or_else(|| SsoError::NotConfigured("the provider was removed".into()))?;
         let secret = Zeroizing::new(
@@ -281,6 +296,7 @@ impl Sso {
         }
         crate::tenancy::validate_member(&format!("user:{}", verified.subject))
             .map_err(|e| SsoError::Refused(format!("the provider's subject cannot name a member: {e}")))?;
-        Ok(SignedIn { tenant, member: format!("user:{}", verified.subject), issuer: provider.config.issuer })
+        let next = if valid_next(&next) { next } else { "/console".to_string() };
+        Ok(SignedIn { tenant, member: format!("user:{}", verified.subject), issuer: provider.config.issuer, next })
     }
 }

@@ -24,17 +24,28 @@ export function wire(signedIn, reveal) {
       const started = await api('POST', '/v1/signin/passkey', { tenant: form.get('tenant'), member: form.get('member') });
       const credential = await usePasskey(started.options);
       const s = await api('POST', '/v1/signin/passkey/finish', { ceremony: started.ceremony, credential });
+      // An MCP client's consent page sent the person here to sign in: back to it.
+      const next = afterSignIn();
+      if (next) { location.assign(next); return; }
       if (location.pathname === '/signin') history.replaceState(null, '', '/console');
       await signedIn(s);
     } catch (e) { fail(`Sign-in failed: ${e.message}`); }
   };
   $('sso').onclick = () => {
     const tenant = $('signin-form').elements.tenant.value || 'default';
-    location.assign(`/signin/sso?tenant=${encodeURIComponent(tenant)}`);
+    const next = afterSignIn();
+    location.assign(`/signin/sso?tenant=${encodeURIComponent(tenant)}${next ? `&next=${encodeURIComponent(next)}` : ''}`);
   };
   $('device-form').onsubmit = (ev) => { ev.preventDefault(); answerDevice(true); };
   $('device-refuse').onclick = () => answerDevice(false);
   return reveal;
+}
+
+/// Where to go once signed in: only this host's authorization endpoint (`?next=`), so the
+/// parameter cannot send a person anywhere else.
+function afterSignIn() {
+  const next = new URLSearchParams(location.search).get('next');
+  return next && next.startsWith('/oauth/authorize?') ? next : null;
 }
 
 async function answerDevice(confirm) {
