@@ -289,6 +289,21 @@ impl Airlock {
 
     /// Re-attaches to call `call_id` of `agent`, held by a policy approval (e.g. before a
     /// restart): waits for the decision, then runs the call once with its original input.
+    /// The approval `agent`'s call `call_id` is held for by an approval policy, if it is held
+    /// (an MCP client is then sent the approval's link, see `crate::mcp::elicitation`).
+    pub async fn held_approval(&self, agent: &Agent, call_id: &str) -> Option<airlock_approvals::Approval> {
+        let held: Option<(String, String)> =
+            sqlx::query_as("SELECT approval_id, agent FROM policy_calls WHERE tenant = $1 AND call_id = $2")
+                .bind(&agent.tenant)
+                .bind(call_id)
+                .fetch_optional(self.db.pool())
+                .await
+                .ok()
+                .flatten();
+        let (approval_id, _) = held.filter(|h| h.1 == agent.subject())?;
+        self.approvals.get(&agent.tenant, &approval_id).await.ok()
+    }
+
     pub async fn resume_call(&self, agent: &Agent, call_id: &str) -> Result<CallReport, GateError> {
         let held: Option<(String, String, String, Option<String>)> = sqlx::query_as(
             "SELECT approval_id, agent, tool, run_id FROM policy_calls WHERE tenant = $1 AND call_id = $2",

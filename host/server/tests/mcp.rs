@@ -101,6 +101,7 @@ async fn the_official_python_sdk_lists_calls_is_denied_waits_for_approval_and_se
     let progress: Vec<&str> = refund["progress"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
     assert!(!progress.is_empty(), "progress while waiting: {refund}");
     assert!(progress[0].contains(id) && progress[0].contains("`cfo`"), "names the approval and role: {progress:?}");
+    assert!(progress[0].contains(&format!("{}/console/approvals#{id}", t.url)), "and its link: {progress:?}");
     assert_eq!(seen.paths(), vec!["/refunds".to_string()]);
 
     // Revoking the tuple hides the tool from the next listing and refuses the call.
@@ -313,4 +314,65 @@ async fn the_newest_protocol_needs_no_initialize_and_foreign_origins_are_refused
         let resp = post("tools/call", call.clone(), Some(origin)).await.unwrap();
         assert_eq!(resp.status(), 200, "{origin}");
     }
+}
+
+/// A client that takes URL elicitations (protocol 2026-07-28) is sent the held call's approval
+/// as a link, not kept waiting blind; it calls again and the call, re-attached, runs once
+/// when the approver (not the caller) approves. Another agent cannot re-attach to it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_call_reaches_an_eliciting_client_as_the_approvals_link_and_resumes_once() {
+    let Some(python) = python() else { return };
+    let t = TestHost::start().await;
+    let token = t.agent("assistant").await;
+    t.grant(&[("agent:assistant", "can_use", "tool:hello.greet"), ("user:carol", "cfo", "tenant:default")]).await;
+    t.policy("hello.greet", "cfo", 600).await;
+
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/mcp_elicitation_client.py");
+    let mut child = tokio::process::Command::new(&python)
+        .args([script, &format!("{}/mcp", t.url), &token, "hello.greet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python starts");
+    let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut peer = Peer { child, lines };
+    assert_eq!(peer.next().await["protocol"], "2026-07-28");
+
+    let asked = peer.next().await;
+    assert_eq!((asked["step"].as_str(), asked["mode"].as_str()), (Some("elicitation"), Some("url")), "{asked}");
+    let pending = wait_for_pending(&t).await;
+    let id = pending["id"].as_str().unwrap();
+    assert_eq!(asked["url"], format!("{}/console/approvals#{id}", t.url), "{asked}");
+    let message = asked["message"].as_str().unwrap();
+    assert!(message.contains("`cfo`") && message.contains(id), "{message}");
+
+    // The call was let go while the client shows the link: held, not run, and not resumable
+    // by another agent.
+    t.host.flush().await;
+    let ran =
+        |events: &[Value]| events.iter().filter(|e| e["kind"] == "tool.call" && e["outcome"] == "allowed").count();
+    assert_eq!(ran(&t.audit().await), 0);
+    let held: (String,) = airlock_store::sqlx::query_as("SELECT call_id FROM policy_calls WHERE approval_id = $1")
+        .bind(id)
+        .fetch_one(t.host.db.pool())
+        .await
+        .unwrap();
+    let intruder = t.agent("intruder").await;
+    t.grant(&[("agent:intruder", "can_use", "tool:hello.greet")]).await;
+    let (status, body) =
+        t.request(reqwest::Method::POST, &format!("/v1/calls/{}/resume", held.0), &intruder, None).await;
+    assert_eq!(status, 404, "{body}");
+
+    // The CFO approves; the client, having shown the link, calls again and gets the result.
+    let (status, body) = t.decide(id, "user:carol", true).await;
+    assert_eq!(status, 200, "{body}");
+    peer.go_on().await;
+    let result = peer.next().await;
+    assert_eq!(result["is_error"], false, "{result}");
+    assert_eq!(result["structured"]["greeting"], "hello, Ada", "{result}");
+    let status = tokio::time::timeout(Duration::from_secs(10), peer.child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+    t.host.flush().await;
+    assert_eq!(ran(&t.audit().await), 1, "ran once");
 }

@@ -6,10 +6,13 @@
 //!   use right now, so a revoked tool vanishes from the next listing;
 //! - `tools/call` is [`Airlock::call_tool_as`]: authz, approvals, vault and audit as for any
 //!   call. While the call waits for a human, progress notifications say so (and which
-//!   approval); a refusal comes back as a tool error (`isError: true`) whose structured
-//!   content names the failed check and what to do next, never as a protocol error, so the
-//!   agent's model can read it.
+//!   approval, with its link); a client that takes URL elicitations on protocol 2026-07-28 is
+//!   sent the approval's link, or the console's Connect for a connection not connected yet,
+//!   and calls again to resume ([`elicitation`]); a refusal comes back as a tool error
+//!   (`isError: true`) whose structured content names the failed check and what to do next,
+//!   never as a protocol error, so the agent's model can read it.
 
+pub mod elicitation;
 pub mod http;
 pub mod stdio;
 
@@ -81,17 +84,18 @@ impl AirlockMcp {
     }
 
     /// What a call of `tool` still running waits for: which approval, if one of the agent's.
-    async fn waiting_for(&self, agent: &Agent, tool: &str) -> String {
+    async fn waiting_for(&self, agent: &Agent, tool: &str, base: Option<&str>) -> String {
         let pending = self.host.approvals.list(&agent.tenant, Some(Status::Pending)).await.unwrap_or_default();
         let mine: Vec<_> = pending.iter().filter(|a| a.agent == agent.subject() && a.tool == tool).collect();
         match mine.as_slice() {
             [] => format!("`{tool}` is still running"),
             [one] => format!(
-                "waiting for a human to approve `{}` ({}){}: approval `{}`",
+                "waiting for a human to approve `{}` ({}){}: approval `{}`{}",
                 one.action,
                 one.summary,
                 one.role.as_deref().map(|r| format!(" by a `{r}`")).unwrap_or_default(),
-                one.id
+                one.id,
+                base.map(|b| format!(" ({})", elicitation::approval_url(b, &one.id))).unwrap_or_default()
             ),
             many => format!("waiting for {} approvals of `{tool}`", many.len()),
         }
@@ -141,42 +145,95 @@ impl ServerHandler for AirlockMcp {
     ) -> Result<CallToolResponse, McpError> {
         let agent = self.agent(&ctx).await?;
         let tool = request.name.to_string();
-        let input = Value::Object(request.arguments.unwrap_or_default()).to_string();
+        let elicits = elicitation::supported(&ctx.meta);
+        let base = ctx
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|p| crate::api::ciba::public_base(&self.host, &p.headers).ok());
         // rmcp runs the handler apart from the HTTP request: keep the call in the request's trace.
         let request_span = ctx
             .extensions
             .get::<axum::http::request::Parts>()
             .and_then(|p| p.extensions.get::<crate::telemetry::traces::RequestSpan>())
             .map_or_else(tracing::Span::none, |s| s.0.clone());
-        let call = self.host.call_tool_as(&agent, &tool, &input, new_call_id()).instrument(request_span);
-        tokio::pin!(call);
-        // Most calls end within their first poll: the timeout polls the call first and only
-        // arms its timer if the call is still pending, and the progress interval exists only
-        // for calls still running after PROGRESS_EVERY (waiting for a human, typically).
-        let report = match tokio::time::timeout(PROGRESS_EVERY, &mut call).await {
-            Ok(report) => report,
-            Err(_) => {
-                // Thousands of calls may wait at once: each reports every few seconds, and looks
-                // up what it waits for only now and then.
-                let mut ticks = tokio::time::interval(PROGRESS_KEEPALIVE);
-                let mut tick = 0u32;
-                let mut message = String::new();
-                loop {
-                    tokio::select! {
-                        biased;
-                        report = &mut call => break report,
-                        _ = ticks.tick() => {
-                            if tick % LOOKUP_EVERY_REPORTS == 0 {
-                                message = self.waiting_for(&agent, &tool).await;
+        let resumed = match request.request_state.as_deref().map(elicitation::resumed) {
+            None => None,
+            Some(Ok(r)) => Some(r),
+            Some(Err(why)) => return Err(McpError::invalid_params(why, None)),
+        };
+        let report = match resumed {
+            Some(elicitation::Resumed::Held(call_id)) => {
+                // The client showed the approval's link and calls again: re-attach and wait.
+                let call = self.host.resume_call(&agent, call_id).instrument(request_span);
+                self.with_progress(&ctx, &agent, &tool, base.as_deref(), call).await
+            }
+            _ => {
+                let input = Value::Object(request.arguments.unwrap_or_default()).to_string();
+                let call_id = new_call_id();
+                let call = self.host.call_tool_as(&agent, &tool, &input, call_id.clone()).instrument(request_span);
+                tokio::pin!(call);
+                // Most calls end within their first poll: the timeout polls the call first and only
+                // arms its timer if the call is still pending.
+                let report = match tokio::time::timeout(PROGRESS_EVERY, &mut call).await {
+                    Ok(report) => report,
+                    Err(_) => {
+                        // Held for a person's approval and the client shows links: send it the
+                        // approval's, and let go of the call (it stays held; the retry re-attaches).
+                        if let (true, Some(base)) = (elicits, &base) {
+                            if let Some(approval) = self.host.held_approval(&agent, &call_id).await {
+                                return Ok(elicitation::held_for_approval(base, &call_id, &approval).into());
                             }
-                            tick += 1;
-                            self.report_progress(&ctx, tick, &message).await;
                         }
+                        self.with_progress(&ctx, &agent, &tool, base.as_deref(), call).await
                     }
-                }
+                };
+                report
             }
         };
+        // A connection nobody connected yet: send the person to Connect, then run it again (once).
+        if let (true, Some(base), Ok(r)) = (elicits && resumed.is_none(), &base, &report) {
+            if let Err(e) = &r.outcome.result {
+                if let Some((connection, why)) = elicitation::unconnected(&e.to_string()) {
+                    return Ok(elicitation::needs_connection(base, &connection, &why).into());
+                }
+            }
+        }
         Ok(answer(&agent, &tool, report).into())
+    }
+}
+
+impl AirlockMcp {
+    /// Awaits a call still running after [`PROGRESS_EVERY`], telling the client it is alive and
+    /// why. Thousands of calls may wait at once: each reports every few seconds, and looks up
+    /// what it waits for only now and then.
+    async fn with_progress<F>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        agent: &Agent,
+        tool: &str,
+        base: Option<&str>,
+        call: F,
+    ) -> F::Output
+    where
+        F: std::future::Future,
+    {
+        tokio::pin!(call);
+        let mut ticks = tokio::time::interval(PROGRESS_KEEPALIVE);
+        let mut tick = 0u32;
+        let mut message = String::new();
+        loop {
+            tokio::select! {
+                biased;
+                report = &mut call => return report,
+                _ = ticks.tick() => {
+                    if tick % LOOKUP_EVERY_REPORTS == 0 {
+                        message = self.waiting_for(agent, tool, base).await;
+                    }
+                    tick += 1;
+                    self.report_progress(ctx, tick, &message).await;
+                }
+            }
+        }
     }
 }
 
