@@ -376,3 +376,70 @@ async fn a_held_call_reaches_an_eliciting_client_as_the_approvals_link_and_resum
     t.host.flush().await;
     assert_eq!(ran(&t.audit().await), 1, "ran once");
 }
+
+/// A tool whose connection nobody has connected yet: a client that takes URL elicitations is
+/// sent to the console's Connect for it and may call again (once); any other gets the tool
+/// error, with the same next step in words.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_not_connected_yet_sends_an_eliciting_client_to_connect() {
+    let t = TestHost::start().await;
+    let token = t.agent("assistant").await;
+    t.grant(&[
+        ("agent:assistant", "can_use", "tool:billing.lookup-customer"),
+        ("agent:assistant", "viewer", "customer:42"),
+        ("agent:assistant", "can_use", "connection:billing-api"),
+    ])
+    .await;
+    let oauth = json!({ "token_url": "http://127.0.0.1:9/token", "client_id": "airlock",
+                        "authorize_url": "http://127.0.0.1:9/authorize", "scope": "billing" });
+    let connection = json!({ "kind": "oauth2_refresh", "base_url": "http://127.0.0.1:9", "allowed_hosts": ["127.0.0.1:9"],
+                             "allow_private_network": true, "oauth": oauth,
+                             "secret": json!({ "client_secret": "s" }).to_string() });
+    let (status, body) =
+        t.request(reqwest::Method::PUT, "/v1/connections/billing-api", &t.admin, Some(connection)).await;
+    assert_eq!(status, 200, "{body}");
+
+    let call = |capabilities: Value, state: Option<&str>| {
+        let meta = json!({ "io.modelcontextprotocol/clientInfo": { "name": "raw", "version": "0" },
+                           "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                           "io.modelcontextprotocol/clientCapabilities": capabilities });
+        let mut params =
+            json!({ "name": "billing.lookup-customer", "arguments": { "customer_id": "42" }, "_meta": meta });
+        if let Some(state) = state {
+            params["requestState"] = json!(state);
+            params["inputResponses"] = json!({ "connect-billing-api": { "action": "accept" } });
+        }
+        let req = reqwest::Client::new()
+            .post(format!("{}/mcp", t.url))
+            .bearer_auth(&token)
+            .header("accept", "application/json, text/event-stream")
+            .header("mcp-protocol-version", "2026-07-28")
+            .header("mcp-method", "tools/call")
+            .header("mcp-name", "billing.lookup-customer")
+            .json(&json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/call", "params": params }));
+        async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
+
+    let asked = call(json!({ "elicitation": { "url": {} } }), None).await;
+    let result = &asked["result"];
+    assert_eq!(result["resultType"], "input_required", "{asked}");
+    assert_eq!(result["requestState"], "retry");
+    let elicit = &result["inputRequests"]["connect-billing-api"];
+    assert_eq!(elicit["method"], "elicitation/create", "{asked}");
+    assert_eq!(elicit["params"]["mode"], "url");
+    assert_eq!(elicit["params"]["url"], format!("{}/console/connections#billing-api", t.url));
+    assert!(elicit["params"]["message"].as_str().unwrap().contains("`billing-api`"), "{asked}");
+
+    // Called again and still not connected: the tool error, not another round.
+    let again = call(json!({ "elicitation": { "url": {} } }), Some("retry")).await;
+    assert_eq!(again["result"]["isError"], true, "{again}");
+    assert!(again["result"]["structuredContent"]["message"].as_str().unwrap().contains("not connected yet"), "{again}");
+    // A state this server never issued is refused as such.
+    let forged = call(json!({ "elicitation": { "url": {} } }), Some("call:someone-elses")).await;
+    assert_eq!(forged["result"]["isError"], true, "{forged}");
+    let forged = call(json!({ "elicitation": { "url": {} } }), Some("whatever")).await;
+    assert!(forged["error"]["message"].as_str().unwrap().contains("requestState"), "{forged}");
+    // A client without URL elicitation gets the tool error at once.
+    let plain = call(json!({}), None).await;
+    assert_eq!(plain["result"]["isError"], true, "{plain}");
+}
