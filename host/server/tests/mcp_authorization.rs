@@ -350,6 +350,14 @@ async fn the_authorization_server_refuses_what_would_leak_or_widen_a_grant() {
     let (status, grants) = dave.send(Method::GET, "/v1/oauth/grants", None, false).await;
     assert_eq!(status, 200, "{grants}");
     assert_eq!(grants["grants"].as_array().unwrap().len(), 1, "{grants}");
+    let grant_id = grants["grants"][0]["id"].as_str().unwrap().to_string();
+    assert_eq!(grants["grants"][0]["agent"], agent.trim_start_matches("agent:"));
+    // Another member can neither see nor revoke it.
+    let erin = t.member_token("user:erin").await;
+    let (_, theirs) = t.request(Method::GET, "/v1/oauth/grants", &erin, None).await;
+    assert_eq!(theirs["grants"], json!([]), "{theirs}");
+    let (status, _) = t.request(Method::DELETE, &format!("/v1/oauth/grants/{grant_id}"), &erin, None).await;
+    assert_eq!(status, 404);
     let (status, body) = redeem(code, verifier, moved).await;
     assert_eq!(status, 400, "{body}");
     let (_, grants) = dave.send(Method::GET, "/v1/oauth/grants", None, false).await;

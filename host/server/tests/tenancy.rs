@@ -88,6 +88,8 @@ const PUBLIC: &[(&str, &str)] = &[
     ("GET", "/oauth/connect/callback"),
     // Prometheus metrics: off unless `--metrics`, then behind `--metrics-token` when one is set.
     ("GET", "/metrics"),
+    // The API's own description (OpenAPI 3.1).
+    ("GET", "/v1/openapi.json"),
     // MCP clients find, register with and get consent from Airlock's authorization server:
     // metadata is public, a registration holds no authority, consent needs a signed-in session.
     ("GET", "/.well-known/oauth-protected-resource"),
@@ -202,6 +204,9 @@ async fn an_auditor_reads_and_an_approver_decides_and_neither_does_anything_else
         "/v1/me",
         "/v1/session",
         "/v1/signout",
+        // Every member sees and revokes the MCP clients they let act for them (their own only).
+        "/v1/oauth/grants",
+        "/v1/oauth/grants/{id}",
     ];
     for route in table.iter().filter(|r| r.scope == Scope::Tenant) {
         let path = fill(route.path, &b);
@@ -211,7 +216,8 @@ async fn an_auditor_reads_and_an_approver_decides_and_neither_does_anything_else
             .iter()
             .any(|q| route.path.starts_with("/stores/") && route.path.ends_with(q))
             || route.path == "/v1/approvals/{id}/verify"
-            || route.path == "/v1/signout";
+            || route.path == "/v1/signout"
+            || route.path == "/v1/oauth/grants/{id}";
         if route.method != Method::GET && !query {
             let (status, reply) = t.request(route.method.clone(), &path, &auditor, body.clone()).await;
             assert_eq!(status, 403, "auditor on {} {path}: {reply}", route.method);

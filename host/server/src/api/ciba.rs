@@ -52,14 +52,23 @@ pub(super) fn routes(r: super::Routes) -> super::Routes {
         .at(Public, M::GET, "/.well-known/openid-configuration", discovery)
         .at(Public, M::POST, "/ciba/callback/{tenant}", callback)
         .at(Tenant, M::GET, "/v1/ciba/approvers", list_approvers)
+        .doc("List the tenant's CIBA approvers (login hints of the people who approve)")
         .at(Tenant, M::PUT, "/v1/ciba/approvers/{name}", put_approver)
+        .doc("Set a CIBA approver's login hint and role")
         .at(Tenant, M::DELETE, "/v1/ciba/approvers/{name}", delete_approver)
+        .doc("Remove a CIBA approver")
         .at(Tenant, M::GET, "/v1/ciba/clients", list_clients)
+        .doc("List the tenant's CIBA clients")
         .at(Tenant, M::POST, "/v1/ciba/clients", register_client)
+        .doc("Register a CIBA client (its secret is shown once)")
         .at(Tenant, M::DELETE, "/v1/ciba/clients/{client_id}", delete_client)
+        .doc("Remove a CIBA client")
         .at(Tenant, M::GET, "/v1/ciba/external-op", get_external_op)
+        .doc("Read the tenant's external OpenID provider for approvals")
         .at(Tenant, M::PUT, "/v1/ciba/external-op", put_external_op)
+        .doc("Set the tenant's external OpenID provider for approvals")
         .at(Tenant, M::DELETE, "/v1/ciba/external-op", delete_external_op)
+        .doc("Remove the tenant's external OpenID provider")
 }
 
 #[derive(Deserialize)]

@@ -36,6 +36,7 @@ mod identity_admin;
 mod marketplace;
 mod mcp_oauth;
 mod oauth;
+pub mod openapi;
 mod openfga;
 mod passkeys;
 mod rejections;
@@ -76,6 +77,12 @@ pub struct RouteInfo {
     pub method: Method,
     pub path: &'static str,
     pub scope: Scope,
+    /// What it does, in a line ([`Routes::doc`]); the OpenAPI document's summary.
+    pub summary: &'static str,
+    /// The handler's Rust path (`airlock::api::agents::create`): the operation's id and tag.
+    pub handler: &'static str,
+    /// The handler's extractors as Rust types: which body and query it reads ([`openapi`]).
+    pub inputs: &'static str,
 }
 
 /// The route table being built: every route goes through [`Routes::at`], which puts the door
@@ -117,7 +124,16 @@ impl Routes {
             Scope::Public | Scope::Agent => routed.on(f, handler),
         };
         self.paths.insert(path, routed);
-        self.table.push(RouteInfo { method, path, scope });
+        let (handler, inputs) = (std::any::type_name::<H>(), std::any::type_name::<T>());
+        self.table.push(RouteInfo { method, path, scope, summary: "", handler, inputs });
+        self
+    }
+
+    /// Says what the route just added does, in a line (its OpenAPI summary).
+    pub(crate) fn doc(mut self, summary: &'static str) -> Routes {
+        if let Some(last) = self.table.last_mut() {
+            last.summary = summary;
+        }
         self
     }
 
@@ -130,7 +146,14 @@ impl Routes {
         router: Router<Arc<Airlock>>,
     ) -> Routes {
         self.extra.push(router);
-        self.table.extend(methods.iter().map(|m| RouteInfo { method: m.clone(), path, scope }));
+        self.table.extend(methods.iter().map(|m| RouteInfo {
+            method: m.clone(),
+            path,
+            scope,
+            summary: "",
+            handler: "",
+            inputs: "",
+        }));
         self
     }
 
@@ -188,6 +211,8 @@ fn routes(host: Arc<Airlock>) -> Routes {
     let mcp = crate::mcp::http::routes(host.clone(), &host.mcp_allowed_hosts);
     let r = Routes::new(host)
         .at(Public, M::GET, "/healthz", || async { Json(serde_json::json!({ "status": "ok" })) })
+        .at(Public, M::GET, "/v1/openapi.json", openapi::serve)
+        .doc("This document: every /v1 route, generated from the route table")
         // off unless `--metrics`; its own bearer token when `--metrics-token` is set
         .at(Public, M::GET, "/metrics", crate::telemetry::metrics::serve)
         .at(Public, M::GET, "/", crate::console::home)
@@ -206,102 +231,190 @@ fn routes(host: Arc<Airlock>) -> Routes {
         .at(Public, M::GET, "/oauth/authorize", mcp_oauth::authorize)
         .at(Public, M::POST, "/oauth/authorize", mcp_oauth::authorize_post)
         .at(Tenant, M::GET, "/v1/oauth/grants", mcp_oauth::list_grants)
+        .doc("List the MCP clients a person let act for them (an admin sees everyone's)")
         .at(Tenant, M::DELETE, "/v1/oauth/grants/{id}", mcp_oauth::revoke_grant)
+        .doc("Revoke an MCP client's grant: its refresh token stops working")
         // people: tenants, tokens, invitations
         .at(Operator, M::GET, "/v1/tenants", tenants::list)
+        .doc("List tenants (operator)")
         .at(Operator, M::POST, "/v1/tenants", tenants::create)
+        .doc("Create a tenant (operator)")
         .at(Operator, M::DELETE, "/v1/tenants/{tenant}", tenants::delete)
+        .doc("Delete a tenant and everything it holds (operator)")
         .at(Operator, M::POST, "/v1/tenants/{tenant}/invitations", tenants::operator_invite)
+        .doc("Invite a tenant's first member (operator)")
         .at(Operator, M::GET, "/v1/operator/tokens", tenants::list_operator_tokens)
+        .doc("List operator API tokens")
         .at(Operator, M::POST, "/v1/operator/tokens", tenants::create_operator_token)
+        .doc("Create an operator API token (shown once)")
         .at(Operator, M::DELETE, "/v1/operator/tokens/{name}", tenants::revoke_operator_token)
+        .doc("Revoke an operator API token")
         .at(Tenant, M::GET, "/v1/tokens", tenants::list_tokens)
+        .doc("List the tenant's API tokens")
         .at(Tenant, M::POST, "/v1/tokens", tenants::create_token)
+        .doc("Create a tenant API token for a role or a person (shown once)")
         .at(Tenant, M::DELETE, "/v1/tokens/{name}", tenants::revoke_token)
+        .doc("Revoke a tenant API token")
         .at(Tenant, M::POST, "/v1/invitations", tenants::admin_invite)
+        .doc("Invite a person to the tenant with a role")
         .at(Public, M::POST, "/v1/invitations/accept", tenants::accept)
+        .doc("Redeem an invitation code for an API token")
         .at(Tenant, M::GET, "/v1/me", tenants::me)
+        .doc("Who this token or session is, and its roles")
         // agents' side
         .at(Agent, M::GET, "/v1/tools", tools::list_tools)
+        .doc("List the tools this agent may use, with their input schemas and declared effects")
         .at(Agent, M::POST, "/v1/tools/{tool}/call", tools::call_tool)
+        .doc("Call a tool: authorization, approval policy, sandbox, vault and audit")
         .at(Agent, M::POST, "/v1/approvals", runs::request_approval)
+        .doc("Ask ahead of a call for approval of a tool with this input")
         .at(Agent, M::GET, "/v1/approvals/{id}/wait", runs::wait_approval)
+        .doc("Long-poll one of this agent's approvals until it is decided")
         .at(Agent, M::POST, "/v1/calls/{call_id}/resume", runs::resume_call)
+        .doc("Re-attach to a call held by an approval policy; it runs once when approved")
         .at(Agent, M::POST, "/v1/runs", runs::start_run)
+        .doc("Start a run (awaits its entry approval when the agent has an entry policy)")
         .at(Agent, M::GET, "/v1/runs/{id}", runs::get_run)
+        .doc("Read one of this agent's runs")
         .at(Agent, M::POST, "/v1/runs/{id}/finish", runs::finish_run)
+        .doc("Finish a run")
         // host-wide components and keys
         .at(Operator, M::GET, "/v1/components", components::list)
+        .doc("List host-wide components (operator)")
         .at(Operator, M::POST, "/v1/components/{name}", components::add)
+        .doc("Upload a host-wide component, compiled and checked before it is kept (operator)")
         .at(Operator, M::POST, "/v1/vault/rotate-master-key", connections::rotate_master_key)
+        .doc("Rotate the vault's master key (operator)")
         .at(Operator, M::POST, "/v1/identity/rotate-key", identity_admin::rotate_key)
+        .doc("Rotate the host's token signing key (operator)")
         .at(Operator, M::GET, "/v1/host/audit", audit::read_host)
+        .doc("Read the host's own audit chain (operator)")
         .at(Operator, M::GET, "/v1/host/audit/verify", audit::verify_host)
+        .doc("Verify the host's audit chain (operator)")
         .at(Operator, M::POST, "/v1/host/audit/checkpoints", audit::checkpoint_all)
+        .doc("Sign every chain's head now (operator)")
         .at(Operator, M::GET, "/v1/host/audit/checkpoint-key", audit::host_checkpoint_key)
+        .doc("The public key of the host chain's checkpoints (operator)")
         .at(Operator, M::GET, "/v1/host/audit/export/signed", audit::export_signed_host)
+        .doc("Export the host chain with its signed checkpoints (operator)")
         // a tenant's administration
         .at(Tenant, M::GET, "/v1/tuples", authz::read_tuples)
+        .doc("Read relationship tuples")
         .at(Tenant, M::POST, "/v1/tuples", authz::write_tuples)
+        .doc("Write and delete relationship tuples")
         .at(Tenant, M::GET, "/v1/authorization-model", authz::read_model)
+        .doc("Read the tenant's authorization model")
         .at(Tenant, M::PUT, "/v1/authorization-model", authz::write_model)
+        .doc("Replace the tenant's authorization model (OpenFGA DSL or JSON)")
         .at(Tenant, M::GET, "/v1/agents", agents::list)
+        .doc("List the tenant's agents, live and revoked")
         .at(Tenant, M::POST, "/v1/agents", agents::create)
+        .doc("Create an agent (its token is shown once)")
         .at(Tenant, M::DELETE, "/v1/agents/{name}", agents::revoke)
+        .doc("Revoke an agent: its tokens, grants and pending approvals end at once")
         .at(Tenant, M::GET, "/v1/connections", connections::list)
+        .doc("List the tenant's vault connections (never their secrets)")
         .at(Tenant, M::PUT, "/v1/connections/{name}", connections::put)
+        .doc("Create or replace a vault connection")
         .at(Tenant, M::DELETE, "/v1/connections/{name}", connections::delete)
+        .doc("Delete a vault connection")
         .at(Tenant, M::POST, "/v1/connections/{name}/secret", connections::rotate_secret)
+        .doc("Rotate a connection's secret")
         .at(Tenant, M::POST, "/v1/connections/{name}/connect", connections::connect)
+        .doc("Start Connect for an OAuth2 connection: the provider's authorization URL")
         .at(Public, M::GET, "/oauth/connect/callback", connections::connect_callback)
         .at(Tenant, M::POST, "/v1/vault/rotate-tenant-key", connections::rotate_tenant_key)
+        .doc("Rotate the tenant's data key")
         .at(Tenant, M::GET, "/v1/approvals", approvals::list)
+        .doc("List the tenant's approvals, paginated, by status")
         .at(Tenant, M::GET, "/v1/approvals/events", approvals::stream)
+        .doc("An approver's queue, live (Server-Sent Events)")
         .at(Tenant, M::GET, "/v1/approvals/{id}", approvals::get)
+        .doc("Read one approval")
         .at(Tenant, M::POST, "/v1/approvals/{id}/decision", approvals::decide)
+        .doc("Approve or deny (approvals that need it require a passkey step-up)")
         .at(Tenant, M::POST, "/v1/approvals/{id}/step-up", passkeys::step_up)
+        .doc("Start the passkey step-up bound to this approval's action")
         .at(Tenant, M::GET, "/v1/approvals/{id}/proof", approvals::proof)
+        .doc("The decision's proof, verifiable offline")
         .at(Tenant, M::POST, "/v1/approvals/{id}/verify", approvals::verify)
+        .doc("Verify an approval's proof")
         .at(Public, M::POST, "/v1/passkeys/register", passkeys::register)
+        .doc("Start registering a passkey from an invitation code")
         .at(Public, M::POST, "/v1/passkeys/register/finish", passkeys::register_finish)
+        .doc("Finish registering a passkey; starts a session")
         .at(Public, M::POST, "/v1/signin/passkey", passkeys::sign_in)
+        .doc("Start a passkey sign-in")
         .at(Public, M::POST, "/oauth/device_authorization", device::authorize)
         .at(Public, M::GET, "/signin/sso", sso::start)
         .at(Public, M::GET, "/signin/sso/callback", sso::callback)
         .at(Tenant, M::GET, "/v1/sso", sso::get)
+        .doc("Read the tenant's single sign-on provider (never its secret)")
         .at(Tenant, M::PUT, "/v1/sso", sso::put)
+        .doc("Set the tenant's single sign-on provider")
         .at(Tenant, M::DELETE, "/v1/sso", sso::delete)
+        .doc("Remove the tenant's single sign-on provider")
         .at(Tenant, M::POST, "/v1/device/confirm", device::confirm)
+        .doc("Confirm or refuse an `airlock login` (device authorization)")
         .at(Public, M::POST, "/v1/signin/passkey/finish", passkeys::sign_in_finish)
+        .doc("Finish a passkey sign-in; starts a session")
         .at(Tenant, M::GET, "/v1/session", passkeys::session)
+        .doc("The browser session: member, tenant, CSRF token")
         .at(Tenant, M::POST, "/v1/signout", passkeys::sign_out)
+        .doc("End the browser session")
         .at(Tenant, M::DELETE, "/v1/members/{name}", passkeys::remove_member)
+        .doc("Remove a member: their passkeys, sessions, tokens and tuples")
         .at(Tenant, M::GET, "/v1/policies", runs::list_policies)
+        .doc("List approval policies")
         .at(Tenant, M::POST, "/v1/policies", runs::put_policy)
+        .doc("Create or replace an approval policy (tool, `*`, or `effect:...`)")
         .at(Tenant, M::DELETE, "/v1/policies/{tool}", runs::delete_policy)
+        .doc("Delete an approval policy")
         .at(Tenant, M::GET, "/v1/audit", audit::read_tenant)
+        .doc("Read the tenant's audit chain")
         .at(Tenant, M::GET, "/v1/audit/verify", audit::verify_tenant)
+        .doc("Verify the tenant's audit chain")
         .at(Tenant, M::GET, "/v1/audit/search", audit::search)
+        .doc("Search the audit trail (agent, tool, outcome, time), newest first")
         .at(Tenant, M::GET, "/v1/audit/summary", audit::summary)
+        .doc("Audit outcomes per minute")
         .at(Tenant, M::GET, "/v1/audit/export", audit::export)
+        .doc("Export the audit trail (JSON lines)")
         .at(Tenant, M::GET, "/v1/audit/export/signed", audit::export_signed)
+        .doc("Export the audit trail with its signed checkpoints, for offline verification")
         .at(Tenant, M::GET, "/v1/audit/checkpoints", audit::list_checkpoints)
+        .doc("List the tenant chain's signed checkpoints")
         .at(Tenant, M::POST, "/v1/audit/checkpoints", audit::checkpoint_tenant)
+        .doc("Sign the tenant chain's head now")
         .at(Tenant, M::GET, "/v1/audit/checkpoint-key", audit::checkpoint_key)
+        .doc("The public key checkpoints verify with")
         .at(Tenant, M::GET, "/v1/events", events::stream_events)
+        .doc("The tenant's decisions, live (Server-Sent Events)")
         .at(Tenant, M::GET, "/v1/identity/issuers", identity_admin::list_issuers)
+        .doc("List the tenant's external token issuers")
         .at(Tenant, M::PUT, "/v1/identity/issuers", identity_admin::put_issuer)
+        .doc("Trust an external token issuer (its JWKS and audience)")
         .at(Tenant, M::DELETE, "/v1/identity/issuers", identity_admin::delete_issuer)
+        .doc("Stop trusting an external token issuer")
         .at(Tenant, M::PUT, "/v1/identity/subjects", identity_admin::map_subject)
+        .doc("Map an external issuer's subject to an agent")
         // the marketplace
         .at(Tenant, M::GET, "/v1/marketplace/catalog", marketplace::catalog_list)
+        .doc("The marketplace catalog, each package's permissions and tool effects")
         .at(Tenant, M::GET, "/v1/marketplace/installed", marketplace::installed)
+        .doc("List installed agents")
         .at(Tenant, M::DELETE, "/v1/marketplace/installed/{agent}", marketplace::uninstall)
+        .doc("Uninstall an agent: identity, tuples, connections and policies revoked at once")
         .at(Tenant, M::POST, "/v1/marketplace/install", marketplace::install)
+        .doc("Install a package (signed): agent, tuples, connections, policies, all or nothing")
         .at(Tenant, M::POST, "/v1/marketplace/upgrade", marketplace::upgrade)
+        .doc("Upgrade an installed agent (widening needs consent)")
         .at(Operator, M::GET, "/v1/marketplace/publishers", marketplace::publishers)
+        .doc("List trusted publishers (operator)")
         .at(Operator, M::POST, "/v1/marketplace/publishers", marketplace::trust_publisher)
-        .at(Operator, M::DELETE, "/v1/marketplace/publishers/{publisher}/{key_id}", marketplace::distrust_publisher);
+        .doc("Trust a publisher's key (operator)")
+        .at(Operator, M::DELETE, "/v1/marketplace/publishers/{publisher}/{key_id}", marketplace::distrust_publisher)
+        .doc("Distrust a publisher's key (operator)");
     let r = openfga::routes(r);
     let r = ciba::routes(r);
     r.service(Agent, &[M::GET, M::POST, M::DELETE], "/mcp", mcp)

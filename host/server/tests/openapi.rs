@@ -1,0 +1,69 @@
+//! `GET /v1/openapi.json` describes every `/v1` route the router serves, and is a valid
+//! OpenAPI 3.1 document by the OpenAPI Initiative's own validator (PyPI
+//! `openapi-spec-validator`).
+
+mod support;
+
+use std::collections::HashSet;
+
+use airlock::api::{route_table, Scope};
+use serde_json::Value;
+use support::TestHost;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_lists_every_v1_route_and_validates() {
+    let t = TestHost::start().await;
+    let doc: Value = reqwest::get(format!("{}/v1/openapi.json", t.url)).await.unwrap().json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    assert_eq!(doc["servers"][0]["url"], t.url.as_str());
+
+    let table = route_table(t.host.clone());
+    let v1: Vec<_> = table.iter().filter(|r| r.path.starts_with("/v1/")).collect();
+    assert!(v1.len() > 90, "{}", v1.len());
+    let mut ids = HashSet::new();
+    for route in &v1 {
+        let op = &doc["paths"][route.path][route.method.as_str().to_lowercase()];
+        assert!(op.is_object(), "{} {} is missing from the document", route.method, route.path);
+        assert!(
+            !op["summary"].as_str().unwrap().is_empty(),
+            "{} {} has no summary (`.doc(...)`)",
+            route.method,
+            route.path
+        );
+        assert!(ids.insert(op["operationId"].as_str().unwrap().to_string()), "duplicate id {}", op["operationId"]);
+        let schemes: Vec<&str> = op["security"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|s| s.as_object()?.keys().next().map(String::as_str))
+            .collect();
+        let expected: &[&str] = match route.scope {
+            Scope::Public => &[],
+            Scope::Operator => &["operator"],
+            Scope::Tenant => &["member", "session"],
+            Scope::Agent => &["agent"],
+        };
+        assert_eq!(schemes, expected, "{} {}", route.method, route.path);
+    }
+    let documented: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
+    assert_eq!(documented, v1.len(), "nothing listed that the router does not serve");
+
+    // What the handlers read, from their extractors.
+    let create = &doc["paths"]["/v1/agents"]["post"];
+    assert_eq!(create["requestBody"]["content"]["application/json"]["schema"]["title"], "NewAgent");
+    assert_eq!(create["operationId"], "agents.create");
+    let upload = &doc["paths"]["/v1/components/{name}"]["post"];
+    assert!(upload["requestBody"]["content"]["application/octet-stream"].is_object(), "{upload}");
+    assert_eq!(doc["paths"]["/v1/tools/{tool}/call"]["post"]["parameters"][0]["name"], "tool");
+
+    let Some(python) = support::peer("AIRLOCK_PYTHON", "openapi-spec-validator") else { return };
+    let file = std::env::temp_dir().join(format!("airlock-openapi-{}.json", std::process::id()));
+    std::fs::write(&file, doc.to_string()).unwrap();
+    let out = std::process::Command::new(python)
+        .args(["-c", "import json, sys\nfrom openapi_spec_validator import validate\nvalidate(json.load(open(sys.argv[1])))\nprint('valid')"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_file(&file);
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
