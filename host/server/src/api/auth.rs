@@ -422,7 +422,7 @@ fn issued_before(verified: &airlock_identity::Verified, created: i64) -> bool {
 }
 
 /// A compact JWS has three base64url parts; agent tokens are hex.
-fn looks_like_jwt(token: &str) -> bool {
+pub(crate) fn looks_like_jwt(token: &str) -> bool {
     token.split('.').count() == 3
 }
 

@@ -36,12 +36,22 @@ const ASSETS: &[(&str, &str, &str)] = &[
     ("audit.js", JS, include_str!("assets/audit.js")),
     ("marketplace.js", JS, include_str!("assets/marketplace.js")),
     ("connections.js", JS, include_str!("assets/connections.js")),
+    ("applications.js", JS, include_str!("assets/applications.js")),
 ];
 const JS: &str = "text/javascript; charset=utf-8";
 
 /// The pages under `/console/` (the shell shows the one the path names).
-pub const PAGES: &[&str] =
-    &["overview", "approvals", "agents", "permissions", "audit", "marketplace", "connections", "device"];
+pub const PAGES: &[&str] = &[
+    "overview",
+    "approvals",
+    "agents",
+    "permissions",
+    "audit",
+    "marketplace",
+    "connections",
+    "applications",
+    "device",
+];
 
 /// FNV-1a over every asset, at compile time: the assets' version.
 const fn fnv1a(mut hash: u64, bytes: &[u8]) -> u64 {

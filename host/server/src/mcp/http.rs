@@ -44,8 +44,12 @@ pub fn routes<S: Clone + Send + Sync + 'static>(host: Arc<Airlock>, allowed_host
 /// [`crate::oauth_server`]) is accepted here and nowhere else; the host's own agent tokens
 /// too.
 async fn authenticate(State(host): State<Arc<Airlock>>, mut req: Request, next: Next) -> Response {
-    let base = crate::api::ciba::public_base(&host, req.headers()).ok();
-    let resource = base.as_deref().map(crate::oauth_server::mcp_resource);
+    // Only a JWT has an audience: an opaque agent token costs no URL building.
+    let jwt = crate::api::auth::bearer(req.headers()).is_some_and(crate::api::auth::looks_like_jwt);
+    let resource = jwt
+        .then(|| crate::api::ciba::public_base(&host, req.headers()).ok())
+        .flatten()
+        .map(|base| crate::oauth_server::mcp_resource(&base));
     let issuer = host.identity.issuer();
     let audiences: Vec<&str> = std::iter::once(issuer).chain(resource.as_deref()).collect();
     match crate::api::auth::agent_for(&host, req.headers(), "mcp", &audiences).await {
@@ -53,7 +57,10 @@ async fn authenticate(State(host): State<Arc<Airlock>>, mut req: Request, next: 
             req.extensions_mut().insert(agent);
             next.run(req).await
         }
-        Err(e) => refuse(req.headers().contains_key(axum::http::header::AUTHORIZATION), base.as_deref(), e),
+        Err(e) => {
+            let base = crate::api::ciba::public_base(&host, req.headers()).ok();
+            refuse(req.headers().contains_key(axum::http::header::AUTHORIZATION), base.as_deref(), e)
+        }
     }
 }
 

@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use airlock_approvals::Status;
-use airlock_runtime::CallError;
+use airlock_runtime::{CallError, CallOutcome};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject, ListToolsResult,
     PaginatedRequestParams, ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool, ToolAnnotations,
@@ -101,6 +101,12 @@ impl AirlockMcp {
         }
     }
 
+    /// The base URL the client reached this host at (for the links it is sent).
+    fn base(&self, ctx: &RequestContext<RoleServer>) -> Option<String> {
+        let parts = ctx.extensions.get::<axum::http::request::Parts>()?;
+        crate::api::ciba::public_base(&self.host, &parts.headers).ok()
+    }
+
     /// Tells the client, while its call waits, that it is still alive and why.
     async fn report_progress(&self, ctx: &RequestContext<RoleServer>, tick: u32, message: &str) {
         let Some(token) = ctx.meta.get_progress_token() else { return };
@@ -145,11 +151,6 @@ impl ServerHandler for AirlockMcp {
     ) -> Result<CallToolResponse, McpError> {
         let agent = self.agent(&ctx).await?;
         let tool = request.name.to_string();
-        let elicits = elicitation::supported(&ctx.meta);
-        let base = ctx
-            .extensions
-            .get::<axum::http::request::Parts>()
-            .and_then(|p| crate::api::ciba::public_base(&self.host, &p.headers).ok());
         // rmcp runs the handler apart from the HTTP request: keep the call in the request's trace.
         let request_span = ctx
             .extensions
@@ -165,7 +166,7 @@ impl ServerHandler for AirlockMcp {
             Some(elicitation::Resumed::Held(call_id)) => {
                 // The client showed the approval's link and calls again: re-attach and wait.
                 let call = self.host.resume_call(&agent, call_id).instrument(request_span);
-                self.with_progress(&ctx, &agent, &tool, base.as_deref(), call).await
+                self.with_progress(&ctx, &agent, &tool, call).await
             }
             _ => {
                 let input = Value::Object(request.arguments.unwrap_or_default()).to_string();
@@ -179,22 +180,24 @@ impl ServerHandler for AirlockMcp {
                     Err(_) => {
                         // Held for a person's approval and the client shows links: send it the
                         // approval's, and let go of the call (it stays held; the retry re-attaches).
-                        if let (true, Some(base)) = (elicits, &base) {
+                        if let (true, Some(base)) = (elicitation::supported(&ctx.meta), self.base(&ctx)) {
                             if let Some(approval) = self.host.held_approval(&agent, &call_id).await {
-                                return Ok(elicitation::held_for_approval(base, &call_id, &approval).into());
+                                return Ok(elicitation::held_for_approval(&base, &call_id, &approval).into());
                             }
                         }
-                        self.with_progress(&ctx, &agent, &tool, base.as_deref(), call).await
+                        self.with_progress(&ctx, &agent, &tool, call).await
                     }
                 };
                 report
             }
         };
         // A connection nobody connected yet: send the person to Connect, then run it again (once).
-        if let (true, Some(base), Ok(r)) = (elicits && resumed.is_none(), &base, &report) {
-            if let Err(e) = &r.outcome.result {
-                if let Some((connection, why)) = elicitation::unconnected(&e.to_string()) {
-                    return Ok(elicitation::needs_connection(base, &connection, &why).into());
+        if let (None, Ok(crate::gate::CallReport { outcome: CallOutcome { result: Err(e), .. }, .. })) =
+            (&resumed, &report)
+        {
+            if let Some((connection, why)) = elicitation::unconnected(&e.to_string()) {
+                if let (true, Some(base)) = (elicitation::supported(&ctx.meta), self.base(&ctx)) {
+                    return Ok(elicitation::needs_connection(&base, &connection, &why).into());
                 }
             }
         }
@@ -206,14 +209,7 @@ impl AirlockMcp {
     /// Awaits a call still running after [`PROGRESS_EVERY`], telling the client it is alive and
     /// why. Thousands of calls may wait at once: each reports every few seconds, and looks up
     /// what it waits for only now and then.
-    async fn with_progress<F>(
-        &self,
-        ctx: &RequestContext<RoleServer>,
-        agent: &Agent,
-        tool: &str,
-        base: Option<&str>,
-        call: F,
-    ) -> F::Output
+    async fn with_progress<F>(&self, ctx: &RequestContext<RoleServer>, agent: &Agent, tool: &str, call: F) -> F::Output
     where
         F: std::future::Future,
     {
@@ -227,7 +223,7 @@ impl AirlockMcp {
                 report = &mut call => return report,
                 _ = ticks.tick() => {
                     if tick % LOOKUP_EVERY_REPORTS == 0 {
-                        message = self.waiting_for(agent, tool, base).await;
+                        message = self.waiting_for(agent, tool, self.base(ctx).as_deref()).await;
                     }
                     tick += 1;
                     self.report_progress(ctx, tick, &message).await;

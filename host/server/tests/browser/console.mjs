@@ -16,7 +16,7 @@
 import { run, newPage, virtualAuthenticator, axeCheck, screenshot, need, WIDTHS } from './lib.mjs';
 
 const s = JSON.parse(need('AIRLOCK_SCENARIO'));
-const PAGES = ['overview', 'approvals', 'agents', 'permissions', 'audit', 'marketplace', 'connections'];
+const PAGES = ['overview', 'approvals', 'agents', 'permissions', 'audit', 'marketplace', 'connections', 'applications'];
 
 function expect(cond, what) {
   if (!cond) throw new Error(`expected: ${what}`);

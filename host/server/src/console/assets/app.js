@@ -12,8 +12,9 @@ import * as permissions from './permissions.js';
 import * as audit from './audit.js';
 import * as marketplace from './marketplace.js';
 import * as connections from './connections.js';
+import * as applications from './applications.js';
 
-const PAGES = { overview, approvals, agents, permissions, audit, marketplace, connections, device: signin.device };
+const PAGES = { overview, approvals, agents, permissions, audit, marketplace, connections, applications, device: signin.device };
 const SECTIONS = ['register', 'signin', ...Object.keys(PAGES)];
 let leave = null;
 
