@@ -22,6 +22,7 @@ mod host;
 mod imports;
 mod limits;
 mod log;
+mod outputs;
 mod state;
 
 use std::collections::HashMap;
@@ -63,6 +64,9 @@ pub struct ToolInfo {
     /// What it does to the world, as declared by the component's `effects` export.
     #[serde(default)]
     pub effects: Effects,
+    /// The JSON Schema of what it returns, as declared by the component's `outputs` export.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_schema: Option<serde_json::Value>,
 }
 
 /// A component ready to run.
@@ -288,9 +292,10 @@ impl Runtime {
             let tool = bindings::Tool::new(&mut store, &instance)?;
             let descriptors = tool.airlock_tool_tools().call_describe(&mut store).await?;
             let effects = effects::read(&mut store, &instance).await?;
-            wasmtime::Result::<_>::Ok((descriptors, effects))
+            let outputs = outputs::read(&mut store, &instance).await?;
+            wasmtime::Result::<_>::Ok((descriptors, effects, outputs))
         };
-        let (descriptors, mut effects) =
+        let (descriptors, mut effects, mut outputs) =
             run.await.map_err(|e| AddError::Describe(limits::describe_trap(&e, &store)))?;
         let mut tools = Vec::with_capacity(descriptors.len());
         for d in descriptors {
@@ -303,11 +308,17 @@ impl Runtime {
             let input_schema = serde_json::from_str(&d.input_schema)
                 .map_err(|e| AddError::BadDescriptor(format!("input schema of `{}` is not JSON: {e}", d.name)))?;
             let effects = effects.as_mut().and_then(|e| e.remove(&d.name)).unwrap_or_default();
-            tools.push(ToolInfo { name: d.name, description: d.description, input_schema, effects });
+            let output_schema = outputs.as_mut().and_then(|o| o.remove(&d.name));
+            tools.push(ToolInfo { name: d.name, description: d.description, input_schema, effects, output_schema });
         }
         if let Some(unknown) = effects.and_then(|left| left.into_keys().next()) {
             return Err(AddError::BadDescriptor(format!(
                 "effects() names tool `{unknown}`, which describe() does not list"
+            )));
+        }
+        if let Some(unknown) = outputs.and_then(|left| left.into_keys().next()) {
+            return Err(AddError::BadDescriptor(format!(
+                "outputs() names tool `{unknown}`, which describe() does not list"
             )));
         }
         Ok(tools)

@@ -114,6 +114,7 @@ impl Airlock {
                         description: tool.description.clone(),
                         input_schema: tool.input_schema.clone(),
                         effects: tool.effects,
+                        output_schema: tool.output_schema.clone(),
                     });
                 }
             }
@@ -391,6 +392,8 @@ pub struct VisibleTool {
     pub input_schema: serde_json::Value,
     /// What it does to the world, as its component declares ([`airlock_runtime::Effects`]).
     pub effects: airlock_runtime::Effects,
+    /// The JSON Schema of its result, when its component declares one.
+    pub output_schema: Option<serde_json::Value>,
 }
 
 /// `effects` as the API shows it: `effect`, `idempotent`, `open_world`, `declared`.

@@ -76,6 +76,9 @@ async fn the_official_python_sdk_lists_calls_is_denied_waits_for_approval_and_se
     let list = peer.next().await;
     assert_eq!(list["tools"], json!(["billing.refund", "hello.greet"]), "only what authz allows: {list}");
     assert_eq!(list["schemas"]["billing.refund"]["required"], json!(["customer_id", "amount", "currency"]));
+    // `hello.greet` declares its output; the SDK checks the call's structured result against it.
+    assert_eq!(list["outputs"]["hello.greet"]["required"], json!(["greeting"]), "{list}");
+    assert_eq!(list["outputs"]["billing.refund"], Value::Null, "{list}");
 
     let allowed = peer.next().await;
     assert_eq!(allowed["is_error"], false, "{allowed}");

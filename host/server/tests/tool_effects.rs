@@ -49,6 +49,11 @@ async fn the_tool_list_and_mcp_annotations_say_what_each_tool_does() {
         effects("probe.echo"),
         json!({ "effect": "irreversible", "idempotent": false, "open_world": true, "declared": false })
     );
+    // What a tool returns, where its component declares it (`outputs`).
+    let greeting = json!({ "type": "object", "properties": { "greeting": { "type": "string" } },
+                           "required": ["greeting"], "additionalProperties": false });
+    assert_eq!(named(listed, "name", "hello.greet")["output_schema"], greeting);
+    assert_eq!(named(listed, "name", "billing.refund")["output_schema"], Value::Null);
 
     // MCP clients get the same as tool annotations.
     let list = json!({ "jsonrpc": "2.0", "id": 1, "method": "tools/list", "params": {} });
@@ -75,6 +80,8 @@ async fn the_tool_list_and_mcp_annotations_say_what_each_tool_does() {
     assert_eq!(hints("billing.refund"), (json!(false), json!(true), json!(false), json!(true)));
     assert_eq!(hints("hello.greet"), (json!(true), json!(false), json!(true), json!(false)));
     assert_eq!(hints("probe.echo"), (json!(false), json!(true), json!(false), json!(true)));
+    assert_eq!(named(listed, "name", "hello.greet")["outputSchema"], greeting, "MCP's structured output schema");
+    assert!(named(listed, "name", "probe.echo").get("outputSchema").is_none());
 }
 
 /// The offboarding agent's tools, its two connections at stand-ins, carol the CFO and dana the

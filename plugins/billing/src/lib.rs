@@ -144,4 +144,11 @@ impl EffectsGuest for Billing {
     }
 }
 
+/// No output schemas yet: results are JSON objects whose shape follows the external API.
+impl exports::airlock::tool::outputs::Guest for Billing {
+    fn outputs() -> Vec<exports::airlock::tool::outputs::ToolOutput> {
+        Vec::new()
+    }
+}
+
 export!(Billing);

@@ -303,4 +303,11 @@ impl EffectsGuest for CodeReview {
     }
 }
 
+/// No output schemas yet: results are JSON objects whose shape follows the external API.
+impl exports::airlock::tool::outputs::Guest for CodeReview {
+    fn outputs() -> Vec<exports::airlock::tool::outputs::ToolOutput> {
+        Vec::new()
+    }
+}
+
 export!(CodeReview);

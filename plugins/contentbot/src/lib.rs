@@ -193,4 +193,11 @@ impl EffectsGuest for ContentBot {
     }
 }
 
+/// No output schemas yet: results are JSON objects whose shape follows the external API.
+impl exports::airlock::tool::outputs::Guest for ContentBot {
+    fn outputs() -> Vec<exports::airlock::tool::outputs::ToolOutput> {
+        Vec::new()
+    }
+}
+
 export!(ContentBot);

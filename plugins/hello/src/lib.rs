@@ -47,4 +47,17 @@ impl EffectsGuest for Hello {
     }
 }
 
+/// What `greet` returns: MCP clients see it as the tool's `outputSchema`.
+impl exports::airlock::tool::outputs::Guest for Hello {
+    fn outputs() -> Vec<exports::airlock::tool::outputs::ToolOutput> {
+        let schema = json!({
+            "type": "object",
+            "properties": { "greeting": { "type": "string" } },
+            "required": ["greeting"],
+            "additionalProperties": false
+        });
+        vec![exports::airlock::tool::outputs::ToolOutput { tool: "greet".into(), output_schema: schema.to_string() }]
+    }
+}
+
 export!(Hello);

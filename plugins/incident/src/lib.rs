@@ -191,4 +191,11 @@ impl EffectsGuest for Incident {
     }
 }
 
+/// No output schemas yet: results are JSON objects whose shape follows the external API.
+impl exports::airlock::tool::outputs::Guest for Incident {
+    fn outputs() -> Vec<exports::airlock::tool::outputs::ToolOutput> {
+        Vec::new()
+    }
+}
+
 export!(Incident);

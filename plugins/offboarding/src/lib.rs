@@ -156,4 +156,11 @@ impl EffectsGuest for Offboarding {
     }
 }
 
+/// No output schemas yet: results are JSON objects whose shape follows the external API.
+impl exports::airlock::tool::outputs::Guest for Offboarding {
+    fn outputs() -> Vec<exports::airlock::tool::outputs::ToolOutput> {
+        Vec::new()
+    }
+}
+
 export!(Offboarding);

@@ -124,4 +124,12 @@ impl exports::airlock::tool::effects::Guest for Probe {
     }
 }
 
+/// No output schemas: the probe's results are whatever the hostile tool makes up.
+#[cfg(feature = "declared")]
+impl exports::airlock::tool::outputs::Guest for Probe {
+    fn outputs() -> Vec<exports::airlock::tool::outputs::ToolOutput> {
+        Vec::new()
+    }
+}
+
 export!(Probe);

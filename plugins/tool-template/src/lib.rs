@@ -171,4 +171,13 @@ impl EffectsGuest for Template {
     }
 }
 
+/// The JSON Schema of what each tool returns (MCP's `outputSchema`): list a tool here once
+/// its result's shape is settled; clients then check every result against it. A tool left
+/// out declares none.
+impl exports::airlock::tool::outputs::Guest for Template {
+    fn outputs() -> Vec<exports::airlock::tool::outputs::ToolOutput> {
+        Vec::new()
+    }
+}
+
 export!(Template);

@@ -25,7 +25,7 @@ pub(super) async fn list_tools(State(host): State<Arc<Airlock>>, headers: Header
         .into_iter()
         .map(|t| {
             json!({ "name": t.id, "description": t.description, "input_schema": t.input_schema,
-                    "effects": crate::gate::effects_json(&t.effects) })
+                    "output_schema": t.output_schema, "effects": crate::gate::effects_json(&t.effects) })
         })
         .collect();
     Ok(Json(json!({ "tools": tools })))

@@ -137,8 +137,13 @@ impl ServerHandler for AirlockMcp {
             .await
             .into_iter()
             .map(|t| {
-                Tool::new(t.id, t.description, Arc::new(schema_object(t.input_schema)))
-                    .annotate(annotations(&t.effects))
+                let tool = Tool::new(t.id, t.description, Arc::new(schema_object(t.input_schema)))
+                    .annotate(annotations(&t.effects));
+                match t.output_schema {
+                    // Declared by the component: clients check the structured result against it.
+                    Some(schema) => tool.with_raw_output_schema(Arc::new(schema_object(schema))),
+                    None => tool,
+                }
             })
             .collect();
         Ok(ListToolsResult::with_all_items(tools))

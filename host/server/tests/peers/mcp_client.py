@@ -39,7 +39,8 @@ async def main(url, token):
 
             tools = await session.list_tools()
             emit(step="list", tools=sorted(t.name for t in tools.tools),
-                 schemas={t.name: t.input_schema for t in tools.tools})
+                 schemas={t.name: t.input_schema for t in tools.tools},
+                 outputs={t.name: t.output_schema for t in tools.tools})
 
             greet = await session.call_tool("hello.greet", {"name": "Ada"})
             emit(step="allowed", **result_json(greet))
