@@ -65,40 +65,58 @@ impl Identity {
         extra.insert("user".into(), Value::String(user.clone()));
         extra.insert("agent".into(), Value::String(agent));
         extra.insert("act".into(), nest(&chain));
+        // A token issued under an OAuth grant stays bound to it through every exchange.
+        if let Some(grant) = &subject.grant {
+            extra.insert("grant".into(), Value::String(grant.clone()));
+        }
         let mut issued = self.issue(&subject.tenant, &format!("user:{user}"), audience, ttl, extra).await?;
         issued.issued_token_type = Some(TOKEN_TYPE_ACCESS_TOKEN.into());
         Ok(issued)
     }
 }
 
+/// What a person consented to, for [`Identity::issue_delegated`].
+#[derive(Debug, Clone, Copy)]
+pub struct Delegation<'a> {
+    pub tenant: &'a str,
+    /// The person, without the `user:` prefix.
+    pub user: &'a str,
+    /// The agent the person chose for the client, without the `agent:` prefix.
+    pub agent: &'a str,
+    /// The resource consented to (RFC 8707): the token's `aud`.
+    pub audience: &'a str,
+    /// What was granted (`scope`), space-separated; empty for none.
+    pub scope: &'a str,
+    /// The grant the consent made: the token's `grant` claim ([`crate::Verified::grant`]).
+    pub grant: &'a str,
+}
+
 impl Identity {
     /// Issues the token a person's consent gives an OAuth client (the MCP authorization code
     /// flow): `sub` is the user, `act.sub` the agent the person chose for the client, `aud`
-    /// the resource they consented to (RFC 8707), `scope` what was granted. Nothing is
-    /// exchanged: the person proved themself by signing in, and the agent is named by them.
+    /// the resource they consented to (RFC 8707), `scope` what was granted, `grant` the grant
+    /// it lives under. Nothing is exchanged: the person proved themself by signing in, and the
+    /// agent is named by them.
     pub async fn issue_delegated(
         &self,
-        tenant: &str,
-        user: &str,
-        agent: &str,
-        audience: &str,
-        scope: &str,
+        d: &Delegation<'_>,
         ttl: Option<Duration>,
     ) -> Result<IssuedToken, crate::IdentityError> {
-        for (field, value) in [("tenant", tenant), ("user", user), ("agent", agent)] {
+        for (field, value) in [("tenant", d.tenant), ("user", d.user), ("agent", d.agent), ("grant", d.grant)] {
             if value.is_empty() {
                 return Err(crate::IdentityError::Empty { field });
             }
         }
-        let actor = format!("agent:{agent}");
+        let actor = format!("agent:{}", d.agent);
         let mut extra = Map::new();
-        extra.insert("user".into(), Value::String(user.to_string()));
-        extra.insert("agent".into(), Value::String(agent.to_string()));
+        extra.insert("user".into(), Value::String(d.user.to_string()));
+        extra.insert("agent".into(), Value::String(d.agent.to_string()));
         extra.insert("act".into(), nest(&[actor.as_str()]));
-        if !scope.is_empty() {
-            extra.insert("scope".into(), Value::String(scope.to_string()));
+        extra.insert("grant".into(), Value::String(d.grant.to_string()));
+        if !d.scope.is_empty() {
+            extra.insert("scope".into(), Value::String(d.scope.to_string()));
         }
-        self.issue(tenant, &format!("user:{user}"), audience, lifetime(ttl)?, extra).await
+        self.issue(d.tenant, &format!("user:{}", d.user), d.audience, lifetime(ttl)?, extra).await
     }
 }
 

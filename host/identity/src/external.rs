@@ -480,6 +480,7 @@ impl Identity {
             iat,
             iat_ms: None,
             issuer: cfg.issuer,
+            grant: None,
         })
     }
 }

@@ -27,6 +27,7 @@ use parking_lot::{Mutex, RwLock};
 use serde::{Deserialize, Serialize};
 
 pub use error::{ExchangeError, IdentityError, TokenError};
+pub use exchange::Delegation;
 pub use external::{jwks_signing_keys, ExternalIssuer, SubjectMapping};
 pub use jwt::LEEWAY_SECS;
 pub use keys::KEY_GRACE;
@@ -90,6 +91,10 @@ pub struct Verified {
     pub iat_ms: Option<i64>,
     /// Who issued it: this host's issuer, or the external issuer's.
     pub issuer: String,
+    /// The OAuth grant (a person's consent to an MCP client) the token was issued under, in
+    /// the tokens this host signs for one: the server refuses the token once the grant is
+    /// revoked, so revoking an application ends its access at once, not when the token expires.
+    pub grant: Option<String>,
 }
 
 /// The identity service of one host: its signing keys, issuing, verifying and exchanging.

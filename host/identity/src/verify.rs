@@ -99,5 +99,6 @@ fn own_verified(claims: &Map<String, Value>, issuer: &str) -> Result<Verified, T
     }
     let iat = claims.get("iat").and_then(Value::as_i64);
     let iat_ms = claims.get("iat_ms").and_then(Value::as_i64);
-    Ok(Verified { tenant, subject, agent, user, act, jti, exp, iat, iat_ms, issuer: issuer.to_string() })
+    let grant = jwt::string_claim(claims, "grant");
+    Ok(Verified { tenant, subject, agent, user, act, jti, exp, iat, iat_ms, issuer: issuer.to_string(), grant })
 }

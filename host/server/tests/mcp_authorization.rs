@@ -158,12 +158,17 @@ async fn the_official_sdk_connects_from_a_bare_401_to_an_audited_delegated_call(
     let (status, after) =
         token(&t, &[("grant_type", "refresh_token"), ("client_id", client_id), ("refresh_token", &second)]).await;
     assert_eq!(status, 400, "the whole grant is revoked: {after}");
+    // ... and with it every access token issued under it, at once, not when they expire.
+    let (status, body) = mcp_call(&t, renewed["access_token"].as_str().unwrap(), "hello.greet").await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("OAuth grant ended"), "{body}");
 
-    // Revoking the agent ends the delegated token at once.
+    // Revoking the agent ends the delegated token at once (the agent is checked first).
     let (status, _) = t.request(Method::DELETE, "/v1/agents/assistant", &t.admin, None).await;
     assert_eq!(status, 200);
     let (status, body) = mcp_call(&t, access, "hello.greet").await;
     assert_eq!(status, 401, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("agent `assistant` is revoked"), "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -362,6 +367,11 @@ async fn the_authorization_server_refuses_what_would_leak_or_widen_a_grant() {
     assert_eq!(status, 400, "{body}");
     let (_, grants) = dave.send(Method::GET, "/v1/oauth/grants", None, false).await;
     assert_eq!(grants["grants"], json!([]), "the replay revoked the grant: {grants}");
+    // The access token the grant gave, which worked a moment ago, ends with it.
+    let (status, body) = mcp_call(&t, &access, "hello.greet").await;
+    assert_eq!(status, 401, "a revoked grant's access token is refused at once: {body}");
+    assert!(body["message"].as_str().unwrap().contains("authorize it again"), "{body}");
+    assert_eq!(claims(&access)["grant"], grant_id.as_str(), "the token names its grant");
     let (status, body) = token(
         &t,
         &[

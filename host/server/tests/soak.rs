@@ -12,9 +12,11 @@
 //!
 //! Phase 2, `AIRLOCK_SOAK_WAITERS` (default 10,000) calls held for approval at once. The default
 //! quotas let an agent have 256 approvals waiting and a tenant 1,024, so they are spread over
-//! tenants of four agents (250 each): 10 tenants for 10,000. Reported: the server's RSS while
-//! they wait, its CPU over 10 quiet seconds, then the time from the last approval to the last
-//! answer. Every waiter must answer 200.
+//! tenants of four agents (250 each): 10 tenants for 10,000. Half call over HTTP, half over MCP
+//! with a progress token (their answer streams progress while they wait). Reported: the
+//! server's RSS while they wait, its CPU over `AIRLOCK_SOAK_QUIET_SECONDS` (default 10) quiet
+//! seconds, then the time from the last approval to the last answer, and what the kernel
+//! dropped meanwhile. Every waiter must be answered, and the MCP ones without an error.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -323,10 +325,104 @@ async fn steady(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, length: Duration,
     }
 }
 
-/// Phase 2: `count` calls waiting for approval at once, then all approved.
+/// What the kernel counted on this machine that explains lost connections: packets dropped
+/// because a CPU's backlog was full (`/proc/net/softnet_stat`, loopback traffic included) and
+/// handshakes dropped because a listener's accept queue was full (`ListenOverflows`).
+fn kernel_drops() -> (u64, u64) {
+    let softnet = std::fs::read_to_string("/proc/net/softnet_stat").unwrap_or_default();
+    let backlog =
+        softnet.lines().filter_map(|l| l.split_whitespace().nth(1).and_then(|d| u64::from_str_radix(d, 16).ok())).sum();
+    let netstat = std::fs::read_to_string("/proc/net/netstat").unwrap_or_default();
+    let lines: Vec<&str> = netstat.lines().filter(|l| l.starts_with("TcpExt:")).collect();
+    let overflows = match lines.as_slice() {
+        [names, values, ..] => names
+            .split_whitespace()
+            .zip(values.split_whitespace())
+            .find(|(n, _)| *n == "ListenOverflows")
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0),
+        _ => 0,
+    };
+    (backlog, overflows)
+}
+
+/// The causes of a client error, innermost last: they say what happened to the connection.
+fn why(e: &reqwest::Error) -> String {
+    let mut why = Vec::new();
+    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        why.push(c.to_string());
+        cause = c.source();
+    }
+    why.join(": ")
+}
+
+/// One held call over HTTP: 200, or what went wrong.
+async fn held_over_http(http: &reqwest::Client, url: &str, token: &str, i: usize) -> Result<(), String> {
+    let resp = http
+        .post(format!("{url}/v1/tools/{HELD}/call"))
+        .bearer_auth(token)
+        .json(&refund(i as u64))
+        .send()
+        .await
+        .map_err(|e| why(&e))?;
+    match resp.status().as_u16() {
+        200 => Ok(()),
+        status => Err(format!("http {status}")),
+    }
+}
+
+/// One held call over MCP (Streamable HTTP, protocol 2026-07-28, a progress token): the
+/// answer streams as Server-Sent Events, progress while it waits, then the result. Ok with
+/// the progress notifications seen, or what went wrong.
+async fn held_over_mcp(http: &reqwest::Client, url: &str, token: &str, i: usize) -> Result<usize, String> {
+    let meta = json!({ "io.modelcontextprotocol/clientInfo": { "name": "soak", "version": "0" },
+                       "io.modelcontextprotocol/protocolVersion": "2026-07-28",
+                       "io.modelcontextprotocol/clientCapabilities": {},
+                       "progressToken": i });
+    let resp = http
+        .post(format!("{url}/mcp"))
+        .bearer_auth(token)
+        .header("accept", "application/json, text/event-stream")
+        .header("mcp-protocol-version", "2026-07-28")
+        .header("mcp-method", "tools/call")
+        .header("mcp-name", HELD)
+        .json(&json!({ "jsonrpc": "2.0", "id": i, "method": "tools/call",
+                       "params": { "name": HELD, "arguments": refund(i as u64), "_meta": meta } }))
+        .send()
+        .await
+        .map_err(|e| why(&e))?;
+    if resp.status() != 200 {
+        return Err(format!("mcp {}", resp.status()));
+    }
+    let body = resp.text().await.map_err(|e| why(&e))?;
+    let messages: Vec<Value> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("data:"))
+        .filter_map(|d| serde_json::from_str(d.trim()).ok())
+        .chain(serde_json::from_str::<Value>(&body).ok())
+        .collect();
+    let progress = messages.iter().filter(|m| m["method"] == "notifications/progress").count();
+    match messages.iter().find(|m| m["id"] == i) {
+        Some(m) if m["result"].is_object() && m["result"]["isError"] != true => Ok(progress),
+        Some(m) => Err(format!("mcp result {}", m["result"]["structuredContent"]["code"])),
+        None => Err("mcp stream ended without the result".into()),
+    }
+}
+
+/// Phase 2: `count` calls waiting for approval at once, half over HTTP and half over MCP,
+/// then all approved.
 async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, dir: &Path) {
-    let http = reqwest::Client::builder().pool_max_idle_per_host(0).build().unwrap();
+    // The waiting calls' connections are idle for a minute or more. reqwest probes idle
+    // connections (TCP keepalive, every 15 s, three misses and the connection is dropped with
+    // ETIMEDOUT); 10,000 connections opened within seconds probe in step, and on one machine
+    // all those probes and their answers go through loopback, whose per-CPU backlog (1,000
+    // packets) overflows: without this, hundreds of waiters failed with "Connection timed out",
+    // and the kernel counted as many dropped packets (printed below). Agents on other machines
+    // do not share a backlog; here the waiters do not probe.
+    let http = reqwest::Client::builder().pool_max_idle_per_host(0).tcp_keepalive(None).build().unwrap();
     let before = proc_rss_kib(pid);
+    let drops_before = kernel_drops();
     let mut calls = Vec::with_capacity(count);
     let started = Instant::now();
     for i in 0..count {
@@ -334,24 +430,11 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
         let token = tenant.agents[(i / WAITERS_PER_AGENT) % AGENTS_PER_TENANT].clone();
         let (http, url) = (http.clone(), url.to_string());
         calls.push(tokio::spawn(async move {
-            // The status, or why no answer came (the client's error, which `send` would drop).
-            let answer = http
-                .post(format!("{url}/v1/tools/{HELD}/call"))
-                .bearer_auth(&token)
-                .json(&refund(i as u64))
-                .send()
-                .await
-                .map(|r| r.status().as_u16())
-                .map_err(|e| {
-                    // The innermost causes say what happened to the connection.
-                    let mut why = Vec::new();
-                    let mut cause: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-                    while let Some(c) = cause {
-                        why.push(c.to_string());
-                        cause = c.source();
-                    }
-                    why.join(": ")
-                });
+            let answer = if i % 2 == 0 {
+                held_over_http(&http, &url, &token, i).await.map(|()| 0)
+            } else {
+                held_over_mcp(&http, &url, &token, i).await
+            };
             (answer, Instant::now())
         }));
     }
@@ -373,10 +456,12 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
     let held_after = started.elapsed();
     let rss = proc_rss_kib(pid);
     let cpu_before = proc_cpu_ticks(pid);
-    tokio::time::sleep(Duration::from_secs(10)).await;
-    let cpu = (proc_cpu_ticks(pid) - cpu_before) as f64 / 100.0 / 10.0 * 100.0; // % of one core (100 ticks/s)
+    let quiet = env_or("AIRLOCK_SOAK_QUIET_SECONDS", 10);
+    tokio::time::sleep(Duration::from_secs(quiet)).await;
+    let cpu = (proc_cpu_ticks(pid) - cpu_before) as f64 / 100.0 / quiet as f64; // % of one core (100 ticks/s)
     eprintln!(
-        "soak: {count} calls held after {:.1} s; server RSS {} -> {} MiB while they wait; {cpu:.1}% of one core over 10 quiet seconds",
+        "soak: {count} calls held after {:.1} s (half HTTP, half MCP); server RSS {} -> {} MiB while they wait; \
+         {cpu:.1}% of one core over {quiet} quiet seconds",
         held_after.as_secs_f64(),
         before / 1024,
         rss / 1024
@@ -405,24 +490,32 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
     }
     let last_decision = Instant::now();
     let mut answered_ok = 0;
+    let mut progress = 0;
     let mut last_answer = last_decision;
     let mut other: HashMap<String, usize> = HashMap::new();
     for c in calls {
-        let (status, at) = c.await.unwrap();
-        if status == Ok(200) {
-            answered_ok += 1;
-        } else {
-            *other.entry(format!("{status:?}")).or_default() += 1;
+        let (answer, at) = c.await.unwrap();
+        match answer {
+            Ok(reports) => {
+                answered_ok += 1;
+                progress += reports;
+            }
+            Err(why) => *other.entry(why).or_default() += 1,
         }
         last_answer = last_answer.max(at);
     }
     if !other.is_empty() {
-        eprintln!("soak: calls not answered 200, by status: {other:?}");
+        eprintln!("soak: calls not answered, by what went wrong: {other:?}");
     }
+    let drops_after = kernel_drops();
     eprintln!(
-        "soak: {approved} approved in {:.1} s; {answered_ok} of {count} calls answered 200; the last answer {} ms after the last approval",
+        "soak: {approved} approved in {:.1} s; {answered_ok} of {count} calls answered (the MCP ones with {progress} \
+         progress notifications); the last answer {} ms after the last approval; the kernel dropped {} packets \
+         (full backlog) and {} handshakes (full accept queue) meanwhile",
         (last_decision - decided_from).as_secs_f64(),
-        last_answer.saturating_duration_since(last_decision).as_millis()
+        last_answer.saturating_duration_since(last_decision).as_millis(),
+        drops_after.0 - drops_before.0,
+        drops_after.1 - drops_before.1,
     );
     assert_eq!(answered_ok, count, "every held call runs once approved");
 }

@@ -377,6 +377,15 @@ async fn authenticate_agent(
     if let Err(reason) = agents_live(host, &verified).await? {
         return Err(refuse(&verified.tenant, &format!("agent:{name}"), reason));
     }
+    if let Some(grant) = &verified.grant {
+        let live = crate::oauth_server::grants::is_live(&host.db, &verified.tenant, grant)
+            .await
+            .map_err(|e| ApiError::internal("grant store", e))?;
+        if !live {
+            let reason = "the application's access was revoked (its OAuth grant ended): authorize it again".into();
+            return Err(refuse(&verified.tenant, &format!("agent:{name}"), reason));
+        }
+    }
     // Outermost first: the user, then each agent that delegated further, up to the acting one.
     let mut on_behalf_of = Vec::new();
     if verified.user.is_some() {

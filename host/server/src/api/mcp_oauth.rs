@@ -528,11 +528,15 @@ async fn delegated_token(host: &Airlock, grant: &str, consent: &Consent, refresh
         Err(e) => return ApiError::from(e).into_response(),
     }
     let user = consent.member.strip_prefix("user:").unwrap_or(&consent.member);
-    let issued = match host
-        .identity
-        .issue_delegated(&consent.tenant, user, &consent.agent, &consent.resource, &consent.scope, None)
-        .await
-    {
+    let delegation = airlock_identity::Delegation {
+        tenant: &consent.tenant,
+        user,
+        agent: &consent.agent,
+        audience: &consent.resource,
+        scope: &consent.scope,
+        grant,
+    };
+    let issued = match host.identity.issue_delegated(&delegation, None).await {
         Ok(t) => t,
         Err(e) => return ApiError::internal("token signing", e).into_response(),
     };
@@ -556,8 +560,8 @@ pub(super) async fn list_grants(State(host): Host, TenantMember(m): TenantMember
     Ok(Json(json!({ "grants": list })))
 }
 
-/// `DELETE /v1/oauth/grants/{id}`: the application's refresh token stops working at once
-/// (its current access token ends within ten minutes; revoke the agent to end it now).
+/// `DELETE /v1/oauth/grants/{id}`: the application's refresh token and its access tokens
+/// (they carry the grant, [`airlock_identity::Verified::grant`]) stop working at once.
 pub(super) async fn revoke_grant(
     State(host): Host,
     TenantMember(m): TenantMember,

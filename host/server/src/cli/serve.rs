@@ -46,8 +46,7 @@ pub(super) async fn run(
         started.elapsed().as_secs_f64(),
         config.data_dir.join("cache").display()
     );
-    let listener = tokio::net::TcpListener::bind(listen)
-        .await
+    let listener = bind(listen)
         .map_err(|e| format!("cannot listen on {listen}: {e} (is another airlock running? use --listen)"))?
         .tap_io(|tcp| {
             let _ = tcp.set_nodelay(true);
@@ -80,6 +79,19 @@ pub(super) async fn run(
         .map_err(|e| format!("server error: {e}"))?;
     host.flush().await;
     Ok(())
+}
+
+/// How many connections may wait to be accepted (the kernel caps it at `net.core.somaxconn`).
+/// Thousands of agents connect at once when calls pile up behind approvals; tokio's default
+/// of 1,024 made the kernel drop their handshakes, and each retried a second later.
+const LISTEN_BACKLOG: u32 = 8192;
+
+/// A listening socket on `addr` with [`LISTEN_BACKLOG`].
+fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
 }
 
 /// `airlock mcp`: open the host's state beside a possibly running `airlock serve` and serve

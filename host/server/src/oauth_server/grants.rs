@@ -234,6 +234,20 @@ pub async fn revoke_grant(db: &Db, id: &str) -> Result<bool, sqlx::Error> {
     Ok(done.rows_affected() > 0)
 }
 
+/// Whether `tenant`'s grant `id` is live (neither revoked nor expired): a token issued under
+/// it is refused otherwise.
+pub async fn is_live(db: &Db, tenant: &str, id: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as(
+        "SELECT 1 FROM oauth_grants WHERE id = $1 AND tenant = $2 AND revoked_at IS NULL AND expires_at > $3",
+    )
+    .bind(id)
+    .bind(tenant)
+    .bind(now_millis())
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(row.is_some())
+}
+
 /// Revokes `tenant`'s grant `id`, when `member` is given only if it is theirs.
 pub async fn revoke_in(db: &Db, tenant: &str, id: &str, member: Option<&str>) -> Result<bool, sqlx::Error> {
     let done = sqlx::query(

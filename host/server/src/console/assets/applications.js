@@ -22,7 +22,7 @@ function card(g) {
 
 async function revokeGrant(g) {
   const name = g.client_name || g.client_id;
-  const ok = await confirmAction(`Revoke ${name}? It can no longer get new tokens; the one it holds ends within ten minutes (revoke agent:${g.agent} to end it now).`,
+  const ok = await confirmAction(`Revoke ${name}? Its tokens stop working at once; it must be authorized again to connect.`,
     { action: 'Revoke' });
   if (ok === null) return;
   try {
