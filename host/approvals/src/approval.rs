@@ -448,6 +448,22 @@ impl Approvals {
         Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
     }
 
+    /// The requests of `tenant` still waiting for a decision that call `call_id` made or is
+    /// held by, oldest first: what a waiting call's progress names. One indexed lookup (no
+    /// expiry sweep), so thousands of waiting calls may ask.
+    pub async fn pending_for_call(&self, tenant: &str, call_id: &str) -> Result<Vec<Approval>, ApprovalError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {COLUMNS} FROM approvals WHERE tenant = $1 AND call_id = $2 AND status = 'pending' \
+             AND expires_at > $3 ORDER BY created_at, id"
+        ))
+        .bind(tenant)
+        .bind(call_id)
+        .bind(now_millis())
+        .fetch_all(self.db.pool())
+        .await?;
+        Ok(rows.iter().map(from_row).collect::<Result<_, _>>()?)
+    }
+
     /// How many requests wait for a decision now, by tenant (the host's metrics).
     pub async fn pending_by_tenant(&self) -> Result<Vec<(String, i64)>, ApprovalError> {
         let rows = sqlx::query_as(

@@ -29,6 +29,7 @@ pub mod console;
 pub mod gate;
 pub mod marketplace;
 pub mod mcp;
+pub mod memory;
 pub mod oauth_server;
 pub mod policy_gate;
 pub mod quotas;

@@ -9,14 +9,18 @@
 //!   in five);
 //! - grants asked ahead, approved, presented with `Airlock-Grant`, presented again after a crash
 //!   until the answer is final, then replayed once more;
-//! - installs and uninstalls of a catalog agent.
+//! - installs and uninstalls of a catalog agent;
+//! - calls through an OAuth2 connection whose provider rotates its refresh token on every
+//!   refresh, each call making the host refresh.
 //!
 //! The checks: no refund reached the stand-in twice; every acknowledged call reached it and is
 //! in the audit trail as allowed; a replayed grant never ran; every approval acknowledged as
 //! decided is decided that way, and none is decided or spent twice; the chain verifies online,
 //! and offline against checkpoints signed after the last restart; the catalog agent is either
 //! whole (installation, agent, component) or wholly absent, and is as the last acknowledged
-//! install or uninstall left it.
+//! install or uninstall left it; the host never showed the OAuth2 provider a refresh token
+//! older than the one it had just replaced (a rotation lost), never showed the API a token the
+//! provider did not issue, and the connection still works after the last kill.
 //!
 //! Run on SQLite, on PostgreSQL, and with two hosts on one PostgreSQL database of which only one
 //! is killed. `AIRLOCK_CRASH_KILLS` sets the kills per run (default 5; `scripts/crash` runs
@@ -88,6 +92,8 @@ struct World {
     carol: String,
     carol_key: Mutex<Passkey>,
     billed: Recorded,
+    provider: Arc<Mutex<Provider>>,
+    provider_addr: std::net::SocketAddr,
 }
 
 fn crash_suite(label: &str, database_url: Option<String>, hosts: usize) {
@@ -100,7 +106,8 @@ fn crash_suite(label: &str, database_url: Option<String>, hosts: usize) {
     let outside = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let (billing, billed) = outside.block_on(recorder(BILLING));
     let (directory, _) = outside.block_on(recorder(DIRECTORY));
-    let world = Arc::new(setup(tmp.path(), database_url, billing, directory, billed));
+    let provider = outside.block_on(oauth_provider());
+    let world = Arc::new(setup(tmp.path(), database_url, billing, directory, billed, provider));
     outside.block_on(run(label, world, hosts, seed));
     outside.shutdown_timeout(Duration::from_secs(5));
 }
@@ -113,6 +120,7 @@ fn setup(
     billing: std::net::SocketAddr,
     directory: std::net::SocketAddr,
     billed: Recorded,
+    (provider_addr, provider): (std::net::SocketAddr, Arc<Mutex<Provider>>),
 ) -> World {
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let world = rt.block_on(async {
@@ -121,11 +129,20 @@ fn setup(
         t.host.add_component("payouts", airlock::bundled::OFFBOARDING, "test").await.unwrap();
         t.connection("billing-api", billing, BILLING).await;
         t.connection("directory-api", directory, DIRECTORY).await;
+        let oauth = json!({ "kind": "oauth2_refresh", "allowed_hosts": [provider_addr.to_string()],
+                            "allow_private_network": true,
+                            "oauth": { "token_url": format!("http://{provider_addr}/oauth/token"), "client_id": "Iv1.crash" },
+                            "secret": json!({ "refresh_token": "rt_0", "client_secret": "crash-secret" }).to_string() });
+        let (status, body) =
+            t.request(Method::PUT, &format!("/v1/connections/{OAUTH_CONNECTION}"), &t.admin, Some(oauth)).await;
+        assert_eq!(status, 200, "{body}");
         let clerk = t.agent("clerk").await;
         t.grant(&[
             ("agent:clerk", "can_use", "tool:offboarding.issue-refund"),
             ("agent:clerk", "can_use", "tool:payouts.issue-refund"),
             ("agent:clerk", "can_use", "connection:billing-api"),
+            ("agent:clerk", "can_use", "tool:probe.fetch"),
+            ("agent:clerk", "can_use", &format!("connection:{OAUTH_CONNECTION}")),
             ("agent:clerk", "offboard", "customer:c-7"),
             ("user:carol", "cfo", "tenant:default"),
         ])
@@ -142,6 +159,8 @@ fn setup(
             carol,
             carol_key: Mutex::new(t.take_passkey("default", "user:carol")),
             billed,
+            provider,
+            provider_addr,
         }
     });
     rt.shutdown_timeout(Duration::from_secs(5));
@@ -161,6 +180,8 @@ struct Acks {
     /// the last one acknowledged (which may or may not have taken effect).
     catalog: Vec<bool>,
     catalog_unsettled: bool,
+    /// Call ids of the calls through the OAuth2 connection answered 200 with the API's 200.
+    oauth_calls: Vec<String>,
     /// Held calls re-attached after a crash, and refusals seen (status, code) by kind.
     resumed: usize,
     refused: HashMap<String, usize>,
@@ -218,6 +239,100 @@ impl Load {
 
 fn refund(amount: u64) -> Value {
     json!({ "customer_id": "c-7", "amount": format!("{amount}.00"), "currency": "EUR" })
+}
+
+/// The connection whose OAuth2 access tokens the host refreshes under the kills.
+const OAUTH_CONNECTION: &str = "github";
+
+/// A stand-in OAuth2 provider and the API its tokens open, shaped like GitHub's: every refresh
+/// rotates the refresh token; the one just replaced is still taken (a reuse interval, as Auth0
+/// and Okta offer, so a host killed between the provider's answer and its own commit is not
+/// locked out); anything older is refused and recorded. Access tokens live 60 s, the host's
+/// refresh margin, so every use refreshes. The API records every bearer it was shown that the
+/// provider never issued.
+#[derive(Default)]
+struct Provider {
+    /// The current refresh token is `rt_{generation}`.
+    generation: u64,
+    refreshes: u64,
+    refused: Vec<String>,
+    issued: HashSet<String>,
+    api_calls: u64,
+    foreign_bearers: Vec<String>,
+}
+
+async fn oauth_provider() -> (std::net::SocketAddr, Arc<Mutex<Provider>>) {
+    use axum::routing::{get, post};
+    let provider = Arc::new(Mutex::new(Provider::default()));
+    let (at_token, at_api) = (provider.clone(), provider.clone());
+    let app = axum::Router::new()
+        .route(
+            "/oauth/token",
+            post(move |axum::extract::Form(form): axum::extract::Form<HashMap<String, String>>| {
+                let p = at_token.clone();
+                async move {
+                    let mut p = p.lock().unwrap();
+                    let shown = form.get("refresh_token").cloned().unwrap_or_default();
+                    let g = p.generation;
+                    let taken = shown == format!("rt_{g}") || (g > 0 && shown == format!("rt_{}", g - 1));
+                    if form.get("grant_type").map(String::as_str) != Some("refresh_token") || !taken {
+                        p.refused.push(shown);
+                        return (axum::http::StatusCode::BAD_REQUEST, axum::Json(json!({ "error": "invalid_grant" })));
+                    }
+                    p.generation += 1;
+                    p.refreshes += 1;
+                    let access = format!("gho_{}", p.generation);
+                    p.issued.insert(access.clone());
+                    let body = json!({ "access_token": access, "refresh_token": format!("rt_{}", p.generation),
+                                       "expires_in": 60, "token_type": "bearer" });
+                    (axum::http::StatusCode::OK, axum::Json(body))
+                }
+            }),
+        )
+        .route(
+            "/user",
+            get(move |headers: axum::http::HeaderMap| {
+                let p = at_api.clone();
+                async move {
+                    let mut p = p.lock().unwrap();
+                    p.api_calls += 1;
+                    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default();
+                    match auth.strip_prefix("Bearer ") {
+                        Some(t) if p.issued.contains(t) => {
+                            (axum::http::StatusCode::OK, axum::Json(json!({ "login": "airlock-crash" })))
+                        }
+                        _ => {
+                            p.foreign_bearers.push(auth.to_string());
+                            (axum::http::StatusCode::UNAUTHORIZED, axum::Json(json!({ "message": "Bad credentials" })))
+                        }
+                    }
+                }
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (addr, provider)
+}
+
+/// Calls that reach the API through the OAuth2 connection, each making the host refresh.
+async fn oauth_calls(load: Arc<Load>, worker: usize) {
+    let input = json!({ "connection": OAUTH_CONNECTION, "url": format!("http://{}/user", load.world.provider_addr) });
+    while !load.stop.load(Ordering::Relaxed) {
+        match load
+            .send(load.url(worker), Method::POST, "/v1/tools/probe.fetch/call", &load.world.clerk, Some(&input), &[])
+            .await
+        {
+            Some((200, body)) if body["result"]["status"] == 200 => {
+                load.acks.lock().unwrap().oauth_calls.push(body["call_id"].as_str().unwrap().to_string())
+            }
+            Some((200, body)) => {
+                load.refused("oauth api", body["result"]["status"].as_u64().unwrap_or(0) as u16, &body)
+            }
+            Some((status, body)) => load.refused("oauth", status, &body),
+            None => pause().await,
+        }
+    }
 }
 
 /// Whether a host is down or restarting: try again shortly.
@@ -485,6 +600,7 @@ async fn run(label: &str, world: Arc<World>, hosts: usize, seed: u64) {
     }
     workers.push(tokio::spawn(presenter(load.clone(), 1)));
     workers.push(tokio::spawn(installer(load.clone(), 1)));
+    workers.push(tokio::spawn(oauth_calls(load.clone(), 1)));
 
     // The kills: always the last host (with two, the first keeps serving throughout).
     let mut dice = Dice(seed | 1);
@@ -551,7 +667,7 @@ async fn check(world: &World, load: &Load, url: &str, dir: &Path) -> String {
         }
     }
     let mut missing = Vec::new();
-    for (call_id, _) in &acks.calls {
+    for call_id in acks.calls.iter().map(|(id, _)| id).chain(&acks.oauth_calls) {
         match audited.get(call_id).map(Vec::as_slice) {
             Some([one]) if one == "allowed/\"ok\"" => {}
             other => missing.push((call_id.clone(), other.map(<[String]>::to_vec))),
@@ -654,15 +770,45 @@ async fn check(world: &World, load: &Load, url: &str, dir: &Path) -> String {
     }
     db.pool().close().await;
 
+    // 6. The OAuth2 connection came through every kill: no rotation lost or spent twice, no
+    // token the provider never issued shown to the API, and it still works.
+    let input = json!({ "connection": OAUTH_CONNECTION, "url": format!("http://{}/user", world.provider_addr) });
+    let last = http
+        .post(format!("{url}/v1/tools/probe.fetch/call"))
+        .bearer_auth(&world.clerk)
+        .json(&input)
+        .send()
+        .await
+        .unwrap();
+    let last: Value = last.json().await.unwrap();
+    assert_eq!(last["result"]["status"], 200, "the connection works after the kills: {last}");
+    let connections: Value =
+        http.get(format!("{url}/v1/connections")).bearer_auth(&world.admin).send().await.unwrap().json().await.unwrap();
+    let state = connections["connections"].as_array().unwrap().iter().find(|c| c["name"] == OAUTH_CONNECTION).unwrap()
+        ["state"]
+        .clone();
+    assert_eq!(state, "connected", "{connections}");
+    let provider = world.provider.lock().unwrap();
+    assert!(
+        provider.refused.is_empty(),
+        "refresh tokens refused by the provider (a rotation lost): {:?}",
+        provider.refused
+    );
+    assert!(provider.foreign_bearers.is_empty(), "tokens the provider never issued: {:?}", provider.foreign_bearers);
+    assert!(provider.refreshes as usize > acks.oauth_calls.len(), "every call refreshed");
+
     let mut refused: Vec<_> = acks.refused.iter().collect();
     refused.sort();
     format!(
         "{} calls acknowledged ({} re-attached after a crash), {} refunds at the stand-in, duplicates 0, \
-         missing audit 0, {} decisions, {} catalog steps acknowledged; refusals {refused:?}",
+         missing audit 0, {} decisions, {} catalog steps acknowledged, {} OAuth2 calls acknowledged over {} \
+         refreshes (0 refused); refusals {refused:?}",
         acks.calls.len(),
         acks.resumed,
         seen.len(),
         acks.decisions.len(),
-        acks.catalog.len()
+        acks.catalog.len(),
+        acks.oauth_calls.len(),
+        provider.refreshes
     )
 }

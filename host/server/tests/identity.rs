@@ -129,6 +129,40 @@ async fn client_credentials_jwts_work_and_every_bad_token_is_refused_and_audited
     assert!(refusals[cases.len()].contains("revoked"));
 }
 
+/// Revoking an agent and re-creating its name within the same second as a token was minted
+/// does not revive the token, by construction: the token is minted at the start of a second
+/// and the agent re-created before that second ends (checked, and tried again if the machine
+/// was too slow), where a whole-second `iat` cannot tell the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_minted_in_the_second_its_agent_is_re_created_stays_dead() {
+    let t = TestHost::start().await;
+    let mut secret = t.agent("greeter").await;
+    t.grant(&[("agent:greeter", "can_use", "tool:hello.greet")]).await;
+    let now_ms = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    for attempt in 1..=5 {
+        tokio::time::sleep(std::time::Duration::from_millis(1000 - now_ms() % 1000 + 5)).await;
+        let jwt = agent_jwt(&t, "greeter", &secret).await;
+        let (status, _) = t.request(reqwest::Method::DELETE, "/v1/agents/greeter", &t.admin, None).await;
+        assert_eq!(status, 200);
+        secret = t.agent("greeter").await;
+        let (_, agents) = t.admin_get("/v1/agents").await;
+        let created = agents["agents"].as_array().unwrap().iter().find(|a| a["name"] == "greeter").unwrap()
+            ["created_at"]
+            .as_i64()
+            .unwrap();
+        let iat = claims_of(&jwt)["iat"].as_i64().unwrap();
+        if created / 1000 != iat {
+            eprintln!("attempt {attempt}: the re-creation fell in the next second; again");
+            continue;
+        }
+        let (status, body) = t.call(&jwt, "hello.greet", json!({ "name": "Ada" })).await;
+        assert_eq!(status, 401, "a token of the revoked incarnation, same second: {body}");
+        assert!(body["message"].as_str().unwrap().contains("predates"), "{body}");
+        return;
+    }
+    panic!("could not mint and re-create within one second in 5 attempts");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_user_delegates_to_an_agent_and_the_chain_reaches_the_gate_and_the_audit() {
     let t = TestHost::start().await;

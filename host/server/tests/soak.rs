@@ -410,6 +410,16 @@ async fn held_over_mcp(http: &reqwest::Client, url: &str, token: &str, i: usize)
     }
 }
 
+/// Whether waiter `i` calls over MCP: every other one, or as `AIRLOCK_SOAK_MCP` says (`none`,
+/// `all`), to tell what each kind costs.
+fn mcp_waiter(i: usize) -> bool {
+    match std::env::var("AIRLOCK_SOAK_MCP").unwrap_or_default().as_str() {
+        "none" => false,
+        "all" => true,
+        _ => i % 2 == 1,
+    }
+}
+
 /// Phase 2: `count` calls waiting for approval at once, half over HTTP and half over MCP,
 /// then all approved.
 async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, dir: &Path) {
@@ -430,7 +440,7 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
         let token = tenant.agents[(i / WAITERS_PER_AGENT) % AGENTS_PER_TENANT].clone();
         let (http, url) = (http.clone(), url.to_string());
         calls.push(tokio::spawn(async move {
-            let answer = if i % 2 == 0 {
+            let answer = if !mcp_waiter(i) {
                 held_over_http(&http, &url, &token, i).await.map(|()| 0)
             } else {
                 held_over_mcp(&http, &url, &token, i).await
@@ -458,11 +468,13 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
     let cpu_before = proc_cpu_ticks(pid);
     let quiet = env_or("AIRLOCK_SOAK_QUIET_SECONDS", 10);
     tokio::time::sleep(Duration::from_secs(quiet)).await;
-    let cpu = (proc_cpu_ticks(pid) - cpu_before) as f64 / 100.0 / quiet as f64; // % of one core (100 ticks/s)
+    let ticks = proc_cpu_ticks(pid).saturating_sub(cpu_before);
+    let cpu = ticks as f64 / quiet as f64; // % of one core (100 ticks/s)
     eprintln!(
-        "soak: {count} calls held after {:.1} s (half HTTP, half MCP); server RSS {} -> {} MiB while they wait; \
-         {cpu:.1}% of one core over {quiet} quiet seconds",
+        "soak: {count} calls held after {:.1} s ({} over MCP); server RSS {} -> {} MiB while they wait; \
+         {cpu:.1}% of one core over {quiet} quiet seconds ({ticks} ticks)",
         held_after.as_secs_f64(),
+        (0..count).filter(|i| mcp_waiter(*i)).count(),
         before / 1024,
         rss / 1024
     );

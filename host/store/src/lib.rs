@@ -41,6 +41,24 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("database error: {0}")]
     Query(#[from] sqlx::Error),
+    #[error("AIRLOCK_SQLITE_SYNCHRONOUS is `{0}`: use `full` (the default) or `normal`")]
+    Synchronous(String),
+}
+
+/// How SQLite makes a commit durable, from `AIRLOCK_SQLITE_SYNCHRONOUS`.
+///
+/// `FULL` by default: in WAL mode the log is synced to the disk at every commit, so what a
+/// commit acknowledged (an audited call's outcome, a decision, a grant claim, an install)
+/// survives power loss as well as a `kill -9`; group commit makes the calls of a commit share
+/// one sync. `normal` syncs only at checkpoints: a `kill -9` still loses nothing (the log is
+/// in the operating system's hands), but a power cut may take the last commits with it, for
+/// hosts whose disk is not what the trail relies on.
+pub fn sqlite_synchronous() -> Result<&'static str, StoreError> {
+    match std::env::var("AIRLOCK_SQLITE_SYNCHRONOUS").unwrap_or_default().to_ascii_lowercase().as_str() {
+        "" | "full" => Ok("FULL"),
+        "normal" => Ok("NORMAL"),
+        other => Err(StoreError::Synchronous(other.to_string())),
+    }
 }
 
 static SQLITE_MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -77,13 +95,16 @@ impl Db {
         let options = AnyConnectOptions::from_str(url).map_err(connect_err)?;
         let pool_options = match backend {
             // SQLite allows one writer at a time; a small pool avoids lock churn.
-            Backend::Sqlite => AnyPoolOptions::new().max_connections(4).after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
-                    sqlx::query("PRAGMA synchronous = NORMAL").execute(&mut *conn).await?;
-                    Ok(())
+            Backend::Sqlite => {
+                let synchronous = sqlite_synchronous()?;
+                AnyPoolOptions::new().max_connections(4).after_connect(move |conn, _| {
+                    Box::pin(async move {
+                        sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
+                        sqlx::query(&format!("PRAGMA synchronous = {synchronous}")).execute(&mut *conn).await?;
+                        Ok(())
+                    })
                 })
-            }),
+            }
             Backend::Postgres => AnyPoolOptions::new().max_connections(16),
         };
         let pool = pool_options.connect_with(options).await.map_err(connect_err)?;
@@ -144,6 +165,28 @@ pub fn now_millis() -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unwrap_used)]
+    fn sqlite_commits_are_synced_to_the_disk_unless_told_otherwise() {
+        let setting = std::env::var("AIRLOCK_SQLITE_SYNCHRONOUS").unwrap_or_default();
+        let expected = if setting.eq_ignore_ascii_case("normal") { 1 } else { 2 }; // NORMAL, FULL
+        let dir = std::env::temp_dir().join(format!("airlock-synchronous-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let db = Db::connect(&Db::sqlite_url(&dir)).await.unwrap();
+            // Every connection of the pool, not only the first.
+            let mut held = Vec::new();
+            for _ in 0..4 {
+                let mut conn = db.pool().acquire().await.unwrap();
+                let (mode,): (i64,) = sqlx::query_as("PRAGMA synchronous").fetch_one(&mut *conn).await.unwrap();
+                assert_eq!(mode, expected, "AIRLOCK_SQLITE_SYNCHRONOUS={setting:?}");
+                held.push(conn);
+            }
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn redacts_passwords_from_urls() {

@@ -69,6 +69,7 @@ pub(super) async fn run(
     tokio::spawn(async move {
         crate::marketplace::catalog::described(&describing).await;
     });
+    crate::memory::spawn_reclaimer();
     let app = crate::api::router(host.clone());
     axum::serve(listener, app)
         .with_graceful_shutdown(async {

@@ -19,7 +19,6 @@ pub mod stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_approvals::Status;
 use airlock_runtime::{CallError, CallOutcome};
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, Implementation, JsonObject, ListToolsResult,
@@ -36,10 +35,12 @@ use crate::Airlock;
 
 /// When a call still running first reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
-/// How often a waiting call reports progress after that (it keeps the client's timeout alive).
-const PROGRESS_KEEPALIVE: Duration = Duration::from_secs(5);
+/// How often a waiting call reports progress after that: often enough to keep a client's
+/// request timeout alive (the SDKs' defaults are a minute or more, reset by progress), rarely
+/// enough that 5,000 calls waiting for people cost little (a report each every 15 s).
+const PROGRESS_KEEPALIVE: Duration = Duration::from_secs(15);
 /// Reports between two lookups of the approvals a call waits for (the rest repeat the message).
-const LOOKUP_EVERY_REPORTS: u32 = 6;
+const LOOKUP_EVERY_REPORTS: u32 = 2;
 
 /// The MCP face of a host, for one agent (stdio) or for whoever each request authenticated as (HTTP).
 #[derive(Clone)]
@@ -83,10 +84,12 @@ impl AirlockMcp {
         }
     }
 
-    /// What a call of `tool` still running waits for: which approval, if one of the agent's.
-    async fn waiting_for(&self, agent: &Agent, tool: &str, base: Option<&str>) -> String {
-        let pending = self.host.approvals.list(&agent.tenant, Some(Status::Pending)).await.unwrap_or_default();
-        let mine: Vec<_> = pending.iter().filter(|a| a.agent == agent.subject() && a.tool == tool).collect();
+    /// What call `call_id` of `tool`, still running, waits for: which approval, if any. Looked
+    /// up by the call (one indexed read), never by listing the tenant's pending approvals:
+    /// thousands of calls may wait at once, each asking now and then.
+    async fn waiting_for(&self, agent: &Agent, tool: &str, call_id: &str, base: Option<&str>) -> String {
+        let pending = self.host.approvals.pending_for_call(&agent.tenant, call_id).await.unwrap_or_default();
+        let mine: Vec<_> = pending.iter().filter(|a| a.agent == agent.subject()).collect();
         match mine.as_slice() {
             [] => format!("`{tool}` is still running"),
             [one] => format!(
@@ -171,7 +174,7 @@ impl ServerHandler for AirlockMcp {
             Some(elicitation::Resumed::Held(call_id)) => {
                 // The client showed the approval's link and calls again: re-attach and wait.
                 let call = self.host.resume_call(&agent, call_id).instrument(request_span);
-                self.with_progress(&ctx, &agent, &tool, call).await
+                self.with_progress(&ctx, &agent, &tool, call_id, call).await
             }
             _ => {
                 let input = Value::Object(request.arguments.unwrap_or_default()).to_string();
@@ -182,15 +185,24 @@ impl ServerHandler for AirlockMcp {
                 // arms its timer if the call is still pending.
                 let report = match tokio::time::timeout(PROGRESS_EVERY, &mut call).await {
                     Ok(report) => report,
-                    Err(_) => {
+                    Err(_) => 'waiting: {
                         // Held for a person's approval and the client shows links: send it the
                         // approval's, and let go of the call (it stays held; the retry re-attaches).
                         if let (true, Some(base)) = (elicitation::supported(&ctx.meta), self.base(&ctx)) {
-                            if let Some(approval) = self.host.held_approval(&agent, &call_id).await {
+                            // The call is polled meanwhile: it may hold a database connection
+                            // that the lookup would otherwise wait for.
+                            let lookup = self.host.held_approval(&agent, &call_id);
+                            tokio::pin!(lookup);
+                            let held = tokio::select! {
+                                biased;
+                                report = &mut call => break 'waiting report,
+                                held = &mut lookup => held,
+                            };
+                            if let Some(approval) = held {
                                 return Ok(elicitation::held_for_approval(&base, &call_id, &approval).into());
                             }
                         }
-                        self.with_progress(&ctx, &agent, &tool, call).await
+                        self.with_progress(&ctx, &agent, &tool, &call_id, call).await
                     }
                 };
                 report
@@ -214,7 +226,19 @@ impl AirlockMcp {
     /// Awaits a call still running after [`PROGRESS_EVERY`], telling the client it is alive and
     /// why. Thousands of calls may wait at once: each reports every few seconds, and looks up
     /// what it waits for only now and then.
-    async fn with_progress<F>(&self, ctx: &RequestContext<RoleServer>, agent: &Agent, tool: &str, call: F) -> F::Output
+    ///
+    /// The call is polled all the while, the report included: a call paused while its report
+    /// waited for a database connection held the connection it had (mid-transaction), and
+    /// with a few such calls every connection of the pool waited on another (the soak's
+    /// 5,000 MCP waiters stalled the host until the pool's timeouts failed them).
+    async fn with_progress<F>(
+        &self,
+        ctx: &RequestContext<RoleServer>,
+        agent: &Agent,
+        tool: &str,
+        call_id: &str,
+        call: F,
+    ) -> F::Output
     where
         F: std::future::Future,
     {
@@ -222,16 +246,30 @@ impl AirlockMcp {
         let mut ticks = tokio::time::interval(PROGRESS_KEEPALIVE);
         let mut tick = 0u32;
         let mut message = String::new();
+        // The report being sent, if one is: it yields the message it said.
+        let mut reporting: Option<std::pin::Pin<Box<dyn std::future::Future<Output = String> + Send + '_>>> = None;
         loop {
             tokio::select! {
                 biased;
                 report = &mut call => return report,
-                _ = ticks.tick() => {
-                    if tick % LOOKUP_EVERY_REPORTS == 0 {
-                        message = self.waiting_for(agent, tool, self.base(ctx).as_deref()).await;
-                    }
+                said = async { reporting.as_mut().expect("guarded by the branch's condition").await },
+                    if reporting.is_some() => {
+                    message = said;
+                    reporting = None;
+                }
+                _ = ticks.tick(), if reporting.is_none() => {
+                    let lookup = tick % LOOKUP_EVERY_REPORTS == 0;
                     tick += 1;
-                    self.report_progress(ctx, tick, &message).await;
+                    let said = std::mem::take(&mut message);
+                    reporting = Some(Box::pin(async move {
+                        let said = if lookup {
+                            self.waiting_for(agent, tool, call_id, self.base(ctx).as_deref()).await
+                        } else {
+                            said
+                        };
+                        self.report_progress(ctx, tick, &said).await;
+                        said
+                    }));
                 }
             }
         }
