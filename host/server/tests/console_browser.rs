@@ -129,6 +129,17 @@ async fn approvers_and_admins_do_their_work_in_the_console() {
     let env = [("AIRLOCK_SCENARIO", scenario.to_string())];
     let Some(out) = run_browser_script(Path::new("console.mjs"), &env).await else { return };
     assert!(out.stdout.contains("CONSOLE OK"), "{}", out.stdout);
+    // The console's request bodies were checked against the API's own request types.
+    let checked: usize = out
+        .stdout
+        .lines()
+        .find_map(|l| l.split("request bodies checked against the API's schemas: ").nth(1))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("tests/browser/lib.mjs reports the request bodies it checked");
+    assert!(
+        checked >= 5,
+        "the console sent {checked} JSON bodies: the scenario decides, clears, installs, fills, revokes"
+    );
 
     // The refund reached the billing API once, approved by carol's passkey over that action.
     let refunds = billed.lines().iter().filter(|l| l.contains("refund")).count();

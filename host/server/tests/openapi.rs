@@ -1,6 +1,6 @@
 //! `GET /v1/openapi.json` describes every `/v1` route the router serves, and is a valid
 //! OpenAPI 3.1 document by the OpenAPI Initiative's own validator (PyPI
-//! `openapi-spec-validator`).
+//! `openapi-spec-validator`); every body and query a handler reads is described field by field.
 
 mod support;
 
@@ -48,12 +48,36 @@ async fn the_openapi_document_lists_every_v1_route_and_validates() {
     let documented: usize = doc["paths"].as_object().unwrap().values().map(|p| p.as_object().unwrap().len()).sum();
     assert_eq!(documented, v1.len(), "nothing listed that the router does not serve");
 
-    // What the handlers read, from their extractors.
+    // What the handlers read, field by field, from the types of their extractors.
+    assert_eq!(airlock::api::openapi::undescribed(&table), Vec::<String>::new(), "request types without a schema");
     let create = &doc["paths"]["/v1/agents"]["post"];
-    assert_eq!(create["requestBody"]["content"]["application/json"]["schema"]["title"], "NewAgent");
     assert_eq!(create["operationId"], "agents.create");
+    let reference = create["requestBody"]["content"]["application/json"]["schema"]["$ref"].as_str().unwrap();
+    let new_agent = &doc["components"]["schemas"][reference.strip_prefix("#/components/schemas/").unwrap()];
+    assert_eq!(new_agent["required"], serde_json::json!(["name"]), "{new_agent}");
+    assert_eq!(new_agent["properties"]["name"]["type"], "string", "{new_agent}");
+    // Nested types (a connection's kind and placement) are described too, with their values.
+    let put = &doc["paths"]["/v1/connections/{name}"]["put"]["requestBody"]["content"]["application/json"]["schema"];
+    let put = &doc["components"]["schemas"][put["$ref"].as_str().unwrap().rsplit('/').next().unwrap()];
+    assert_eq!(put["required"], serde_json::json!(["secret"]), "{put}");
+    let document = doc.to_string();
+    for value in ["oauth2_refresh", "oauth2_client_credentials", "api_key"] {
+        assert!(document.contains(&format!("\"{value}\"")), "the connection kinds are listed: {value}");
+    }
+    // A query type becomes one parameter per field, with its description.
+    let search = doc["paths"]["/v1/audit/search"]["get"]["parameters"].as_array().unwrap();
+    let outcome = search.iter().find(|p| p["name"] == "outcome").expect("audit search reads `outcome`");
+    assert_eq!(outcome["in"], "query");
+    assert!(outcome["description"].as_str().unwrap().contains("denied"), "{outcome}");
+    assert_eq!(search.iter().filter(|p| p["name"] == "tenant").count(), 1, "tenant listed once");
+    // Raw bodies say what they are.
     let upload = &doc["paths"]["/v1/components/{name}"]["post"];
-    assert!(upload["requestBody"]["content"]["application/octet-stream"].is_object(), "{upload}");
+    assert!(upload["requestBody"]["content"]["application/wasm"].is_object(), "{upload}");
+    let install = &doc["paths"]["/v1/marketplace/install"]["post"]["requestBody"]["content"];
+    assert!(
+        install["application/x-tar"].is_object() && install["application/json"]["schema"]["$ref"].is_string(),
+        "{install}"
+    );
     assert_eq!(doc["paths"]["/v1/tools/{tool}/call"]["post"]["parameters"][0]["name"], "tool");
 
     let Some(python) = support::peer("AIRLOCK_PYTHON", "openapi-spec-validator") else { return };

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::VaultError;
 
 /// The kind of credential.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionKind {
     /// A static API key, placed as configured.
@@ -23,7 +23,7 @@ pub enum ConnectionKind {
 }
 
 /// Where an OAuth2 connection gets its access tokens.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct OAuthConfig {
     pub token_url: String,
     pub client_id: String,
@@ -86,7 +86,7 @@ impl ConnectionKind {
 }
 
 /// Where the secret goes in the request.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case", tag = "in")]
 pub enum Placement {
     /// Header `name` with value `prefix` + secret (e.g. `Authorization`, `Bearer `).

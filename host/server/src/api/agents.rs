@@ -43,10 +43,10 @@ pub(super) async fn list(
     Ok(Json(json!({ "agents": agents })))
 }
 
-#[derive(Deserialize)]
-pub(super) struct NewAgent {
-    tenant: Option<String>,
-    name: String,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct NewAgent {
+    pub(crate) tenant: Option<String>,
+    pub(crate) name: String,
 }
 
 pub(super) async fn create(

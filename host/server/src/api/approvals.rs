@@ -32,7 +32,7 @@ use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct ApprovalsQuery {
     status: Option<Status>,
     /// An approval id: list only older ones (the `next` of the previous page).
@@ -108,21 +108,23 @@ pub(super) async fn get(
     Ok(Json(json!(a)))
 }
 
-#[derive(Deserialize)]
-pub(super) struct Decision {
-    tenant: Option<String>,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct Decision {
+    pub(crate) tenant: Option<String>,
     /// Optional, and then it must be the caller itself: a decision is made as oneself.
-    approver: Option<String>,
-    approve: bool,
-    reason: Option<String>,
+    pub(crate) approver: Option<String>,
+    pub(crate) approve: bool,
+    pub(crate) reason: Option<String>,
     /// Approving only: the passkey assertion of `POST /v1/approvals/{id}/step-up`.
-    step_up: Option<StepUp>,
+    pub(crate) step_up: Option<StepUp>,
 }
 
-#[derive(Deserialize)]
-pub(super) struct StepUp {
-    ceremony: String,
-    credential: webauthn_rs::prelude::PublicKeyCredential,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct StepUp {
+    pub(crate) ceremony: String,
+    /// The passkey assertion (WebAuthn `PublicKeyCredential` as JSON) answering the step-up challenge.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    pub(crate) credential: webauthn_rs::prelude::PublicKeyCredential,
 }
 
 /// Whether `m` may decide `a`: only while it is pending; a CIBA request only by the person it

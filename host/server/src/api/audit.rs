@@ -39,7 +39,7 @@ use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct AuditQuery {
     after: Option<i64>,
     limit: Option<i64>,
@@ -88,7 +88,7 @@ pub(super) async fn verify_host(State(host): Host, _: Operator) -> Result<Json<V
 
 /// The filters of `GET /v1/audit/search` and `/v1/audit/export`: each given field must match
 /// exactly; an empty text value is the same as leaving it out.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SearchQuery {
     /// Checked by the tenant door (it must be the caller's own); allowed here for that.
@@ -155,7 +155,7 @@ pub(super) async fn search(
     Ok(Json(json!({ "events": events, "next_before": next_before })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct SummaryQuery {
     #[allow(dead_code)]
@@ -279,7 +279,7 @@ pub(super) async fn export(
 // ---- signed checkpoints and the verifiable export ---------------------------------------------
 
 /// The query of the checkpoint routes: only the tenant (checked by the door).
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ChainQuery {
     #[allow(dead_code)]

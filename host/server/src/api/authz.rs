@@ -19,21 +19,21 @@ use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
 
-#[derive(Deserialize)]
-pub(super) struct TupleBody {
-    tenant: Option<String>,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct TupleBody {
+    pub(crate) tenant: Option<String>,
     #[serde(default)]
-    writes: Vec<TupleJson>,
+    pub(crate) writes: Vec<TupleJson>,
     #[serde(default)]
-    deletes: Vec<TupleJson>,
+    pub(crate) deletes: Vec<TupleJson>,
 }
 
 /// A tuple in OpenFGA's field names.
-#[derive(Deserialize)]
-pub(super) struct TupleJson {
-    user: String,
-    relation: String,
-    object: String,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct TupleJson {
+    pub(crate) user: String,
+    pub(crate) relation: String,
+    pub(crate) object: String,
 }
 
 /// With an external OpenFGA server, local tuples and models would be written but never read.
@@ -107,7 +107,7 @@ pub(super) async fn write_tuples(
     Ok(Json(answer))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct ReadTuplesQuery {
     object: Option<String>,
 }

@@ -71,7 +71,7 @@ pub(super) fn routes(r: super::Routes) -> super::Routes {
         .doc("Remove the tenant's external OpenID provider")
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct TenantQuery {
     tenant: Option<String>,
 }
@@ -289,7 +289,7 @@ fn valid_host(h: &str) -> bool {
 
 // ---- the external OP's ping ----------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct Ping {
     auth_req_id: String,
 }
@@ -360,15 +360,15 @@ fn admin_event(m: &Member, kind: &str, detail: Value) -> AuditEvent {
     m.event(kind, "ok", "ciba", detail)
 }
 
-#[derive(Deserialize)]
-pub(super) struct PutApprover {
-    tenant: Option<String>,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct PutApprover {
+    pub(crate) tenant: Option<String>,
     #[serde(default)]
-    iss: Option<String>,
+    pub(crate) iss: Option<String>,
     #[serde(default)]
-    sub: Option<String>,
+    pub(crate) sub: Option<String>,
     #[serde(default)]
-    device_webhook: Option<String>,
+    pub(crate) device_webhook: Option<String>,
 }
 
 /// `PUT /v1/ciba/approvers/{name}`: adds or replaces an approver clients may ask for by name.
@@ -404,15 +404,15 @@ pub(super) async fn delete_approver(
     Ok(Json(json!({ "deleted": name })))
 }
 
-#[derive(Deserialize)]
-pub(super) struct RegisterClient {
-    tenant: Option<String>,
-    client_id: String,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct RegisterClient {
+    pub(crate) tenant: Option<String>,
+    pub(crate) client_id: String,
     /// `poll` (default) or `ping`; `ping` needs `notification_endpoint`.
     #[serde(default)]
-    delivery_mode: Option<String>,
+    pub(crate) delivery_mode: Option<String>,
     #[serde(default)]
-    notification_endpoint: Option<String>,
+    pub(crate) notification_endpoint: Option<String>,
 }
 
 /// `POST /v1/ciba/clients`: registers a client; its secret is in this answer only.
@@ -456,19 +456,19 @@ pub(super) async fn delete_client(
     Ok(Json(json!({ "deleted": client_id })))
 }
 
-#[derive(Deserialize)]
-pub(super) struct PutExternalOp {
-    tenant: Option<String>,
-    discovery_url: String,
-    client_id: String,
-    client_secret: String,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct PutExternalOp {
+    pub(crate) tenant: Option<String>,
+    pub(crate) discovery_url: String,
+    pub(crate) client_id: String,
+    pub(crate) client_secret: String,
     #[serde(default)]
-    delivery_mode: Option<String>,
+    pub(crate) delivery_mode: Option<String>,
     #[serde(default)]
-    scope: Option<String>,
-    login_hints: BTreeMap<String, String>,
+    pub(crate) scope: Option<String>,
+    pub(crate) login_hints: BTreeMap<String, String>,
     #[serde(default)]
-    requested_expiry: Option<u64>,
+    pub(crate) requested_expiry: Option<u64>,
 }
 
 /// `PUT /v1/ciba/external-op`: the tenant's approvals go to this OP from now on.

@@ -29,42 +29,42 @@ use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
 
-#[derive(Deserialize)]
-pub(super) struct PutConnection {
-    tenant: Option<String>,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct PutConnection {
+    pub(crate) tenant: Option<String>,
     /// Default: the slot's kind when filling a slot, else `bearer`.
     #[serde(default)]
-    kind: Option<ConnectionKind>,
+    pub(crate) kind: Option<ConnectionKind>,
     #[serde(default)]
-    placement: Option<Placement>,
+    pub(crate) placement: Option<Placement>,
     #[serde(default)]
-    base_url: Option<String>,
+    pub(crate) base_url: Option<String>,
     /// Required, except when filling a slot: then the hosts its package declared.
     #[serde(default)]
-    allowed_hosts: Option<Vec<String>>,
+    pub(crate) allowed_hosts: Option<Vec<String>>,
     #[serde(default)]
-    requires_grant: bool,
+    pub(crate) requires_grant: bool,
     /// For the oauth2 kinds: `{"token_url", "client_id", "scope"}`.
     #[serde(default)]
-    oauth: Option<airlock_vault::OAuthConfig>,
+    pub(crate) oauth: Option<airlock_vault::OAuthConfig>,
     #[serde(default)]
-    allow_private_network: bool,
+    pub(crate) allow_private_network: bool,
     /// Let `vault.token` and the token exchange hand out this OAuth2 connection's access token.
     #[serde(default)]
-    expose_token: bool,
+    pub(crate) expose_token: bool,
     /// Put the connection in this agent's private namespace (`AGENT/NAME`) instead of the tenant's.
     #[serde(default)]
-    agent: Option<String>,
+    pub(crate) agent: Option<String>,
     /// For the oauth2 kinds, JSON: `{"refresh_token", "client_secret"}`.
-    secret: String,
+    pub(crate) secret: String,
     /// Filling a slot an installed package declared: send the credential to hosts the package
     /// did not declare (a test stand-in, a regional endpoint). Refused without it.
     #[serde(default)]
-    allow_undeclared_hosts: bool,
+    pub(crate) allow_undeclared_hosts: bool,
 }
 
 /// `?agent=`: a connection in the tenant's namespace or in one agent's.
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct ConnectionQuery {
     agent: Option<String>,
 }
@@ -145,12 +145,12 @@ pub(super) async fn put(
     Ok(Json(json!({ "connection": conn })))
 }
 
-#[derive(Deserialize)]
-pub(super) struct RotateSecret {
-    tenant: Option<String>,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct RotateSecret {
+    pub(crate) tenant: Option<String>,
     #[serde(default)]
-    agent: Option<String>,
-    secret: String,
+    pub(crate) agent: Option<String>,
+    pub(crate) secret: String,
 }
 
 /// `POST /v1/connections/{name}/secret`: replaces the secret, keeping everything else.
@@ -286,10 +286,10 @@ pub(super) async fn rotate_tenant_key(State(host): Host, TenantAdmin(m): TenantA
     Ok(Json(json!({ "tenant": m.tenant, "data_key_version": version })))
 }
 
-#[derive(Deserialize)]
-pub(super) struct NewMasterKey {
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct NewMasterKey {
     /// Base64 of 32 random bytes.
-    new_key: String,
+    pub(crate) new_key: String,
 }
 
 /// `POST /v1/vault/rotate-master-key`: re-seals every tenant's data keys under a new master key,

@@ -78,7 +78,7 @@ pub(super) async fn authorize(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Confirm {
     user_code: String,

@@ -25,7 +25,7 @@ use crate::Airlock;
 const PAGE: i64 = 200;
 const POLL: Duration = Duration::from_secs(1);
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct EventsQuery {
     /// Start after this sequence number (overridden by `Last-Event-ID`).
     after: Option<i64>,

@@ -21,7 +21,7 @@ use super::auth::{Operator, TenantAdmin, TenantReader};
 use super::ApiError;
 use crate::Airlock;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct PutIssuer {
     tenant: Option<String>,
     issuer: String,
@@ -51,7 +51,7 @@ pub(super) async fn put_issuer(
     Ok(Json(json!({ "issuer": cfg })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct IssuerQuery {
     issuer: Option<String>,
 }
@@ -78,7 +78,7 @@ pub(super) async fn delete_issuer(
     Ok(Json(json!({ "deleted": issuer })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct MapSubject {
     tenant: Option<String>,
     issuer: String,

@@ -34,17 +34,17 @@ use crate::Airlock;
 type Host = State<Arc<Airlock>>;
 
 /// The install / upgrade request, when it is JSON.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-struct PackageRequest {
-    catalog: Option<String>,
+pub(crate) struct PackageRequest {
+    pub(crate) catalog: Option<String>,
     #[serde(default)]
-    consent: bool,
+    pub(crate) consent: bool,
     #[serde(default)]
-    dry_run: bool,
+    pub(crate) dry_run: bool,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 pub(super) struct UpgradeQuery {
     #[serde(default)]
     consent: bool,
@@ -134,7 +134,7 @@ pub(super) async fn installed(State(host): Host, TenantReader(m): TenantReader) 
 
 /// `?allow_private_network=NAME[,NAME]`: the package's connections allowed to list internal
 /// addresses (see [`crate::marketplace::install::refuse_internal_hosts`]).
-#[derive(serde::Deserialize, Default)]
+#[derive(serde::Deserialize, Default, schemars::JsonSchema)]
 pub(super) struct InstallQuery {
     allow_private_network: Option<String>,
 }
@@ -206,12 +206,12 @@ pub(super) async fn uninstall(
     Ok(Json(serde_json::to_value(report).unwrap_or_default()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct TrustRequest {
-    publisher: String,
+pub(crate) struct TrustRequest {
+    pub(crate) publisher: String,
     /// Base64 of the 32-byte Ed25519 public key (a line of a `NAME.pub` file).
-    public_key: String,
+    pub(crate) public_key: String,
 }
 
 pub(super) async fn publishers(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {

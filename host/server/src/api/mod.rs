@@ -56,6 +56,20 @@ use axum::{Json, Router};
 
 pub use error::ApiError;
 
+/// The request bodies of the API as the CLI sends them: the very types the handlers read (and
+/// the OpenAPI document describes), so the CLI cannot send a shape the host does not accept.
+pub(crate) mod requests {
+    pub(crate) use super::agents::NewAgent;
+    pub(crate) use super::approvals::Decision;
+    pub(crate) use super::authz::{TupleBody, TupleJson};
+    pub(crate) use super::ciba::{PutApprover, PutExternalOp, RegisterClient};
+    pub(crate) use super::connections::{NewMasterKey, PutConnection, RotateSecret};
+    pub(crate) use super::marketplace::{PackageRequest, TrustRequest};
+    pub(crate) use super::runs::NewPolicy;
+    pub(crate) use super::sso::PutSso;
+    pub(crate) use super::tenants::{Accept, CreateOperatorToken, CreateToken, NewInvitation, NewTenant};
+}
+
 use crate::Airlock;
 
 /// Who may call a route.

@@ -48,8 +48,9 @@ impl From<SigninError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PasskeyRegister")]
 pub(super) struct Register {
     code: String,
 }
@@ -77,10 +78,13 @@ pub(super) async fn register(
                     "tenant": inv.tenant, "member": inv.member, "role": inv.relation })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PasskeyRegisterFinish")]
 pub(super) struct Finish {
     ceremony: String,
+    /// The new passkey (WebAuthn `PublicKeyCredential` from `navigator.credentials.create`, as JSON).
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     credential: RegisterPublicKeyCredential,
 }
 
@@ -122,8 +126,9 @@ async fn signed_in(host: &Airlock, tenant: &str, member: &str, via: &str, extra:
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PasskeySignIn")]
 pub(super) struct SignIn {
     tenant: String,
     /// `carol` or `user:carol`.
@@ -146,10 +151,13 @@ pub(super) async fn sign_in(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(rename = "PasskeySignInFinish")]
 pub(super) struct SignInFinish {
     ceremony: String,
+    /// The passkey assertion (WebAuthn `PublicKeyCredential` from `navigator.credentials.get`, as JSON).
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
     credential: PublicKeyCredential,
 }
 

@@ -43,7 +43,7 @@ fn event(tenant: &str, kind: &str, outcome: &str, agent: &str, tool: &str, detai
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct AheadRequest {
     /// `component.tool`.
     tool: String,
@@ -89,7 +89,7 @@ pub(super) async fn request_approval(
     Ok((StatusCode::CREATED, Json(json!(a))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 pub(super) struct WaitQuery {
     timeout_seconds: Option<u64>,
 }
@@ -133,7 +133,7 @@ pub(super) async fn resume_call(
     report_answer(host.resume_call(&agent, &call_id).await)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
 pub(super) struct NewRun {
     #[serde(default)]
     summary: String,
@@ -175,7 +175,8 @@ pub(super) async fn get_run(
     Ok(Json(json!(run)))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[schemars(rename = "FinishRun")]
 pub(super) struct Finish {
     #[serde(default)]
     outcome: String,
@@ -208,14 +209,14 @@ pub(super) async fn finish_run(
 
 // ---- policies (admin) ----------------------------------------------------------------
 
-#[derive(Deserialize)]
-pub(super) struct NewPolicy {
-    tenant: Option<String>,
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+pub(crate) struct NewPolicy {
+    pub(crate) tenant: Option<String>,
     /// `component.tool`, `component.*`, or `agent:NAME` for an entry policy.
-    tool: String,
-    role: String,
+    pub(crate) tool: String,
+    pub(crate) role: String,
     /// How long a request waits and a grant lasts; 15 minutes when absent.
-    ttl_seconds: Option<u64>,
+    pub(crate) ttl_seconds: Option<u64>,
 }
 
 fn policy_json(p: &airlock_approvals::Policy) -> Value {

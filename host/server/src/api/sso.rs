@@ -40,13 +40,13 @@ impl From<SsoError> for ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct PutSso {
-    tenant: Option<String>,
+pub(crate) struct PutSso {
+    pub(crate) tenant: Option<String>,
     #[serde(flatten)]
-    config: SsoConfig,
-    client_secret: String,
+    pub(crate) config: SsoConfig,
+    pub(crate) client_secret: String,
 }
 
 pub(super) async fn put(

@@ -39,12 +39,12 @@ const INVITATION_TTL_MS: i64 = 7 * 24 * 3600 * 1000;
 /// How long an API token lives, unless asked otherwise.
 const TOKEN_TTL_SECONDS: i64 = 90 * 24 * 3600;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NewTenant {
-    name: String,
+pub(crate) struct NewTenant {
+    pub(crate) name: String,
     /// `user:NAME`: invited to be the tenant's first admin.
-    admin: Option<String>,
+    pub(crate) admin: Option<String>,
 }
 
 pub(super) async fn list(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
@@ -83,17 +83,17 @@ pub(super) async fn delete(
     Ok(Json(json!({ "deleted": tenant, "audit": "kept, sealed by its last event `tenant.delete`" })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct NewInvitation {
-    member: String,
+pub(crate) struct NewInvitation {
+    pub(crate) member: String,
     /// The relation the member gets on `tenant:T`; absent for an existing member who only
     /// registers a passkey (signs in) with it.
     #[serde(default)]
-    role: String,
-    tenant: Option<String>,
+    pub(crate) role: String,
+    pub(crate) tenant: Option<String>,
     /// How long it may be redeemed; 7 days when absent.
-    expires_in_seconds: Option<i64>,
+    pub(crate) expires_in_seconds: Option<i64>,
 }
 
 /// Makes an invitation and the JSON that shows it (its code, once). Audited in the tenant.
@@ -184,10 +184,10 @@ pub(super) async fn redeem_in(
     Ok(inv)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct Accept {
-    code: String,
+pub(crate) struct Accept {
+    pub(crate) code: String,
 }
 
 /// `POST /v1/invitations/accept`: the code is the credential. One transaction spends the
@@ -226,15 +226,15 @@ pub(super) async fn accept(
                     "token_name": info.name, "expires_at": info.expires_at })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CreateToken {
-    name: String,
-    role: Option<String>,
-    as_member: Option<String>,
-    tenant: Option<String>,
+pub(crate) struct CreateToken {
+    pub(crate) name: String,
+    pub(crate) role: Option<String>,
+    pub(crate) as_member: Option<String>,
+    pub(crate) tenant: Option<String>,
     /// Seconds from now; 90 days when absent; `0` for a token that does not expire.
-    expires_in_seconds: Option<i64>,
+    pub(crate) expires_in_seconds: Option<i64>,
 }
 
 fn expiry(seconds: Option<i64>) -> Result<Option<i64>, ApiError> {
@@ -279,11 +279,11 @@ pub(super) async fn revoke_token(
     Ok(Json(json!({ "revoked": name, "tokens": n })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
 #[serde(deny_unknown_fields)]
-pub(super) struct CreateOperatorToken {
-    name: String,
-    expires_in_seconds: Option<i64>,
+pub(crate) struct CreateOperatorToken {
+    pub(crate) name: String,
+    pub(crate) expires_in_seconds: Option<i64>,
 }
 
 /// `POST /v1/operator/tokens`.

@@ -1,7 +1,9 @@
 //! `airlock ciba ...`: the CIBA provider's approvers and clients, and a tenant's external OP.
 
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::api::requests::{PutApprover, PutExternalOp, RegisterClient};
 
 use super::client::{secret_from_env, Body, Client};
 use super::Remote;
@@ -125,9 +127,9 @@ pub(super) async fn run(cmd: CibaCmd) -> Result<(), String> {
     use reqwest::Method;
     match cmd {
         CibaCmd::Approver(ApproverCmd::Put { remote, name, iss, sub, webhook }) => {
-            let body = json!({ "tenant": remote.tenant, "iss": iss, "sub": sub, "device_webhook": webhook });
+            let body = Body::of(&PutApprover { tenant: remote.tenant.clone(), iss, sub, device_webhook: webhook })?;
             let path = format!("/v1/ciba/approvers/{}", enc(&name));
-            print(&Client::tenant(&remote)?.send(Method::PUT, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::PUT, &path, Some(body)).await?);
         }
         CibaCmd::Approver(ApproverCmd::List { remote }) => {
             let path = format!("/v1/ciba/approvers?tenant={}", enc(&remote.t()));
@@ -139,9 +141,13 @@ pub(super) async fn run(cmd: CibaCmd) -> Result<(), String> {
         }
         CibaCmd::Client(ClientCmd::Register { remote, client_id, ping }) => {
             let mode = if ping.is_some() { "ping" } else { "poll" };
-            let body = json!({ "tenant": remote.tenant, "client_id": client_id, "delivery_mode": mode,
-                               "notification_endpoint": ping });
-            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/ciba/clients", Some(Body::Json(body))).await?);
+            let body = Body::of(&RegisterClient {
+                tenant: remote.tenant.clone(),
+                client_id,
+                delivery_mode: Some(mode.to_string()),
+                notification_endpoint: ping,
+            })?;
+            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/ciba/clients", Some(body)).await?);
             eprintln!("keep the client secret now: it is stored only as a hash and cannot be shown again");
         }
         CibaCmd::Client(ClientCmd::List { remote }) => {
@@ -163,16 +169,23 @@ pub(super) async fn run(cmd: CibaCmd) -> Result<(), String> {
             secret_env,
         }) => {
             let secret = secret_from_env(&secret_env)?;
-            let mut hints = serde_json::Map::new();
+            let mut hints = std::collections::BTreeMap::new();
             for pair in &login_hints {
                 let (role, hint) =
                     pair.split_once('=').ok_or_else(|| format!("--login-hint `{pair}` must be ROLE=LOGIN_HINT"))?;
-                hints.insert(role.to_string(), Value::String(hint.to_string()));
+                hints.insert(role.to_string(), hint.to_string());
             }
-            let body = json!({ "tenant": remote.tenant, "discovery_url": discovery_url, "client_id": client_id,
-                               "client_secret": secret.as_str(), "delivery_mode": mode, "scope": scope,
-                               "login_hints": hints, "requested_expiry": requested_expiry });
-            print(&Client::tenant(&remote)?.send(Method::PUT, "/v1/ciba/external-op", Some(Body::Json(body))).await?);
+            let body = Body::of(&PutExternalOp {
+                tenant: remote.tenant.clone(),
+                discovery_url,
+                client_id,
+                client_secret: secret.to_string(),
+                delivery_mode: Some(mode),
+                scope: Some(scope),
+                login_hints: hints,
+                requested_expiry,
+            })?;
+            print(&Client::tenant(&remote)?.send(Method::PUT, "/v1/ciba/external-op", Some(body)).await?);
         }
         CibaCmd::ExternalOp(ExternalOpCmd::Show { remote }) => {
             let path = format!("/v1/ciba/external-op?tenant={}", enc(&remote.t()));

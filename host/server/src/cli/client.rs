@@ -2,6 +2,8 @@
 
 use serde_json::{json, Value};
 
+use crate::api::requests::{Decision, NewAgent, NewMasterKey, PutConnection, RotateSecret, TupleBody, TupleJson};
+
 use super::{AgentCmd, ApprovalCmd, Command, ComponentCmd, ConnectionCmd, ModelCmd, Remote, TupleCmd, VaultCmd};
 
 /// A small client of the host's HTTP API.
@@ -164,6 +166,13 @@ pub enum Body {
     Tar(Vec<u8>),
 }
 
+impl Body {
+    /// One of the API's own request types ([`crate::api::requests`]) as a JSON body.
+    pub(crate) fn of<T: serde::Serialize>(request: &T) -> Result<Body, String> {
+        serde_json::to_value(request).map(Body::Json).map_err(|e| format!("encoding the request: {e}"))
+    }
+}
+
 pub(super) fn print(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
 }
@@ -202,12 +211,14 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             print(&Client::operator(&remote)?.send(Method::GET, "/v1/components", None).await?)
         }
         Command::Tuple(TupleCmd::Write { remote, user, relation, object }) => {
-            let body = json!({ "tenant": remote.tenant, "writes": [{ "user": user, "relation": relation, "object": object }] });
-            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/tuples", Some(Body::Json(body))).await?);
+            let tuple = TupleJson { user, relation, object };
+            let body = Body::of(&TupleBody { tenant: remote.tenant.clone(), writes: vec![tuple], deletes: vec![] })?;
+            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/tuples", Some(body)).await?);
         }
         Command::Tuple(TupleCmd::Delete { remote, user, relation, object }) => {
-            let body = json!({ "tenant": remote.tenant, "deletes": [{ "user": user, "relation": relation, "object": object }] });
-            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/tuples", Some(Body::Json(body))).await?);
+            let tuple = TupleJson { user, relation, object };
+            let body = Body::of(&TupleBody { tenant: remote.tenant.clone(), writes: vec![], deletes: vec![tuple] })?;
+            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/tuples", Some(body)).await?);
         }
         Command::Tuple(TupleCmd::List { remote, object }) => {
             let mut path = format!("/v1/tuples?tenant={}", enc(&remote.t()));
@@ -227,8 +238,8 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             println!("{}", v.get("dsl").and_then(Value::as_str).unwrap_or_default());
         }
         Command::Agent(AgentCmd::Create { remote, name }) => {
-            let body = json!({ "tenant": remote.tenant, "name": name });
-            let v = Client::tenant(&remote)?.send(Method::POST, "/v1/agents", Some(Body::Json(body))).await?;
+            let body = Body::of(&NewAgent { tenant: remote.tenant.clone(), name })?;
+            let v = Client::tenant(&remote)?.send(Method::POST, "/v1/agents", Some(body)).await?;
             print(&v);
             eprintln!("keep the token now: it is stored only as a hash and cannot be shown again");
         }
@@ -256,27 +267,37 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             let secret = secret_from_env(&secret_env)?;
             let oauth = match (token_url, client_id) {
                 (Some(token_url), Some(client_id)) => {
-                    json!({ "token_url": token_url, "client_id": client_id, "scope": scope,
-                            "authorize_url": authorize_url })
+                    Some(airlock_vault::OAuthConfig { token_url, client_id, scope, authorize_url })
                 }
-                (None, None) => Value::Null,
+                (None, None) => None,
                 _ => return Err("an OAuth2 connection needs both `--token-url` and `--client-id`".into()),
             };
             // Left out, the host takes them from the slot being filled (or says they are required).
-            let kind = kind.map(Value::String).unwrap_or(Value::Null);
-            let hosts = if hosts.is_empty() { Value::Null } else { json!(hosts) };
-            let body = json!({ "tenant": remote.tenant, "kind": kind, "allowed_hosts": hosts, "base_url": base_url,
-                               "requires_grant": requires_grant, "agent": agent, "oauth": oauth,
-                               "expose_token": expose_token, "allow_private_network": allow_private_network,
-                               "allow_undeclared_hosts": allow_undeclared_host, "secret": secret.as_str() });
+            let kind = kind.map(|k| serde_json::from_value(Value::String(k))).transpose().map_err(|_| {
+                "--kind is one of api_key, bearer, oauth2_refresh, oauth2_client_credentials".to_string()
+            })?;
+            let body = Body::of(&PutConnection {
+                tenant: remote.tenant.clone(),
+                kind,
+                placement: None,
+                base_url,
+                allowed_hosts: (!hosts.is_empty()).then_some(hosts),
+                requires_grant,
+                oauth,
+                allow_private_network,
+                expose_token,
+                agent,
+                secret: secret.to_string(),
+                allow_undeclared_hosts: allow_undeclared_host,
+            })?;
             let path = format!("/v1/connections/{}", enc(&name));
-            print(&Client::tenant(&remote)?.send(Method::PUT, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::PUT, &path, Some(body)).await?);
         }
         Command::Connection(ConnectionCmd::Rotate { remote, name, agent, secret_env }) => {
             let secret = secret_from_env(&secret_env)?;
-            let body = json!({ "tenant": remote.tenant, "agent": agent, "secret": secret.as_str() });
+            let body = Body::of(&RotateSecret { tenant: remote.tenant.clone(), agent, secret: secret.to_string() })?;
             let path = format!("/v1/connections/{}/secret", enc(&name));
-            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(body)).await?);
         }
         Command::Connection(ConnectionCmd::List { remote }) => {
             let path = format!("/v1/connections?tenant={}", enc(&remote.t()));
@@ -298,10 +319,10 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
                 std::env::var(&new_key_env)
                     .map_err(|_| format!("set the new master key (base64, 32 bytes) in `{new_key_env}`"))?,
             );
-            let body = json!({ "new_key": new_key.as_str() });
+            let body = NewMasterKey { new_key: new_key.to_string() };
             print(
                 &Client::operator(&remote)?
-                    .send(Method::POST, "/v1/vault/rotate-master-key", Some(Body::Json(body)))
+                    .send(Method::POST, "/v1/vault/rotate-master-key", Some(Body::of(&body)?))
                     .await?,
             );
         }
@@ -353,14 +374,16 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             }
         }
         Command::Approvals(ApprovalCmd::Approve { remote, id }) => {
-            let body = json!({ "tenant": remote.tenant, "approve": true });
+            let decision =
+                Decision { tenant: remote.tenant.clone(), approver: None, approve: true, reason: None, step_up: None };
             let path = format!("/v1/approvals/{}/decision", enc(&id));
-            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::of(&decision)?)).await?);
         }
         Command::Approvals(ApprovalCmd::Deny { remote, id, reason }) => {
-            let body = json!({ "tenant": remote.tenant, "approve": false, "reason": reason });
+            let decision =
+                Decision { tenant: remote.tenant.clone(), approver: None, approve: false, reason, step_up: None };
             let path = format!("/v1/approvals/{}/decision", enc(&id));
-            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?);
+            print(&Client::tenant(&remote)?.send(Method::POST, &path, Some(Body::of(&decision)?)).await?);
         }
         Command::Audit { remote, verify: true, host: on_host, .. } => {
             let (client, path) = if on_host {

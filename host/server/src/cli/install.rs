@@ -11,7 +11,9 @@ use std::io::{IsTerminal, Write};
 use std::path::Path;
 
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::api::requests::{PackageRequest, TrustRequest};
 
 use super::client::{enc, print, Body, Client};
 use super::Remote;
@@ -57,7 +59,8 @@ fn package_body(arg: &str) -> Result<(Body, String), String> {
     if arg.contains('/') || arg.ends_with(".tar") {
         return Err(format!("`{arg}` is neither a catalog agent nor an existing package directory or .tar"));
     }
-    Ok((Body::Json(json!({ "catalog": arg })), format!("catalog agent {arg}")))
+    let request = PackageRequest { catalog: Some(arg.to_string()), consent: false, dry_run: false };
+    Ok((Body::of(&request)?, format!("catalog agent {arg}")))
 }
 
 /// Draws progress lines as they come; returns the final result.
@@ -224,7 +227,7 @@ pub(super) async fn publisher(cmd: PublisherCmd) -> Result<(), String> {
                 None => public_key,
             };
             let client = Client::operator(&remote)?;
-            let body = Body::Json(json!({ "publisher": publisher, "public_key": key }));
+            let body = Body::of(&TrustRequest { publisher, public_key: key })?;
             print(&client.send(reqwest::Method::POST, "/v1/marketplace/publishers", Some(body)).await?);
         }
         PublisherCmd::List { remote } => {

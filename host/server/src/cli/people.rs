@@ -3,7 +3,10 @@
 
 use clap::Subcommand;
 use reqwest::Method;
-use serde_json::{json, Value};
+use serde_json::Value;
+
+use crate::api::requests::{Accept, CreateOperatorToken, CreateToken, NewInvitation, NewTenant, PutSso};
+use crate::signin::sso::SsoConfig;
 
 use super::client::{enc, print, subject_of, Body, Client};
 use super::{Command, Remote};
@@ -160,8 +163,8 @@ fn show_secret(v: &Value, field: &str, next: &str) {
 pub(super) async fn run(command: Command) -> Result<(), String> {
     match command {
         Command::Tenant(TenantCmd::Create { remote, name, admin }) => {
-            let body = json!({ "name": name, "admin": admin.map(|a| subject_of(&a)) });
-            let v = Client::operator(&remote)?.send(Method::POST, "/v1/tenants", Some(Body::Json(body))).await?;
+            let body = Body::of(&NewTenant { name, admin: admin.map(|a| subject_of(&a)) })?;
+            let v = Client::operator(&remote)?.send(Method::POST, "/v1/tenants", Some(body)).await?;
             print(&v);
             if let Some(code) = v.pointer("/invitation/code").and_then(Value::as_str) {
                 eprintln!("give the invitation to its admin; they run `airlock invitation accept {code}`");
@@ -170,9 +173,9 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
         Command::Tenant(TenantCmd::Sso(SsoCmd::Set { remote, issuer, client_id, subject_claim, secret_env })) => {
             let secret = std::env::var(&secret_env)
                 .map_err(|_| format!("set {secret_env} to the client secret the provider gave this host"))?;
-            let body = json!({ "issuer": issuer, "client_id": client_id, "subject_claim": subject_claim,
-                               "client_secret": secret, "tenant": remote.tenant });
-            print(&Client::tenant(&remote)?.send(Method::PUT, "/v1/sso", Some(Body::Json(body))).await?);
+            let config = SsoConfig { issuer, client_id, subject_claim };
+            let body = Body::of(&PutSso { tenant: remote.tenant.clone(), config, client_secret: secret })?;
+            print(&Client::tenant(&remote)?.send(Method::PUT, "/v1/sso", Some(body)).await?);
         }
         Command::Tenant(TenantCmd::Sso(SsoCmd::Show { remote })) => {
             print(&Client::tenant(&remote)?.send(Method::GET, "/v1/sso", None).await?)
@@ -188,19 +191,25 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             print(&Client::operator(&remote)?.send(Method::DELETE, &path, None).await?)
         }
         Command::Tenant(TenantCmd::Invite { remote, name, member, role }) => {
-            let body = json!({ "member": subject_of(&member), "role": role });
+            let body =
+                Body::of(&NewInvitation { member: subject_of(&member), role, tenant: None, expires_in_seconds: None })?;
             let path = format!("/v1/tenants/{}/invitations", enc(&name));
-            print(&Client::operator(&remote)?.send(Method::POST, &path, Some(Body::Json(body))).await?)
+            print(&Client::operator(&remote)?.send(Method::POST, &path, Some(body)).await?)
         }
         Command::Token(TokenCmd::Create { remote, name, role, as_member, expires, operator }) => {
             let expires_in_seconds = seconds(&expires)?;
             let v = if operator {
-                let body = json!({ "name": name, "expires_in_seconds": expires_in_seconds });
-                Client::operator(&remote)?.send(Method::POST, "/v1/operator/tokens", Some(Body::Json(body))).await?
+                let body = Body::of(&CreateOperatorToken { name, expires_in_seconds: Some(expires_in_seconds) })?;
+                Client::operator(&remote)?.send(Method::POST, "/v1/operator/tokens", Some(body)).await?
             } else {
-                let body = json!({ "name": name, "role": role, "as_member": as_member.map(|m| subject_of(&m)),
-                                   "tenant": remote.tenant, "expires_in_seconds": expires_in_seconds });
-                Client::tenant(&remote)?.send(Method::POST, "/v1/tokens", Some(Body::Json(body))).await?
+                let body = Body::of(&CreateToken {
+                    name,
+                    role,
+                    as_member: as_member.map(|m| subject_of(&m)),
+                    tenant: remote.tenant.clone(),
+                    expires_in_seconds: Some(expires_in_seconds),
+                })?;
+                Client::tenant(&remote)?.send(Method::POST, "/v1/tokens", Some(body)).await?
             };
             show_secret(&v, "token", "Use it as AIRLOCK_TOKEN (or AIRLOCK_ADMIN_TOKEN for an operator token).");
         }
@@ -224,9 +233,13 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             print(&v);
         }
         Command::User(UserCmd::Invite { remote, name, role }) => {
-            let body =
-                json!({ "member": subject_of(&name), "role": role.unwrap_or_default(), "tenant": remote.tenant });
-            let v = Client::tenant(&remote)?.send(Method::POST, "/v1/invitations", Some(Body::Json(body))).await?;
+            let body = Body::of(&NewInvitation {
+                member: subject_of(&name),
+                role: role.unwrap_or_default(),
+                tenant: remote.tenant.clone(),
+                expires_in_seconds: None,
+            })?;
+            let v = Client::tenant(&remote)?.send(Method::POST, "/v1/invitations", Some(body)).await?;
             print(&v);
             if let Some(link) = v.pointer("/invitation/register_passkey").and_then(Value::as_str) {
                 eprintln!(
@@ -237,10 +250,8 @@ pub(super) async fn run(command: Command) -> Result<(), String> {
             }
         }
         Command::Invitation(InvitationCmd::Accept { remote, code }) => {
-            let body = json!({ "code": code });
-            let v = Client::new(&remote.server, "")
-                .send(Method::POST, "/v1/invitations/accept", Some(Body::Json(body)))
-                .await?;
+            let body = Body::of(&Accept { code })?;
+            let v = Client::new(&remote.server, "").send(Method::POST, "/v1/invitations/accept", Some(body)).await?;
             show_secret(&v, "token", "Use it as AIRLOCK_TOKEN.");
         }
         Command::Login { remote } => login(&remote).await?,

@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use clap::Subcommand;
-use serde_json::json;
+
+use crate::api::requests::NewPolicy;
 
 use super::client::{enc, print, Body, Client};
 use super::Remote;
@@ -60,8 +61,9 @@ pub(super) async fn run(cmd: PolicyCmd) -> Result<(), String> {
     use reqwest::Method;
     match cmd {
         PolicyCmd::Put { remote, tool, role, ttl } => {
-            let body = json!({ "tenant": remote.tenant, "tool": tool, "role": role, "ttl_seconds": ttl.as_secs() });
-            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/policies", Some(Body::Json(body))).await?);
+            let body =
+                Body::of(&NewPolicy { tenant: remote.tenant.clone(), tool, role, ttl_seconds: Some(ttl.as_secs()) })?;
+            print(&Client::tenant(&remote)?.send(Method::POST, "/v1/policies", Some(body)).await?);
         }
         PolicyCmd::List { remote } => {
             let path = format!("/v1/policies?tenant={}", enc(&remote.t()));

@@ -9,7 +9,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 /// The parameters of an authorization request, carried through the consent form unchanged
 /// and checked again when it is posted.
-#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 pub struct AuthorizeRequest {
     #[serde(default)]
     pub response_type: String,

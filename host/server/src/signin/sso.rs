@@ -21,7 +21,7 @@ use zeroize::Zeroizing;
 use super::flow::{self, Binding, Purpose};
 
 /// What an admin configures.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SsoConfig {
     pub issuer: String,
     pub client_id: String,

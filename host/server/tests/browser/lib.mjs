@@ -9,6 +9,8 @@ import { createRequire } from 'node:module';
 import { readFileSync, mkdirSync } from 'node:fs';
 import { basename, join } from 'node:path';
 
+import { watchShapes, shapeReport } from './shapes.mjs';
+
 // An ES module resolves bare names from its own folder only (NODE_PATH is for require):
 // load the packages from AIRLOCK_BROWSER_DIR, where scripts/browser.sh installed them.
 const require = createRequire(join(need('AIRLOCK_BROWSER_DIR'), 'package.json'));
@@ -68,6 +70,7 @@ export async function newPage(browser, width = WIDTHS.desktop) {
   page.on('response', (r) => {
     if (r.status() >= 400) console.log(`[${width}px] HTTP ${r.status()}: ${r.request().method()} ${r.url()}`);
   });
+  watchShapes(page);
   page.on('requestfailed', (r) => console.log(`[${width}px] request failed: ${r.method()} ${r.url()} ${r.failure()?.errorText}`));
   return page;
 }
@@ -132,7 +135,8 @@ export async function screenshot(page, name) {
   return path;
 }
 
-// Runs `scenario(browser)` with a launched browser, closed afterwards whatever happens; a
+// Runs `scenario(browser)` with a launched browser, closed afterwards whatever happens, then
+// checks that every JSON body the pages sent fits its route's request schema (shapes.mjs); a
 // failure prints its stack, screenshots every page still open (`failure-<script>-<width>px`)
 // and exits 1 (which fails the Rust test with this output).
 export async function run(scenario) {
@@ -140,6 +144,10 @@ export async function run(scenario) {
   try {
     browser = await launch();
     await scenario(browser);
+    // Every JSON body the pages sent matched the request type its route reads (shapes.mjs).
+    const { checked, violations } = await shapeReport();
+    if (violations.length) throw new Error(`the console sent bodies its routes do not accept:\n${violations.join('\n')}`);
+    console.log(`request bodies checked against the API's schemas: ${checked}`);
   } catch (e) {
     console.error(e && e.stack ? e.stack : String(e));
     process.exitCode = 1;
