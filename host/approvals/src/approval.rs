@@ -96,10 +96,12 @@ impl Status {
 }
 
 /// A stored approval request and its decision.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Approval {
+    /// Also the id of the grant a decision issues.
     pub id: String,
     pub tenant: String,
+    /// Who asked: `agent:NAME`, or `ciba-client:ID` for a CIBA request.
     pub agent: String,
     pub tool: String,
     pub action: String,
@@ -108,15 +110,23 @@ pub struct Approval {
     /// The asker's own words, labelled as theirs wherever shown; never the summary, never a
     /// CIBA binding message.
     pub note: String,
+    /// The relation an approver must hold on `tenant:TENANT`; none: a tenant admin (a CIBA
+    /// request is decided by the person it names).
     pub role: Option<String>,
+    /// The action's arguments, as JSON text; the grant is bound to their digest.
     pub details: String,
     /// Hex sha256 of the canonical JSON of `details` ([`crate::canonical::args_digest`]).
     pub args_digest: String,
     pub status: Status,
+    /// Who decided; none while undecided.
     pub approver: Option<String>,
+    /// The approver's reason, when they gave one.
     pub reason: Option<String>,
+    /// When it was asked (unix ms).
     pub created_at: i64,
+    /// When it expires if no one decides it (unix ms).
     pub expires_at: i64,
+    /// When it was decided (unix ms).
     pub decided_at: Option<i64>,
     /// The call that asked, which alone may spend the grant; a resumed host finds it here.
     #[serde(default)]

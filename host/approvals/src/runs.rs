@@ -31,7 +31,7 @@ use crate::ledger::{self, BindingField, Ev, GrantState, LedgerError, HOST_ACTOR}
 use crate::policy::{Policies, PolicyError, ENTRY_ACTION};
 
 /// Where a run stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunState {
     /// Its entry approval is pending: no step may run.
@@ -46,20 +46,24 @@ pub enum RunState {
 }
 
 /// A run as read now.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Run {
     pub id: String,
     pub tenant: String,
+    /// The agent whose run it is (`agent:NAME`).
     pub agent: String,
     pub summary: String,
     pub state: RunState,
     /// The entry approval (also the entry grant's id); wait on it with [`crate::Approvals::wait`].
     pub approval_id: Option<String>,
     pub role: Option<String>,
+    /// When it started (unix ms).
     pub created_at: i64,
     /// Until when the entry may be decided (while awaiting) or steps may run (once approved).
     pub expires_at: Option<i64>,
+    /// When it was finished (unix ms).
     pub finished_at: Option<i64>,
+    /// The outcome it was finished with.
     pub outcome: Option<String>,
 }
 

@@ -43,7 +43,7 @@ pub const ALGORITHM: &str = "Ed25519";
 
 /// A signed chain head: event `seq` of `tenant`'s chain had `hash` when key `kid` signed it at
 /// `ts` (ms since the epoch).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Checkpoint {
     pub tenant: String,
     pub seq: i64,

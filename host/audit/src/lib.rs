@@ -64,7 +64,7 @@ pub use checkpoint::{Checkpoint, CheckpointKey};
 pub use search::{SearchFilter, Tally};
 
 /// One decision or action, as the host records it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct AuditEvent {
     pub tenant: String,
     /// What happened: `tool.call`, `authz.check`, `approval.request`, `approval.decision`, `vault.fetch`, ...
@@ -80,23 +80,29 @@ pub struct AuditEvent {
 }
 
 /// An event as stored: with its place in the chain.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct StoredEvent {
+    /// Its place in the tenant's chain, from 1.
     pub seq: i64,
+    /// When it was recorded (ms since the epoch).
     pub ts: i64,
     #[serde(flatten)]
     pub event: AuditEvent,
+    /// The `hash` of the event before it.
     pub prev_hash: String,
+    /// The hash over every field and `prev_hash`.
     pub hash: String,
 }
 
 /// What verifying a tenant's chain found.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Verification {
     pub tenant: String,
+    /// The events found intact, from the first (all of them when the chain is intact).
     pub events: i64,
     /// `None` when intact; otherwise the first broken sequence number.
     pub broken_at: Option<i64>,
+    /// What is wrong at `broken_at`; `None` when intact.
     pub reason: Option<String>,
 }
 

@@ -36,7 +36,7 @@ pub(crate) const EXTERNAL_ALGS: [Algorithm; 3] = [Algorithm::RS256, Algorithm::E
 
 /// An external issuer whose tokens a tenant accepts: tokens with this `iss` and `audience` are
 /// verified against the keys at `jwks_url`, and their `subject_claim` names the external subject.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExternalIssuer {
     pub tenant: String,
     /// The exact `iss` of the provider's tokens (Auth0: `https://TENANT.auth0.com/`, trailing slash included).

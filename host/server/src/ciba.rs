@@ -36,7 +36,8 @@ const BINDING_MESSAGE_MAX: usize = 200;
 
 /// A tenant's external OP, as an administrator configures it (the client secret apart: it is
 /// write-only and sealed at rest).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "CibaExternalOpConfig")]
 pub struct ExternalOpConfig {
     /// `https://op.example/.well-known/openid-configuration`.
     pub discovery_url: String,

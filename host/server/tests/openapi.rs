@@ -1,6 +1,8 @@
 //! `GET /v1/openapi.json` describes every `/v1` route the router serves, and is a valid
 //! OpenAPI 3.1 document by the OpenAPI Initiative's own validator (PyPI
-//! `openapi-spec-validator`); every body and query a handler reads is described field by field.
+//! `openapi-spec-validator`); every body and query a handler reads, and every answer it gives, is described field by field
+//! (the answers are checked against what the handlers send by every test that uses
+//! `TestHost::request`).
 
 mod support;
 
@@ -79,6 +81,19 @@ async fn the_openapi_document_lists_every_v1_route_and_validates() {
         "{install}"
     );
     assert_eq!(doc["paths"]["/v1/tools/{tool}/call"]["post"]["parameters"][0]["name"], "tool");
+
+    // What each route answers, from the type its handler returns.
+    let schema_of = |method: &str, path: &str| {
+        let schema = &doc["paths"][path][method]["responses"]["2XX"]["content"]["application/json"]["schema"];
+        let name = schema["$ref"].as_str().unwrap_or_else(|| panic!("{method} {path} answers {schema}"));
+        doc["components"]["schemas"][name.rsplit('/').next().unwrap()].clone()
+    };
+    let agents = schema_of("get", "/v1/agents");
+    assert_eq!(agents["properties"]["agents"]["type"], "array", "{agents}");
+    let created = schema_of("post", "/v1/agents");
+    assert!(created["required"].as_array().unwrap().contains(&serde_json::json!("token")), "{created}");
+    let stream = &doc["paths"]["/v1/events"]["get"]["responses"]["2XX"]["content"];
+    assert!(stream["text/event-stream"].is_object(), "{stream}");
 
     let Some(python) = support::peer("AIRLOCK_PYTHON", "openapi-spec-validator") else { return };
     let file = std::env::temp_dir().join(format!("airlock-openapi-{}.json", std::process::id()));

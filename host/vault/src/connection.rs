@@ -36,7 +36,7 @@ pub struct OAuthConfig {
 }
 
 /// Where an `oauth2_refresh` connection stands with its provider.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ConnectionState {
     /// A client secret and no refresh token yet: an admin presses Connect.
@@ -99,9 +99,10 @@ pub enum Placement {
     Query { name: String },
 }
 
-/// A connection's metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A connection's metadata (never its secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Connection {
+    /// `NAME`, or `AGENT/NAME` in an agent's private namespace.
     pub name: String,
     pub kind: ConnectionKind,
     /// Defaults from the kind when absent: bearer goes in `Authorization`.

@@ -30,8 +30,9 @@ pub const GRANT_TYPE: &str = "urn:openid:params:grant-type:ciba";
 
 /// How a client learns that a request was decided (CIBA Core 5). Push is not offered: it
 /// would deliver tokens to an endpoint, which poll and ping avoid.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
+#[schemars(rename = "CibaDeliveryMode")]
 pub enum DeliveryMode {
     /// The client polls the token endpoint.
     Poll,

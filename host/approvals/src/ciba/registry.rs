@@ -8,7 +8,8 @@ use super::minter::random_token;
 use super::{CibaError, CibaProvider, DeliveryMode};
 
 /// An approver the provider can be asked about, by name or by an external identity.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "CibaApprover")]
 pub struct Approver {
     /// The name a plain `login_hint` uses; also the approval's role, so only this approver decides.
     pub name: String,
@@ -24,7 +25,8 @@ pub struct Approver {
 }
 
 /// A registered CIBA client (its secret is only ever stored hashed).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[schemars(rename = "CibaClient")]
 pub struct ClientReg {
     pub tenant: String,
     pub client_id: String,
@@ -34,6 +36,7 @@ pub struct ClientReg {
     pub notification_endpoint: Option<String>,
     /// A disabled client authenticates but is refused with `unauthorized_client`.
     pub enabled: bool,
+    /// When it was registered (unix ms).
     pub created_at: i64,
 }
 

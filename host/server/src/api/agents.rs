@@ -15,32 +15,76 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::auth::{TenantAdmin, TenantReader};
 use super::ApiError;
 use crate::Airlock;
 
+/// `GET /v1/agents`: the tenant's agents, newest first, revoked ones too.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AgentList {
+    agents: Vec<AgentEntry>,
+}
+
+/// One of the tenant's agents, as `GET /v1/agents` lists it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AgentEntry {
+    name: String,
+    /// `agent:NAME`: the subject the authorization engine knows it as.
+    subject: String,
+    /// When its current incarnation was created (unix ms).
+    created_at: i64,
+    /// When it was revoked (unix ms); none while live.
+    revoked_at: Option<i64>,
+    /// Whether its tokens are accepted now.
+    live: bool,
+    /// The package a marketplace install made it from; none for an agent created directly.
+    package: Option<AgentPackage>,
+}
+
+/// The installed package an agent comes from.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AgentPackage {
+    name: String,
+    version: String,
+    publisher: String,
+    /// sha256 of the signed payload installed.
+    digest: String,
+    /// When it was installed (unix ms).
+    installed_at: i64,
+    /// When it was last installed or upgraded (unix ms).
+    updated_at: i64,
+}
+
 pub(super) async fn list(
     State(host): State<Arc<Airlock>>,
     TenantReader(m): TenantReader,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AgentList>, ApiError> {
     let agents = host.agents.list(&m.tenant).await?;
     let installed = host.installations(&m.tenant).await.map_err(ApiError::from)?;
     let package_of = |name: &str| {
-        installed.iter().find(|i| i["agent"] == name).map(|i| {
-            json!({ "name": i["package"], "version": i["version"], "publisher": i["publisher"],
-                    "digest": i["digest"], "installed_at": i["installed_at"], "updated_at": i["updated_at"] })
+        installed.iter().find(|i| i.agent == name).map(|i| AgentPackage {
+            name: i.package.clone(),
+            version: i.version.clone(),
+            publisher: i.publisher.clone(),
+            digest: i.digest.clone(),
+            installed_at: i.installed_at,
+            updated_at: i.updated_at,
         })
     };
-    let agents: Vec<Value> = agents
+    let agents = agents
         .into_iter()
-        .map(|a| {
-            json!({ "name": a.name, "subject": format!("agent:{}", a.name), "created_at": a.created_at,
-                    "revoked_at": a.revoked_at, "live": a.live, "package": package_of(&a.name) })
+        .map(|a| AgentEntry {
+            subject: format!("agent:{}", a.name),
+            package: package_of(&a.name),
+            name: a.name,
+            created_at: a.created_at,
+            revoked_at: a.revoked_at,
+            live: a.live,
         })
         .collect();
-    Ok(Json(json!({ "agents": agents })))
+    Ok(Json(AgentList { agents }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -49,26 +93,49 @@ pub(crate) struct NewAgent {
     pub(crate) name: String,
 }
 
+/// `POST /v1/agents`: the agent created, with its token (shown this once).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CreatedAgent {
+    tenant: String,
+    name: String,
+    /// `agent:NAME`: the subject the authorization engine knows it as.
+    subject: String,
+    /// The agent's API token; it is not shown again.
+    token: String,
+}
+
 pub(super) async fn create(
     State(host): State<Arc<Airlock>>,
     TenantAdmin(m): TenantAdmin,
     body: Result<Json<NewAgent>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedAgent>), ApiError> {
     let Json(body) = body?;
     let tenant = m.scope(body.tenant.as_deref())?;
     let token = host.agents.create(tenant, &body.name).await?;
     host.audit.record(m.event("agent.create", "ok", "", json!({ "agent": format!("agent:{}", body.name) })));
     Ok((
         StatusCode::CREATED,
-        Json(json!({ "tenant": tenant, "name": body.name, "subject": format!("agent:{}", body.name), "token": token })),
+        Json(CreatedAgent {
+            tenant: tenant.to_string(),
+            subject: format!("agent:{}", body.name),
+            name: body.name,
+            token,
+        }),
     ))
+}
+
+/// `DELETE /v1/agents/{name}`: the agent revoked.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct RevokedAgent {
+    /// The agent's name.
+    revoked: String,
 }
 
 pub(super) async fn revoke(
     State(host): State<Arc<Airlock>>,
     TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RevokedAgent>, ApiError> {
     host.agents.revoke(&m.tenant, &name).await?;
     // Its authority ends with it: issued grants and pending approvals are cancelled.
     let cancelled = host
@@ -83,5 +150,5 @@ pub(super) async fn revoke(
         json!({ "agent": format!("agent:{name}"),
         "cancelled_grants": cancelled.grants, "cancelled_approvals": cancelled.approvals }),
     ));
-    Ok(Json(json!({ "revoked": name })))
+    Ok(Json(RevokedAgent { revoked: name }))
 }

@@ -76,11 +76,19 @@ async fn one_of_yours(host: &Airlock, m: &Member, id: &str) -> Result<Approval, 
     Ok(a)
 }
 
+/// `GET /v1/approvals`: a page of the approvals this member may see, newest first.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ApprovalList {
+    approvals: Vec<Approval>,
+    /// When the page is full: the id to pass as `before` for the next one.
+    next: Option<String>,
+}
+
 pub(super) async fn list(
     State(host): Host,
     TenantMember(m): TenantMember,
     query: Result<Query<ApprovalsQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalList>, ApiError> {
     let Query(q) = query?;
     let limit = q.limit.unwrap_or(500);
     if !(1..=500).contains(&limit) {
@@ -96,16 +104,16 @@ pub(super) async fn list(
             shown.push(a);
         }
     }
-    Ok(Json(json!({ "approvals": shown, "next": next })))
+    Ok(Json(ApprovalList { approvals: shown, next }))
 }
 
 pub(super) async fn get(
     State(host): Host,
     TenantMember(m): TenantMember,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Approval>, ApiError> {
     let a = one_of_yours(&host, &m, &id).await?;
-    Ok(Json(json!(a)))
+    Ok(Json(a))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -167,7 +175,7 @@ pub(super) async fn decide(
     TenantMember(m): TenantMember,
     Path(id): Path<String>,
     body: Result<Json<Decision>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Approval>, ApiError> {
     let Json(d) = body?;
     let tenant = m.scope(d.tenant.as_deref())?.to_string();
     let pending = host.approvals.get(&tenant, &id).await?;
@@ -192,14 +200,13 @@ pub(super) async fn decide(
     // The CIBA path audits its own decision; the signature is then its own event.
     let kind = if ciba_approver.is_some() { "approval.signed" } else { "approval.decision" };
     let decided = match ciba_approver {
-        Some(named) => {
-            super::ciba::decide(&host, &tenant, &id, &named, &m.subject, d.approve, d.reason.as_deref()).await
-        }
+        Some(named) => super::ciba::decide(&host, &tenant, &id, &named, &m.subject, d.approve, d.reason.as_deref())
+            .await
+            .and_then(|v| serde_json::from_value::<Approval>(v).map_err(|e| ApiError::internal("approval", e))),
         None => host
             .approvals
             .decide(&tenant, &id, &m.subject, d.approve, d.reason.as_deref())
             .await
-            .map(|a| json!(a))
             .map_err(ApiError::from),
     };
     let decided = match decided {
@@ -269,19 +276,56 @@ async fn step_up(
     Ok(proof?)
 }
 
+/// `GET /v1/approvals/{id}/proof`: an approval with the proof of its decision.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ApprovalProof {
+    approval: Approval,
+    /// The decision's proof, verifiable offline: the action bound, its digest, the passkey
+    /// and its registration, and the assertion as the browser sent it.
+    proof: Value,
+}
+
 /// `GET /v1/approvals/{id}/proof`: the kept proof of an approved request, to verify offline.
 pub(super) async fn proof(
     State(host): Host,
     TenantMember(m): TenantMember,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ApprovalProof>, ApiError> {
     let a = one_of_yours(&host, &m, &id).await?;
     let text = host.people.passkeys.proof_text(&m.tenant, &id).await?;
     let Some(text) = text else {
         return Err(ApiError::not_found(format!("approval `{id}` has no proof: it was not approved with a passkey")));
     };
     let proof: Value = serde_json::from_str(&text).map_err(|e| ApiError::internal("stored proof", e))?;
-    Ok(Json(json!({ "approval": a, "proof": proof })))
+    Ok(Json(ApprovalProof { approval: a, proof }))
+}
+
+/// `POST /v1/approvals/{id}/verify`: whether the approval's kept proof holds.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum ProofVerdict {
+    /// The proof holds: the approver's passkey signed this approval's action as stored.
+    Valid {
+        #[schemars(extend("const" = true))]
+        valid: bool,
+        approval_id: String,
+        /// Who decided the approval.
+        approver: Option<String>,
+        /// Hex sha256 of the action that was signed.
+        digest: String,
+        /// The member whose passkey signed.
+        passkey_of: String,
+        /// How that passkey was registered (`invitation created by user:NAME`, ...).
+        registered_via: String,
+    },
+    /// The proof does not hold.
+    Invalid {
+        #[schemars(extend("const" = false))]
+        valid: bool,
+        approval_id: String,
+        /// Why it does not hold.
+        reason: String,
+    },
 }
 
 /// `POST /v1/approvals/{id}/verify`: checks the kept proof against the approval as stored.
@@ -289,17 +333,22 @@ pub(super) async fn verify(
     State(host): Host,
     TenantMember(m): TenantMember,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
-    let Json(found) = proof(State(host.clone()), TenantMember(m), Path(id.clone())).await?;
-    let approval: Approval =
-        serde_json::from_value(found["approval"].clone()).map_err(|e| ApiError::internal("approval", e))?;
-    let verdict = serde_json::from_value::<crate::signin::Proof>(found["proof"].clone())
+) -> Result<Json<ProofVerdict>, ApiError> {
+    let Json(ApprovalProof { approval, proof: found }) =
+        proof(State(host.clone()), TenantMember(m), Path(id.clone())).await?;
+    let verdict = serde_json::from_value::<crate::signin::Proof>(found)
         .map_err(|e| format!("the proof is malformed: {e}"))
         .and_then(|p| p.verify(Some(&approval)).map(|()| p));
     Ok(Json(match verdict {
-        Ok(p) => json!({ "valid": true, "approval_id": id, "approver": approval.approver, "digest": p.digest,
-                         "passkey_of": p.registration.member, "registered_via": p.registration.via }),
-        Err(reason) => json!({ "valid": false, "approval_id": id, "reason": reason }),
+        Ok(p) => ProofVerdict::Valid {
+            valid: true,
+            approval_id: id,
+            approver: approval.approver,
+            digest: p.digest,
+            passkey_of: p.registration.member,
+            registered_via: p.registration.via,
+        },
+        Err(reason) => ProofVerdict::Invalid { valid: false, approval_id: id, reason },
     }))
 }
 

@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use airlock_audit::checkpoint::{self, CheckpointError, ExportLine, Signed};
-use airlock_audit::SearchFilter;
+use airlock_audit::{SearchFilter, StoredEvent};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
@@ -30,12 +30,14 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use futures_util::StreamExt as _;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
 use super::auth::{Operator, TenantAdmin, TenantReader};
 use super::ApiError;
 use crate::tenancy::HOST_CHAIN;
 use crate::Airlock;
+
+// What the verify and checkpoint routes answer: the audit log's own types.
+pub(crate) use airlock_audit::{Checkpoint, Verification};
 
 type Host = State<Arc<Airlock>>;
 
@@ -45,30 +47,40 @@ pub(super) struct AuditQuery {
     limit: Option<i64>,
 }
 
-async fn read(host: &Airlock, chain: &str, q: AuditQuery) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/audit`, `GET /v1/host/audit`: a page of the chain's events, oldest first
+/// (`seq` above `after`, at most `limit`).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AuditEvents {
+    events: Vec<StoredEvent>,
+}
+
+async fn read(host: &Airlock, chain: &str, q: AuditQuery) -> Result<Json<AuditEvents>, ApiError> {
     // Include everything recorded up to this request.
     host.flush().await;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let events =
         host.audit.list(chain, q.after.unwrap_or(0), limit).await.map_err(|e| ApiError::internal("audit store", e))?;
-    Ok(Json(json!({ "events": events })))
+    Ok(Json(AuditEvents { events }))
 }
 
-async fn verify(host: &Airlock, chain: &str) -> Result<Json<Value>, ApiError> {
+async fn verify(host: &Airlock, chain: &str) -> Result<Json<Verification>, ApiError> {
     host.flush().await;
     let v = host.audit.verify(chain).await.map_err(|e| ApiError::internal("audit store", e))?;
-    Ok(Json(json!(v)))
+    Ok(Json(v))
 }
 
 pub(super) async fn read_tenant(
     State(host): Host,
     TenantReader(m): TenantReader,
     query: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditEvents>, ApiError> {
     read(&host, &m.tenant, query?.0).await
 }
 
-pub(super) async fn verify_tenant(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+pub(super) async fn verify_tenant(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+) -> Result<Json<Verification>, ApiError> {
     verify(&host, &m.tenant).await
 }
 
@@ -76,11 +88,11 @@ pub(super) async fn read_host(
     State(host): Host,
     _: Operator,
     query: Result<Query<AuditQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditEvents>, ApiError> {
     read(&host, HOST_CHAIN, query?.0).await
 }
 
-pub(super) async fn verify_host(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
+pub(super) async fn verify_host(State(host): Host, _: Operator) -> Result<Json<Verification>, ApiError> {
     verify(&host, HOST_CHAIN).await
 }
 
@@ -130,6 +142,15 @@ impl SearchQuery {
     }
 }
 
+/// `GET /v1/audit/search`: a page of the matching events, newest first.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AuditSearch {
+    events: Vec<StoredEvent>,
+    /// The `seq` of the page's last event when more match (pass it as `before` for the next,
+    /// older page), else null.
+    next_before: Option<i64>,
+}
+
 /// `GET /v1/audit/search`: the tenant's events matching the filters, newest first, a page of
 /// `limit` (default 50, at most 500). `next_before` is the `seq` of the page's last event when
 /// more match (pass it as `before` for the next, older page), else `null`.
@@ -137,7 +158,7 @@ pub(super) async fn search(
     State(host): Host,
     TenantReader(m): TenantReader,
     query: Result<Query<SearchQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditSearch>, ApiError> {
     let Query(q) = query?;
     if q.after.is_some() {
         return Err(ApiError::bad_request(
@@ -152,7 +173,7 @@ pub(super) async fn search(
     let more = events.len() as i64 > limit;
     events.truncate(limit as usize);
     let next_before = if more { events.last().map(|e| e.seq) } else { None };
-    Ok(Json(json!({ "events": events, "next_before": next_before })))
+    Ok(Json(AuditSearch { events, next_before }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -162,6 +183,39 @@ pub(super) struct SummaryQuery {
     tenant: Option<String>,
     /// How many minutes back, 1 to 1440 (60 when absent).
     minutes: Option<i64>,
+}
+
+/// `GET /v1/audit/summary`: the tenant's tool calls and denials per minute.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AuditSummary {
+    /// The start of the first bucket (ms since the epoch).
+    since: i64,
+    /// The width of a bucket: 60000 (a minute).
+    bucket_ms: i64,
+    /// Every minute, zeros too, oldest first; the last is the minute now under way.
+    buckets: Vec<SummaryBucket>,
+    /// The sums over every bucket.
+    totals: SummaryTotals,
+}
+
+/// A minute of [`AuditSummary`].
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AuditSummaryBucket")]
+pub(crate) struct SummaryBucket {
+    /// The minute's first millisecond (ms since the epoch).
+    start: i64,
+    /// Tool calls (`tool.call` events, whatever their outcome).
+    calls: i64,
+    /// Of those, the ones denied.
+    denials: i64,
+}
+
+/// The totals of [`AuditSummary`].
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "AuditSummaryTotals")]
+pub(crate) struct SummaryTotals {
+    calls: i64,
+    denials: i64,
 }
 
 /// The audit kind of an agent's tool call: every call an agent makes (over `/v1/tools/.../call`
@@ -189,7 +243,7 @@ pub(super) async fn summary(
     State(host): Host,
     TenantReader(m): TenantReader,
     query: Result<Query<SummaryQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuditSummary>, ApiError> {
     let Query(q) = query?;
     let minutes = q.minutes.unwrap_or(60).clamp(1, 1440);
     host.flush().await;
@@ -203,7 +257,7 @@ pub(super) async fn summary(
         .map_err(|e| ApiError::internal("audit store", e))?;
     let mut counted = counted.into_iter().peekable();
     let (mut calls, mut denials) = (0, 0);
-    let buckets: Vec<Value> = (0..minutes)
+    let buckets: Vec<SummaryBucket> = (0..minutes)
         .map(|i| {
             let start = since + i * MINUTE_MS;
             let (c, d) = match counted.next_if(|t| t.start == start) {
@@ -212,15 +266,10 @@ pub(super) async fn summary(
             };
             calls += c;
             denials += d;
-            json!({ "start": start, "calls": c, "denials": d })
+            SummaryBucket { start, calls: c, denials: d }
         })
         .collect();
-    Ok(Json(json!({
-        "since": since,
-        "bucket_ms": MINUTE_MS,
-        "buckets": buckets,
-        "totals": { "calls": calls, "denials": denials },
-    })))
+    Ok(Json(AuditSummary { since, bucket_ms: MINUTE_MS, buckets, totals: SummaryTotals { calls, denials } }))
 }
 
 /// Events per page the export reads.
@@ -287,10 +336,10 @@ pub(super) struct ChainQuery {
 }
 
 /// Signs `chain`'s head now (after a flush, so it covers everything recorded so far).
-async fn sign_now(host: &Airlock, chain: &str) -> Result<Json<Value>, ApiError> {
+async fn sign_now(host: &Airlock, chain: &str) -> Result<Json<Checkpoint>, ApiError> {
     host.flush().await;
     match host.checkpoints.sign(chain).await {
-        Ok(Signed::New(c) | Signed::Unchanged(c)) => Ok(Json(json!(c))),
+        Ok(Signed::New(c) | Signed::Unchanged(c)) => Ok(Json(c)),
         Ok(Signed::Empty) => Err(ApiError::conflict(format!("the trail of `{chain}` is empty: no head to sign"))),
         Err(e @ CheckpointError::Tampered { .. }) => {
             Err(ApiError::new(StatusCode::CONFLICT, "audit_tampered", e.to_string()))
@@ -303,13 +352,33 @@ async fn sign_now(host: &Airlock, chain: &str) -> Result<Json<Value>, ApiError> 
 /// returns the checkpoint `{tenant, seq, hash, ts, kid, signature}` (the newest one when the
 /// head has not moved since). `409 audit_tampered` when the chain no longer extends the last
 /// checkpoint: the host signs no rewritten trail.
-pub(super) async fn checkpoint_tenant(State(host): Host, TenantAdmin(m): TenantAdmin) -> Result<Json<Value>, ApiError> {
+pub(super) async fn checkpoint_tenant(
+    State(host): Host,
+    TenantAdmin(m): TenantAdmin,
+) -> Result<Json<Checkpoint>, ApiError> {
     sign_now(&host, &m.tenant).await
+}
+
+/// `POST /v1/host/audit/checkpoints`: the checkpoints signed (or already covering a head that
+/// had not moved), and the chains refused.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CheckpointsSigned {
+    checkpoints: Vec<Checkpoint>,
+    refused: Vec<RefusedChain>,
+}
+
+/// A chain whose head the host did not sign.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct RefusedChain {
+    /// The chain: a tenant, or the host's own.
+    tenant: String,
+    /// Why (a chain that no longer extends its last checkpoint).
+    reason: String,
 }
 
 /// `POST /v1/host/audit/checkpoints` (operator): signs every chain whose head moved (every
 /// tenant's and the host's) now: `{"checkpoints": [...], "refused": [{"tenant", "reason"}]}`.
-pub(super) async fn checkpoint_all(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
+pub(super) async fn checkpoint_all(State(host): Host, _: Operator) -> Result<Json<CheckpointsSigned>, ApiError> {
     host.flush().await;
     let mut checkpoints = Vec::new();
     let mut refused = Vec::new();
@@ -317,10 +386,16 @@ pub(super) async fn checkpoint_all(State(host): Host, _: Operator) -> Result<Jso
         match signed {
             Ok(s) => checkpoints.extend(s.checkpoint().cloned()),
             Err(CheckpointError::Store(e)) => return Err(ApiError::internal("audit store", e)),
-            Err(e) => refused.push(json!({ "tenant": chain, "reason": e.to_string() })),
+            Err(e) => refused.push(RefusedChain { tenant: chain, reason: e.to_string() }),
         }
     }
-    Ok(Json(json!({ "checkpoints": checkpoints, "refused": refused })))
+    Ok(Json(CheckpointsSigned { checkpoints, refused }))
+}
+
+/// `GET /v1/audit/checkpoints`: the tenant chain's signed checkpoints, oldest first.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CheckpointList {
+    checkpoints: Vec<Checkpoint>,
 }
 
 /// `GET /v1/audit/checkpoints` (reader): the tenant's stored checkpoints, oldest first.
@@ -328,21 +403,41 @@ pub(super) async fn list_checkpoints(
     State(host): Host,
     TenantReader(m): TenantReader,
     query: Result<Query<ChainQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CheckpointList>, ApiError> {
     query?;
     let checkpoints = host.audit.checkpoints(&m.tenant).await.map_err(|e| ApiError::internal("audit store", e))?;
-    Ok(Json(json!({ "checkpoints": checkpoints })))
+    Ok(Json(CheckpointList { checkpoints }))
+}
+
+/// `GET /v1/audit/checkpoint-key`, `GET /v1/host/audit/checkpoint-key`: the public key that
+/// verifies the checkpoints.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CheckpointPublicKey {
+    /// `Ed25519`.
+    algorithm: &'static str,
+    /// The key's id: the first 16 hex digits of its SHA-256 (each checkpoint's `kid`).
+    kid: String,
+    /// The public key, hex (64 digits).
+    public_key: String,
+}
+
+impl CheckpointPublicKey {
+    /// The host's key, as `PublicKey::to_json` publishes it.
+    fn of(host: &Airlock) -> CheckpointPublicKey {
+        let key = host.checkpoints.public_key();
+        CheckpointPublicKey { algorithm: checkpoint::ALGORITHM, kid: key.kid(), public_key: key.to_hex() }
+    }
 }
 
 /// `GET /v1/audit/checkpoint-key` (reader), `GET /v1/host/audit/checkpoint-key` (operator):
 /// the public key that verifies the checkpoints, `{"algorithm": "Ed25519", "kid", "public_key"}`
 /// (hex). Compare it out of band before trusting a verification with it.
-pub(super) async fn checkpoint_key(State(host): Host, TenantReader(_): TenantReader) -> Json<Value> {
-    Json(host.checkpoints.public_key().to_json())
+pub(super) async fn checkpoint_key(State(host): Host, TenantReader(_): TenantReader) -> Json<CheckpointPublicKey> {
+    Json(CheckpointPublicKey::of(&host))
 }
 
-pub(super) async fn host_checkpoint_key(State(host): Host, _: Operator) -> Json<Value> {
-    Json(host.checkpoints.public_key().to_json())
+pub(super) async fn host_checkpoint_key(State(host): Host, _: Operator) -> Json<CheckpointPublicKey> {
+    Json(CheckpointPublicKey::of(&host))
 }
 
 /// `GET /v1/audit/export/signed` (reader): the tenant's whole trail with its signed

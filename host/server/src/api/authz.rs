@@ -11,7 +11,7 @@ use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Query, State};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::auth::{TenantAdmin, TenantReader};
 use super::ApiError;
@@ -46,34 +46,61 @@ fn refuse_when_remote(host: &Airlock) -> Result<(), ApiError> {
     Ok(())
 }
 
+/// `PUT /v1/authorization-model`: the id of the model now active.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AuthorizationModelWritten {
+    authorization_model_id: String,
+}
+
 /// `PUT /v1/authorization-model`: the body is a model in the OpenFGA DSL; it becomes the tenant's active model.
 pub(super) async fn write_model(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<AuthorizationModelWritten>, ApiError> {
     refuse_when_remote(&host)?;
     let dsl = std::str::from_utf8(&body).map_err(|_| ApiError::bad_request("the model must be UTF-8 DSL text"))?;
     let active = host.rebac.write_model(&m.tenant, dsl).await?;
     host.audit.record(m.event("model.write", "ok", "", json!({ "model_id": active.id })));
-    Ok(Json(json!({ "authorization_model_id": active.id })))
+    Ok(Json(AuthorizationModelWritten { authorization_model_id: active.id }))
+}
+
+/// `GET /v1/authorization-model`: the tenant's active model.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AuthorizationModel {
+    authorization_model_id: String,
+    /// The model in canonical OpenFGA DSL.
+    dsl: String,
 }
 
 /// `GET /v1/authorization-model`: the tenant's active model, in canonical DSL.
-pub(super) async fn read_model(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+pub(super) async fn read_model(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+) -> Result<Json<AuthorizationModel>, ApiError> {
     let active = host.rebac.model(&m.tenant).ok_or_else(|| {
         ApiError::not_found(
             "this tenant has no authorization model: tuples are checked as written (PUT one to use OpenFGA semantics)",
         )
     })?;
-    Ok(Json(json!({ "authorization_model_id": active.id, "dsl": active.model.to_string() })))
+    Ok(Json(AuthorizationModel { dsl: active.model.to_string(), authorization_model_id: active.id }))
+}
+
+/// `POST /v1/tuples`: how many tuples were written and deleted.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TuplesWritten {
+    written: usize,
+    deleted: usize,
+    /// A grant on a tool that does not exist (yet), kept and said; absent when there is none.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    warnings: Option<Vec<String>>,
 }
 
 pub(super) async fn write_tuples(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     body: Result<Json<TupleBody>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TuplesWritten>, ApiError> {
     let Json(body) = body?;
     refuse_when_remote(&host)?;
     let tenant = m.scope(body.tenant.as_deref())?;
@@ -100,11 +127,8 @@ pub(super) async fn write_tuples(
             warnings.push(format!("`{}` grants nothing yet: {missing}", t.object));
         }
     }
-    let mut answer = json!({ "written": writes.len(), "deleted": deletes.len() });
-    if !warnings.is_empty() {
-        answer["warnings"] = json!(warnings);
-    }
-    Ok(Json(answer))
+    let warnings = (!warnings.is_empty()).then_some(warnings);
+    Ok(Json(TuplesWritten { written: writes.len(), deleted: deletes.len(), warnings }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -112,14 +136,20 @@ pub(super) struct ReadTuplesQuery {
     object: Option<String>,
 }
 
+/// `GET /v1/tuples`: the tenant's relationship tuples (of `object` when given).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TupleList {
+    tuples: Vec<TupleJson>,
+}
+
 pub(super) async fn read_tuples(
     State(host): Host,
     TenantReader(m): TenantReader,
     query: Result<Query<ReadTuplesQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TupleList>, ApiError> {
     let Query(q) = query?;
     let tuples = host.rebac.read(&m.tenant, q.object.as_deref()).await?;
-    let tuples: Vec<Value> =
-        tuples.iter().map(|t| json!({ "user": t.subject, "relation": t.relation, "object": t.object })).collect();
-    Ok(Json(json!({ "tuples": tuples })))
+    let tuples: Vec<TupleJson> =
+        tuples.into_iter().map(|t| TupleJson { user: t.subject, relation: t.relation, object: t.object }).collect();
+    Ok(Json(TupleList { tuples }))
 }

@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use airlock_approvals::ciba::{
-    Approver, AuthRequest, CibaClientError, CibaError, CibaProvider, DeliveryMode, NewClient,
+    Approver, AuthRequest, CibaClientError, CibaError, CibaProvider, ClientReg, DeliveryMode, NewClient,
 };
 use airlock_audit::AuditEvent;
 use axum::body::Bytes;
@@ -53,22 +53,31 @@ pub(super) fn routes(r: super::Routes) -> super::Routes {
         .at(Public, M::POST, "/ciba/callback/{tenant}", callback)
         .at(Tenant, M::GET, "/v1/ciba/approvers", list_approvers)
         .doc("List the tenant's CIBA approvers (login hints of the people who approve)")
+        .returns::<CibaApproverList>()
         .at(Tenant, M::PUT, "/v1/ciba/approvers/{name}", put_approver)
         .doc("Set a CIBA approver's login hint and role")
+        .returns::<CibaApproverSet>()
         .at(Tenant, M::DELETE, "/v1/ciba/approvers/{name}", delete_approver)
         .doc("Remove a CIBA approver")
+        .returns::<CibaApproverDeleted>()
         .at(Tenant, M::GET, "/v1/ciba/clients", list_clients)
         .doc("List the tenant's CIBA clients")
+        .returns::<CibaClientList>()
         .at(Tenant, M::POST, "/v1/ciba/clients", register_client)
         .doc("Register a CIBA client (its secret is shown once)")
+        .returns::<CibaClientRegistered>()
         .at(Tenant, M::DELETE, "/v1/ciba/clients/{client_id}", delete_client)
         .doc("Remove a CIBA client")
+        .returns::<CibaClientDeleted>()
         .at(Tenant, M::GET, "/v1/ciba/external-op", get_external_op)
         .doc("Read the tenant's external OpenID provider for approvals")
+        .returns::<CibaExternalOp>()
         .at(Tenant, M::PUT, "/v1/ciba/external-op", put_external_op)
         .doc("Set the tenant's external OpenID provider for approvals")
+        .returns::<CibaExternalOpSet>()
         .at(Tenant, M::DELETE, "/v1/ciba/external-op", delete_external_op)
         .doc("Remove the tenant's external OpenID provider")
+        .returns::<CibaExternalOpDeleted>()
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -371,37 +380,59 @@ pub(crate) struct PutApprover {
     pub(crate) device_webhook: Option<String>,
 }
 
+/// `PUT /v1/ciba/approvers/{name}`: the approver as set.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CibaApproverSet {
+    approver: Approver,
+}
+
 /// `PUT /v1/ciba/approvers/{name}`: adds or replaces an approver clients may ask for by name.
 pub(super) async fn put_approver(
     State(host): Host,
     Path(name): Path<String>,
     TenantAdmin(m): TenantAdmin,
     body: Result<Json<PutApprover>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CibaApproverSet>, ApiError> {
     let Json(b) = body?;
     let tenant = m.scope(b.tenant.as_deref())?;
     let approver = Approver { name, iss: b.iss, sub: b.sub, device_webhook: b.device_webhook };
     host.ciba.put_approver(tenant, &approver).await.map_err(ApiError::from)?;
     host.audit.record(admin_event(&m, "ciba.approver.put", json!({ "approver": approver })));
-    Ok(Json(json!({ "approver": approver })))
+    Ok(Json(CibaApproverSet { approver }))
 }
 
-pub(super) async fn list_approvers(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/ciba/approvers`: the tenant's CIBA approvers.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CibaApproverList {
+    approvers: Vec<Approver>,
+}
+
+pub(super) async fn list_approvers(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+) -> Result<Json<CibaApproverList>, ApiError> {
     let tenant = m.tenant.as_str();
-    Ok(Json(json!({ "approvers": host.ciba.approvers(tenant).await.map_err(ApiError::from)? })))
+    Ok(Json(CibaApproverList { approvers: host.ciba.approvers(tenant).await.map_err(ApiError::from)? }))
+}
+
+/// `DELETE /v1/ciba/approvers/{name}`: the approver removed.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CibaApproverDeleted {
+    /// The approver's name.
+    deleted: String,
 }
 
 pub(super) async fn delete_approver(
     State(host): Host,
     Path(name): Path<String>,
     TenantAdmin(m): TenantAdmin,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CibaApproverDeleted>, ApiError> {
     let tenant = m.tenant.as_str();
     if !host.ciba.delete_approver(tenant, &name).await.map_err(ApiError::from)? {
         return Err(ApiError::not_found(format!("no approver `{name}` in this tenant")));
     }
     host.audit.record(admin_event(&m, "ciba.approver.delete", json!({ "approver": name })));
-    Ok(Json(json!({ "deleted": name })))
+    Ok(Json(CibaApproverDeleted { deleted: name }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -415,12 +446,20 @@ pub(crate) struct RegisterClient {
     pub(crate) notification_endpoint: Option<String>,
 }
 
+/// `POST /v1/ciba/clients`: the client registered, and its secret (shown once).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CibaClientRegistered {
+    client: ClientReg,
+    /// The client's secret, in this answer only (stored hashed).
+    client_secret: String,
+}
+
 /// `POST /v1/ciba/clients`: registers a client; its secret is in this answer only.
 pub(super) async fn register_client(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     body: Result<Json<RegisterClient>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<CibaClientRegistered>), ApiError> {
     let Json(b) = body?;
     let tenant = m.scope(b.tenant.as_deref())?;
     let mode = match b.delivery_mode.as_deref() {
@@ -435,25 +474,41 @@ pub(super) async fn register_client(
         other => ApiError::from(other),
     })?;
     host.audit.record(admin_event(&m, "ciba.client.register", json!({ "client": client })));
-    Ok((StatusCode::CREATED, Json(json!({ "client": client, "client_secret": secret }))))
+    Ok((StatusCode::CREATED, Json(CibaClientRegistered { client, client_secret: secret })))
 }
 
-pub(super) async fn list_clients(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/ciba/clients`: the tenant's CIBA clients (never their secrets).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CibaClientList {
+    clients: Vec<ClientReg>,
+}
+
+pub(super) async fn list_clients(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+) -> Result<Json<CibaClientList>, ApiError> {
     let tenant = m.tenant.as_str();
-    Ok(Json(json!({ "clients": host.ciba.clients(tenant).await.map_err(ApiError::from)? })))
+    Ok(Json(CibaClientList { clients: host.ciba.clients(tenant).await.map_err(ApiError::from)? }))
+}
+
+/// `DELETE /v1/ciba/clients/{client_id}`: the client removed.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CibaClientDeleted {
+    /// The client's id.
+    deleted: String,
 }
 
 pub(super) async fn delete_client(
     State(host): Host,
     Path(client_id): Path<String>,
     TenantAdmin(m): TenantAdmin,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CibaClientDeleted>, ApiError> {
     let tenant = m.tenant.as_str();
     if !host.ciba.delete_client(tenant, &client_id).await.map_err(ApiError::from)? {
         return Err(ApiError::not_found(format!("no client `{client_id}` in this tenant")));
     }
     host.audit.record(admin_event(&m, "ciba.client.delete", json!({ "client_id": client_id })));
-    Ok(Json(json!({ "deleted": client_id })))
+    Ok(Json(CibaClientDeleted { deleted: client_id }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -471,12 +526,21 @@ pub(crate) struct PutExternalOp {
     pub(crate) requested_expiry: Option<u64>,
 }
 
+/// `PUT /v1/ciba/external-op`: the external OP as set, and where it pings.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CibaExternalOpSet {
+    external_op: ExternalOpConfig,
+    /// `/ciba/callback/TENANT`: the path (on this host's public URL) of the OP's pings, its
+    /// client notification endpoint in ping mode.
+    callback_path: String,
+}
+
 /// `PUT /v1/ciba/external-op`: the tenant's approvals go to this OP from now on.
 pub(super) async fn put_external_op(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     body: Result<Json<PutExternalOp>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CibaExternalOpSet>, ApiError> {
     let Json(b) = body?;
     let tenant = m.scope(b.tenant.as_deref())?;
     let secret = Zeroizing::new(b.client_secret);
@@ -495,25 +559,41 @@ pub(super) async fn put_external_op(
     };
     host.external_ops.put(tenant, &config, secret).await.map_err(ApiError::from)?;
     host.audit.record(admin_event(&m, "ciba.external_op.put", json!({ "external_op": config })));
-    Ok(Json(json!({ "external_op": config, "callback_path": format!("/ciba/callback/{tenant}") })))
+    Ok(Json(CibaExternalOpSet { external_op: config, callback_path: format!("/ciba/callback/{tenant}") }))
 }
 
-pub(super) async fn get_external_op(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/ciba/external-op`: the tenant's external OpenID Provider (never its client secret).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CibaExternalOp {
+    external_op: ExternalOpConfig,
+}
+
+pub(super) async fn get_external_op(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+) -> Result<Json<CibaExternalOp>, ApiError> {
     let tenant = m.tenant.as_str();
     match host.external_ops.get(tenant).await.map_err(ApiError::from)? {
-        Some(config) => Ok(Json(json!({ "external_op": config }))),
+        Some(config) => Ok(Json(CibaExternalOp { external_op: config })),
         None => Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider"))),
     }
+}
+
+/// `DELETE /v1/ciba/external-op`: the tenant whose external OP was removed.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct CibaExternalOpDeleted {
+    /// The tenant.
+    deleted: String,
 }
 
 pub(super) async fn delete_external_op(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<CibaExternalOpDeleted>, ApiError> {
     let tenant = m.tenant.as_str();
     if !host.external_ops.delete(tenant).await.map_err(ApiError::from)? {
         return Err(ApiError::not_found(format!("tenant `{tenant}` has no external OpenID Provider")));
     }
     host.audit.record(admin_event(&m, "ciba.external_op.delete", json!({})));
-    Ok(Json(json!({ "deleted": tenant })))
+    Ok(Json(CibaExternalOpDeleted { deleted: tenant.to_string() }))
 }

@@ -77,13 +77,19 @@ fn qualified(agent: Option<&str>, name: &str) -> String {
     }
 }
 
+/// `PUT /v1/connections/{name}`: the connection as stored (never its secret).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ConnectionSaved {
+    connection: Connection,
+}
+
 pub(super) async fn put(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
     query: Result<Query<ConnectionQuery>, QueryRejection>,
     body: Result<Json<PutConnection>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectionSaved>, ApiError> {
     let Query(q) = query?;
     let Json(body) = body?;
     let tenant = m.scope(body.tenant.as_deref())?;
@@ -142,7 +148,7 @@ pub(super) async fn put(
         json!({ "connection": name, "hosts": conn.allowed_hosts, "expose_token": conn.expose_token,
                 "undeclared_hosts": undeclared }),
     ));
-    Ok(Json(json!({ "connection": conn })))
+    Ok(Json(ConnectionSaved { connection: conn }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -153,6 +159,13 @@ pub(crate) struct RotateSecret {
     pub(crate) secret: String,
 }
 
+/// `POST /v1/connections/{name}/secret`: the connection whose secret was replaced.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SecretRotated {
+    /// The connection's stored name (`AGENT/NAME` in an agent's namespace).
+    rotated: String,
+}
+
 /// `POST /v1/connections/{name}/secret`: replaces the secret, keeping everything else.
 pub(super) async fn rotate_secret(
     State(host): Host,
@@ -160,7 +173,7 @@ pub(super) async fn rotate_secret(
     Path(name): Path<String>,
     query: Result<Query<ConnectionQuery>, QueryRejection>,
     body: Result<Json<RotateSecret>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SecretRotated>, ApiError> {
     let Query(q) = query?;
     let Json(body) = body?;
     let tenant = m.scope(body.tenant.as_deref())?;
@@ -168,7 +181,17 @@ pub(super) async fn rotate_secret(
     let conn = host.vault.get(tenant, &name).await?;
     host.vault.put(tenant, &conn, Zeroizing::new(body.secret)).await?;
     host.audit.record(m.event("connection.rotate", "ok", "", json!({ "connection": name })));
-    Ok(Json(json!({ "rotated": name })))
+    Ok(Json(SecretRotated { rotated: name }))
+}
+
+/// `POST /v1/connections/{name}/connect`: where to send the browser to Connect the connection.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ConnectStarted {
+    /// The provider's authorization URL, with this Connect's state: send the browser there.
+    authorize_url: String,
+    /// Where the provider sends the browser back (`BASE/oauth/connect/callback`): register it
+    /// with the provider.
+    redirect_uri: String,
 }
 
 /// `POST /v1/connections/{name}/connect[?agent=]`: starts Connect for an `oauth2_refresh`
@@ -179,13 +202,13 @@ pub(super) async fn connect(
     TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
     query: Result<Query<ConnectionQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectStarted>, ApiError> {
     let Query(q) = query?;
     let name = qualified(q.agent.as_deref(), &name);
     let base = super::ciba::public_base(&host, &headers)?;
     let authorize_url = crate::connect::start(&host, &m.tenant, &name, &m.subject, &base).await?;
     host.audit.record(m.event("connection.connect", "started", "", json!({ "connection": name })));
-    Ok(Json(json!({ "authorize_url": authorize_url, "redirect_uri": crate::connect::redirect_uri(&base) })))
+    Ok(Json(ConnectStarted { authorize_url, redirect_uri: crate::connect::redirect_uri(&base) }))
 }
 
 /// Where the browser lands after Connect: the Connections page, told what happened in the
@@ -259,8 +282,21 @@ pub(super) async fn connect_callback(
     Ok(to_console(&format!("connected={}", encoded(&b.target))))
 }
 
-pub(super) async fn list(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "connections": host.vault.list(&m.tenant).await? })))
+/// `GET /v1/connections`: the tenant's vault connections, never their secrets.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ConnectionList {
+    connections: Vec<Connection>,
+}
+
+pub(super) async fn list(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<ConnectionList>, ApiError> {
+    Ok(Json(ConnectionList { connections: host.vault.list(&m.tenant).await? }))
+}
+
+/// `DELETE /v1/connections/{name}`: the connection deleted.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ConnectionDeleted {
+    /// The connection's stored name (`AGENT/NAME` in an agent's namespace).
+    deleted: String,
 }
 
 pub(super) async fn delete(
@@ -268,7 +304,7 @@ pub(super) async fn delete(
     TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
     query: Result<Query<ConnectionQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ConnectionDeleted>, ApiError> {
     let Query(q) = query?;
     let tenant = m.tenant.as_str();
     let name = qualified(q.agent.as_deref(), &name);
@@ -276,14 +312,25 @@ pub(super) async fn delete(
         return Err(ApiError::not_found(format!("no connection `{name}` in this tenant")));
     }
     host.audit.record(m.event("connection.delete", "ok", "", json!({ "connection": name })));
-    Ok(Json(json!({ "deleted": name })))
+    Ok(Json(ConnectionDeleted { deleted: name }))
+}
+
+/// `POST /v1/vault/rotate-tenant-key`: the tenant's new data key.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TenantKeyRotated {
+    tenant: String,
+    /// The version of the tenant's data key now in use.
+    data_key_version: i64,
 }
 
 /// `POST /v1/vault/rotate-tenant-key`: a new data key for the tenant; its secrets are re-sealed.
-pub(super) async fn rotate_tenant_key(State(host): Host, TenantAdmin(m): TenantAdmin) -> Result<Json<Value>, ApiError> {
+pub(super) async fn rotate_tenant_key(
+    State(host): Host,
+    TenantAdmin(m): TenantAdmin,
+) -> Result<Json<TenantKeyRotated>, ApiError> {
     let version = host.vault.rotate_tenant_key(&m.tenant).await?;
     host.audit.record(m.event("vault.rotate_tenant_key", "ok", "", json!({ "version": version })));
-    Ok(Json(json!({ "tenant": m.tenant, "data_key_version": version })))
+    Ok(Json(TenantKeyRotated { tenant: m.tenant, data_key_version: version }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -292,13 +339,23 @@ pub(crate) struct NewMasterKey {
     pub(crate) new_key: String,
 }
 
+/// `POST /v1/vault/rotate-master-key`: the data keys re-sealed under the new master key.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct MasterKeyRotated {
+    /// How many tenant data keys were re-sealed.
+    data_keys_resealed: usize,
+    /// What the operator does next: `written to master.key`, or set `AIRLOCK_MASTER_KEY` to
+    /// the new key before the next start.
+    next: &'static str,
+}
+
 /// `POST /v1/vault/rotate-master-key`: re-seals every tenant's data keys under a new master key,
 /// and writes it to `DATA_DIR/master.key` when that is where the key came from.
 pub(super) async fn rotate_master_key(
     State(host): Host,
     operator: Operator,
     body: Result<Json<NewMasterKey>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MasterKeyRotated>, ApiError> {
     let Json(b) = body?;
     // One rotation at a time: the staged file is shared.
     static ROTATION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
@@ -324,5 +381,5 @@ pub(super) async fn rotate_master_key(
     host.audit.record(operator.event("vault.rotate_master_key", "ok", "", json!({ "data_keys": resealed })));
     let next =
         if from_env { "set AIRLOCK_MASTER_KEY to the new key before the next start" } else { "written to master.key" };
-    Ok(Json(json!({ "data_keys_resealed": resealed, "next": next })))
+    Ok(Json(MasterKeyRotated { data_keys_resealed: resealed, next }))
 }

@@ -19,7 +19,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::auth::TenantMember;
 use super::oauth::{field, oauth_error, success};
@@ -90,6 +90,16 @@ fn yes() -> bool {
     true
 }
 
+/// `POST /v1/device/confirm`: the command-line login answered.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct DeviceLoginAnswered {
+    /// `confirmed` or `denied`.
+    login: &'static str,
+    /// The person who answered (`user:NAME`), whose relations the login's token will carry.
+    member: String,
+    tenant: String,
+}
+
 /// `POST /v1/device/confirm`: only a person signed in in a browser confirms a login (a token
 /// cannot mint itself another).
 pub(super) async fn confirm(
@@ -97,7 +107,7 @@ pub(super) async fn confirm(
     headers: HeaderMap,
     TenantMember(m): TenantMember,
     body: Result<Json<Confirm>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<DeviceLoginAnswered>, ApiError> {
     if crate::signin::sessions::cookie_secret(&headers).is_none() || super::auth::bearer(&headers).is_some() {
         return Err(ApiError::forbidden("confirm a command-line login from your signed-in browser, not with a token"));
     }
@@ -120,7 +130,7 @@ pub(super) async fn confirm(
     }
     let outcome = if b.confirm { "confirmed" } else { "denied" };
     host.audit.record(m.event("login.device", outcome, "", json!({ "user_code": b.user_code })));
-    Ok(Json(json!({ "login": outcome, "member": m.subject, "tenant": m.tenant })))
+    Ok(Json(DeviceLoginAnswered { login: outcome, member: m.subject, tenant: m.tenant }))
 }
 
 /// The device-code grant of `POST /oauth/token`.

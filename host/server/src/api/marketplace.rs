@@ -27,9 +27,13 @@ use serde_json::{json, Value};
 
 use super::auth::{Operator, TenantAdmin, TenantReader};
 use super::ApiError;
-use crate::marketplace::trust;
-use crate::marketplace::{catalog, InstallOptions, PackageSource, Progress};
+use crate::marketplace::catalog::{self, Listing};
+use crate::marketplace::trust::{self, PublisherKey};
+use crate::marketplace::{InstallOptions, InstalledAgent, PackageSource, Progress};
 use crate::Airlock;
+
+// What install, upgrade and uninstall answer: the engine's own reports.
+pub(crate) use crate::marketplace::{InstallReport, UninstallReport, UpgradeReport};
 
 type Host = State<Arc<Airlock>>;
 
@@ -77,11 +81,12 @@ fn wants_stream(headers: &HeaderMap) -> bool {
         .unwrap_or(false)
 }
 
-/// Runs `work` (install or upgrade) and answers as JSON, or as NDJSON progress lines.
-async fn run_with_progress<F, Fut>(host: Arc<Airlock>, headers: &HeaderMap, work: F) -> Response
+/// Runs `work` (install or upgrade) and answers its report as JSON, or as NDJSON progress lines.
+async fn run_with_progress<F, Fut, T>(host: Arc<Airlock>, headers: &HeaderMap, work: F) -> Response
 where
     F: FnOnce(Arc<Airlock>, Box<dyn Fn(Progress) + Send + Sync>) -> Fut + Send + 'static,
-    Fut: std::future::Future<Output = Result<Value, ApiError>> + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, ApiError>> + Send + 'static,
+    T: serde::Serialize + Send + 'static,
 {
     if !wants_stream(headers) {
         // Spawned: a client that disconnects must not cut the work between its commit and the
@@ -99,7 +104,7 @@ where
             let _ = progress_tx.send(json!({ "progress": p }));
         });
         let last = match work(host, sink).await {
-            Ok(v) => json!({ "result": v }),
+            Ok(v) => json!({ "result": serde_json::to_value(v).unwrap_or_default() }),
             Err(e) => {
                 let mut body = json!({ "code": e.code, "message": e.message, "status": e.status.as_u16() });
                 if let (Some(map), Some(Value::Object(extra))) = (body.as_object_mut(), e.extra) {
@@ -117,19 +122,39 @@ where
     ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(lines)).into_response()
 }
 
-pub(super) async fn catalog_list(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/marketplace/catalog`: the agents this host ships (each with its permissions and
+/// tools' effects), and the tenant's installations.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct MarketplaceCatalog {
+    catalog: Vec<Listing>,
+    installed: Vec<InstalledAgent>,
+}
+
+pub(super) async fn catalog_list(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+) -> Result<Json<MarketplaceCatalog>, ApiError> {
     let installed = host.installations(&m.tenant).await.map_err(ApiError::from)?;
     let described = catalog::described(&host).await;
     let mut listings = catalog::listings();
     for listing in &mut listings {
         listing.tools = described.get(listing.name.as_str()).cloned().unwrap_or_default();
     }
-    Ok(Json(json!({ "catalog": listings, "installed": installed })))
+    Ok(Json(MarketplaceCatalog { catalog: listings, installed }))
 }
 
-pub(super) async fn installed(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/marketplace/installed`: the tenant's installed agents and their connection slots.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct InstalledAgents {
+    installed: Vec<InstalledAgent>,
+}
+
+pub(super) async fn installed(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+) -> Result<Json<InstalledAgents>, ApiError> {
     let installed = host.installations(&m.tenant).await.map_err(ApiError::from)?;
-    Ok(Json(json!({ "installed": installed })))
+    Ok(Json(InstalledAgents { installed }))
 }
 
 /// `?allow_private_network=NAME[,NAME]`: the package's connections allowed to list internal
@@ -166,8 +191,9 @@ pub(super) async fn install(
         Err(e) => return e.into_response(),
     };
     run_with_progress(host, &headers, move |host, progress| async move {
-        let report = host.install(&tenant, &source, &options, &*progress).await.map_err(ApiError::from)?;
-        Ok(serde_json::to_value(report).unwrap_or_default())
+        let report: InstallReport =
+            host.install(&tenant, &source, &options, &*progress).await.map_err(ApiError::from)?;
+        Ok(report)
     })
     .await
 }
@@ -186,8 +212,9 @@ pub(super) async fn upgrade(
     };
     let (consent, dry_run) = (req.consent || q.consent, req.dry_run || q.dry_run);
     run_with_progress(host, &headers, move |host, progress| async move {
-        let report = host.upgrade(&tenant, &source, consent, dry_run, &*progress).await.map_err(ApiError::from)?;
-        Ok(serde_json::to_value(report).unwrap_or_default())
+        let report: UpgradeReport =
+            host.upgrade(&tenant, &source, consent, dry_run, &*progress).await.map_err(ApiError::from)?;
+        Ok(report)
     })
     .await
 }
@@ -196,14 +223,14 @@ pub(super) async fn uninstall(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     Path(agent): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<UninstallReport>, ApiError> {
     let tenant = m.tenant;
     // Spawned, like install: a disconnect must not stop it half-way through.
     let report = tokio::spawn(async move { host.uninstall(&tenant, &agent).await })
         .await
         .map_err(|e| ApiError::internal("marketplace", e))?
         .map_err(ApiError::from)?;
-    Ok(Json(serde_json::to_value(report).unwrap_or_default()))
+    Ok(Json(report))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -214,16 +241,30 @@ pub(crate) struct TrustRequest {
     pub(crate) public_key: String,
 }
 
-pub(super) async fn publishers(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
+/// `GET /v1/marketplace/publishers`: the publisher keys this host trusts, shipped and added.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct PublisherList {
+    publishers: Vec<PublisherKey>,
+}
+
+pub(super) async fn publishers(State(host): Host, _: Operator) -> Result<Json<PublisherList>, ApiError> {
     let keys = trust::list(&host.db).await.map_err(ApiError::from)?;
-    Ok(Json(json!({ "publishers": keys })))
+    Ok(Json(PublisherList { publishers: keys }))
+}
+
+/// `POST /v1/marketplace/publishers`: the publisher key now trusted.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct PublisherTrusted {
+    publisher: String,
+    /// The key's id (what `DELETE /v1/marketplace/publishers/{publisher}/{key_id}` names).
+    key_id: String,
 }
 
 pub(super) async fn trust_publisher(
     State(host): Host,
     operator: Operator,
     body: Result<Json<TrustRequest>, axum::extract::rejection::JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PublisherTrusted>, ApiError> {
     let Json(req) = body?;
     let key_id = trust::add(&host.db, &req.publisher, &req.public_key).await.map_err(ApiError::from)?;
     host.audit.record(operator.event(
@@ -232,14 +273,23 @@ pub(super) async fn trust_publisher(
         &req.publisher,
         json!({ "publisher": req.publisher, "key_id": key_id }),
     ));
-    Ok(Json(json!({ "publisher": req.publisher, "key_id": key_id })))
+    Ok(Json(PublisherTrusted { publisher: req.publisher, key_id }))
+}
+
+/// `DELETE /v1/marketplace/publishers/{publisher}/{key_id}`: the publisher key no longer trusted.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct PublisherDistrusted {
+    publisher: String,
+    key_id: String,
+    /// Always `true`: the key was removed (an unknown key is a 404).
+    removed: bool,
 }
 
 pub(super) async fn distrust_publisher(
     State(host): Host,
     operator: Operator,
     Path((publisher, key_id)): Path<(String, String)>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PublisherDistrusted>, ApiError> {
     if !trust::remove(&host.db, &publisher, &key_id).await.map_err(ApiError::from)? {
         return Err(ApiError::not_found(format!("no admin-added key `{key_id}` for publisher `{publisher}`")));
     }
@@ -249,5 +299,5 @@ pub(super) async fn distrust_publisher(
         &publisher,
         json!({ "publisher": publisher, "key_id": key_id }),
     ));
-    Ok(Json(json!({ "publisher": publisher, "key_id": key_id, "removed": true })))
+    Ok(Json(PublisherDistrusted { publisher, key_id, removed: true }))
 }

@@ -552,12 +552,28 @@ async fn delegated_token(host: &Airlock, grant: &str, consent: &Consent, refresh
 
 // ---- a member's grants ---------------------------------------------------------------
 
+/// `GET /v1/oauth/grants`: the live grants of MCP clients, newest first.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct OAuthGrantList {
+    grants: Vec<grants::Grant>,
+}
+
 /// `GET /v1/oauth/grants`: the member's own (an admin's: everyone's in the tenant).
-pub(super) async fn list_grants(State(host): Host, TenantMember(m): TenantMember) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list_grants(
+    State(host): Host,
+    TenantMember(m): TenantMember,
+) -> Result<Json<OAuthGrantList>, ApiError> {
     let admin = m.holds(&host, "admin").await;
     let only = (!admin).then_some(m.subject.as_str());
     let list = grants::list(&host.db, &m.tenant, only).await.map_err(|e| ApiError::internal("grant store", e))?;
-    Ok(Json(json!({ "grants": list })))
+    Ok(Json(OAuthGrantList { grants: list }))
+}
+
+/// `DELETE /v1/oauth/grants/{id}`: the grant revoked.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct OAuthGrantRevoked {
+    /// The grant's id.
+    revoked: String,
 }
 
 /// `DELETE /v1/oauth/grants/{id}`: the application's refresh token and its access tokens
@@ -566,7 +582,7 @@ pub(super) async fn revoke_grant(
     State(host): Host,
     TenantMember(m): TenantMember,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<OAuthGrantRevoked>, ApiError> {
     let admin = m.holds(&host, "admin").await;
     let only = (!admin).then_some(m.subject.as_str());
     if !grants::revoke_in(&host.db, &m.tenant, &id, only).await.map_err(|e| ApiError::internal("grant store", e))? {
@@ -576,5 +592,5 @@ pub(super) async fn revoke_grant(
         )));
     }
     host.audit.record(m.event("oauth.revoke", "ok", "", json!({ "grant": id })));
-    Ok(Json(json!({ "revoked": id })))
+    Ok(Json(OAuthGrantRevoked { revoked: id }))
 }

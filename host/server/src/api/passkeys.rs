@@ -55,10 +55,29 @@ pub(super) struct Register {
     code: String,
 }
 
+/// `POST /v1/passkeys/register`: a started passkey registration, and who it is for.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "PasskeyRegisterStarted")]
+pub(crate) struct RegisterStarted {
+    /// The ceremony's id, sent back with the new passkey to `/v1/passkeys/register/finish`.
+    ceremony: String,
+    /// WebAuthn PublicKeyCredentialCreationOptions (`{publicKey: ...}`), as
+    /// `navigator.credentials.create` takes them.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    options: Value,
+    /// The origin the browser signs for.
+    origin: String,
+    tenant: String,
+    /// `user:NAME`.
+    member: String,
+    /// The relation the invitation wrote on `tenant:T`; empty for one that only registers a passkey.
+    role: String,
+}
+
 pub(super) async fn register(
     State(host): Host,
     body: Result<Json<Register>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<RegisterStarted>, ApiError> {
     let Json(b) = body?;
     let mut tx = host.db.pool().begin().await.map_err(TenancyError::from)?;
     let inv = super::tenants::redeem_in(&host, &mut tx, &b.code).await?;
@@ -74,8 +93,14 @@ pub(super) async fn register(
         tool: String::new(),
         detail: json!({ "relation": inv.relation, "invited_by": inv.created_by, "passkey": "registering" }),
     });
-    Ok(Json(json!({ "ceremony": started.ceremony, "options": started.options, "origin": host.people.passkeys.origin(),
-                    "tenant": inv.tenant, "member": inv.member, "role": inv.relation })))
+    Ok(Json(RegisterStarted {
+        ceremony: started.ceremony,
+        options: started.options,
+        origin: host.people.passkeys.origin().to_string(),
+        tenant: inv.tenant,
+        member: inv.member,
+        role: inv.relation,
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -102,12 +127,32 @@ pub(super) async fn register_finish(
         tool: String::new(),
         detail: json!({ "credential": hex::encode(b.credential.raw_id.as_slice()) }),
     });
-    signed_in(&host, &tenant, &member, "passkey registration", json!({ "registered": true })).await
+    signed_in(&host, &tenant, &member, "passkey registration", Some(true)).await
+}
+
+/// `POST /v1/passkeys/register/finish`, `POST /v1/signin/passkey/finish`: the session started
+/// (its cookie set alongside).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SessionStarted {
+    tenant: String,
+    /// `user:NAME`.
+    member: String,
+    /// The session's CSRF token, sent as `X-CSRF-Token` with every request that changes something.
+    csrf: String,
+    /// `true` once a passkey was registered; absent after a sign-in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    registered: Option<bool>,
 }
 
 /// Starts a session for a person who just proved who they are: the cookie, and the CSRF
-/// token in the body (with `extra`).
-async fn signed_in(host: &Airlock, tenant: &str, member: &str, via: &str, extra: Value) -> Result<Response, ApiError> {
+/// token in the body (with `registered`, when given).
+async fn signed_in(
+    host: &Airlock,
+    tenant: &str,
+    member: &str,
+    via: &str,
+    registered: Option<bool>,
+) -> Result<Response, ApiError> {
     let started =
         host.people.sessions.start(tenant, member, via).await.map_err(|e| ApiError::internal("session store", e))?;
     host.audit.record(airlock_audit::AuditEvent {
@@ -118,10 +163,12 @@ async fn signed_in(host: &Airlock, tenant: &str, member: &str, via: &str, extra:
         tool: String::new(),
         detail: json!({ "via": via }),
     });
-    let mut body = json!({ "tenant": tenant, "member": member, "csrf": started.session.csrf });
-    if let (Some(b), Value::Object(more)) = (body.as_object_mut(), extra) {
-        b.extend(more);
-    }
+    let body = SessionStarted {
+        tenant: tenant.to_string(),
+        member: member.to_string(),
+        csrf: started.session.csrf,
+        registered,
+    };
     let cookie = host.people.sessions.cookie(&started.secret);
     Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
 }
@@ -135,20 +182,36 @@ pub(super) struct SignIn {
     member: String,
 }
 
+/// `POST /v1/signin/passkey`: a started passkey sign-in.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "PasskeySignInStarted")]
+pub(crate) struct SignInStarted {
+    /// The ceremony's id, sent back with the assertion to `/v1/signin/passkey/finish`.
+    ceremony: String,
+    /// WebAuthn PublicKeyCredentialRequestOptions (`{publicKey: ...}`), as
+    /// `navigator.credentials.get` takes them.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    options: Value,
+    /// The origin the browser signs for.
+    origin: String,
+}
+
 /// `POST /v1/signin/passkey`: the options for `navigator.credentials.get`.
 pub(super) async fn sign_in(
     State(host): Host,
     body: Result<Json<SignIn>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SignInStarted>, ApiError> {
     let Json(b) = body?;
     if b.tenant.len() > 64 || b.member.len() > 128 {
         return Err(ApiError::bad_request("`tenant` is at most 64 characters, `member` at most 128"));
     }
     let member = if b.member.starts_with("user:") { b.member } else { format!("user:{}", b.member) };
     let started = host.people.passkeys.start_sign_in(&b.tenant, &member).await?;
-    Ok(Json(
-        json!({ "ceremony": started.ceremony, "options": started.options, "origin": host.people.passkeys.origin() }),
-    ))
+    Ok(Json(SignInStarted {
+        ceremony: started.ceremony,
+        options: started.options,
+        origin: host.people.passkeys.origin().to_string(),
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -168,7 +231,17 @@ pub(super) async fn sign_in_finish(
 ) -> Result<Response, ApiError> {
     let Json(b) = body?;
     let (tenant, member) = host.people.passkeys.finish_sign_in(&b.ceremony, &b.credential).await?;
-    signed_in(&host, &tenant, &member, "passkey", json!({})).await
+    signed_in(&host, &tenant, &member, "passkey", None).await
+}
+
+/// `GET /v1/session`: the browser session: member, tenant, CSRF token.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SessionInfo {
+    tenant: String,
+    /// `user:NAME`.
+    member: String,
+    /// The session's CSRF token, sent as `X-CSRF-Token` with every request that changes something.
+    csrf: String,
 }
 
 /// `GET /v1/session`: the session's member and CSRF token (a page that reloads asks again).
@@ -176,13 +249,20 @@ pub(super) async fn session(
     State(host): Host,
     headers: HeaderMap,
     TenantMember(m): TenantMember,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionInfo>, ApiError> {
     let Some(cookie) = crate::signin::sessions::cookie_secret(&headers) else {
         return Err(ApiError::bad_request("this request has no session (it used a token): nothing to show"));
     };
     let found = host.people.sessions.authenticate(cookie).await.map_err(|e| ApiError::internal("session store", e))?;
     let s = found.ok_or_else(|| ApiError::unauthenticated("your session ended: sign in again"))?;
-    Ok(Json(json!({ "tenant": m.tenant, "member": m.subject, "csrf": s.csrf })))
+    Ok(Json(SessionInfo { tenant: m.tenant, member: m.subject, csrf: s.csrf }))
+}
+
+/// `POST /v1/signout`: the session ended (its cookie cleared alongside).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SignedOut {
+    /// Always `true`.
+    signed_out: bool,
 }
 
 /// `POST /v1/signout`: ends this browser's session.
@@ -198,7 +278,22 @@ pub(super) async fn sign_out(
     };
     host.people.sessions.end(cookie).await.map_err(|e| ApiError::internal("session store", e))?;
     host.audit.record(m.event("session.end", "ok", "", json!({ "via": "sign-out" })));
-    Ok(([(header::SET_COOKIE, host.people.sessions.cleared())], Json(json!({ "signed_out": true }))).into_response())
+    Ok(([(header::SET_COOKIE, host.people.sessions.cleared())], Json(SignedOut { signed_out: true })).into_response())
+}
+
+/// `DELETE /v1/members/{name}`: the member removed, and what went with them.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct MemberRemoved {
+    /// `user:NAME`.
+    member: String,
+    /// The relations on `tenant:T` they held, now deleted.
+    relations: Vec<String>,
+    /// How many of their API tokens were revoked.
+    tokens: u64,
+    /// How many of their browser sessions were ended.
+    sessions: u64,
+    /// How many of their passkeys were forgotten.
+    passkeys: u64,
 }
 
 /// `DELETE /v1/members/{name}`: a person leaves the tenant. Their relations on `tenant:T` go,
@@ -207,7 +302,7 @@ pub(super) async fn remove_member(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<MemberRemoved>, ApiError> {
     let member = if name.starts_with("user:") { name } else { format!("user:{name}") };
     crate::tenancy::validate_member(&member)?;
     let object = format!("tenant:{}", m.tenant);
@@ -228,10 +323,31 @@ pub(super) async fn remove_member(
     if held.is_empty() && tokens == 0 && sessions == 0 && passkeys == 0 {
         return Err(ApiError::not_found(format!("`{member}` is not a member of tenant `{}`", m.tenant)));
     }
-    let relations: Vec<&str> = held.iter().map(|t| t.relation.as_str()).collect();
-    let detail = json!({ "member": member, "relations": relations, "tokens": tokens, "sessions": sessions, "passkeys": passkeys });
-    host.audit.record(m.event("member.remove", "ok", "", detail.clone()));
-    Ok(Json(detail))
+    let relations: Vec<String> = held.iter().map(|t| t.relation.clone()).collect();
+    let removed = MemberRemoved { member, relations, tokens, sessions, passkeys };
+    host.audit.record(m.event("member.remove", "ok", "", json!(removed)));
+    Ok(Json(removed))
+}
+
+/// `POST /v1/approvals/{id}/step-up`: a started step-up, and the action its challenge commits to.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct StepUpStarted {
+    /// The ceremony's id, sent back with the assertion and the decision.
+    ceremony: String,
+    /// WebAuthn PublicKeyCredentialRequestOptions (`{publicKey: ...}`), as
+    /// `navigator.credentials.get` takes them; the challenge commits to `action`.
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    options: Value,
+    /// The origin the browser signs for.
+    origin: String,
+    /// Hex sha256 of `action` as canonical JSON.
+    digest: String,
+    /// The exact action approved (tenant, approval, agent, tool, action, args_digest, role,
+    /// call, run, expires_at).
+    #[schemars(with = "serde_json::Map<String, serde_json::Value>")]
+    action: Value,
+    /// The approval's summary, for the person to read.
+    text: String,
 }
 
 /// `POST /v1/approvals/{id}/step-up`: the member must be one who may decide it.
@@ -239,11 +355,17 @@ pub(super) async fn step_up(
     State(host): Host,
     TenantMember(m): TenantMember,
     Path(id): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<StepUpStarted>, ApiError> {
     let pending = host.approvals.get(&m.tenant, &id).await?;
     super::approvals::may_decide(&host, &m, &pending).await?;
     let binding = ActionBinding::of(&pending);
     let started = host.people.passkeys.start_step_up(&m.tenant, &m.subject, &id, &binding).await?;
-    Ok(Json(json!({ "ceremony": started.ceremony, "options": started.options, "origin": host.people.passkeys.origin(),
-                    "digest": binding.digest(), "action": binding.0, "text": pending.summary })))
+    Ok(Json(StepUpStarted {
+        ceremony: started.ceremony,
+        options: started.options,
+        origin: host.people.passkeys.origin().to_string(),
+        digest: binding.digest(),
+        action: binding.0,
+        text: pending.summary,
+    }))
 }

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use airlock_approvals::{ApprovalError, PolicySpec, ENTRY_ACTION};
+use airlock_approvals::{Approval, ApprovalError, PolicySpec, Run, ENTRY_ACTION};
 use airlock_audit::AuditEvent;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::auth::{agent as authenticate, TenantAdmin, TenantReader};
-use super::tools::report_answer;
+use super::tools::{report_answer, ToolCallResult};
 use super::ApiError;
 use crate::policy_gate::{policy_key, policy_name};
 use crate::Airlock;
@@ -64,7 +64,7 @@ pub(super) async fn request_approval(
     State(host): Host,
     headers: HeaderMap,
     body: Result<Json<AheadRequest>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Approval>), ApiError> {
     // The agent first: a request without an agent's token is 401 whatever its body.
     let tool = body.as_ref().map(|Json(b)| b.tool.clone()).unwrap_or_default();
     let agent = authenticate(&host, &headers, &tool).await?;
@@ -86,7 +86,7 @@ pub(super) async fn request_approval(
     }
     let ttl = b.ttl_seconds.map(Duration::from_secs);
     let a = host.request_approval(&agent, &b.tool, &input, b.note, b.role, ttl).await.map_err(ApiError::from)?;
-    Ok((StatusCode::CREATED, Json(json!(a))))
+    Ok((StatusCode::CREATED, Json(a)))
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
@@ -101,7 +101,7 @@ pub(super) async fn wait_approval(
     Path(id): Path<String>,
     headers: HeaderMap,
     query: Result<Query<WaitQuery>, QueryRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Approval>, ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
     let Query(q) = query?;
     let not_found = || ApiError::not_found(format!("no approval `{id}` of this agent"));
@@ -119,7 +119,7 @@ pub(super) async fn wait_approval(
         Ok(Err(e)) => return Err(ApiError::internal("approval store", e)),
         Err(_) => host.approvals.get(&agent.tenant, &id).await.map_err(|e| ApiError::internal("approval store", e))?,
     };
-    Ok(Json(json!(decided)))
+    Ok(Json(decided))
 }
 
 /// `POST /v1/calls/{call_id}/resume` (agent token): re-attaches to a held call and answers
@@ -128,7 +128,7 @@ pub(super) async fn resume_call(
     State(host): Host,
     Path(call_id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ToolCallResult>, ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
     report_answer(host.resume_call(&agent, &call_id).await)
 }
@@ -144,7 +144,7 @@ pub(super) async fn start_run(
     State(host): Host,
     headers: HeaderMap,
     body: Option<Json<NewRun>>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<Run>), ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
     let summary = body.map(|Json(b)| b.summary).unwrap_or_default();
     let summary = if summary.is_empty() { format!("a run of {}", agent.subject()) } else { summary };
@@ -158,7 +158,7 @@ pub(super) async fn start_run(
         json!({ "run_id": run.id, "state": run.state, "approval_id": run.approval_id, "role": run.role,
                 "summary": run.summary }),
     ));
-    Ok((StatusCode::CREATED, Json(json!(run))))
+    Ok((StatusCode::CREATED, Json(run)))
 }
 
 /// `GET /v1/runs/{id}` (agent token): one of the agent's runs as it stands now.
@@ -166,13 +166,13 @@ pub(super) async fn get_run(
     State(host): Host,
     Path(id): Path<String>,
     headers: HeaderMap,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Run>, ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
     let run = host.runs.get(&agent.tenant, &id).await.map_err(ApiError::from)?;
     if run.agent != agent.subject() {
         return Err(ApiError::not_found(format!("no run `{id}` of this agent")));
     }
-    Ok(Json(json!(run)))
+    Ok(Json(run))
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
@@ -188,7 +188,7 @@ pub(super) async fn finish_run(
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Option<Json<Finish>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Run>, ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
     let run = host.runs.get(&agent.tenant, &id).await.map_err(ApiError::from)?;
     if run.agent != agent.subject() {
@@ -204,7 +204,7 @@ pub(super) async fn finish_run(
         "",
         json!({ "run_id": run.id, "state": run.state, "outcome": outcome }),
     ));
-    Ok(Json(json!(run)))
+    Ok(Json(run))
 }
 
 // ---- policies (admin) ----------------------------------------------------------------
@@ -219,15 +219,46 @@ pub(crate) struct NewPolicy {
     pub(crate) ttl_seconds: Option<u64>,
 }
 
-fn policy_json(p: &airlock_approvals::Policy) -> Value {
-    json!({ "tool": policy_name(p), "role": p.role, "ttl_seconds": p.ttl.as_secs(), "entry": p.entry,
-            "updated_at": p.updated_at })
+/// `GET /v1/policies`: the tenant's approval policies.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct PolicyList {
+    policies: Vec<TenantPolicy>,
+}
+
+/// `POST /v1/policies`, and each of `GET /v1/policies`: an approval policy.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TenantPolicy {
+    /// `component.tool`, `component.*`, `effect:EFFECT`, or `agent:NAME` for an entry policy.
+    tool: String,
+    /// The relation an approver must hold on `tenant:TENANT`.
+    role: String,
+    /// How long a request waits for a decision, and how long the grant lasts once approved.
+    ttl_seconds: u64,
+    /// Whether it gates a run of the agent (its entry) rather than one action.
+    entry: bool,
+    /// When it was last set (unix ms).
+    updated_at: i64,
+}
+
+impl TenantPolicy {
+    fn of(p: &airlock_approvals::Policy) -> TenantPolicy {
+        TenantPolicy {
+            tool: policy_name(p),
+            role: p.role.clone(),
+            ttl_seconds: p.ttl.as_secs(),
+            entry: p.entry,
+            updated_at: p.updated_at,
+        }
+    }
 }
 
 /// `GET /v1/policies` (admin): the tenant's approval policies.
-pub(super) async fn list_policies(State(host): Host, TenantReader(m): TenantReader) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list_policies(
+    State(host): Host,
+    TenantReader(m): TenantReader,
+) -> Result<Json<PolicyList>, ApiError> {
     let list = host.policies.list(&m.tenant).await.map_err(|e| ApiError::internal("policy store", e))?;
-    Ok(Json(json!({ "policies": list.iter().map(policy_json).collect::<Vec<_>>() })))
+    Ok(Json(PolicyList { policies: list.iter().map(TenantPolicy::of).collect() }))
 }
 
 /// `POST /v1/policies` (admin): creates or replaces the policy of a tool (or an agent's entry).
@@ -235,7 +266,7 @@ pub(super) async fn put_policy(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     body: Result<Json<NewPolicy>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantPolicy>, ApiError> {
     let Json(b) = body?;
     let tenant = m.scope(b.tenant.as_deref())?;
     let (tool, action) = policy_key(&b.tool);
@@ -246,8 +277,16 @@ pub(super) async fn put_policy(
         airlock_approvals::PolicyError::Invalid(_) => ApiError::bad_request(e.to_string()),
         other => ApiError::internal("policy store", other),
     })?;
-    host.audit.record(m.event("policy.put", "ok", &b.tool, policy_json(&p)));
-    Ok(Json(policy_json(&p)))
+    let view = TenantPolicy::of(&p);
+    host.audit.record(m.event("policy.put", "ok", &b.tool, json!(view)));
+    Ok(Json(view))
+}
+
+/// `DELETE /v1/policies/{tool}`: the policy deleted.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct PolicyDeleted {
+    /// The policy's name, as the path gave it.
+    deleted: String,
 }
 
 /// `DELETE /v1/policies/{tool}` (admin).
@@ -255,7 +294,7 @@ pub(super) async fn delete_policy(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<PolicyDeleted>, ApiError> {
     let (tool, action) = policy_key(&name);
     let gone =
         host.policies.delete(&m.tenant, &tool, &action).await.map_err(|e| ApiError::internal("policy store", e))?;
@@ -263,5 +302,5 @@ pub(super) async fn delete_policy(
         return Err(ApiError::not_found(format!("no policy for `{name}` in this tenant")));
     }
     host.audit.record(m.event("policy.delete", "ok", &name, json!({ "tool": name })));
-    Ok(Json(json!({ "deleted": name })))
+    Ok(Json(PolicyDeleted { deleted: name }))
 }

@@ -17,13 +17,13 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 use zeroize::Zeroizing;
 
 use super::auth::{TenantAdmin, TenantReader};
 use super::ciba::public_base;
 use super::ApiError;
-use crate::signin::sso::{redirect_uri, SsoConfig, SsoError};
+use crate::signin::sso::{redirect_uri, Provider, SsoConfig, SsoError};
 use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
@@ -49,12 +49,21 @@ pub(crate) struct PutSso {
     pub(crate) client_secret: String,
 }
 
+/// `PUT /v1/sso`: the provider as stored (never its secret), and the redirect URI to register there.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SsoSaved {
+    /// The provider, its endpoints found by discovery.
+    sso: Provider,
+    /// The redirect URI to register with the provider.
+    redirect_uri: String,
+}
+
 pub(super) async fn put(
     State(host): Host,
     headers: HeaderMap,
     TenantAdmin(m): TenantAdmin,
     body: Result<Json<PutSso>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SsoSaved>, ApiError> {
     let Json(b) = body?;
     let tenant = m.scope(b.tenant.as_deref())?.to_string();
     let provider = host.sso.put(&tenant, &b.config, Zeroizing::new(b.client_secret)).await?;
@@ -64,24 +73,41 @@ pub(super) async fn put(
         "",
         json!({ "issuer": provider.config.issuer, "client_id": provider.config.client_id }),
     ));
-    Ok(Json(json!({ "sso": provider, "redirect_uri": redirect_uri(&public_base(&host, &headers)?) })))
+    Ok(Json(SsoSaved { sso: provider, redirect_uri: redirect_uri(&public_base(&host, &headers)?) }))
+}
+
+/// `GET /v1/sso`: the tenant's single sign-on provider (never its secret), and the redirect URI
+/// to register there.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SsoSettings {
+    /// The provider; null when the tenant has none.
+    sso: Option<Provider>,
+    /// The redirect URI to register with the provider.
+    redirect_uri: String,
 }
 
 pub(super) async fn get(
     State(host): Host,
     headers: HeaderMap,
     TenantReader(m): TenantReader,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SsoSettings>, ApiError> {
     let provider = host.sso.get(&m.tenant).await?;
-    Ok(Json(json!({ "sso": provider, "redirect_uri": redirect_uri(&public_base(&host, &headers)?) })))
+    Ok(Json(SsoSettings { sso: provider, redirect_uri: redirect_uri(&public_base(&host, &headers)?) }))
 }
 
-pub(super) async fn delete(State(host): Host, TenantAdmin(m): TenantAdmin) -> Result<Json<Value>, ApiError> {
+/// `DELETE /v1/sso`: the provider removed.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct SsoDeleted {
+    /// Always `true`.
+    deleted: bool,
+}
+
+pub(super) async fn delete(State(host): Host, TenantAdmin(m): TenantAdmin) -> Result<Json<SsoDeleted>, ApiError> {
     if !host.sso.delete(&m.tenant).await? {
         return Err(ApiError::not_found(format!("tenant `{}` has no single sign-on provider", m.tenant)));
     }
     host.audit.record(m.event("sso.delete", "ok", "", json!({})));
-    Ok(Json(json!({ "deleted": true })))
+    Ok(Json(SsoDeleted { deleted: true }))
 }
 
 /// `GET /signin/sso?tenant=T`.

@@ -25,11 +25,11 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::json;
 
 use super::auth::{Operator, TenantAdmin, TenantMember};
 use super::ApiError;
-use crate::tenancy::{NewToken, TenancyError};
+use crate::tenancy::{NewToken, TenancyError, TenantInfo, TokenInfo};
 use crate::Airlock;
 
 type Host = State<Arc<Airlock>>;
@@ -47,15 +47,31 @@ pub(crate) struct NewTenant {
     pub(crate) admin: Option<String>,
 }
 
-pub(super) async fn list(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "tenants": host.people.tenants.list().await? })))
+/// `GET /v1/tenants`: every tenant.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TenantList {
+    tenants: Vec<TenantInfo>,
+}
+
+pub(super) async fn list(State(host): Host, _: Operator) -> Result<Json<TenantList>, ApiError> {
+    let listed = host.people.tenants.list().await?;
+    Ok(Json(TenantList { tenants: listed }))
+}
+
+/// `POST /v1/tenants`: the new tenant, and its first admin's invitation when one was asked.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TenantCreated {
+    tenant: TenantInfo,
+    /// The first admin's invitation; absent without `admin`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    invitation: Option<IssuedInvitation>,
 }
 
 pub(super) async fn create(
     State(host): Host,
     operator: Operator,
     body: Result<Json<NewTenant>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TenantCreated>), ApiError> {
     let Json(b) = body?;
     if let Some(admin) = &b.admin {
         // Checked before the tenant exists, so a bad name leaves nothing behind.
@@ -63,24 +79,34 @@ pub(super) async fn create(
     }
     let tenant = host.people.tenants.create(&b.name).await?;
     host.audit.record(operator.event("tenant.create", "ok", "", json!({ "tenant": tenant.name })));
-    let mut answer = json!({ "tenant": tenant });
-    if let Some(admin) = &b.admin {
-        answer["invitation"] =
+    let invitation = match &b.admin {
+        Some(admin) => Some(
             invite_for(&host, &tenant.name, admin, "admin", &format!("operator:{}", operator.0), INVITATION_TTL_MS)
-                .await?;
-    }
-    Ok((StatusCode::CREATED, Json(answer)))
+                .await?,
+        ),
+        None => None,
+    };
+    Ok((StatusCode::CREATED, Json(TenantCreated { tenant, invitation })))
+}
+
+/// `DELETE /v1/tenants/{tenant}`: the tenant deleted; its audit chain is kept.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TenantDeleted {
+    /// The tenant's name.
+    deleted: String,
+    /// What became of its audit chain.
+    audit: &'static str,
 }
 
 pub(super) async fn delete(
     State(host): Host,
     operator: Operator,
     Path(tenant): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TenantDeleted>, ApiError> {
     if !host.delete_tenant(&tenant, &format!("operator:{}", operator.0)).await? {
         return Err(ApiError::not_found(format!("no tenant `{}`", tenant.chars().take(64).collect::<String>())));
     }
-    Ok(Json(json!({ "deleted": tenant, "audit": "kept, sealed by its last event `tenant.delete`" })))
+    Ok(Json(TenantDeleted { deleted: tenant, audit: "kept, sealed by its last event `tenant.delete`" }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -96,7 +122,32 @@ pub(crate) struct NewInvitation {
     pub(crate) expires_in_seconds: Option<i64>,
 }
 
-/// Makes an invitation and the JSON that shows it (its code, once). Audited in the tenant.
+/// An invitation just made: its code (shown once) and how to redeem it.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct IssuedInvitation {
+    /// The one-time code (shown once).
+    code: String,
+    /// `user:NAME`.
+    member: String,
+    /// The relation the member gets on `tenant:T`; empty for an existing member who only
+    /// registers a passkey with it.
+    role: String,
+    tenant: String,
+    /// Unix milliseconds; it may be redeemed until then.
+    expires_at: i64,
+    /// How to redeem it for an API token.
+    accept: &'static str,
+    /// The page where the invited person registers a passkey with it.
+    register_passkey: String,
+}
+
+/// `POST /v1/tenants/{tenant}/invitations`, `POST /v1/invitations`: the invitation made.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct InvitationCreated {
+    invitation: IssuedInvitation,
+}
+
+/// Makes an invitation and what shows it (its code, once). Audited in the tenant.
 async fn invite_for(
     host: &Airlock,
     tenant: &str,
@@ -104,7 +155,7 @@ async fn invite_for(
     role: &str,
     by: &str,
     ttl_ms: i64,
-) -> Result<Value, ApiError> {
+) -> Result<IssuedInvitation, ApiError> {
     let (code, inv) = host.people.invitations.create(tenant, member, role, by, ttl_ms).await?;
     host.audit.record(airlock_audit::AuditEvent {
         tenant: tenant.into(),
@@ -114,11 +165,16 @@ async fn invite_for(
         tool: String::new(),
         detail: json!({ "member": member, "role": role, "expires_at": inv.expires_at }),
     });
-    Ok(json!({
-        "code": code, "member": member, "role": role, "tenant": tenant, "expires_at": inv.expires_at,
-        "accept": "POST /v1/invitations/accept {\"code\": ...} (CLI: `airlock invitation accept CODE`)",
-        "register_passkey": format!("{}/signin/register#{code}", host.people.passkeys.origin()),
-    }))
+    let register_passkey = format!("{}/signin/register#{code}", host.people.passkeys.origin());
+    Ok(IssuedInvitation {
+        code,
+        member: member.to_string(),
+        role: role.to_string(),
+        tenant: tenant.to_string(),
+        expires_at: inv.expires_at,
+        accept: "POST /v1/invitations/accept {\"code\": ...} (CLI: `airlock invitation accept CODE`)",
+        register_passkey,
+    })
 }
 
 fn ttl_ms(seconds: Option<i64>) -> Result<i64, ApiError> {
@@ -136,14 +192,14 @@ pub(super) async fn operator_invite(
     operator: Operator,
     Path(tenant): Path<String>,
     body: Result<Json<NewInvitation>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InvitationCreated>), ApiError> {
     let Json(b) = body?;
     if !host.people.tenants.exists(&tenant).await? {
         return Err(ApiError::not_found(format!("no tenant `{}`", tenant.chars().take(64).collect::<String>())));
     }
     let ttl = ttl_ms(b.expires_in_seconds)?;
     let inv = invite_for(&host, &tenant, &b.member, &b.role, &format!("operator:{}", operator.0), ttl).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "invitation": inv }))))
+    Ok((StatusCode::CREATED, Json(InvitationCreated { invitation: inv })))
 }
 
 /// `POST /v1/invitations` (tenant admin).
@@ -151,12 +207,12 @@ pub(super) async fn admin_invite(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     body: Result<Json<NewInvitation>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<InvitationCreated>), ApiError> {
     let Json(b) = body?;
     let tenant = m.scope(b.tenant.as_deref())?;
     let ttl = ttl_ms(b.expires_in_seconds)?;
     let inv = invite_for(&host, tenant, &b.member, &b.role, &m.subject, ttl).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "invitation": inv }))))
+    Ok((StatusCode::CREATED, Json(InvitationCreated { invitation: inv })))
 }
 
 /// Spends invitation `code` inside `tx` and writes the member's relation on `tenant:T` (none
@@ -190,12 +246,28 @@ pub(crate) struct Accept {
     pub(crate) code: String,
 }
 
+/// `POST /v1/invitations/accept`: the invitation redeemed, and the member's new API token.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct InvitationAccepted {
+    tenant: String,
+    /// `user:NAME`.
+    member: String,
+    /// The relation written on `tenant:T`; empty for an invitation that only registers a passkey.
+    role: String,
+    /// The API token's secret (shown once).
+    token: String,
+    /// The token's name, as `GET /v1/tokens` lists it.
+    token_name: String,
+    /// Unix milliseconds; null: it does not expire.
+    expires_at: Option<i64>,
+}
+
 /// `POST /v1/invitations/accept`: the code is the credential. One transaction spends the
 /// invitation, writes `member relation tenant:T` and makes the member's token.
 pub(super) async fn accept(
     State(host): Host,
     body: Result<Json<Accept>, JsonRejection>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<InvitationAccepted>, ApiError> {
     let Json(b) = body?;
     let mut tx = host.db.pool().begin().await.map_err(TenancyError::from)?;
     let inv = redeem_in(&host, &mut tx, &b.code).await?;
@@ -222,8 +294,14 @@ pub(super) async fn accept(
         tool: String::new(),
         detail: json!({ "relation": inv.relation, "invited_by": inv.created_by, "token": info.name }),
     });
-    Ok(Json(json!({ "tenant": inv.tenant, "member": inv.member, "role": inv.relation, "token": token,
-                    "token_name": info.name, "expires_at": info.expires_at })))
+    Ok(Json(InvitationAccepted {
+        tenant: inv.tenant,
+        member: inv.member,
+        role: inv.relation,
+        token,
+        token_name: info.name,
+        expires_at: info.expires_at,
+    }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -245,12 +323,36 @@ fn expiry(seconds: Option<i64>) -> Result<Option<i64>, ApiError> {
     }
 }
 
+/// `POST /v1/tokens`, `POST /v1/operator/tokens`: the new API token, its secret shown once.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TokenCreated {
+    /// The token's secret (shown once; only its hash is kept).
+    token: String,
+    /// The token as listed.
+    info: TokenInfo,
+}
+
+/// `GET /v1/tokens`, `GET /v1/operator/tokens`: the API tokens, revoked ones included, newest first.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TokenList {
+    tokens: Vec<TokenInfo>,
+}
+
+/// `DELETE /v1/tokens/{name}`, `DELETE /v1/operator/tokens/{name}`: the token revoked.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct TokenRevoked {
+    /// The token's name.
+    revoked: String,
+    /// How many live tokens of that name were revoked.
+    tokens: u64,
+}
+
 /// `POST /v1/tokens` (tenant admin).
 pub(super) async fn create_token(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     body: Result<Json<CreateToken>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     let Json(b) = body?;
     let tenant = m.scope(b.tenant.as_deref())?;
     let new = NewToken {
@@ -262,21 +364,21 @@ pub(super) async fn create_token(
     };
     let (token, info) = host.people.tokens.create(Some(tenant), &new).await?;
     host.audit.record(m.event("token.create", "ok", "", json!({ "token": info })));
-    Ok((StatusCode::CREATED, Json(json!({ "token": token, "info": info }))))
+    Ok((StatusCode::CREATED, Json(TokenCreated { token, info })))
 }
 
-pub(super) async fn list_tokens(State(host): Host, TenantAdmin(m): TenantAdmin) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "tokens": host.people.tokens.list(Some(&m.tenant)).await? })))
+pub(super) async fn list_tokens(State(host): Host, TenantAdmin(m): TenantAdmin) -> Result<Json<TokenList>, ApiError> {
+    Ok(Json(TokenList { tokens: host.people.tokens.list(Some(&m.tenant)).await? }))
 }
 
 pub(super) async fn revoke_token(
     State(host): Host,
     TenantAdmin(m): TenantAdmin,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenRevoked>, ApiError> {
     let n = host.people.tokens.revoke(Some(&m.tenant), &name).await?;
     host.audit.record(m.event("token.revoke", "ok", "", json!({ "token": name, "revoked": n })));
-    Ok(Json(json!({ "revoked": name, "tokens": n })))
+    Ok(Json(TokenRevoked { revoked: name, tokens: n }))
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
@@ -291,7 +393,7 @@ pub(super) async fn create_operator_token(
     State(host): Host,
     operator: Operator,
     body: Result<Json<CreateOperatorToken>, JsonRejection>,
-) -> Result<(StatusCode, Json<Value>), ApiError> {
+) -> Result<(StatusCode, Json<TokenCreated>), ApiError> {
     let Json(b) = body?;
     let new = NewToken {
         name: b.name,
@@ -302,30 +404,41 @@ pub(super) async fn create_operator_token(
     };
     let (token, info) = host.people.tokens.create(None, &new).await?;
     host.audit.record(operator.event("token.create", "ok", "", json!({ "token": info })));
-    Ok((StatusCode::CREATED, Json(json!({ "token": token, "info": info }))))
+    Ok((StatusCode::CREATED, Json(TokenCreated { token, info })))
 }
 
-pub(super) async fn list_operator_tokens(State(host): Host, _: Operator) -> Result<Json<Value>, ApiError> {
-    Ok(Json(json!({ "tokens": host.people.tokens.list(None).await? })))
+pub(super) async fn list_operator_tokens(State(host): Host, _: Operator) -> Result<Json<TokenList>, ApiError> {
+    Ok(Json(TokenList { tokens: host.people.tokens.list(None).await? }))
 }
 
 pub(super) async fn revoke_operator_token(
     State(host): Host,
     operator: Operator,
     Path(name): Path<String>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<TokenRevoked>, ApiError> {
     let n = host.people.tokens.revoke(None, &name).await?;
     host.audit.record(operator.event("token.revoke", "ok", "", json!({ "token": name, "revoked": n })));
-    Ok(Json(json!({ "revoked": name, "tokens": n })))
+    Ok(Json(TokenRevoked { revoked: name, tokens: n }))
+}
+
+/// `GET /v1/me`: who this token or session is, and its roles.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct Me {
+    tenant: String,
+    /// `user:NAME`, `token:NAME`, ...
+    subject: String,
+    /// Which of the well-known roles (`admin`, `auditor`, `cfo`, `dpo`, `ops_manager`,
+    /// `marketing_lead`) it holds.
+    roles: Vec<&'static str>,
 }
 
 /// `GET /v1/me`: the member a token is, and which of the well-known roles it holds.
-pub(super) async fn me(State(host): Host, TenantMember(m): TenantMember) -> Result<Json<Value>, ApiError> {
+pub(super) async fn me(State(host): Host, TenantMember(m): TenantMember) -> Result<Json<Me>, ApiError> {
     let mut roles = Vec::new();
     for role in ["admin", "auditor", "cfo", "dpo", "ops_manager", "marketing_lead"] {
         if m.holds(&host, role).await {
             roles.push(role);
         }
     }
-    Ok(Json(json!({ "tenant": m.tenant, "subject": m.subject, "roles": roles })))
+    Ok(Json(Me { tenant: m.tenant, subject: m.subject, roles }))
 }

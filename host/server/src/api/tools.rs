@@ -16,19 +16,77 @@ use crate::policy_gate::CallOptions;
 use crate::Airlock;
 use airlock_runtime::{CallError, LimitExceeded};
 
+/// `GET /v1/tools`: the tools this agent may use right now.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ToolList {
+    tools: Vec<AgentTool>,
+}
+
+/// A tool as an agent sees it (`GET /v1/tools`).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct AgentTool {
+    /// `component.tool`: the name to call it by.
+    name: String,
+    description: String,
+    /// The JSON Schema of its input.
+    input_schema: Value,
+    /// The JSON Schema of its result, when its component declares one.
+    output_schema: Option<Value>,
+    effects: ToolEffects,
+}
+
+/// What a tool does to the world, as its component declares it (the riskiest kind when it
+/// declares nothing).
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ToolEffects {
+    effect: ToolEffect,
+    /// A second call with the same input changes nothing more than the first.
+    idempotent: bool,
+    /// It reaches systems outside Airlock.
+    open_world: bool,
+    /// Whether its author declared this.
+    declared: bool,
+}
+
+/// What a call changes, least to most.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub(crate) enum ToolEffect {
+    ReadOnly,
+    Reversible,
+    Irreversible,
+}
+
+impl From<&airlock_runtime::Effects> for ToolEffects {
+    fn from(e: &airlock_runtime::Effects) -> ToolEffects {
+        let effect = match e.effect {
+            airlock_runtime::Effect::ReadOnly => ToolEffect::ReadOnly,
+            airlock_runtime::Effect::Reversible => ToolEffect::Reversible,
+            airlock_runtime::Effect::Irreversible => ToolEffect::Irreversible,
+        };
+        ToolEffects { effect, idempotent: e.idempotent, open_world: e.open_world, declared: e.declared }
+    }
+}
+
 /// `GET /v1/tools`: the tools this agent may use right now, with their input schemas.
-pub(super) async fn list_tools(State(host): State<Arc<Airlock>>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+pub(super) async fn list_tools(
+    State(host): State<Arc<Airlock>>,
+    headers: HeaderMap,
+) -> Result<Json<ToolList>, ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
-    let tools: Vec<Value> = host
+    let tools = host
         .visible_tools(&agent)
         .await
         .into_iter()
-        .map(|t| {
-            json!({ "name": t.id, "description": t.description, "input_schema": t.input_schema,
-                    "output_schema": t.output_schema, "effects": crate::gate::effects_json(&t.effects) })
+        .map(|t| AgentTool {
+            effects: ToolEffects::from(&t.effects),
+            name: t.id,
+            description: t.description,
+            input_schema: t.input_schema,
+            output_schema: t.output_schema,
         })
         .collect();
-    Ok(Json(json!({ "tools": tools })))
+    Ok(Json(ToolList { tools }))
 }
 
 /// `POST /v1/tools/{component.tool}/call` with the JSON input as body.
@@ -37,7 +95,7 @@ pub(super) async fn call_tool(
     Path(tool): Path<String>,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<ToolCallResult>, ApiError> {
     let agent = authenticate(&host, &headers, &tool).await?;
     // Size first: an input no component may take is refused before it is parsed.
     let max = host.runtime.limits().input_bytes;
@@ -70,8 +128,19 @@ fn header(headers: &HeaderMap, name: &str) -> Option<String> {
     headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim).filter(|v| !v.is_empty()).map(str::to_string)
 }
 
+/// `POST /v1/tools/{tool}/call` and `POST /v1/calls/{call_id}/resume`: the tool's result.
+#[derive(serde::Serialize, schemars::JsonSchema)]
+pub(crate) struct ToolCallResult {
+    /// The id the host gave this call.
+    call_id: String,
+    /// What the tool returned, as JSON.
+    result: Value,
+    /// The tool's stdout then stderr, each truncated.
+    log: String,
+}
+
 /// The gate's answer as the API returns it (a call, or a resumed call).
-pub(crate) fn report_answer(report: Result<CallReport, GateError>) -> Result<Json<Value>, ApiError> {
+pub(crate) fn report_answer(report: Result<CallReport, GateError>) -> Result<Json<ToolCallResult>, ApiError> {
     let report = report.map_err(|e| match e {
         GateError::BadToolId(_) => ApiError::bad_request(e.to_string()),
         GateError::Forbidden { .. } => ApiError::forbidden(e.to_string()),
@@ -82,7 +151,7 @@ pub(crate) fn report_answer(report: Result<CallReport, GateError>) -> Result<Jso
         GateError::Authority(e) => ApiError::from(e),
     })?;
     match report.outcome.result {
-        Ok(result) => Ok(Json(json!({ "call_id": report.call_id, "result": result, "log": report.outcome.log }))),
+        Ok(result) => Ok(Json(ToolCallResult { call_id: report.call_id, result, log: report.outcome.log })),
         Err(e) => {
             let status = match &e {
                 CallError::UnknownComponent(_) | CallError::UnknownTool { .. } => StatusCode::NOT_FOUND,

@@ -58,7 +58,7 @@ pub const CATALOG: &[CatalogEntry] = &[
 pub const CATALOG_PUBLISHER: &str = "airlock";
 
 /// A catalog entry as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct Listing {
     pub name: String,
     pub version: String,
@@ -78,7 +78,7 @@ pub struct Listing {
 }
 
 /// A tool of a catalog entry, for the admin's review before install.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct ListedTool {
     /// `component.tool`.
     pub id: String,

@@ -132,7 +132,7 @@ pub enum Progress {
 pub type ProgressFn<'a> = dyn Fn(Progress) + Send + Sync + 'a;
 
 /// What an install did, for the admin who asked.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct InstallReport {
     pub tenant: String,
     pub agent: String,
@@ -151,14 +151,61 @@ pub struct InstallReport {
     pub client_secret: Option<String>,
     pub tools: Vec<String>,
     pub tuples: Vec<String>,
-    pub connection_slots: Vec<Value>,
+    pub connection_slots: Vec<ConnectionSlot>,
     pub approval_policies: Vec<Value>,
     /// What the admin does next (fill the slots, grant the approver roles).
     pub next_steps: Vec<String>,
 }
 
+/// An installed agent, as the marketplace lists it ([`Airlock::installations`]).
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct InstalledAgent {
+    /// The agent the package installed.
+    pub agent: String,
+    pub package: String,
+    pub version: String,
+    pub publisher: String,
+    /// sha256 of the signed payload installed.
+    pub digest: String,
+    /// When it was installed (unix ms).
+    pub installed_at: i64,
+    /// When it was last installed or upgraded (unix ms).
+    pub updated_at: i64,
+    /// The connections the package declared, for an admin to fill.
+    pub connection_slots: Vec<ConnectionSlot>,
+}
+
+/// A connection slot an installed package declared, which the tenant's admin fills.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+pub struct ConnectionSlot {
+    /// `AGENT/NAME`: the connection the admin fills.
+    pub name: String,
+    pub kind: ConnectionKind,
+    /// The hosts the package declared the credential is for.
+    pub allowed_hosts: Vec<String>,
+    /// What the admin should put in it.
+    pub description: String,
+    /// Whether a credential is stored in it.
+    pub filled: bool,
+    /// How to fill it (the CLI command, in words).
+    pub fill_with: String,
+}
+
+impl ConnectionSlot {
+    pub(super) fn of(s: &Slot, filled: bool, tenant: &str) -> ConnectionSlot {
+        ConnectionSlot {
+            name: s.name.clone(),
+            kind: s.kind,
+            allowed_hosts: s.allowed_hosts.clone(),
+            description: s.description.clone(),
+            filled,
+            fill_with: fill_command(s, tenant),
+        }
+    }
+}
+
 /// What an uninstall removed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UninstallReport {
     pub tenant: String,
     pub agent: String,
@@ -212,7 +259,7 @@ impl Airlock {
     }
 
     /// The installations of `tenant`: `(agent, package, version, publisher, digest, installed_at)`.
-    pub async fn installations(&self, tenant: &str) -> Result<Vec<Value>, InstallError> {
+    pub async fn installations(&self, tenant: &str) -> Result<Vec<InstalledAgent>, InstallError> {
         let rows: Vec<(String, String, String, String, String, i64, i64)> = sqlx::query_as(
             "SELECT agent, package, version, publisher, digest, installed_at, updated_at FROM installations \
              WHERE tenant = $1 ORDER BY agent",
@@ -224,14 +271,21 @@ impl Airlock {
         Ok(rows
             .into_iter()
             .map(|(agent, package, version, publisher, digest, installed_at, updated_at)| {
-                let own: Vec<Value> = slots
+                let connection_slots = slots
                     .iter()
                     .filter(|(s, _)| s.agent == agent)
-                    .map(|(s, filled)| slot_json(s, *filled, tenant))
+                    .map(|(s, filled)| ConnectionSlot::of(s, *filled, tenant))
                     .collect();
-                json!({ "agent": agent, "package": package, "version": version, "publisher": publisher,
-                        "digest": digest, "installed_at": installed_at, "updated_at": updated_at,
-                        "connection_slots": own })
+                InstalledAgent {
+                    agent,
+                    package,
+                    version,
+                    publisher,
+                    digest,
+                    installed_at,
+                    updated_at,
+                    connection_slots,
+                }
             })
             .collect())
     }
@@ -473,8 +527,8 @@ impl Airlock {
         let agent = manifest.name.clone();
         let provision = manifest.provisioning(&agent, tenant);
         let tools = tools_of(&provision.tuples);
-        let slots: Vec<Value> =
-            slots_of(&provision.connections, &agent).iter().map(|s| slot_json(s, false, tenant)).collect();
+        let slots =
+            slots_of(&provision.connections, &agent).iter().map(|s| ConnectionSlot::of(s, false, tenant)).collect();
         let policies: Vec<Value> = provision
             .policies
             .iter()
@@ -745,11 +799,6 @@ fn tools_of(tuples: &[airlock_marketplace::TupleTemplate]) -> Vec<String> {
     tuples.iter().filter_map(|t| t.object.strip_prefix("tool:").map(str::to_string)).collect()
 }
 
-pub(super) fn slot_json(s: &Slot, filled: bool, tenant: &str) -> Value {
-    json!({ "name": s.name, "kind": s.kind, "allowed_hosts": s.allowed_hosts, "description": s.description,
-            "filled": filled, "fill_with": fill_command(s, tenant) })
-}
-
 fn tenant_flag(tenant: &str) -> String {
     if tenant == crate::config::DEFAULT_TENANT {
         String::new()
@@ -780,7 +829,7 @@ fn install_event(tenant: &str, outcome: &str, r: &InstallReport) -> AuditEvent {
         tool: format!("agent:{}", r.agent),
         detail: json!({ "package": r.package, "version": r.version, "publisher": r.publisher, "key_id": r.key_id,
                         "digest": r.digest, "tuples": r.tuples, "tools": r.tools,
-                        "connection_slots": r.connection_slots.iter().map(|s| s["name"].clone()).collect::<Vec<_>>(),
+                        "connection_slots": r.connection_slots.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(),
                         "approval_policies": r.approval_policies }),
     }
 }

@@ -30,6 +30,9 @@ pub mod trust;
 pub mod upgrade;
 
 pub use error::InstallError;
-pub use install::{InstallOptions, InstallReport, InstallStep, PackageSource, Progress, UninstallReport};
+pub use install::{
+    ConnectionSlot, InstallOptions, InstallReport, InstallStep, InstalledAgent, PackageSource, Progress,
+    UninstallReport,
+};
 pub use installed::Installed;
 pub use upgrade::{PermissionDiff, UpgradeReport};

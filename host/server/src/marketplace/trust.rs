@@ -16,7 +16,7 @@ use serde::Serialize;
 const SHIPPED: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shipped_publishers.rs"));
 
 /// A trusted key as listed to an admin.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct PublisherKey {
     pub publisher: String,
     pub key_id: String,

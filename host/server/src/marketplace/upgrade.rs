@@ -25,7 +25,7 @@ use super::{merge, InstallError, Progress};
 use crate::Airlock;
 
 /// What an upgrade changes in the agent's permissions.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 pub struct PermissionDiff {
     pub agent: String,
     pub from_version: String,
@@ -50,7 +50,7 @@ pub struct PermissionDiff {
 }
 
 /// What an upgrade did (or, on a dry run, would do).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct UpgradeReport {
     pub tenant: String,
     pub applied: bool,

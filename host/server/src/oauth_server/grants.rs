@@ -35,7 +35,8 @@ pub struct Consent {
 }
 
 /// A grant as its person and their admins see it.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, schemars::JsonSchema)]
+#[schemars(rename = "OAuthGrant")]
 pub struct Grant {
     pub id: String,
     pub client_id: String,

@@ -35,7 +35,8 @@ fn default_claim() -> String {
 }
 
 /// A stored provider, endpoints included.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[schemars(rename = "SsoProvider")]
 pub struct Provider {
     #[serde(flatten)]
     pub config: SsoConfig,

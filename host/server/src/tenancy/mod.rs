@@ -16,7 +16,7 @@ mod tokens;
 pub use invitations::{Invitation, Invitations};
 pub use lifecycle::DEFAULT_ADMIN_TOKEN_FILE;
 pub use names::{validate_tenant_name, HOST_CHAIN, MAX_TENANT_NAME};
-pub use tenants::Tenants;
+pub use tenants::{TenantInfo, Tenants};
 pub use tokens::{validate_member, validate_relation, ApiTokens, NewToken, TokenInfo, TokenOwner};
 
 /// Failures of this module's stores; each message says what was wrong.

@@ -48,9 +48,10 @@ const TENANT_TABLES: &[&str] = &[
 ];
 
 /// A tenant as the operator sees it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TenantInfo {
     pub name: String,
+    /// Unix milliseconds.
     pub created_at: i64,
 }
 

@@ -32,19 +32,26 @@ pub struct NewToken {
 }
 
 /// A token as listed: never its secret or hash.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 pub struct TokenInfo {
     pub id: String,
+    /// The token's tenant; absent for an operator token.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tenant: Option<String>,
     pub name: String,
     /// The subject the token acts as: `user:NAME`, `token:NAME`, or `operator`.
     pub member: String,
+    /// The fixed role of a `token:NAME` token; null for one carrying a member's relations.
     pub role: Option<String>,
+    /// Who asked for it.
     pub created_by: String,
+    /// Unix milliseconds.
     pub created_at: i64,
+    /// Unix milliseconds; null: it does not expire.
     pub expires_at: Option<i64>,
+    /// Unix milliseconds; null while it is live.
     pub revoked_at: Option<i64>,
+    /// Unix milliseconds (recorded at most once a minute); null: never used.
     pub last_used_at: Option<i64>,
 }
 

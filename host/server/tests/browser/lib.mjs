@@ -144,10 +144,12 @@ export async function run(scenario) {
   try {
     browser = await launch();
     await scenario(browser);
-    // Every JSON body the pages sent matched the request type its route reads (shapes.mjs).
-    const { checked, violations } = await shapeReport();
-    if (violations.length) throw new Error(`the console sent bodies its routes do not accept:\n${violations.join('\n')}`);
+    // Every JSON body the pages sent matched the request type its route reads, and every
+    // answer the type its route returns (shapes.mjs).
+    const { checked, answers, violations } = await shapeReport();
+    if (violations.length) throw new Error(`the console and the API disagree on shapes:\n${violations.join('\n')}`);
     console.log(`request bodies checked against the API's schemas: ${checked}`);
+    console.log(`answers checked against the API's schemas: ${answers}`);
   } catch (e) {
     console.error(e && e.stack ? e.stack : String(e));
     process.exitCode = 1;

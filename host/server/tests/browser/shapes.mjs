@@ -1,6 +1,7 @@
 // The console speaks the API's own shapes: every JSON body a console page sends to `/v1` is
 // checked against the request schema the host's OpenAPI document gives that route (the
-// schema is derived from the very Rust type the handler reads, src/api/openapi/shapes.rs).
+// schema is derived from the very Rust type the handler reads, src/api/openapi/shapes.rs),
+// and every JSON answer it gets against the response type the route declares.
 // A body with a field the type does not have (where the type refuses unknown fields), a
 // missing required field, a wrong type, or a body sent to a route that reads none is a
 // violation, and the scenario fails (lib.mjs `run`).
@@ -12,18 +13,43 @@ const documents = new Map(); // origin -> Promise<OpenAPI document>
 const violations = [];
 const pending = [];
 let checked = 0;
+let answers = 0;
 
-// Watches `page`'s requests; call once per page (lib.mjs newPage does).
+// Watches `page`'s requests and the answers it gets; call once per page (lib.mjs newPage does).
 export function watchShapes(page) {
   page.on('request', (request) => {
     pending.push(check(request).catch((e) => violations.push(`${request.method()} ${request.url()}: ${e.message}`)));
   });
+  page.on('response', (response) => {
+    pending.push(checkAnswer(response).catch((e) => violations.push(`answer to ${response.url()}: ${e.message}`)));
+  });
 }
 
-// Waits for the checks in flight; returns { checked, violations }.
+// A success answer fits the response type its route declares.
+async function checkAnswer(response) {
+  const url = new URL(response.url());
+  if (!url.pathname.startsWith('/v1/') || response.status() < 200 || response.status() >= 300) return;
+  if (!(response.headers()['content-type'] || '').startsWith('application/json')) return;
+  const doc = await documentOf(url.origin);
+  const op = operationFor(doc, response.request().method().toLowerCase(), url.pathname);
+  const schema = op?.responses?.['2XX']?.content?.['application/json']?.schema;
+  if (!schema || !(schema.$ref || schema.properties)) return;
+  let body;
+  try {
+    body = await response.json();
+  } catch {
+    return; // the page went away before its body was read: nothing to check
+  }
+  const errors = [];
+  validate(doc, schema, body, '$', errors);
+  answers += 1;
+  for (const e of errors) violations.push(`answer to ${response.request().method()} ${url.pathname}: ${e}`);
+}
+
+// Waits for the checks in flight; returns { checked, answers, violations }.
 export async function shapeReport() {
   await Promise.all(pending);
-  return { checked, violations: [...violations] };
+  return { checked, answers, violations: [...violations] };
 }
 
 async function check(request) {

@@ -182,8 +182,10 @@ impl TestHost {
         token
     }
 
-    /// Sends a request with `token`; returns status and JSON body.
+    /// Sends a request with `token`; returns status and JSON body (a success answer checked
+    /// against its route's declared response type: [`TestHost::check_answer`]).
     pub async fn request(&self, method: reqwest::Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
+        let method_name = method.as_str().to_string();
         let mut req = self.http.request(method, format!("{}{}", self.url, path));
         if !token.is_empty() {
             req = req.bearer_auth(token);
@@ -194,7 +196,28 @@ impl TestHost {
         let resp = req.send().await.unwrap();
         let status = resp.status().as_u16();
         let text = resp.text().await.unwrap();
-        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+        let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+        if (200..300).contains(&status) {
+            self.check_answer(&method_name, path, &body);
+        }
+        (status, body)
+    }
+
+    /// Panics when a success answer does not fit the response type its route declares in the
+    /// OpenAPI document (`.returns::<T>()`): every test that goes through [`TestHost::request`]
+    /// checks the document against what the handlers really send.
+    pub fn check_answer(&self, method: &str, path: &str, body: &Value) {
+        static DOCUMENT: std::sync::OnceLock<Value> = std::sync::OnceLock::new();
+        let doc =
+            DOCUMENT.get_or_init(|| airlock::api::openapi::document(&airlock::api::route_table(self.host.clone())));
+        if let Some(schema) = airlock::api::openapi::validate::response_schema(doc, method, path) {
+            let wrong = airlock::api::openapi::validate::violations(doc, schema, body);
+            assert!(
+                wrong.is_empty(),
+                "{method} {path} answered what its declared response type does not allow:\n{}\n{body}",
+                wrong.join("\n")
+            );
+        }
     }
 
     pub async fn admin_post(&self, path: &str, body: Value) -> (u16, Value) {

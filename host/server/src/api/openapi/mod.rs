@@ -6,11 +6,13 @@
 //! call it (the security scheme of its [`super::Scope`]), the line [`super::Routes::doc`] gave
 //! it, and what its handler reads, from the Rust types of the handler's extractors: a JSON
 //! body or a query is expanded field by field from the type's JSON Schema ([`shapes`]), raw
-//! bodies (uploads, the model's DSL, a tool's input) are described by handler. Every error is
-//! the API's `{code, message}`. What it does not yet give: the fields of each response (the
-//! handlers build their answers as JSON values; their modules' doc comments list the fields).
+//! bodies (uploads, the model's DSL, a tool's input) are described by handler. What a route
+//! answers on success is the type its handler returns, declared in the route table
+//! ([`super::Routes::returns`]) and checked against every answer the tests get ([`validate`]).
+//! Every error is the API's `{code, message}`.
 
 mod shapes;
+pub mod validate;
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, OnceLock};
@@ -24,7 +26,7 @@ use serde_json::{json, Map, Value};
 
 use shapes::{raw_body, request_shapes, Shape};
 
-use super::{RouteInfo, Scope};
+use super::{Answer, RouteInfo, Scope};
 use crate::Airlock;
 
 /// `GET /v1/openapi.json`.
@@ -43,14 +45,16 @@ pub fn document(table: &[RouteInfo]) -> Value {
     let mut tags = std::collections::BTreeSet::new();
     let shapes = request_shapes();
     let (mut named, mut inline) = (shapes::generator(false), shapes::generator(true));
+    let mut answers = shapes::answer_generator();
     for route in table.iter().filter(|r| r.path.starts_with("/v1/")) {
-        let op = operation(route, &shapes, &mut named, &mut inline);
+        let op = operation(route, &shapes, &mut named, &mut inline, &mut answers);
         if let Some(tag) = op["tags"][0].as_str() {
             tags.insert(tag.to_string());
         }
         paths.entry(route.path).or_default().insert(route.method.as_str().to_lowercase(), op);
     }
     let mut schemas = named.take_definitions(true);
+    merge_answers(&mut schemas, answers.take_definitions(true), &mut paths);
     schemas.insert(
         "Error".into(),
         json!({
@@ -91,7 +95,13 @@ pub fn document(table: &[RouteInfo]) -> Value {
 }
 
 /// The operation object of one route.
-fn operation(route: &RouteInfo, shapes: &[Shape], named: &mut SchemaGenerator, inline: &mut SchemaGenerator) -> Value {
+fn operation(
+    route: &RouteInfo,
+    shapes: &[Shape],
+    named: &mut SchemaGenerator,
+    inline: &mut SchemaGenerator,
+    answers: &mut SchemaGenerator,
+) -> Value {
     // `airlock::api::agents::create` -> tag `agents`, id `agents.create`.
     let handler = route.handler.strip_prefix("airlock::api::").unwrap_or(route.handler);
     let mut segments: Vec<&str> = handler.split("::").collect();
@@ -122,7 +132,7 @@ fn operation(route: &RouteInfo, shapes: &[Shape], named: &mut SchemaGenerator, i
         "parameters": parameters,
         "security": security(route.scope),
         "responses": {
-            "2XX": success(route.path),
+            "2XX": success(route, answers),
             "4XX": { "description": "Refused: the body says why and what to do", "content": error_content() },
             "5XX": { "description": "Unavailable: retry later", "content": error_content() },
         },
@@ -137,11 +147,64 @@ fn error_content() -> Value {
     json!({ "application/json": { "schema": { "$ref": "#/components/schemas/Error" } } })
 }
 
-fn success(path: &str) -> Value {
-    if path.ends_with("/events") {
-        return json!({ "description": "A stream of Server-Sent Events", "content": { "text/event-stream": { "schema": { "type": "string" } } } });
+/// Adds the schemas of the answers to those of the requests. A type both read and written
+/// whose two schemas differ (a field with a default is optional to send, always there in an
+/// answer) keeps both: the answer's is renamed `NAMEAnswer`, and the references to it in the
+/// answers' schemas and in the operations' responses follow.
+fn merge_answers(
+    schemas: &mut Map<String, Value>,
+    answers: Map<String, Value>,
+    paths: &mut BTreeMap<&str, Map<String, Value>>,
+) {
+    let renamed: Vec<(String, String)> = answers
+        .iter()
+        .filter(|(name, schema)| schemas.get(name.as_str()).is_some_and(|read| read != *schema))
+        .map(|(name, _)| (format!("#/components/schemas/{name}"), format!("#/components/schemas/{name}Answer")))
+        .collect();
+    let follow = |value: &mut Value| rename_refs(value, &renamed);
+    for (name, mut schema) in answers {
+        follow(&mut schema);
+        let name = if renamed.iter().any(|(from, _)| from.ends_with(&format!("/{name}"))) {
+            format!("{name}Answer")
+        } else {
+            name
+        };
+        schemas.insert(name, schema);
     }
-    json!({ "description": "Done", "content": { "application/json": { "schema": { "type": "object" } } } })
+    for op in paths.values_mut().flat_map(|ops| ops.values_mut()) {
+        follow(&mut op["responses"]);
+    }
+}
+
+fn rename_refs(value: &mut Value, renamed: &[(String, String)]) {
+    match value {
+        Value::Object(fields) => {
+            for (key, v) in fields.iter_mut() {
+                if key != "$ref" {
+                    rename_refs(v, renamed);
+                    continue;
+                }
+                let to = v.as_str().and_then(|target| renamed.iter().find(|(from, _)| from == target));
+                if let Some((_, to)) = to {
+                    *v = Value::String(to.clone());
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(|v| rename_refs(v, renamed)),
+        _ => {}
+    }
+}
+
+/// The success response: the route's [`Answer`], or a bare "done" when it declared none.
+fn success(route: &RouteInfo, answers: &mut SchemaGenerator) -> Value {
+    match route.answer {
+        Some(Answer::Json(schema)) => {
+            json!({ "description": "Done", "content": { "application/json": { "schema": schema(answers).to_value() } } })
+        }
+        Some(Answer::Other { media_type, description }) => json!({ "description": description,
+            "content": { media_type: { "schema": { "type": "string", "description": description } } } }),
+        None => json!({ "description": "Done", "content": { "application/json": { "schema": { "type": "object" } } } }),
+    }
 }
 
 fn security(scope: Scope) -> Value {
@@ -218,9 +281,10 @@ fn request_body(route: &RouteInfo, shapes: &[Shape], named: &mut SchemaGenerator
     None
 }
 
-/// What the `/v1` handlers of `table` read that the document cannot describe field by field:
-/// `METHOD PATH: TYPE` for each body or query type missing from [`request_shapes`], and each
-/// raw body without a description. Empty when every route is described (the OpenAPI test).
+/// What the document cannot describe field by field among the `/v1` routes of `table`:
+/// `METHOD PATH: TYPE` for each body or query type missing from [`request_shapes`], each raw
+/// body without a description, and each route that declared no response. Empty when every
+/// route is described (the OpenAPI test).
 pub fn undescribed(table: &[RouteInfo]) -> Vec<String> {
     let shapes = request_shapes();
     let mut g = shapes::generator(false);
@@ -235,6 +299,12 @@ pub fn undescribed(table: &[RouteInfo]) -> Vec<String> {
         }
         if route.inputs.contains("bytes::Bytes") && raw_body(route.handler, &mut g).is_none() {
             missing.push(format!("{} {}: raw bytes ({})", route.method, route.path, route.handler));
+        }
+        if route.answer.is_none() {
+            missing.push(format!(
+                "{} {}: no response type (`.returns::<T>()` in the route table)",
+                route.method, route.path
+            ));
         }
     }
     missing

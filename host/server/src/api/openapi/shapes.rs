@@ -11,7 +11,7 @@
 //! The few bodies that are not one JSON type (a component's bytes, a package archive, the
 //! model's DSL text, a tool's own input) are described by [`raw_body`], by handler.
 
-use schemars::generate::SchemaSettings;
+use schemars::generate::{Contract, SchemaSettings};
 use schemars::{JsonSchema, Schema, SchemaGenerator};
 use serde_json::{json, Value};
 
@@ -86,16 +86,25 @@ pub(crate) fn request_shapes() -> Vec<Shape> {
     ]
 }
 
-/// A generator for OpenAPI 3.1 (JSON Schema 2020-12) whose named schemas go to
-/// `#/components/schemas`; `inline` writes each schema whole instead (query parameters).
+/// A generator for OpenAPI 3.1 (JSON Schema 2020-12) of what the host reads (a field with a
+/// default is optional), whose named schemas go to `#/components/schemas`; `inline` writes
+/// each schema whole instead (query parameters).
 pub(crate) fn generator(inline: bool) -> SchemaGenerator {
-    SchemaSettings::draft2020_12()
-        .with(|s| {
-            s.definitions_path = "/components/schemas".into();
-            s.meta_schema = None;
-            s.inline_subschemas = inline;
-        })
-        .into_generator()
+    settings(inline).into_generator()
+}
+
+/// A generator of what the host writes (the serialize contract: a field it always writes is
+/// required, one it may leave out is not).
+pub(crate) fn answer_generator() -> SchemaGenerator {
+    settings(false).with(|s| s.contract = Contract::Serialize).into_generator()
+}
+
+fn settings(inline: bool) -> SchemaSettings {
+    SchemaSettings::draft2020_12().with(|s| {
+        s.definitions_path = "/components/schemas".into();
+        s.meta_schema = None;
+        s.inline_subschemas = inline;
+    })
 }
 
 /// The request body of a handler that reads raw bytes, by its Rust path; `None` for one that
