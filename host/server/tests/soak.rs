@@ -553,7 +553,7 @@ fn cold_start() {
     // Provisioned in-process: 10 tenants, each with the five catalog agents installed, and an
     // agent `first` allowed hello.greet in the default tenant.
     let (first, installed) = rt.block_on(async {
-        let t = TestHost::start_in(tmp.path().to_path_buf(), None, support::test_limits()).await;
+        let t = TestHost::start_in(tmp.path().to_path_buf(), None, support::catalog_limits()).await;
         let mut installed = String::new();
         for i in 0..TENANTS {
             let admin = if i == 0 { t.admin.clone() } else { t.tenant_admin(&format!("cold{i}")).await };
