@@ -78,7 +78,13 @@ struct PolicyCache {
     tenants: parking_lot::Mutex<std::collections::HashMap<String, std::sync::Arc<Vec<Policy>>>>,
     /// Bumped by every write, so a load that began before a write never stores stale rows.
     generation: std::sync::atomic::AtomicU64,
+    /// On a database other hosts write too: the tenants whose entry holds their writes as well
+    /// (the change feed, `airlock_store::Changes`); the others are read again.
+    fresh: Option<airlock_store::FreshTenants>,
 }
+
+/// The change-feed topic of policy writes.
+pub const CHANGE_TOPIC: &str = "policies";
 
 const COLUMNS: &str = "tenant, tool, action, role, ttl_ms, entry, updated_at";
 
@@ -95,6 +101,14 @@ impl Policies {
         Policies { db, cache: Some(Default::default()) }
     }
 
+    /// Policies answered from memory on a database other hosts write too (PostgreSQL): a
+    /// tenant's entry is used only while the change feed vouches that no other host changed its
+    /// policies since it was read, and every write tells the other hosts before it returns.
+    pub fn shared(db: Db) -> Policies {
+        let fresh = Some(airlock_store::FreshTenants::new(db.changes(), CHANGE_TOPIC));
+        Policies { db, cache: Some(std::sync::Arc::new(PolicyCache { fresh, ..Default::default() })) }
+    }
+
     fn forget(&self, tenant: &str) {
         if let Some(cache) = &self.cache {
             let mut tenants = cache.tenants.lock();
@@ -109,6 +123,7 @@ impl Policies {
         self.put_in(&mut tx, tenant, &spec).await?;
         tx.commit().await?;
         self.forget(tenant);
+        self.db.changes().settle().await;
         let stored = self.exact(tenant, &spec.tool, &spec.action).await?;
         stored.ok_or_else(|| PolicyError::Invalid("the policy vanished right after it was written".into()))
     }
@@ -122,6 +137,7 @@ impl Policies {
         spec: &PolicySpec,
     ) -> Result<(), PolicyError> {
         validate(spec)?;
+        self.db.changes().notify_in(tx, CHANGE_TOPIC, tenant).await?;
         sqlx::query(
             "INSERT INTO approval_policies (tenant, tool, action, role, ttl_ms, entry, updated_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7) \
@@ -148,6 +164,7 @@ impl Policies {
         tenant: &str,
         tools: &[String],
     ) -> Result<u64, PolicyError> {
+        self.db.changes().notify_in(tx, CHANGE_TOPIC, tenant).await?;
         let mut gone = 0;
         for tool in tools {
             gone += sqlx::query("DELETE FROM approval_policies WHERE tenant = $1 AND tool = $2")
@@ -167,14 +184,18 @@ impl Policies {
 
     /// Removes a policy; `false` when there was none.
     pub async fn delete(&self, tenant: &str, tool: &str, action: &str) -> Result<bool, PolicyError> {
+        let mut tx = self.db.pool().begin().await?;
+        self.db.changes().notify_in(&mut tx, CHANGE_TOPIC, tenant).await?;
         let gone = sqlx::query("DELETE FROM approval_policies WHERE tenant = $1 AND tool = $2 AND action = $3")
             .bind(tenant)
             .bind(tool)
             .bind(action)
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
+        tx.commit().await?;
         self.forget(tenant);
+        self.db.changes().settle().await;
         Ok(gone > 0)
     }
 
@@ -246,12 +267,25 @@ impl Policies {
     /// The tenant's policies from memory, when this instance caches them (`None`: ask the database).
     async fn cached_list(&self, tenant: &str) -> Result<Option<std::sync::Arc<Vec<Policy>>>, PolicyError> {
         let Some(cache) = &self.cache else { return Ok(None) };
-        let hit = cache.tenants.lock().get(tenant).cloned();
-        if let Some(all) = hit {
-            return Ok(Some(all));
+        if cache.fresh.as_ref().is_none_or(|f| f.is_fresh(tenant)) {
+            let hit = cache.tenants.lock().get(tenant).cloned();
+            if let Some(all) = hit {
+                return Ok(Some(all));
+            }
+        }
+        if let Some(fresh) = &cache.fresh {
+            fresh.reading(tenant);
         }
         let generation = cache.generation.load(std::sync::atomic::Ordering::SeqCst);
-        let all = std::sync::Arc::new(self.list(tenant).await?);
+        let all = match self.list(tenant).await {
+            Ok(all) => std::sync::Arc::new(all),
+            Err(e) => {
+                if let Some(fresh) = &cache.fresh {
+                    fresh.forget(tenant);
+                }
+                return Err(e);
+            }
+        };
         let mut tenants = cache.tenants.lock();
         if cache.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
             tenants.insert(tenant.to_string(), all.clone());

@@ -83,3 +83,70 @@ async fn a_decision_on_one_host_wakes_the_waiter_on_another_without_polling() {
         .unwrap();
     assert_eq!(status, Status::Denied);
 }
+
+/// Waits until `db`'s host may answer from memory (its own heartbeat came back).
+async fn until_fresh(db: &Db) {
+    for _ in 0..250 {
+        if db.changes().fresh() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the change feed never became live");
+}
+
+/// Commits a change of `topic` for `tenant` through `db`, then settles it.
+async fn change(db: &Db, topic: &str, tenant: &str) {
+    let mut tx = db.pool().begin().await.unwrap();
+    db.changes().notify_in(&mut tx, topic, tenant).await.unwrap();
+    tx.commit().await.unwrap();
+    db.changes().settle().await;
+}
+
+/// The change feed (`airlock_store::Changes`): what host A commits, host B has applied by the
+/// time A's `settle` returns, per topic and tenant; a rolled-back change tells nobody.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_settled_change_is_applied_by_the_other_host_before_settle_returns() {
+    let Some(t) = testing::postgres().await else { return };
+    let host_a = t.db.clone();
+    let host_b = other_host(&t).await;
+    let tuples_b = airlock_store::FreshTenants::new(host_b.changes(), "tuples");
+    let policies_b = airlock_store::FreshTenants::new(host_b.changes(), "policies");
+    // A writes too, so its listener runs and it hears B's heartbeats.
+    let _tuples_a = airlock_store::FreshTenants::new(host_a.changes(), "tuples");
+    until_fresh(&host_a).await;
+    until_fresh(&host_b).await;
+    // Both peers know each other once each heard a heartbeat of the other.
+    tokio::time::sleep(Duration::from_millis(3 * airlock_store::changes::HEARTBEAT.as_millis() as u64)).await;
+
+    for tenant in ["acme", "globex"] {
+        tuples_b.reading(tenant);
+        policies_b.reading(tenant);
+    }
+    assert!(tuples_b.is_fresh("acme") && policies_b.is_fresh("globex"));
+    for round in 0..20 {
+        change(&host_a, "tuples", "acme").await;
+        // No sleep: settle returned, so B applied it.
+        assert!(!tuples_b.is_fresh("acme"), "round {round}: B still trusts acme's tuples");
+        assert!(tuples_b.is_fresh("globex"), "round {round}: another tenant was dropped");
+        assert!(policies_b.is_fresh("acme"), "round {round}: another topic was dropped");
+        tuples_b.reading("acme");
+    }
+
+    // A rolled-back transaction's change is never delivered.
+    let mut tx = host_a.pool().begin().await.unwrap();
+    host_a.changes().notify_in(&mut tx, "policies", "globex").await.unwrap();
+    tx.rollback().await.unwrap();
+    change(&host_a, "tuples", "acme").await;
+    assert!(policies_b.is_fresh("globex"), "a rolled-back change was applied");
+
+    // A deleted tenant: every topic forgets it.
+    change(&host_a, "*", "globex").await;
+    assert!(!tuples_b.is_fresh("globex") && !policies_b.is_fresh("globex"));
+
+    // SQLite has no feed: memory is never vouched for by it.
+    let sqlite = testing::sqlite().await;
+    let fresh = airlock_store::FreshTenants::new(sqlite.db.changes(), "tuples");
+    fresh.reading("acme");
+    assert!(!sqlite.db.changes().fresh() && !fresh.is_fresh("acme"));
+}

@@ -82,7 +82,13 @@ pub struct Rebac {
     /// Another process writes this SQLite file too (`airlock mcp` beside `airlock serve`):
     /// sync before answering, as on PostgreSQL.
     shared_file: std::sync::atomic::AtomicBool,
+    /// On PostgreSQL, the tenants whose mirror holds every change another host made
+    /// (`airlock_store::Changes`): checks on them need no query.
+    fresh: airlock_store::FreshTenants,
 }
+
+/// The change-feed topic of tuple and model writes (see `airlock_store::Changes`).
+pub const CHANGE_TOPIC: &str = "tuples";
 
 impl Rebac {
     /// Loads every stored tuple into memory.
@@ -117,7 +123,9 @@ impl Rebac {
             .fetch_all(db.pool())
             .await?;
         let stores = RwLock::new(live.into_iter().map(|(id,)| id).collect());
+        let fresh = airlock_store::FreshTenants::new(db.changes(), CHANGE_TOPIC);
         Ok(Rebac {
+            fresh,
             db,
             tenants: RwLock::new(tenants),
             models: RwLock::new(models),
@@ -143,11 +151,12 @@ impl Rebac {
     pub async fn write_model(&self, tenant: &str, dsl: &str) -> Result<ActiveModel, RebacError> {
         let parsed = Arc::new(model::dsl::parse(dsl)?);
         let mut tx = self.db.pool().begin().await?;
-        let rev = writes::bump_revision(&mut tx, tenant).await?;
+        let rev = writes::bump_revision(&mut tx, self.db.changes(), tenant).await?;
         let id = writes::insert_model(&mut tx, tenant, rev, dsl, now_millis()).await?;
         tx.commit().await?;
         let active = ActiveModel { id, model: parsed };
         self.models.write().insert(tenant.to_string(), active.clone());
+        self.db.changes().settle().await;
         Ok(active)
     }
 
@@ -167,15 +176,22 @@ impl Rebac {
     ///
     /// On PostgreSQL several hosts share the tuples; a host calls this before
     /// answering, so that a tuple revoked through another host is never
-    /// answered "allowed" here. It costs one primary-key read when nothing
-    /// changed. On SQLite one host owns the file and this returns at once.
+    /// answered "allowed" here. It returns at once while the change feed says
+    /// nothing changed for the tenant (`airlock_store::Changes`: a revoke
+    /// returns only once every host applied it), else costs one primary-key
+    /// read when nothing changed. On SQLite one host owns the file and this
+    /// returns at once (processes sharing a file always read).
     pub async fn sync(&self, tenant: &str) -> Result<(), RebacError> {
         if self.db.backend() != airlock_store::Backend::Postgres
             && !self.shared_file.load(std::sync::atomic::Ordering::Relaxed)
         {
             return Ok(());
         }
-        self.refresh(tenant).await
+        if self.fresh.is_fresh(tenant) {
+            return Ok(());
+        }
+        self.fresh.reading(tenant);
+        self.refresh(tenant).await.inspect_err(|_| self.fresh.forget(tenant))
     }
 
     /// Puts back into the in-memory mirror those of `tuples` (hidden with [`Rebac::hide`] for a

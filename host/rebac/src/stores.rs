@@ -86,10 +86,11 @@ impl Rebac {
             return Ok(false);
         }
         sqlx::query("DELETE FROM tuples WHERE tenant = $1").bind(id).execute(&mut *tx).await?;
-        let rev = crate::writes::bump_revision(&mut tx, id).await?;
+        let rev = crate::writes::bump_revision(&mut tx, self.db.changes(), id).await?;
         crate::writes::log_change(&mut tx, id, rev, &crate::Tuple::new("", "", ""), None, STORE_DELETED, now).await?;
         tx.commit().await?;
         self.forget_tenant(id);
+        self.db.changes().settle().await;
         Ok(true)
     }
 

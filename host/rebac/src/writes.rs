@@ -105,6 +105,8 @@ impl Rebac {
         }
         match self.persist(tenant, writes, deletes).await {
             Ok((deleted, inserted)) => {
+                // Answered once every host that answers from memory applied it.
+                self.db.changes().settle().await;
                 // Only what the database took: an ignored duplicate keeps its stored condition.
                 let mut tenants = self.tenants.write();
                 let index = tenants.entry(tenant.to_string()).or_default();
@@ -154,7 +156,7 @@ impl Rebac {
             t.validate()?;
         }
         let now = now_millis();
-        let rev = bump_revision(tx, tenant).await?;
+        let rev = bump_revision(tx, self.db.changes(), tenant).await?;
         if let Some(dsl) = model {
             insert_model(tx, tenant, rev, dsl, now).await?;
         }
@@ -226,7 +228,7 @@ impl Rebac {
         tx: &mut sqlx::Transaction<'_, sqlx::Any>,
         tenant: &str,
     ) -> Result<Option<String>, RebacError> {
-        bump_revision(tx, tenant).await?;
+        bump_revision(tx, self.db.changes(), tenant).await?;
         let latest: Option<(String,)> = sqlx::query_as(
             "SELECT dsl FROM authorization_models WHERE tenant = $1 ORDER BY created_at DESC, id DESC LIMIT 1",
         )
@@ -256,7 +258,7 @@ impl Rebac {
     ) -> Result<(u64, Vec<bool>), sqlx::Error> {
         let now = now_millis();
         let mut tx = self.db.pool().begin().await?;
-        let rev = bump_revision(&mut tx, tenant).await?;
+        let rev = bump_revision(&mut tx, self.db.changes(), tenant).await?;
         let deleted = delete_logged(&mut tx, tenant, rev, deletes, now).await?;
         let mut took = Vec::with_capacity(writes.len());
         for (t, c) in writes {
@@ -426,7 +428,15 @@ pub(crate) async fn insert_model(
 }
 
 /// Takes the tenant's next revision; the row lock orders concurrent writers (also across hosts).
-pub(crate) async fn bump_revision(tx: &mut sqlx::Transaction<'_, sqlx::Any>, tenant: &str) -> Result<i64, sqlx::Error> {
+///
+/// It also tells the other hosts, once the transaction commits, that the tenant's tuples changed
+/// (`crate::CHANGE_TOPIC`): they answer checks from memory until then.
+pub(crate) async fn bump_revision(
+    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+    changes: &airlock_store::Changes,
+    tenant: &str,
+) -> Result<i64, sqlx::Error> {
+    changes.notify_in(tx, crate::CHANGE_TOPIC, tenant).await?;
     sqlx::query("INSERT INTO tuple_revisions (tenant, rev) VALUES ($1, 0) ON CONFLICT (tenant) DO NOTHING")
         .bind(tenant)
         .execute(&mut **tx)

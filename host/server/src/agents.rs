@@ -1,13 +1,21 @@
 //! Agent identities at first depth: a name in a tenant and a bearer token.
 //!
-//! The token is shown once at creation and stored only as its sha256. On
-//! SQLite (one host) lookups are answered from memory, loaded at start and
-//! updated by create and revoke; on PostgreSQL the database answers, so a
-//! revoke through any host takes effect everywhere at once.
+//! The token is shown once at creation and stored only as its sha256. Lookups
+//! are answered from memory, loaded at start and updated by create and revoke.
+//! On PostgreSQL other hosts create and revoke too: a token this host does not
+//! know is looked up in the database, and a known one is answered from memory
+//! only while the change feed vouches for it (`airlock_store::Changes`); a
+//! revoke returns once every host dropped the agent, so it takes effect
+//! everywhere at once.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
-use airlock_store::{now_millis, sqlx, Db};
+use airlock_store::{now_millis, sqlx, Change, Db};
+
+/// The change-feed topic of agent revocations (see `airlock_store::Changes`).
+pub const CHANGE_TOPIC: &str = "agents";
 use parking_lot::RwLock;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -57,7 +65,10 @@ pub enum AgentError {
 /// The registry of agents of every tenant.
 pub struct Agents {
     db: Db,
-    by_token_hash: RwLock<HashMap<String, Agent>>,
+    by_token_hash: Arc<RwLock<HashMap<String, Agent>>>,
+    /// Bumped (under the map's lock) whenever another host's change drops entries, so that a
+    /// database read that began before it does not put a revoked agent back.
+    dropped: Arc<AtomicU64>,
     /// `(tenant, name)` of agents being revoked on this host: refused (JWTs too) from the
     /// moment [`Agents::block`] is called, before the revoking transaction commits.
     blocked: RwLock<std::collections::HashSet<(String, String)>>,
@@ -76,7 +87,19 @@ impl Agents {
                 .await?;
         let map =
             rows.into_iter().map(|(tenant, name, hash)| (hash, Agent { tenant, name, on_behalf_of: vec![] })).collect();
-        Ok(Agents { db, by_token_hash: RwLock::new(map), blocked: RwLock::default() })
+        let by_token_hash = Arc::new(RwLock::new(map));
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (map, bumped) = (Arc::downgrade(&by_token_hash), dropped.clone());
+        db.changes().subscribe(CHANGE_TOPIC, move |change| {
+            let Some(map) = map.upgrade() else { return };
+            let mut map = map.write();
+            bumped.fetch_add(1, Ordering::SeqCst);
+            match change {
+                Change::Tenant(t) | Change::TenantGone(t) => map.retain(|_, a| a.tenant != t),
+                Change::Everything => map.clear(),
+            }
+        });
+        Ok(Agents { db, by_token_hash, dropped, blocked: RwLock::default() })
     }
 
     /// Creates an agent (or re-creates a revoked one); returns its token, which is not stored and cannot be shown again.
@@ -134,7 +157,10 @@ impl Agents {
     /// transaction that revokes it ([`Agents::revoke_in`]) commits.
     pub fn block(&self, tenant: &str, name: &str) {
         self.blocked.write().insert((tenant.to_string(), name.to_string()));
-        self.by_token_hash.write().retain(|_, a| !(a.tenant == tenant && a.name == name));
+        let mut map = self.by_token_hash.write();
+        // A database read begun before this (PostgreSQL) must not put the agent back.
+        self.dropped.fetch_add(1, Ordering::SeqCst);
+        map.retain(|_, a| !(a.tenant == tenant && a.name == name));
     }
 
     /// Ends a [`Agents::block`] once the revoking transaction committed: the database refuses
@@ -168,6 +194,7 @@ impl Agents {
         name: &str,
     ) -> Result<bool, AgentError> {
         self.block(tenant, name);
+        self.db.changes().notify_in(tx, CHANGE_TOPIC, tenant).await?;
         let n = sqlx::query("UPDATE agents SET revoked_at = $1 WHERE tenant = $2 AND name = $3 AND revoked_at IS NULL")
             .bind(now_millis())
             .bind(tenant)
@@ -198,6 +225,7 @@ impl Agents {
         if !revoked {
             return Err(AgentError::NotFound(name.to_string()));
         }
+        self.db.changes().settle().await;
         Ok(())
     }
 
@@ -250,21 +278,35 @@ impl Agents {
 
     /// The agent a bearer token belongs to, if it is live.
     ///
-    /// On PostgreSQL, where another host may have revoked the agent, the
-    /// database answers (one indexed read); on SQLite the in-memory map does.
+    /// On SQLite the in-memory map answers. On PostgreSQL, where another host may have
+    /// created or revoked the agent, the map answers while the change feed is live, and the
+    /// database (one indexed read) otherwise or when the token is not in the map.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Agent>, AgentError> {
         let hash = token_hash(token);
         if self.db.backend() != airlock_store::Backend::Postgres {
             return Ok(self.by_token_hash.read().get(&hash).cloned());
         }
+        if self.db.changes().fresh() {
+            if let Some(hit) = self.by_token_hash.read().get(&hash) {
+                return Ok(Some(hit.clone()));
+            }
+        }
+        let dropped = self.dropped.load(Ordering::SeqCst);
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT tenant, name FROM agents WHERE token_hash = $1 AND revoked_at IS NULL")
                 .bind(&hash)
                 .fetch_optional(self.db.pool())
                 .await?;
         let blocked = self.blocked.read();
-        Ok(row
+        let agent = row
             .filter(|(tenant, name)| !blocked.contains(&(tenant.clone(), name.clone())))
-            .map(|(tenant, name)| Agent { tenant, name, on_behalf_of: vec![] }))
+            .map(|(tenant, name)| Agent { tenant, name, on_behalf_of: vec![] });
+        if let Some(agent) = &agent {
+            let mut map = self.by_token_hash.write();
+            if self.dropped.load(Ordering::SeqCst) == dropped {
+                map.insert(hash, agent.clone());
+            }
+        }
+        Ok(agent)
     }
 }

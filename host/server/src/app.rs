@@ -195,11 +195,13 @@ impl Airlock {
             crate::policy_gate::Sweeper::start(approvals.clone(), db.clone(), crate::policy_gate::SWEEP_EVERY);
         let db_for_people = db.clone();
         let host = Airlock {
-            // SQLite with no other writer: answered from memory (see `Policies::cached`).
-            policies: if db.backend() == airlock_store::Backend::Sqlite && !config.shared_sqlite {
-                Policies::cached(db.clone())
-            } else {
-                Policies::new(db.clone())
+            // SQLite with no other writer: answered from memory (see `Policies::cached`); on
+            // PostgreSQL from memory kept by the change feed; processes sharing a SQLite file
+            // have no feed between them and read.
+            policies: match (db.backend(), config.shared_sqlite) {
+                (airlock_store::Backend::Sqlite, false) => Policies::cached(db.clone()),
+                (airlock_store::Backend::Postgres, _) => Policies::shared(db.clone()),
+                (airlock_store::Backend::Sqlite, true) => Policies::new(db.clone()),
             },
             runs: Runs::new(db.clone()),
             _sweeper: sweeper,

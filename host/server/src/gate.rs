@@ -378,7 +378,7 @@ impl Airlock {
         if !self.shares_database {
             return Ok(());
         }
-        self.installed.sync_tenant(&self.db, &self.runtime, tenant).await
+        self.installed.catch_up(&self.db, &self.runtime, tenant).await
     }
 }
 

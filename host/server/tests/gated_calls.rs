@@ -357,6 +357,79 @@ async fn the_same_host_runs_on_postgresql() {
     assert!(verify["events"].as_i64().unwrap() >= 8, "{verify}");
 }
 
+/// Waits until `t`'s host answers from memory vouched for by the change feed.
+async fn until_fresh(t: &TestHost) {
+    for _ in 0..250 {
+        if t.host.db.changes().fresh() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the change feed of the host at {} never became live", t.url);
+}
+
+/// Two hosts on one PostgreSQL answer tokens, tuples, policies and installed tools from memory
+/// (the change feed vouches for it) and still refuse what the other revoked as soon as the
+/// revoke returned: no sleep between the write on A and the call on B.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_answering_from_memory_refuse_what_another_host_revoked_at_once() {
+    let Some(server) = airlock_store::testing::postgres_server_url() else { return };
+    let name = format!("airlock_e2e_{}", uuid::Uuid::new_v4().simple());
+    let admin = airlock_store::Db::connect_without_migrations(&server).await.unwrap();
+    airlock_store::sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
+    let url = airlock_store::testing::with_database(&server, &name);
+    let tmp_a = tempfile::tempdir().unwrap();
+    let a = TestHost::start_in(tmp_a.path().to_path_buf(), Some(url.clone()), support::test_limits()).await;
+    let tmp_b = tempfile::tempdir().unwrap();
+    std::fs::copy(tmp_a.path().join("master.key"), tmp_b.path().join("master.key")).unwrap();
+    let b = TestHost::start_in(tmp_b.path().to_path_buf(), Some(url), support::test_limits()).await;
+    until_fresh(&a).await;
+    until_fresh(&b).await;
+    // Each host hears the other's heartbeat (every 200 ms) and so waits for its acknowledgements.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+
+    let token = a.agent("helper").await;
+    a.grant(&[("agent:helper", "can_use", "tool:hello.greet")]).await;
+    let greet = |who: &'static str| json!({ "name": who });
+    for _ in 0..3 {
+        let (status, body) = b.call(&token, "hello.greet", greet("b")).await;
+        assert_eq!(status, 200, "{body}");
+    }
+    assert!(b.host.db.changes().fresh(), "B answers from memory");
+
+    for round in 0..5 {
+        // A permission taken away through A is refused by B at once, and given back at once.
+        let revoke = json!({ "deletes": [{ "user": "agent:helper", "relation": "can_use", "object": "tool:hello.greet" }] });
+        let (status, body) = a.admin_post("/v1/tuples", revoke).await;
+        assert_eq!(status, 200, "{body}");
+        let (status, body) = b.call(&token, "hello.greet", greet("b")).await;
+        assert_eq!(status, 403, "round {round}: the tuple deleted through A still allowed on B: {body}");
+        a.grant(&[("agent:helper", "can_use", "tool:hello.greet")]).await;
+        let (status, body) = b.call(&token, "hello.greet", greet("b")).await;
+        assert_eq!(status, 200, "round {round}: the tuple written through A not seen by B: {body}");
+    }
+
+    // An approval policy put through A holds B's next call instead of running it.
+    let policy = json!({ "tool": "hello.greet", "role": "cfo" });
+    let (status, body) = a.admin_post("/v1/policies", policy).await;
+    assert_eq!(status, 200, "{body}");
+    let held = tokio::time::timeout(Duration::from_millis(1500), b.call(&token, "hello.greet", greet("b"))).await;
+    assert!(held.is_err(), "B ran a call that A's policy holds for approval: {held:?}");
+    let (_, pending) = a.admin_get("/v1/approvals?status=pending").await;
+    assert_eq!(pending["approvals"].as_array().map(Vec::len), Some(1), "{pending}");
+    let (status, body) =
+        a.request(reqwest::Method::DELETE, "/v1/policies/hello.greet", &a.admin, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = b.call(&token, "hello.greet", greet("b")).await;
+    assert_eq!(status, 200, "the policy deleted through A still held on B: {body}");
+
+    // The agent revoked through A: B refuses its token at once.
+    let (status, body) = a.request(reqwest::Method::DELETE, "/v1/agents/helper", &a.admin, None).await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = b.call(&token, "hello.greet", greet("b")).await;
+    assert_eq!(status, 401, "the agent revoked through A still answered by B: {body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_tenant_model_governs_the_gate() {
     let t = TestHost::start().await;

@@ -16,7 +16,9 @@ use std::str::FromStr;
 
 pub use sqlx;
 
+pub mod changes;
 mod signal;
+pub use changes::{Change, Changes, FreshTenants};
 pub use signal::Signal;
 
 #[cfg(feature = "testing")]
@@ -71,6 +73,8 @@ pub struct Db {
     backend: Backend,
     /// Where the pool connects, for the one connection that listens for signals (PostgreSQL).
     url: std::sync::Arc<str>,
+    /// The change feed between hosts (PostgreSQL); shared by every clone.
+    changes: Changes,
 }
 
 impl std::fmt::Debug for Db {
@@ -116,7 +120,13 @@ impl Db {
             Backend::Sqlite => SQLITE_MIGRATIONS.run(&pool).await?,
             Backend::Postgres => POSTGRES_MIGRATIONS.run(&pool).await?,
         }
-        Ok(Db { pool, backend, url: url.into() })
+        Ok(Db::new(pool, backend, url))
+    }
+
+    fn new(pool: AnyPool, backend: Backend, url: &str) -> Db {
+        let url: std::sync::Arc<str> = url.into();
+        let changes = Changes::new((backend == Backend::Postgres).then(|| (url.clone(), pool.clone())));
+        Db { pool, backend, url, changes }
     }
 
     /// Opens a pool without touching the schema (for administrative connections).
@@ -128,7 +138,7 @@ impl Db {
             .connect(url)
             .await
             .map_err(|source| StoreError::Connect { url: redact(url), source })?;
-        Ok(Db { pool, backend, url: url.into() })
+        Ok(Db::new(pool, backend, url))
     }
 
     /// The URL of the embedded default: `airlock.db` inside `data_dir`.
@@ -144,6 +154,11 @@ impl Db {
     /// Which backend this is.
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This host's end of the change feed between hosts (module `changes`).
+    pub fn changes(&self) -> &Changes {
+        &self.changes
     }
 }
 

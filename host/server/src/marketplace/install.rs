@@ -395,6 +395,7 @@ impl Airlock {
         }
         fault(InstallStep::Policies)?;
         store_components(&mut tx, tenant, &agent, &package).await?;
+        self.db.changes().notify_in(&mut tx, super::installed::CHANGE_TOPIC, tenant).await?;
         fault(InstallStep::Components)?;
         let now = now_millis();
         sqlx::query(
@@ -433,6 +434,8 @@ impl Airlock {
             // The tuples are committed; this host answers from memory until it catches up.
             tracing::error!("tuples of tenant `{tenant}` committed but not reloaded: {e}");
         }
+        // Every other host applied it (or stopped answering from memory) before the answer.
+        self.db.changes().settle().await;
     }
 
     /// Refuses a package whose model fragment claims a type the tenant already uses (in its
@@ -646,6 +649,7 @@ impl Airlock {
     ) -> Result<(Vec<Tuple>, u64, u64, airlock_approvals::Cancellation), InstallError> {
         let subject = format!("agent:{agent}");
         let mut tx = self.db.pool().begin().await?;
+        self.db.changes().notify_in(&mut tx, super::installed::CHANGE_TOPIC, tenant).await?;
         self.agents.revoke_in(&mut tx, tenant, agent).await.map_err(agent_error)?;
         // Read again under the tenant's revision lock: a grant written since the first read
         // goes too.

@@ -15,7 +15,13 @@ pub struct Installed {
     by_tenant: RwLock<HashMap<String, HashMap<String, Entry>>>,
     /// `(tenant, component, sha256)` that failed to load: not retried on every call.
     failed: parking_lot::Mutex<std::collections::HashSet<(String, String, String)>>,
+    /// On a shared database, the tenants whose registry holds every other host's installs
+    /// (`airlock_store::Changes`): their calls need no query. `None` in a bare registry.
+    fresh: Option<airlock_store::FreshTenants>,
 }
+
+/// The change-feed topic of installs, upgrades and uninstalls.
+pub const CHANGE_TOPIC: &str = "installed";
 
 #[derive(Clone)]
 struct Entry {
@@ -50,7 +56,10 @@ impl Installed {
             .fetch_all(db.pool())
             .await
             .map_err(|e| ("installed components".to_string(), e.to_string()))?;
-        let installed = Installed::default();
+        let installed = Installed {
+            fresh: Some(airlock_store::FreshTenants::new(db.changes(), CHANGE_TOPIC)),
+            ..Installed::default()
+        };
         // One tenant's component that no longer loads (e.g. after a host upgrade narrowed the
         // allowed imports) must not keep every tenant's host down: it is left out, and calls
         // of it fail closed ("no component"), with the reason in the log.
@@ -64,6 +73,22 @@ impl Installed {
     /// `airlock mcp` beside `airlock serve`): another host may have installed, upgraded or
     /// uninstalled since. One indexed query; a component is loaded (from the code cache) only
     /// when its digest changed.
+    /// [`Installed::sync_tenant`] unless the change feed vouches that no other host changed the
+    /// tenant's installs since the last one.
+    pub(crate) async fn catch_up(&self, db: &Db, runtime: &Runtime, tenant: &str) -> Result<(), String> {
+        if let Some(fresh) = &self.fresh {
+            if fresh.is_fresh(tenant) {
+                return Ok(());
+            }
+            fresh.reading(tenant);
+        }
+        let synced = self.sync_tenant(db, runtime, tenant).await;
+        if let (Err(_), Some(fresh)) = (&synced, &self.fresh) {
+            fresh.forget(tenant);
+        }
+        synced
+    }
+
     pub(crate) async fn sync_tenant(&self, db: &Db, runtime: &Runtime, tenant: &str) -> Result<(), String> {
         let rows: Vec<(String, String, String, String)> =
             sqlx::query_as("SELECT component, agent, sha256, limits FROM installed_components WHERE tenant = $1")

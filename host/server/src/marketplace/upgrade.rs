@@ -443,6 +443,7 @@ impl Airlock {
         }
         record_package_types(&mut tx, tenant, manifest).await?;
         store_components(&mut tx, tenant, agent, package).await?;
+        self.db.changes().notify_in(&mut tx, super::installed::CHANGE_TOPIC, tenant).await?;
         let updated = sqlx::query(
             "UPDATE installations SET version = $3, publisher = $4, key_id = $5, digest = $6, manifest = $7, updated_at = $8 \
              WHERE tenant = $1 AND agent = $2 AND digest = $9",

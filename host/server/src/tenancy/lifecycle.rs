@@ -63,11 +63,14 @@ impl Airlock {
             self.agents.block(name, agent);
         }
         let mut tx = self.db.pool().begin().await?;
+        // Every other host forgets what it holds of the tenant when this commits.
+        self.db.changes().notify_in(&mut tx, "*", name).await?;
         let deleted = self.people.tenants.delete_in(&mut tx, name).await?;
         tx.commit().await?;
         self.people.tenants.forget(name);
         self.rebac.forget_tenant(name);
         self.installed.forget_tenant(name);
+        self.db.changes().settle().await;
         if !deleted {
             return Ok(false);
         }
