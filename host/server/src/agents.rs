@@ -85,7 +85,7 @@ impl Agents {
             sqlx::query_as("SELECT tenant, name, token_hash FROM agents WHERE revoked_at IS NULL")
                 .fetch_all(db.pool())
                 .await?;
-        let map =
+        let map: HashMap<String, Agent> =
             rows.into_iter().map(|(tenant, name, hash)| (hash, Agent { tenant, name, on_behalf_of: vec![] })).collect();
         let by_token_hash = Arc::new(RwLock::new(map));
         let dropped = Arc::new(AtomicU64::new(0));

@@ -399,7 +399,8 @@ async fn hosts_answering_from_memory_refuse_what_another_host_revoked_at_once() 
 
     for round in 0..5 {
         // A permission taken away through A is refused by B at once, and given back at once.
-        let revoke = json!({ "deletes": [{ "user": "agent:helper", "relation": "can_use", "object": "tool:hello.greet" }] });
+        let revoke =
+            json!({ "deletes": [{ "user": "agent:helper", "relation": "can_use", "object": "tool:hello.greet" }] });
         let (status, body) = a.admin_post("/v1/tuples", revoke).await;
         assert_eq!(status, 200, "{body}");
         let (status, body) = b.call(&token, "hello.greet", greet("b")).await;
@@ -417,8 +418,7 @@ async fn hosts_answering_from_memory_refuse_what_another_host_revoked_at_once() 
     assert!(held.is_err(), "B ran a call that A's policy holds for approval: {held:?}");
     let (_, pending) = a.admin_get("/v1/approvals?status=pending").await;
     assert_eq!(pending["approvals"].as_array().map(Vec::len), Some(1), "{pending}");
-    let (status, body) =
-        a.request(reqwest::Method::DELETE, "/v1/policies/hello.greet", &a.admin, None).await;
+    let (status, body) = a.request(reqwest::Method::DELETE, "/v1/policies/hello.greet", &a.admin, None).await;
     assert_eq!(status, 200, "{body}");
     let (status, body) = b.call(&token, "hello.greet", greet("b")).await;
     assert_eq!(status, 200, "the policy deleted through A still held on B: {body}");
