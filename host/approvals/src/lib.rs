@@ -19,7 +19,7 @@ pub mod text;
 
 pub use approval::{
     digest, Approval, ApprovalError, Approvals, NewApproval, PendingLimits, Status, DEFAULT_TTL, MAX_TTL,
-    POLL_WITH_SIGNALS,
+    POLL_SOLE_HOST, POLL_WITH_SIGNALS,
 };
 pub use canonical::{args_digest, canonical_json};
 pub use ledger::{

@@ -133,7 +133,11 @@ impl Airlock {
         }
         let rebac = Arc::new(rebac);
         // Several processes on one SQLite file have no signals between them: they poll.
-        let poll = if config.shared_sqlite { APPROVAL_POLL_SHARED_FILE } else { airlock_approvals::POLL_WITH_SIGNALS };
+        let poll = match (db.backend(), config.shared_sqlite) {
+            (_, true) => APPROVAL_POLL_SHARED_FILE,
+            (airlock_store::Backend::Sqlite, false) => airlock_approvals::POLL_SOLE_HOST,
+            (airlock_store::Backend::Postgres, false) => airlock_approvals::POLL_WITH_SIGNALS,
+        };
         let approvals = Arc::new(Approvals::new(db.clone()).with_limits(config.pending_approvals).with_poll(poll));
         let key = MasterKey::load_or_create(dir)?;
         let vault = match Vault::open(db.clone(), key, config.fetch_limits.clone()).await {

@@ -14,7 +14,8 @@
 //! quotas let an agent have 256 approvals waiting and a tenant 1,024, so they are spread over
 //! tenants of four agents (250 each): 10 tenants for 10,000. Half call over HTTP, half over MCP
 //! with a progress token (their answer streams progress while they wait). Reported: the
-//! server's RSS while they wait, its CPU over `AIRLOCK_SOAK_QUIET_SECONDS` (default 10) quiet
+//! server's RSS while they wait, its CPU over `AIRLOCK_SOAK_QUIET_SECONDS` (default 60: whole
+//! cycles of the MCP calls' progress reports, every 30 s, and lookups, every 60 s) quiet
 //! seconds, then the time from the last approval to the last answer, and what the kernel
 //! dropped meanwhile. Every waiter must be answered, and the MCP ones without an error.
 //!
@@ -472,7 +473,7 @@ async fn waiting(url: &str, world: &Arc<Vec<Tenant>>, pid: u32, count: usize, di
     let held_after = started.elapsed();
     let rss = proc_rss_kib(pid);
     let cpu_before = proc_cpu_ticks(pid);
-    let quiet = env_or("AIRLOCK_SOAK_QUIET_SECONDS", 10);
+    let quiet = env_or("AIRLOCK_SOAK_QUIET_SECONDS", 60);
     tokio::time::sleep(Duration::from_secs(quiet)).await;
     let ticks = proc_cpu_ticks(pid).saturating_sub(cpu_before);
     let cpu = ticks as f64 / quiet as f64; // % of one core (100 ticks/s)

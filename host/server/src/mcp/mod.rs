@@ -36,10 +36,13 @@ use crate::Airlock;
 /// When a call still running first reports progress.
 const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// How often a waiting call reports progress after that: often enough to keep a client's
-/// request timeout alive (the SDKs' defaults are a minute or more, reset by progress), rarely
-/// enough that 5,000 calls waiting for people cost little (a report each every 15 s).
-const PROGRESS_KEEPALIVE: Duration = Duration::from_secs(15);
-/// Reports between two lookups of the approvals a call waits for (the rest repeat the message).
+/// request timeout alive (the SDKs' defaults are a minute or more, reset by progress: two
+/// reports a minute), rarely enough that 5,000 calls waiting for people cost little (writing
+/// the reports is most of what 10,000 waiting calls cost the host, see README "Benchmarks").
+const PROGRESS_KEEPALIVE: Duration = Duration::from_secs(30);
+/// Reports between two lookups of the approvals a call waits for (the rest repeat the message):
+/// a lookup a minute. What a call waits for rarely changes while it waits, and each lookup
+/// reads the database (5,000 waiting calls looking up every 30 s cost 2-3% of a core).
 const LOOKUP_EVERY_REPORTS: u32 = 2;
 
 /// The MCP face of a host, for one agent (stdio) or for whoever each request authenticated as (HTTP).

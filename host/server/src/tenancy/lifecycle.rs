@@ -71,6 +71,8 @@ impl Airlock {
         self.rebac.forget_tenant(name);
         self.installed.forget_tenant(name);
         self.db.changes().settle().await;
+        // Calls waiting on the tenant's approvals (deleted with it) hear of it now.
+        self.approvals.wake_all();
         if !deleted {
             return Ok(false);
         }
