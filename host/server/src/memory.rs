@@ -6,9 +6,9 @@
 //! asks glibc every [`RECLAIM_EVERY`] to hand back free pages wherever they are
 //! (`malloc_trim`, which also releases whole free pages inside its heaps). In the soak, a host
 //! whose 10,000 calls had ended went from 1.7 GB resident to 100 MB within seconds. It cannot
-//! release a page that still holds something alive: while those calls wait, they keep most of
-//! the burst's pages (issue 17's 1 GiB goal for 10,000 waiters is not met). Elsewhere (musl,
-//! other systems) it does nothing.
+//! release a page that still holds something alive: while those calls wait, they keep the pages
+//! they use (about 615 MiB for 10,000, README "Benchmarks"). Elsewhere (musl, other systems) it
+//! does nothing.
 
 use std::time::Duration;
 

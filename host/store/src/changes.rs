@@ -358,14 +358,16 @@ impl Inner {
             Some("h") => self.peer_heard(from, None),
             Some("c") => {
                 let (topic, tenant) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
-                if own {
-                    // Applied by its writer before it committed.
-                    return;
-                }
+                // Own changes too: the writing engine updated its own memory, but other engines
+                // sharing this handle (two `Rebac`s over one pool, say) learn of it only here,
+                // before the writer's `settle` returns (its marker comes back after this).
                 if topic == "*" {
                     self.tell(None, Change::TenantGone(tenant));
                 } else {
                     self.tell(Some(topic), Change::Tenant(tenant));
+                }
+                if own {
+                    return;
                 }
                 self.peer_heard(from, None);
                 self.acknowledge(from, n);
