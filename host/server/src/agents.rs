@@ -13,12 +13,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use airlock_store::{now_millis, sqlx, Change, Db};
-
-/// The change-feed topic of agent revocations (see `airlock_store::Changes`).
-pub const CHANGE_TOPIC: &str = "agents";
 use parking_lot::RwLock;
 use rand::RngCore;
 use sha2::{Digest, Sha256};
+
+/// The change-feed topic of agent revocations (see `airlock_store::Changes`).
+pub const CHANGE_TOPIC: &str = "agents";
 
 /// An authenticated agent.
 #[derive(Debug, Clone, PartialEq, Eq)]

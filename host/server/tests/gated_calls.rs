@@ -316,13 +316,18 @@ async fn state_survives_a_restart_and_compiled_code_comes_from_the_cache() {
     assert_eq!(body["result"], json!({ "hello": "again" }));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_same_host_runs_on_postgresql() {
-    let Some(server) = airlock_store::testing::postgres_server_url() else { return };
+/// The URL of a new, empty database on the test PostgreSQL server (`None` when there is none).
+async fn new_postgres_database() -> Option<String> {
+    let server = airlock_store::testing::postgres_server_url()?;
     let name = format!("airlock_e2e_{}", uuid::Uuid::new_v4().simple());
     let admin = airlock_store::Db::connect_without_migrations(&server).await.unwrap();
     airlock_store::sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
-    let url = airlock_store::testing::with_database(&server, &name);
+    Some(airlock_store::testing::with_database(&server, &name))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_host_runs_on_postgresql() {
+    let Some(url) = new_postgres_database().await else { return };
 
     let tmp = tempfile::tempdir().unwrap();
     let t = TestHost::start_in(tmp.path().to_path_buf(), Some(url.clone()), support::test_limits()).await;
@@ -373,11 +378,7 @@ async fn until_fresh(t: &TestHost) {
 /// revoke returned: no sleep between the write on A and the call on B.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hosts_answering_from_memory_refuse_what_another_host_revoked_at_once() {
-    let Some(server) = airlock_store::testing::postgres_server_url() else { return };
-    let name = format!("airlock_e2e_{}", uuid::Uuid::new_v4().simple());
-    let admin = airlock_store::Db::connect_without_migrations(&server).await.unwrap();
-    airlock_store::sqlx::query(&format!("CREATE DATABASE {name}")).execute(admin.pool()).await.unwrap();
-    let url = airlock_store::testing::with_database(&server, &name);
+    let Some(url) = new_postgres_database().await else { return };
     let tmp_a = tempfile::tempdir().unwrap();
     let a = TestHost::start_in(tmp_a.path().to_path_buf(), Some(url.clone()), support::test_limits()).await;
     let tmp_b = tempfile::tempdir().unwrap();
