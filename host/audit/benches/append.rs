@@ -1,4 +1,6 @@
-//! How many audit events per second the writer commits (SQLite in a temp dir).
+//! How many audit events per second the writer commits (SQLite in a temp dir), and what a
+//! durable commit of a small group (the calls in flight, each waiting for its record) costs
+//! the process in CPU.
 //!
 //! Run: `cargo bench -p airlock-audit --bench append`
 
@@ -38,5 +40,40 @@ fn main() {
         let v = log.verify("default").await.expect("verify");
         let verify_time = start.elapsed() - total;
         println!("verify: {} events in {verify_time:?}, intact: {}", v.events, v.broken_at.is_none());
+
+        // Groups of 8 durable records at once, as 8 calls in flight each wait for theirs.
+        let (group, rounds) = (8, 3_000);
+        let log = std::sync::Arc::new(log);
+        let (cpu, start) = (process_cpu(), Instant::now());
+        let commits = log.commits();
+        for _ in 0..rounds {
+            let waits: Vec<_> = (0..group)
+                .map(|_| {
+                    let (log, event) = (log.clone(), event.clone());
+                    tokio::spawn(async move { log.record_durable(event).await })
+                })
+                .collect();
+            for wait in waits {
+                wait.await.expect("task").expect("durable");
+            }
+        }
+        let (cpu, wall) = (process_cpu() - cpu, start.elapsed());
+        let commits = log.commits() - commits;
+        println!(
+            "durable groups of {group}: {rounds} rounds in {wall:?}, {commits} commits: {:.1} us of process CPU per \
+             commit, {:.1} per record",
+            cpu * 1e6 / commits as f64,
+            cpu * 1e6 / (rounds * group) as f64
+        );
     });
+}
+
+/// CPU seconds the process has used (user + system, every thread), from /proc/self/stat.
+fn process_cpu() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("/proc/self/stat");
+    // The fields after the command name (in parentheses): utime and stime are the 12th and 13th.
+    let after = &stat[stat.rfind(')').expect("comm") + 2..];
+    let fields: Vec<&str> = after.split(' ').collect();
+    let ticks: f64 = fields[11].parse::<f64>().expect("utime") + fields[12].parse::<f64>().expect("stime");
+    ticks / 100.0
 }

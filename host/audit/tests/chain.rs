@@ -85,6 +85,48 @@ async fn chains_verify_per_tenant_and_tampering_is_found() {
     }
 }
 
+/// Two writers on one database (two hosts on PostgreSQL, or a second process on the same SQLite
+/// file) take turns on one tenant's chain: each writer remembers where the chain ended after its
+/// own commit, and must notice that the other one moved it. The chain stays whole: every event
+/// once, numbered without gaps, each linked to the one before.
+#[tokio::test]
+async fn two_writers_taking_turns_on_one_chain_keep_it_whole() {
+    for t in testing::all().await {
+        let first = AuditLog::start(t.db.clone());
+        let second = AuditLog::start(t.db.clone());
+        // Who writes each round: after a turn of the other writer, a writer's remembered head
+        // is behind the table's; rounds 3 and 4 are the same writer, with the head rewritten
+        // in between (same seq, another hash): remembered seq right, hash wrong.
+        let turns = [&first, &second, &first, &second, &second, &first];
+        for (round, writer) in (0..).zip(turns) {
+            for n in 0..5 {
+                writer.record(event("shared", round * 10 + n));
+            }
+            writer.flush().await.unwrap();
+            if round == 3 {
+                sqlx::query("UPDATE audit_heads SET hash = $1 WHERE tenant = 'shared'")
+                    .bind("e".repeat(64))
+                    .execute(t.db.pool())
+                    .await
+                    .unwrap();
+            }
+        }
+        let events = first.list("shared", 0, 100).await.unwrap();
+        assert_eq!(events.iter().map(|e| e.seq).collect::<Vec<_>>(), (1..=30).collect::<Vec<_>>(), "{:?}", t.backend);
+        let written: Vec<u64> = events.iter().map(|e| e.event.detail["n"].as_u64().unwrap()).collect();
+        let expected: Vec<u64> = (0..6).flat_map(|r| (0..5).map(move |n| r * 10 + n)).collect();
+        assert_eq!(written, expected, "{:?}", t.backend);
+        for pair in events.windows(2) {
+            let linked = pair[1].prev_hash == pair[0].hash;
+            // The one break is the rewritten head: event 21 chains from what the table said.
+            assert_eq!(linked, pair[1].seq != 21, "{:?} at {}", t.backend, pair[1].seq);
+        }
+        assert_eq!(events[20].prev_hash, "e".repeat(64), "{:?}", t.backend);
+        let v = first.verify("shared").await.unwrap();
+        assert_eq!(v.broken_at, Some(21), "{:?}: {v:?}", t.backend);
+    }
+}
+
 /// A verification while events keep arriving (this host's writer, or another host's on the
 /// same database) checks the chain up to the head it started from: a trail that is only
 /// growing never reads as broken.

@@ -98,10 +98,12 @@ impl Db {
         let connect_err = |source| StoreError::Connect { url: redact(url), source };
         let options = AnyConnectOptions::from_str(url).map_err(connect_err)?;
         let pool_options = match backend {
-            // SQLite allows one writer at a time; a small pool avoids lock churn.
+            // SQLite allows one writer at a time; a small pool avoids lock churn. A connection
+            // to a local file does not go stale, so the pool hands it out without a ping first
+            // (a round trip to the connection's worker thread on every acquire).
             Backend::Sqlite => {
                 let synchronous = sqlite_synchronous()?;
-                AnyPoolOptions::new().max_connections(4).after_connect(move |conn, _| {
+                AnyPoolOptions::new().max_connections(4).test_before_acquire(false).after_connect(move |conn, _| {
                     Box::pin(async move {
                         sqlx::query("PRAGMA busy_timeout = 10000").execute(&mut *conn).await?;
                         sqlx::query(&format!("PRAGMA synchronous = {synchronous}")).execute(&mut *conn).await?;
