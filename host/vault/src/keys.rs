@@ -122,7 +122,7 @@ impl Vault {
                 .bind(tenant)
                 .fetch_all(self.db.pool())
                 .await?;
-        let mut tx = self.db.pool().begin().await?;
+        let mut tx = self.write_tx(tenant).await?;
         for (name, sealed) in rows {
             let plain = self.open_secret(tenant, &name, &sealed).await?;
             let resealed = self.seal_secret(tenant, &name, &plain).await?;
@@ -137,7 +137,7 @@ impl Vault {
             .await?;
         }
         tx.commit().await?;
-        self.forget(tenant, None);
+        self.written(tenant, None).await;
         Ok(version)
     }
 

@@ -98,11 +98,8 @@ pub struct Vault {
     http_private: reqwest::Client,
     limits: FetchLimits,
     refresh_locks: oauth::RefreshLocks,
-    /// Connections as stored (secrets still sealed), kept on SQLite where this host is the only
-    /// writer; every write path forgets its entry. PostgreSQL hosts always read the database.
-    cache: parking_lot::Mutex<std::collections::HashMap<(String, String), (Connection, Vec<u8>)>>,
-    /// Bumped by every `forget`: a read that began before a write never repopulates the cache.
-    generation: std::sync::atomic::AtomicU64,
+    /// Connections as stored (secrets still sealed), so that a vault call reads no database.
+    cache: std::sync::Arc<ConnectionCache>,
     /// Held shared while a data key is created, exclusively while the master key rotates.
     key_lock: tokio::sync::RwLock<()>,
     /// Another process writes this SQLite file too: never cache connections.
@@ -123,22 +120,21 @@ impl Vault {
         };
         let (http, http_private) = (client(true)?, client(false)?);
         Ok(Vault {
-            db,
+            db: db.clone(),
             master: parking_lot::RwLock::new(std::sync::Arc::new(key)),
             data_keys: keys::DataKeys::default(),
             http,
             http_private,
             limits,
             refresh_locks: oauth::RefreshLocks::default(),
-            cache: Default::default(),
-            generation: std::sync::atomic::AtomicU64::new(0),
+            cache: ConnectionCache::following(&db),
             key_lock: tokio::sync::RwLock::new(()),
             shared_file: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     /// Declares that another process writes this SQLite database too: connections are then
-    /// read from the database at each use, as on PostgreSQL.
+    /// read from the database at each use (processes sharing a SQLite file have no change feed).
     pub fn share_sqlite_file(&self) {
         self.shared_file.store(true, std::sync::atomic::Ordering::Relaxed);
     }
@@ -174,6 +170,7 @@ impl Vault {
         };
         let sealed = self.seal_secret(tenant, &conn.name, secret.as_bytes()).await?;
         let now = now_millis();
+        let mut tx = self.write_tx(tenant).await?;
         sqlx::query(
             "INSERT INTO connections (tenant, name, kind, placement, allowed_hosts, requires_grant, sealed_secret, created_at, updated_at, base_url, oauth, allow_private, expose_token, oauth_state) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9, $10, $11, $12, $13) \
@@ -194,9 +191,10 @@ impl Vault {
         .bind(conn.allow_private_network as i64)
         .bind(conn.expose_token as i64)
         .bind(state.map(|s| s.as_str().to_string()))
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?;
-        self.forget(tenant, Some(&conn.name));
+        tx.commit().await?;
+        self.written(tenant, Some(&conn.name)).await;
         Ok(())
     }
 
@@ -260,19 +258,21 @@ impl Vault {
         let mut tx = self.db.pool().begin().await?;
         let n = self.delete_namespace_in(&mut tx, tenant, agent).await?;
         tx.commit().await?;
-        self.forget(tenant, None);
+        self.written(tenant, None).await;
         Ok(n)
     }
 
     /// Deletes a connection and its sealed secret; returns whether it existed.
     pub async fn delete(&self, tenant: &str, name: &str) -> Result<bool, VaultError> {
+        let mut tx = self.write_tx(tenant).await?;
         let n = sqlx::query("DELETE FROM connections WHERE tenant = $1 AND name = $2")
             .bind(tenant)
             .bind(name)
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await?
             .rows_affected();
-        self.forget(tenant, Some(name));
+        tx.commit().await?;
+        self.written(tenant, Some(name)).await;
         Ok(n > 0)
     }
 
@@ -306,21 +306,23 @@ impl Vault {
     }
 
     async fn load(&self, tenant: &str, name: &str) -> Result<(Connection, Vec<u8>), VaultError> {
-        let cacheable = self.db.backend() == airlock_store::Backend::Sqlite
-            && !self.shared_file.load(std::sync::atomic::Ordering::Relaxed);
+        if self.shared_file.load(std::sync::atomic::Ordering::Relaxed) {
+            return self.load_fresh(tenant, name).await;
+        }
         let key = (tenant.to_string(), name.to_string());
-        if cacheable {
-            if let Some(hit) = self.cache.lock().get(&key) {
+        // SQLite: this host is the only writer and forgets what it writes. PostgreSQL: only
+        // while the change feed vouches that every other host's write has been heard.
+        let trusted = self.db.backend() == airlock_store::Backend::Sqlite || self.db.changes().fresh();
+        if trusted {
+            if let Some(hit) = self.cache.entries.lock().get(&key) {
                 return Ok(hit.clone());
             }
         }
-        let generation = self.generation.load(std::sync::atomic::Ordering::SeqCst);
+        let generation = self.cache.generation.load(std::sync::atomic::Ordering::SeqCst);
         let loaded = self.load_fresh(tenant, name).await?;
-        if cacheable {
-            let mut cache = self.cache.lock();
-            if self.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
-                cache.insert(key, loaded.clone());
-            }
+        let mut entries = self.cache.entries.lock();
+        if self.cache.generation.load(std::sync::atomic::Ordering::SeqCst) == generation {
+            entries.insert(key, loaded.clone());
         }
         Ok(loaded)
     }
@@ -338,8 +340,62 @@ impl Vault {
 
     /// Drops cached connections of `tenant` (all of them when `name` is `None`).
     pub(crate) fn forget(&self, tenant: &str, name: Option<&str>) {
-        let mut cache = self.cache.lock();
+        self.cache.forget(Some(tenant), name);
+    }
+
+    /// Begins a transaction that writes `tenant`'s connections and tells every host sharing the
+    /// database once it commits (the change feed; nothing on SQLite). Commit it, then
+    /// [`Vault::written`].
+    pub(crate) async fn write_tx(&self, tenant: &str) -> Result<sqlx::Transaction<'static, sqlx::Any>, VaultError> {
+        let mut tx = self.db.pool().begin().await?;
+        self.db.changes().notify_in(&mut tx, CHANGE_TOPIC, tenant).await?;
+        Ok(tx)
+    }
+
+    /// After a [`Vault::write_tx`] committed: forgets what it changed here, and returns once
+    /// every other host answering from memory has forgotten it too.
+    pub(crate) async fn written(&self, tenant: &str, name: Option<&str>) {
+        self.forget(tenant, name);
+        self.db.changes().settle().await;
+    }
+}
+
+/// The change-feed topic of connection writes (`airlock_store::Changes`).
+pub const CHANGE_TOPIC: &str = "connections";
+
+/// Connections as stored, by (tenant, name): on SQLite kept by this host's own writes; on
+/// PostgreSQL also emptied of a tenant whenever another host's change of it is heard, and
+/// trusted only while the change feed is fresh.
+#[derive(Default)]
+struct ConnectionCache {
+    entries: parking_lot::Mutex<std::collections::HashMap<(String, String), (Connection, Vec<u8>)>>,
+    /// Bumped by every forget: a read that began before a write never stores what it read.
+    generation: std::sync::atomic::AtomicU64,
+}
+
+impl ConnectionCache {
+    /// A cache that follows `db`'s change feed (PostgreSQL; on SQLite nobody else writes).
+    fn following(db: &Db) -> std::sync::Arc<ConnectionCache> {
+        let cache = std::sync::Arc::new(ConnectionCache::default());
+        if db.backend() == airlock_store::Backend::Postgres {
+            let held = std::sync::Arc::downgrade(&cache);
+            db.changes().subscribe(CHANGE_TOPIC, move |change| {
+                let Some(cache) = held.upgrade() else { return };
+                match change {
+                    airlock_store::Change::Tenant(t) | airlock_store::Change::TenantGone(t) => {
+                        cache.forget(Some(t), None)
+                    }
+                    airlock_store::Change::Everything => cache.forget(None, None),
+                }
+            });
+        }
+        cache
+    }
+
+    /// Drops the entries of `tenant` (every tenant's when `None`), only `name` when given.
+    fn forget(&self, tenant: Option<&str>, name: Option<&str>) {
+        let mut entries = self.entries.lock();
         self.generation.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-        cache.retain(|(t, n), _| !(t == tenant && name.map(|x| x == n).unwrap_or(true)));
+        entries.retain(|(t, n), _| !(tenant.is_none_or(|x| x == t) && name.is_none_or(|x| x == n)));
     }
 }

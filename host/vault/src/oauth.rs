@@ -135,6 +135,7 @@ impl Vault {
         };
         let plain = Zeroizing::new(serde_json::to_vec(&next).map_err(|e| VaultError::Transport(e.to_string()))?);
         let resealed = self.seal_secret(tenant, name, &plain).await?;
+        let mut tx = self.write_tx(tenant).await?;
         let stored = sqlx::query(
             "UPDATE connections SET sealed_secret = $1, updated_at = $2, oauth_state = $6 \
              WHERE tenant = $3 AND name = $4 AND sealed_secret = $5",
@@ -145,25 +146,28 @@ impl Vault {
         .bind(name)
         .bind(&sealed)
         .bind((conn.kind == ConnectionKind::Oauth2Refresh).then(|| ConnectionState::Connected.as_str().to_string()))
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        self.forget(tenant, Some(name));
+        tx.commit().await?;
+        self.written(tenant, Some(name)).await;
         if stored == 0 {
             let (_, current) = self.load_fresh(tenant, name).await?;
             let theirs = self.open_state(tenant, name, &current).await?;
             if theirs.refresh_token == state.refresh_token && theirs.access_token == state.access_token {
                 // Only re-sealed meanwhile (a key rotation): the new tokens must not be lost.
                 let resealed = self.seal_secret(tenant, name, &plain).await?;
+                let mut tx = self.write_tx(tenant).await?;
                 sqlx::query("UPDATE connections SET sealed_secret = $1, updated_at = $2 WHERE tenant = $3 AND name = $4 AND sealed_secret = $5")
                     .bind(resealed)
                     .bind(now_millis())
                     .bind(tenant)
                     .bind(name)
                     .bind(&current)
-                    .execute(self.db.pool())
+                    .execute(&mut *tx)
                     .await?;
-                self.forget(tenant, Some(name));
+                tx.commit().await?;
+                self.written(tenant, Some(name)).await;
             } else if let Some(t) = &theirs.access_token {
                 // Another host refreshed meanwhile: theirs wins.
                 return Ok((Zeroizing::new(t.clone()), theirs.expires_at.unwrap_or(expires_at)));
@@ -185,14 +189,16 @@ impl Vault {
         sealed: &[u8],
         state: ConnectionState,
     ) -> Result<(), VaultError> {
+        let mut tx = self.write_tx(tenant).await?;
         sqlx::query("UPDATE connections SET oauth_state = $1 WHERE tenant = $2 AND name = $3 AND sealed_secret = $4")
             .bind(state.as_str())
             .bind(tenant)
             .bind(name)
             .bind(sealed)
-            .execute(self.db.pool())
+            .execute(&mut *tx)
             .await?;
-        self.forget(tenant, Some(name));
+        tx.commit().await?;
+        self.written(tenant, Some(name)).await;
         Ok(())
     }
 
@@ -238,6 +244,7 @@ impl Vault {
         };
         let plain = Zeroizing::new(serde_json::to_vec(&next).map_err(|e| VaultError::Transport(e.to_string()))?);
         let resealed = self.seal_secret(tenant, name, &plain).await?;
+        let mut tx = self.write_tx(tenant).await?;
         let stored = sqlx::query(
             "UPDATE connections SET sealed_secret = $1, updated_at = $2, oauth_state = $3 \
              WHERE tenant = $4 AND name = $5 AND sealed_secret = $6",
@@ -248,10 +255,11 @@ impl Vault {
         .bind(tenant)
         .bind(name)
         .bind(&sealed)
-        .execute(self.db.pool())
+        .execute(&mut *tx)
         .await?
         .rows_affected();
-        self.forget(tenant, Some(name));
+        tx.commit().await?;
+        self.written(tenant, Some(name)).await;
         if stored == 0 {
             return Err(VaultError::InvalidRequest(format!(
                 "`{name}` changed while connecting (its secret was replaced or its key rotated): connect again"

@@ -88,6 +88,7 @@ impl Vault {
         tenant: &str,
         name: &str,
     ) -> Result<(), VaultError> {
+        self.db.changes().notify_in(tx, crate::CHANGE_TOPIC, tenant).await?;
         for table in ["connection_slots", "connections"] {
             sqlx::query(&format!("DELETE FROM {table} WHERE tenant = $1 AND name = $2"))
                 .bind(tenant)
@@ -138,6 +139,7 @@ impl Vault {
         tenant: &str,
         agent: &str,
     ) -> Result<u64, VaultError> {
+        self.db.changes().notify_in(tx, crate::CHANGE_TOPIC, tenant).await?;
         let prefix = Connection::in_namespace(agent, "");
         let mut destroyed = 0;
         for table in ["connections", "connection_slots"] {

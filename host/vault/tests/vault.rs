@@ -586,3 +586,75 @@ async fn a_secret_the_api_echoes_in_its_body_or_headers_never_reaches_the_tool()
     let echoed = resp.headers.iter().find(|(k, _)| k == "x-echo").map(|(_, v)| v.clone()).unwrap();
     assert_eq!(echoed, "Bearer [redacted]");
 }
+
+/// Two hosts on one PostgreSQL: host B answers a vault call from memory (no database read),
+/// and every change made through host A (a replaced secret, a deleted connection, a rotated
+/// data key) is what B's very next call uses, with no pause between them: the change feed
+/// (`airlock_store::Changes`) told B before A's write returned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_answering_connections_from_memory_uses_what_another_host_changed_at_once() {
+    let Some(t) = testing::postgres().await else { return };
+    let addr = serve_api().await;
+    let (name,): (String,) = sqlx::query_as("SELECT current_database()::text").fetch_one(t.db.pool()).await.unwrap();
+    let db_b = airlock_store::Db::connect(&testing::with_database(&testing::postgres_server_url().unwrap(), &name))
+        .await
+        .unwrap();
+    let host_a = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
+    let host_b = Vault::open(db_b.clone(), key(), FetchLimits::default()).await.unwrap();
+    for db in [&t.db, &db_b] {
+        let mut live = false;
+        for _ in 0..250 {
+            live = db.changes().fresh();
+            if live {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(live, "the change feed never became live");
+    }
+    // Each host knows the other once it heard one of its heartbeats.
+    tokio::time::sleep(3 * airlock_store::changes::HEARTBEAT).await;
+
+    let conn = Connection {
+        name: "hubspot".into(),
+        kind: ConnectionKind::Bearer,
+        placement: None,
+        base_url: Some(format!("http://{addr}")),
+        allowed_hosts: vec![addr.to_string()],
+        requires_grant: false,
+        oauth: None,
+        allow_private_network: true, // the stand-in listens on loopback
+        expose_token: false,
+        state: None,
+    };
+    host_a.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+    assert_eq!(status(&host_b, addr).await.unwrap(), 200);
+    // From memory: the row gone behind the feed's back (no host wrote it) is not seen.
+    sqlx::query("DELETE FROM connections WHERE name = 'hubspot'").execute(t.db.pool()).await.unwrap();
+    assert_eq!(status(&host_b, addr).await.unwrap(), 200, "host B read the database: it does not answer from memory");
+
+    for round in 0..3 {
+        // Replaced through A with a wrong secret: B's next call sends the new one (refused).
+        host_a.put("acme", &conn, Zeroizing::new("pat_revoked".to_string())).await.unwrap();
+        assert_eq!(status(&host_b, addr).await.unwrap(), 401, "round {round}: B used the replaced secret");
+        host_a.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+        assert_eq!(status(&host_b, addr).await.unwrap(), 200, "round {round}");
+        // Deleted through A: gone for B at once.
+        assert!(host_a.delete("acme", "hubspot").await.unwrap());
+        let gone = status(&host_b, addr).await;
+        assert!(
+            matches!(gone, Err(VaultError::NotFound(_))),
+            "round {round}: B still used a deleted connection: {gone:?}"
+        );
+        host_a.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
+        assert_eq!(status(&host_b, addr).await.unwrap(), 200, "round {round}");
+    }
+    // A data key rotated through A: B opens the re-sealed secret.
+    host_a.rotate_tenant_key("acme").await.unwrap();
+    assert_eq!(status(&host_b, addr).await.unwrap(), 200);
+}
+
+/// What the stand-in API answered to a call as acme's `hubspot` through `vault`.
+async fn status(vault: &Vault, addr: SocketAddr) -> Result<u16, VaultError> {
+    vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await.map(|r| r.status)
+}

@@ -70,6 +70,7 @@ impl Airlock {
         self.people.tenants.forget(name);
         self.rebac.forget_tenant(name);
         self.installed.forget_tenant(name);
+        self.vault.forget_tenant(name);
         self.db.changes().settle().await;
         // Calls waiting on the tenant's approvals (deleted with it) hear of it now.
         self.approvals.wake_all();
