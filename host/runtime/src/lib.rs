@@ -18,6 +18,7 @@ pub use cache::CompileCache;
 mod effects;
 pub use effects::{Effect, Effects};
 mod engine;
+pub use engine::EPOCH_IDLE_AFTER;
 mod host;
 mod imports;
 mod limits;
@@ -178,7 +179,8 @@ pub struct Runtime {
     /// Components compiled, and loaded from the cache, since start (what `serve` reports).
     compiled: std::sync::atomic::AtomicUsize,
     from_cache: std::sync::atomic::AtomicUsize,
-    _ticker: engine::EpochTicker,
+    /// Advances the epoch (the deadline clock) while calls run.
+    ticker: engine::EpochTicker,
 }
 
 impl Runtime {
@@ -206,7 +208,7 @@ impl Runtime {
             components: RwLock::new(HashMap::new()),
             compiled: Default::default(),
             from_cache: Default::default(),
-            _ticker: ticker,
+            ticker,
         })
     }
 
@@ -325,7 +327,8 @@ impl Runtime {
     }
 
     fn new_store(&self, ctx: Arc<CallContext>, limits: &Limits) -> Store<CallState> {
-        let state = CallState::new(ctx, self.services.clone(), limits);
+        let mut state = CallState::new(ctx, self.services.clone(), limits);
+        state.running = Some(self.ticker.running());
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.memory);
         // Fuel is on for every store of this engine; a failure here would be a config bug.

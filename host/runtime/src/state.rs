@@ -108,6 +108,8 @@ pub struct CallState {
     /// Who granted an action of this call so far (`approval.request` answered `approved`):
     /// named on the call's later events, so the audit shows who approved the external request.
     pub(crate) action_approvers: Vec<String>,
+    /// Keeps the epoch clock ticking while this call's store lives (see `engine::EpochTicker`).
+    pub(crate) running: Option<crate::engine::Running>,
 }
 
 impl CallState {
@@ -129,6 +131,7 @@ impl CallState {
             deadline: Instant::now() + limits.deadline,
             upstream: None,
             action_approvers,
+            running: None,
         }
     }
 

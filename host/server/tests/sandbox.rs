@@ -40,6 +40,17 @@ async fn an_infinite_loop_is_stopped_by_the_deadline() {
     assert!(limit_message(&body).contains("deadline of 1.5s exceeded"), "{body}");
     assert!(started.elapsed() < Duration::from_secs(5), "stopped near the deadline, took {:?}", started.elapsed());
     still_serving(&t, &token).await;
+
+    // The deadline's clock sleeps while no call runs: the first call after an idle spell
+    // wakes it, and is stopped on time all the same.
+    tokio::time::sleep(airlock_runtime::EPOCH_IDLE_AFTER + Duration::from_millis(500)).await;
+    let started = Instant::now();
+    let (status, body) = tokio::time::timeout(Duration::from_secs(20), t.call(&token, "probe.spin", json!({})))
+        .await
+        .expect("a loop started after an idle spell was never stopped: the epoch clock did not wake");
+    assert_eq!(status, 422, "{body}");
+    assert!(limit_message(&body).contains("deadline of 1.5s exceeded"), "{body}");
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped near the deadline, took {:?}", started.elapsed());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
