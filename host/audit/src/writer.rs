@@ -269,7 +269,9 @@ impl Appender {
                     .execute(&mut *tx)
                     .await?;
             }
-            advanced.push((tenant.to_string(), (last_seq, prev)));
+            if script {
+                advanced.push((tenant.to_string(), (last_seq, prev)));
+            }
         }
         tx.commit().await?;
         self.heads.extend(advanced);

@@ -259,18 +259,7 @@ async fn tenant_and_master_keys_rotate_without_stopping() {
     let addr = serve_api().await;
     for t in testing::all().await {
         let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
-        let conn = Connection {
-            name: "hubspot".into(),
-            kind: ConnectionKind::Bearer,
-            placement: None,
-            base_url: Some(format!("http://{addr}")),
-            allowed_hosts: vec![addr.to_string()],
-            requires_grant: false,
-            oauth: None,
-            allow_private_network: true, // the stand-in listens on loopback
-            expose_token: false,
-            state: None,
-        };
+        let conn = loopback("hubspot", addr);
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
         vault.put("globex", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
         let sealed = |tenant: &'static str| {
@@ -562,18 +551,7 @@ async fn a_secret_the_api_echoes_in_its_body_or_headers_never_reaches_the_tool()
     let addr = serve_api().await;
     let t = testing::sqlite().await;
     let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
-    let conn = Connection {
-        name: "echoing".into(),
-        kind: ConnectionKind::Bearer,
-        placement: None,
-        base_url: Some(format!("http://{addr}")),
-        allowed_hosts: vec![addr.to_string()],
-        requires_grant: false,
-        oauth: None,
-        allow_private_network: true, // the stand-in listens on loopback
-        expose_token: false,
-        state: None,
-    };
+    let conn = loopback("echoing", addr);
     vault.put("acme", &conn, Zeroizing::new(SECRET.into())).await.unwrap();
     let req = OutboundRequest { method: "GET".into(), url: "/echo-auth".into(), headers: vec![], body: None };
     let resp = vault.fetch("acme", "echoing", req, false).await.unwrap();
@@ -615,18 +593,7 @@ async fn a_host_answering_connections_from_memory_uses_what_another_host_changed
     // Each host knows the other once it heard one of its heartbeats.
     tokio::time::sleep(3 * airlock_store::changes::HEARTBEAT).await;
 
-    let conn = Connection {
-        name: "hubspot".into(),
-        kind: ConnectionKind::Bearer,
-        placement: None,
-        base_url: Some(format!("http://{addr}")),
-        allowed_hosts: vec![addr.to_string()],
-        requires_grant: false,
-        oauth: None,
-        allow_private_network: true, // the stand-in listens on loopback
-        expose_token: false,
-        state: None,
-    };
+    let conn = loopback("hubspot", addr);
     host_a.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
     assert_eq!(status(&host_b, addr).await.unwrap(), 200);
     // From memory: the row gone behind the feed's back (no host wrote it) is not seen.
@@ -657,4 +624,20 @@ async fn a_host_answering_connections_from_memory_uses_what_another_host_changed
 /// What the stand-in API answered to a call as acme's `hubspot` through `vault`.
 async fn status(vault: &Vault, addr: SocketAddr) -> Result<u16, VaultError> {
     vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await.map(|r| r.status)
+}
+
+/// A Bearer connection named `name` to a stand-in API on loopback at `addr`.
+fn loopback(name: &str, addr: SocketAddr) -> Connection {
+    Connection {
+        name: name.into(),
+        kind: ConnectionKind::Bearer,
+        placement: None,
+        base_url: Some(format!("http://{addr}")),
+        allowed_hosts: vec![addr.to_string()],
+        requires_grant: false,
+        oauth: None,
+        allow_private_network: true, // the stand-in listens on loopback
+        expose_token: false,
+        state: None,
+    }
 }
