@@ -7,7 +7,9 @@
 //! Recording is off the hot path: [`AuditLog::record`] appends the event to an
 //! in-memory queue without waking anyone (a wake-up is a futex syscall, which
 //! cost more than the rest of the record). A writer task drains the queue every
-//! few milliseconds, or at once when it grows long or someone flushes, and
+//! few milliseconds, or at once when it grows long or someone flushes (after a second
+//! with nothing to write it dozes until the next event rings it: an idle host spends no
+//! CPU on its trail), and
 //! commits each batch in one transaction (the chain head row locked by an
 //! `UPDATE`, so several hosts sharing PostgreSQL interleave safely).
 //! [`AuditLog::flush`] waits until everything recorded before it is committed;
@@ -133,12 +135,17 @@ struct Pending {
     issued: u64,
     /// Flushes among `messages`: the writer gathers no group while one waits.
     flushes: usize,
+    /// The writer has found nothing to write for a while and waits for the bell alone
+    /// (an idle host spends nothing on the audit trail): the next event rings it.
+    dozing: bool,
 }
 
 /// Events waiting for the writer, and the bell for when it should not wait.
 struct Queue {
     pending: Mutex<Pending>,
-    bell: Notify,
+    /// Shared with the writer, which waits on it without holding the queue while it dozes:
+    /// the queue rings it when the last handle drops, so that the writer ends.
+    bell: Arc<Notify>,
     /// The ticket of the newest committed event: live readers (the events stream) wake up
     /// when it moves, and [`AuditLog::record_durable`] waits until it reaches its own.
     committed: tokio::sync::watch::Sender<u64>,
@@ -177,11 +184,17 @@ const MAX_REFUSED_TICKETS: usize = 10_000;
 /// How long [`AuditLog::durable`] waits before saying the record is not yet durable.
 pub const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
+impl Drop for Queue {
+    fn drop(&mut self) {
+        self.bell.notify_one(); // a dozing writer finds the queue gone and ends
+    }
+}
+
 impl Default for Queue {
     fn default() -> Queue {
         Queue {
             pending: Mutex::default(),
-            bell: Notify::new(),
+            bell: Arc::new(Notify::new()),
             committed: tokio::sync::watch::Sender::new(0),
             set_aside: Mutex::default(),
             refused: Mutex::default(),
@@ -253,7 +266,7 @@ impl AuditLog {
     /// Starts the writer task on the current tokio runtime.
     pub fn start(db: Db) -> AuditLog {
         let queue = Arc::new(Queue::default());
-        tokio::spawn(writer::run(db.clone(), Arc::downgrade(&queue)));
+        tokio::spawn(writer::run(db.clone(), Arc::downgrade(&queue), queue.bell.clone()));
         AuditLog { db, queue, durable_wait: DURABLE_WAIT }
     }
 
@@ -268,14 +281,14 @@ impl AuditLog {
                 *field = field.replace('\0', "\u{FFFD}");
             }
         }
-        let (len, ticket) = {
+        let (len, ticket, wake) = {
             let mut q = self.queue.pending.lock();
             q.issued += 1;
             let ticket = q.issued;
             q.messages.push(Message::Event(event, airlock_store::now_millis(), ticket));
-            (q.messages.len(), ticket)
+            (q.messages.len(), ticket, std::mem::take(&mut q.dozing))
         };
-        if len == RING_AT {
+        if len == RING_AT || wake {
             self.queue.bell.notify_one();
         }
         ticket
@@ -334,6 +347,12 @@ impl AuditLog {
         self.queue.acting.fetch_sub(1, Ordering::SeqCst);
         self.queue.ring_if_gathered();
         Idle { queue: self.queue.clone() }
+    }
+
+    /// Whether the writer dozes: it found nothing to write for a second and waits for the
+    /// next event's ring instead of ticking (an idle host's trail costs no CPU).
+    pub fn dozing(&self) -> bool {
+        self.queue.pending.lock().dozing
     }
 
     /// Transactions this host's writer has committed.

@@ -24,8 +24,15 @@ const MAX_YIELDS: usize = 8;
 /// How long recorded events may wait before the writer commits them unasked.
 const TICK: Duration = Duration::from_millis(5);
 
-pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
+/// How long the writer finds nothing to write before it dozes: stops ticking and waits for
+/// the next event's ring (see [`crate::Pending::dozing`]).
+pub(crate) const DOZE_AFTER: Duration = Duration::from_secs(1);
+
+/// The writer's loop over `queue`, whose `bell` it shares (it waits on it while dozing,
+/// holding the queue no longer, so that the last handle's drop ends the loop).
+pub(crate) async fn run(db: Db, queue: Weak<Queue>, bell: Arc<tokio::sync::Notify>) {
     let mut appender = Appender { db, conn: None, heads: Heads::new() };
+    let mut empty_since: Option<Instant> = None;
     loop {
         let Some(q) = queue.upgrade() else { return };
         gather(&q).await;
@@ -38,12 +45,29 @@ pub(crate) async fn run(db: Db, queue: Weak<Queue>) {
             if Arc::strong_count(&q) == 1 {
                 return; // every handle is gone and nothing is left to write
             }
-            tokio::select! {
-                _ = q.bell.notified() => {}
-                _ = tokio::time::sleep(TICK) => {}
+            if empty_since.get_or_insert_with(Instant::now).elapsed() < DOZE_AFTER {
+                tokio::select! {
+                    _ = q.bell.notified() => {}
+                    _ = tokio::time::sleep(TICK) => {}
+                }
+                continue;
             }
+            {
+                let mut pending = q.pending.lock();
+                if !pending.messages.is_empty() {
+                    continue; // recorded since the take: write it first
+                }
+                pending.dozing = true;
+            }
+            drop(q);
+            bell.notified().await;
+            if let Some(q) = queue.upgrade() {
+                q.pending.lock().dozing = false;
+            }
+            empty_since = None;
             continue;
         }
+        empty_since = None;
         drop(q);
         let mut waiting = Vec::new();
         let mut batch: Vec<(AuditEvent, i64)> = Vec::with_capacity(taken.len());
@@ -185,10 +209,18 @@ struct Appender {
     db: Db,
     /// A connection of its own, taken out of the pool: a pooled connection costs a round trip
     /// to the database on every release (sqlx pings it) and a task to give it back. Dropped on
-    /// any failure (the next commit takes a fresh one).
+    /// any failure (the next commit takes a fresh one; dropping it rolls back what it began).
     conn: Option<sqlx::AnyConnection>,
     heads: Heads,
 }
+
+/// SQLite: the table a one-script commit writes to after each head update, whose CHECK fails
+/// the script (before its COMMIT) when the update matched no row: the head had moved.
+const HEAD_GUARD_TABLE: &str =
+    "CREATE TEMP TABLE IF NOT EXISTS audit_head_guard (id INTEGER PRIMARY KEY, moved INTEGER NOT NULL CHECK (moved = 0))";
+
+/// Events per commit that SQLite takes as one script (one round trip to its worker thread).
+const ROWS_PER_SCRIPT: usize = 8 * ROWS_PER_INSERT;
 
 impl Appender {
     /// [`Appender::try_append`]; after a failure, the connection and the heads are fresh next time.
@@ -205,72 +237,76 @@ impl Appender {
     ///
     /// On SQLite, sqlx hands every statement to the connection's worker thread and waits for its
     /// answer: a round trip of two thread switches, which cost more than the statements themselves
-    /// (`scripts/profile-call`). So a tenant whose head is known is one script (the INSERTs and the
-    /// guarded head update, one round trip); a head not known yet is read and advanced by the
-    /// locking upsert first. PostgreSQL takes no script with parameters: there each tenant is the
-    /// upsert (its row lock queues concurrent hosts), the INSERTs, and the head update.
+    /// (`scripts/profile-call`). So when every tenant's head is known and the batch is not large
+    /// (the usual group commit of a busy host), the whole transaction is one script
+    /// ([`one_script`]). Otherwise, and always on PostgreSQL, each tenant's head is read and
+    /// advanced by a locking upsert (its row lock queues concurrent hosts), then its INSERTs and
+    /// its head update follow, in a transaction begun and committed apart.
     async fn try_append(&mut self, batch: &[(AuditEvent, i64)]) -> Result<(), AppendError> {
         let mut by_tenant: BTreeMap<&str, Vec<&(AuditEvent, i64)>> = BTreeMap::new();
         for item in batch {
             by_tenant.entry(item.0.tenant.as_str()).or_default().push(item);
         }
-        let script = self.db.backend() == Backend::Sqlite;
-        let mut advanced = Vec::with_capacity(by_tenant.len());
+        let sqlite = self.db.backend() == Backend::Sqlite;
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => self.conn.insert(self.db.pool().acquire().await?.detach()),
+            None => {
+                let mut conn = self.db.pool().acquire().await?.detach();
+                if sqlite {
+                    sqlx::query(HEAD_GUARD_TABLE).execute(&mut conn).await?;
+                }
+                self.conn.insert(conn)
+            }
         };
+        if sqlite && batch.len() <= ROWS_PER_SCRIPT {
+            let known: Option<Vec<_>> = by_tenant
+                .iter()
+                .map(|(tenant, events)| {
+                    let (seq, hash) = self.heads.get(*tenant)?;
+                    Some(Chain::new(tenant, events, seq + 1, hash.clone(), Some((*seq, hash.clone()))))
+                })
+                .collect();
+            if let Some(chains) = known {
+                one_script(conn, &chains).await?;
+                self.heads.extend(chains.into_iter().map(|c| (c.tenant.to_string(), c.end())));
+                return Ok(());
+            }
+        }
+        let mut advanced = Vec::with_capacity(by_tenant.len());
         let mut tx = conn.begin().await?;
         for (tenant, events) in by_tenant {
             let count = events.len() as i64;
-            let known = if script { self.heads.get(tenant).cloned() } else { None };
-            let (first_seq, mut prev) = match &known {
-                Some((seq, hash)) => (seq + 1, hash.clone()),
-                None => {
-                    // One statement creates or advances the head and locks its row until commit:
-                    // concurrent hosts queue here. It answers the new last seq and the hash the
-                    // batch chains from.
-                    let (last_seq, prev): (i64, String) = sqlx::query_as(
-                        "INSERT INTO audit_heads (tenant, seq, hash) VALUES ($1, $2, $3) \
-                         ON CONFLICT (tenant) DO UPDATE SET seq = audit_heads.seq + excluded.seq RETURNING seq, hash",
-                    )
-                    .bind(tenant)
-                    .bind(count)
-                    .bind(GENESIS)
-                    .fetch_one(&mut *tx)
-                    .await?;
-                    (last_seq - count + 1, prev)
+            // One statement creates or advances the head and locks its row until commit:
+            // concurrent hosts queue here. It answers the new last seq and the hash the batch
+            // chains from.
+            let (last_seq, prev): (i64, String) = sqlx::query_as(
+                "INSERT INTO audit_heads (tenant, seq, hash) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tenant) DO UPDATE SET seq = audit_heads.seq + excluded.seq RETURNING seq, hash",
+            )
+            .bind(tenant)
+            .bind(count)
+            .bind(GENESIS)
+            .fetch_one(&mut *tx)
+            .await?;
+            let chain = Chain::new(tenant, &events, last_seq - count + 1, prev, None);
+            // SQLite takes several INSERTs per round trip as a script; PostgreSQL one statement.
+            let per_trip = if sqlite { ROWS_PER_SCRIPT } else { ROWS_PER_INSERT };
+            for rows in chain.rows.chunks(per_trip) {
+                let mut sql = String::new();
+                inserts(&mut sql, rows.len(), 1, 2);
+                let mut q = sqlx::query(&sql).bind(tenant);
+                for row in rows {
+                    q = row.bind(q);
                 }
-            };
-            let rows: Vec<Row> = events
-                .iter()
-                .zip(first_seq..)
-                .map(|((event, ts), seq)| {
-                    let detail = event.detail.to_string();
-                    let hash = event_hash(&prev, seq, *ts, event, &detail);
-                    Row { seq, ts: *ts, event, detail, prev_hash: std::mem::replace(&mut prev, hash.clone()), hash }
-                })
-                .collect();
-            let last_seq = first_seq + count - 1;
-            if script {
-                append_script(&mut tx, tenant, &rows, known.as_ref(), (last_seq, &prev)).await?;
-            } else {
-                for chunk in rows.chunks(ROWS_PER_INSERT) {
-                    let sql = insert_sql(chunk.len(), 2);
-                    let mut q = sqlx::query(&sql).bind(tenant);
-                    for row in chunk {
-                        q = row.bind(q);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-                sqlx::query("UPDATE audit_heads SET hash = $2 WHERE tenant = $1")
-                    .bind(tenant)
-                    .bind(&prev)
-                    .execute(&mut *tx)
-                    .await?;
+                q.execute(&mut *tx).await?;
             }
-            if script {
-                advanced.push((tenant.to_string(), (last_seq, prev)));
+            sqlx::query("UPDATE audit_heads SET hash = $2 WHERE tenant = $1")
+                .bind(tenant)
+                .bind(&chain.end().1)
+                .execute(&mut *tx)
+                .await?;
+            if sqlite {
+                advanced.push((tenant.to_string(), chain.end()));
             }
         }
         tx.commit().await?;
@@ -279,88 +315,111 @@ impl Appender {
     }
 }
 
-/// Rows per script: one round trip to SQLite's worker carries this many events of a tenant.
-const ROWS_PER_SCRIPT: usize = 8 * ROWS_PER_INSERT;
+/// One tenant's events of a batch, chained on from its head.
+struct Chain<'a> {
+    tenant: &'a str,
+    rows: Vec<Row<'a>>,
+    /// The head the chain starts from, when the writer knows it (a one-script commit checks it).
+    from: Option<(i64, String)>,
+}
 
-/// One tenant's rows as scripts of INSERTs, the last one ending with the head update: guarded
-/// by the head it expects when that is `known` (else the upsert has just locked and advanced
-/// it, and only its hash is left to set). A guard that matches nothing is [`AppendError::HeadMoved`].
-async fn append_script(
-    tx: &mut sqlx::Transaction<'_, sqlx::Any>,
-    tenant: &str,
-    rows: &[Row<'_>],
-    known: Option<&(i64, String)>,
-    (last_seq, last_hash): (i64, &str),
-) -> Result<(), AppendError> {
-    let scripts = rows.chunks(ROWS_PER_SCRIPT).count();
-    for (i, script_rows) in rows.chunks(ROWS_PER_SCRIPT).enumerate() {
-        // $1 is the tenant in every statement; the rows' values follow it, numbered across
-        // the whole script (SQLite binds `$N` by number in each statement of a script).
-        let mut sql = String::new();
-        for (c, chunk) in script_rows.chunks(ROWS_PER_INSERT).enumerate() {
-            sql.push_str(&insert_sql(chunk.len(), 2 + c * ROWS_PER_INSERT * COLUMNS));
-            sql.push_str(";\n");
-        }
-        let mut q_rows = script_rows.len() as u64;
-        let next = 2 + script_rows.len() * COLUMNS;
-        let last = i + 1 == scripts;
-        if last {
-            q_rows += 1;
-            sql.push_str(&match known {
-                Some(_) => format!(
-                    "UPDATE audit_heads SET seq = ${}, hash = ${} WHERE tenant = $1 AND seq = ${} AND hash = ${}",
-                    next,
-                    next + 1,
-                    next + 2,
-                    next + 3
-                ),
-                None => format!("UPDATE audit_heads SET hash = ${} WHERE tenant = $1", next + 1),
-            });
-        }
-        let mut q = sqlx::query(&sql).bind(tenant);
-        for row in script_rows {
-            q = row.bind(q);
-        }
-        if last {
-            q = q.bind(last_seq).bind(last_hash);
-            if let Some((seq, hash)) = known {
-                q = q.bind(*seq).bind(hash);
-            }
-        }
-        let done = match q.execute(&mut **tx).await {
-            // A row of that seq is there already: another writer appended since.
-            Err(sqlx::Error::Database(e)) if known.is_some() && e.is_unique_violation() => {
-                return Err(AppendError::HeadMoved(tenant.to_string()))
-            }
-            done => done?,
-        };
-        if done.rows_affected() != q_rows {
-            return Err(AppendError::HeadMoved(tenant.to_string()));
+impl<'a> Chain<'a> {
+    /// `events` as rows numbered from `first_seq`, the first linked to `prev`.
+    fn new(
+        tenant: &'a str,
+        events: &[&'a (AuditEvent, i64)],
+        first_seq: i64,
+        mut prev: String,
+        from: Option<(i64, String)>,
+    ) -> Chain<'a> {
+        let rows = events
+            .iter()
+            .zip(first_seq..)
+            .map(|((event, ts), seq)| {
+                let detail = event.detail.to_string();
+                let hash = event_hash(&prev, seq, *ts, event, &detail);
+                Row { seq, ts: *ts, event, detail, prev_hash: std::mem::replace(&mut prev, hash.clone()), hash }
+            })
+            .collect();
+        Chain { tenant, rows, from }
+    }
+
+    /// The head after this chain: its last seq and hash.
+    fn end(&self) -> (i64, String) {
+        match self.rows.last() {
+            Some(last) => (last.seq, last.hash.clone()),
+            None => self.from.clone().unwrap_or((0, GENESIS.to_string())),
         }
     }
-    Ok(())
+}
+
+/// SQLite: commits `chains` (each from a known head) as one script, one round trip: BEGIN,
+/// each tenant's INSERTs and its head update guarded by the head it starts from, COMMIT. A
+/// head that moved behind the writer's back (another process on the file, an edited head)
+/// fails the script before its COMMIT: the guarded update matches no row and the guard
+/// table's CHECK refuses the mark, or an INSERT finds its seq taken. The open transaction is
+/// rolled back when the caller drops the connection; [`AppendError::HeadMoved`] says redo.
+async fn one_script(conn: &mut sqlx::AnyConnection, chains: &[Chain<'_>]) -> Result<(), AppendError> {
+    let mut sql = String::from("BEGIN IMMEDIATE;\n");
+    let mut next = 1;
+    for chain in chains {
+        let tenant = next;
+        inserts(&mut sql, chain.rows.len(), tenant, tenant + 1);
+        next = tenant + 1 + chain.rows.len() * COLUMNS;
+        sql.push_str(&format!(
+            "UPDATE audit_heads SET seq = ${}, hash = ${} WHERE tenant = ${tenant} AND seq = ${} AND hash = ${};\n\
+             INSERT OR REPLACE INTO audit_head_guard (id, moved) VALUES (0, changes() <> 1);\n",
+            next,
+            next + 1,
+            next + 2,
+            next + 3
+        ));
+        next += 4;
+    }
+    sql.push_str("COMMIT;");
+    let mut q = sqlx::query(&sql);
+    for chain in chains {
+        q = q.bind(chain.tenant);
+        for row in &chain.rows {
+            q = row.bind(q);
+        }
+        let (last_seq, last_hash) = chain.end();
+        let (seq, hash) = chain.from.clone().unwrap_or_default();
+        q = q.bind(last_seq).bind(last_hash).bind(seq).bind(hash);
+    }
+    match q.execute(conn).await {
+        Err(sqlx::Error::Database(e)) if e.is_check_violation() || e.is_unique_violation() => {
+            let tenants: Vec<&str> = chains.iter().map(|c| c.tenant).collect();
+            Err(AppendError::HeadMoved(tenants.join(", ")))
+        }
+        done => done.map(drop).map_err(AppendError::from),
+    }
 }
 
 /// The columns of `audit_events` each row binds after the tenant.
 const COLUMNS: usize = 9;
 
-/// `INSERT INTO audit_events` of `rows` rows: `$1` is the tenant, the rows' values are
-/// numbered from `$first`.
-fn insert_sql(rows: usize, first: usize) -> String {
-    let mut sql = String::from(
-        "INSERT INTO audit_events (tenant, seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) VALUES ",
-    );
-    for r in 0..rows {
-        if r > 0 {
-            sql.push(',');
+/// Appends to `sql` the INSERTs into `audit_events` of `rows` rows, [`ROWS_PER_INSERT`] per
+/// statement, each statement ending with `;`: `$tenant` is the tenant, the rows' values are
+/// numbered from `$first` (SQLite binds `$N` by number in every statement of a script).
+fn inserts(sql: &mut String, rows: usize, tenant: usize, first: usize) {
+    use std::fmt::Write as _;
+    for start in (0..rows).step_by(ROWS_PER_INSERT) {
+        sql.push_str(
+            "INSERT INTO audit_events (tenant, seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) VALUES ",
+        );
+        for r in start..rows.min(start + ROWS_PER_INSERT) {
+            if r > start {
+                sql.push(',');
+            }
+            let _ = write!(sql, "(${tenant}");
+            for c in 0..COLUMNS {
+                let _ = write!(sql, ",${}", first + r * COLUMNS + c);
+            }
+            sql.push(')');
         }
-        sql.push_str("($1");
-        for c in 0..COLUMNS {
-            sql.push_str(&format!(",${}", first + r * COLUMNS + c));
-        }
-        sql.push(')');
+        sql.push_str(";\n");
     }
-    sql
 }
 
 /// One event as stored, chained.

@@ -1,5 +1,6 @@
 //! Group commit: the calls in flight share one commit, and nobody's commit waits for a call
-//! that steps aside (a person deciding, an external API answering) or has finished.
+//! that steps aside (a person deciding, an external API answering) or has finished; and a
+//! writer dozing on an idle host wakes for the next record.
 //!
 //! The gather time is set to a minute, so a commit released by the wrong thing would show as
 //! a durable wait that never ends (`NotYetDurable` after ten seconds), never as a slow test.
@@ -107,5 +108,27 @@ async fn a_flush_is_never_held_for_a_group() {
         tokio::time::timeout(Duration::from_secs(5), log.flush()).await.expect("flush held for a group").unwrap();
         let released = tokio::time::timeout(Duration::from_secs(5), waiter).await;
         assert!(matches!(released, Ok(Ok(Ok(())))), "{:?}: {released:?}", t.backend);
+    }
+}
+
+#[tokio::test]
+async fn an_idle_writer_dozes_and_the_next_record_wakes_it() {
+    for t in testing::all().await {
+        let log = AuditLog::start(t.db.clone());
+        log.record_durable(event(0)).await.unwrap();
+        // Nothing to write for a second: the writer stops ticking.
+        let dozed = tokio::time::timeout(Duration::from_secs(10), async {
+            while !log.dozing() {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        dozed.await.unwrap_or_else(|_| panic!("{:?}: the writer never dozed off", t.backend));
+        // A plain record (no flush, nobody waiting) rings a dozing writer, which commits it:
+        // without the ring it would stay queued for good.
+        let ticket = log.record(event(1));
+        let mut committed = log.committed();
+        let written = tokio::time::timeout(Duration::from_secs(10), committed.wait_for(|&n| n >= ticket));
+        written.await.unwrap_or_else(|_| panic!("{:?}: a dozing writer missed a record", t.backend)).unwrap();
+        assert_eq!(log.list("acme", 0, 10).await.unwrap().len(), 2, "{:?}", t.backend);
     }
 }
