@@ -446,3 +446,86 @@ async fn a_connection_not_connected_yet_sends_an_eliciting_client_to_connect() {
     let plain = call(json!({}), None).await;
     assert_eq!(plain["result"]["isError"], true, "{plain}");
 }
+
+/// The plain `tools/call` (a name and arguments, nothing else) is answered without rmcp's
+/// per-request service: it gets the answer rmcp gives the same call with `_meta`, a call held
+/// for approval is answered once decided, and whatever rmcp would refuse (headers, hosts,
+/// origins, versions) it still refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plain_call_is_answered_as_rmcp_answers_it_and_refused_as_rmcp_refuses_it() {
+    let t = TestHost::start().await;
+    let token = t.agent("plain").await;
+    t.grant(&[("agent:plain", "can_use", "tool:hello.greet")]).await;
+    let call = |tool: &str, meta: bool| {
+        let mut params = json!({ "name": tool, "arguments": { "name": "Ada" } });
+        if meta {
+            params["_meta"] = json!({ "progressToken": "p1" });
+        }
+        json!({ "jsonrpc": "2.0", "id": 7, "method": "tools/call", "params": params })
+    };
+    // The same answer both ways: a result, and a refusal.
+    for tool in ["hello.greet", "billing.refund"] {
+        let plain = post_mcp(&t, Some(&token), call(tool, false)).await;
+        assert_eq!(plain.status(), 200);
+        assert_eq!(plain.headers()["content-type"], "application/json");
+        let plain: Value = plain.json().await.unwrap();
+        let via_rmcp: Value = post_mcp(&t, Some(&token), call(tool, true)).await.json().await.unwrap();
+        assert_eq!(plain, via_rmcp, "{tool}");
+    }
+    let plain: Value = post_mcp(&t, Some(&token), call("hello.greet", false)).await.json().await.unwrap();
+    assert_eq!((plain["id"].clone(), plain["jsonrpc"].clone()), (json!(7), json!("2.0")), "{plain}");
+    assert_eq!(plain["result"]["structuredContent"]["greeting"], "hello, Ada", "{plain}");
+    let refused: Value = post_mcp(&t, Some(&token), call("billing.refund", false)).await.json().await.unwrap();
+    assert_eq!(refused["result"]["structuredContent"]["code"], "forbidden", "{refused}");
+
+    // What rmcp refuses is still refused, and nothing runs.
+    t.host.flush().await;
+    let ran = |events: &[Value]| events.iter().filter(|e| e["kind"] == "tool.call").count();
+    let calls_before = ran(&t.audit().await);
+    let send = |headers: &[(&str, &str)]| {
+        let mut req = reqwest::Client::new()
+            .post(format!("{}/mcp", t.url))
+            .bearer_auth(&token)
+            .header("content-type", "application/json")
+            .json(&call("hello.greet", false));
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        req.send()
+    };
+    let both = ("accept", "application/json, text/event-stream");
+    for (headers, status) in [
+        (vec![("accept", "application/json")], 406),
+        (vec![both, ("host", "evil.example")], 403),
+        (vec![both, ("origin", "http://evil.example")], 403),
+        (vec![both, ("mcp-protocol-version", "1999-01-01")], 400),
+    ] {
+        let resp = send(&headers).await.unwrap();
+        assert_eq!(resp.status(), status, "{headers:?}: {}", resp.text().await.unwrap());
+    }
+    t.host.flush().await;
+    assert_eq!(ran(&t.audit().await), calls_before, "nothing ran");
+
+    // A call held for a person: answered with JSON once the CFO decides.
+    t.grant(&[("user:carol", "cfo", "tenant:default")]).await;
+    t.policy("hello.greet", "cfo", 600).await;
+    let held = tokio::spawn({
+        let (url, token) = (t.url.clone(), token.clone());
+        async move {
+            reqwest::Client::new()
+                .post(format!("{url}/mcp"))
+                .bearer_auth(token)
+                .header("accept", "application/json, text/event-stream")
+                .json(&call("hello.greet", false))
+                .send()
+                .await
+        }
+    });
+    let pending = wait_for_pending(&t).await;
+    let (status, body) = t.decide(pending["id"].as_str().unwrap(), "user:carol", true).await;
+    assert_eq!(status, 200, "{body}");
+    let resp = tokio::time::timeout(Duration::from_secs(30), held).await.unwrap().unwrap().unwrap();
+    assert_eq!(resp.headers()["content-type"], "application/json");
+    let body: Value = resp.json().await.unwrap();
+    assert_eq!(body["result"]["structuredContent"]["greeting"], "hello, Ada", "{body}");
+}

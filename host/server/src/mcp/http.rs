@@ -3,7 +3,8 @@
 //! Stateless because every request carries its own bearer token: no session can be picked
 //! up by another agent's token, and nothing is kept per client between calls. JSON responses
 //! because they cost the least per call; a call that sends progress while it waits for a
-//! human switches to an SSE response on its own. A request without a valid agent token is
+//! human switches to an SSE response on its own. The plain `tools/call` (a name and arguments,
+//! nothing else) skips rmcp's per-request service ([`super::plain_call`]). A request without a valid agent token is
 //! refused with 401 (audited) before the MCP layer sees it; one whose `Host` or browser
 //! `Origin` is not this host's (DNS rebinding) is refused with 403.
 
@@ -16,6 +17,7 @@ use axum::Router;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::{StreamableHttpServerConfig, StreamableHttpService};
 
+use super::plain_call::PlainCalls;
 use super::AirlockMcp;
 use crate::Airlock;
 
@@ -33,8 +35,9 @@ pub fn routes<S: Clone + Send + Sync + 'static>(host: Arc<Airlock>, allowed_host
     let origins = std::iter::once(own).chain(host.mcp_allowed_origins.iter().cloned());
     config = config.with_allowed_origins(origins).enforce_origin_validation();
     let handler = AirlockMcp::new(host.clone());
-    let service: StreamableHttpService<AirlockMcp, LocalSessionManager> =
+    let rmcp: StreamableHttpService<AirlockMcp, LocalSessionManager> =
         StreamableHttpService::new(move || Ok(handler.clone()), Arc::new(LocalSessionManager::default()), config);
+    let service = PlainCalls::new(host.clone(), rmcp, allowed_hosts);
     // `route_layer`: only `/mcp` needs an agent token; an unknown path is the router's 404.
     Router::new().route_service("/mcp", service).route_layer(middleware::from_fn_with_state(host, authenticate))
 }

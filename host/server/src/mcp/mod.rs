@@ -14,6 +14,7 @@
 
 pub mod elicitation;
 pub mod http;
+pub mod plain_call;
 pub mod stdio;
 
 use std::sync::Arc;
