@@ -24,7 +24,7 @@ STAGES = [
     ("sandbox: instantiate", r"instantiate|InstancePre|pooling|InstanceAllocator|decommit|Store.*::new"),
     ("sandbox: call (wasm + host calls)", r"wasmtime|wasm\[|airlock_runtime|cranelift|_call_loaded"),
     ("authz check (rebac)", r"airlock_rebac|may_use"),
-    ("token verification", r"jsonwebtoken|ring::|airlock_identity|authenticat|bearer|verify_token"),
+    ("token verification", r"jsonwebtoken|ring::|airlock_identity|authenticate_agent|agent_for|api::auth::bearer|verify_token"),
     ("policy lookup, quotas, grants", r"airlock::policy_gate|airlock::quotas|airlock_approvals|admit|sandbox_slot|settle"),
     ("gate (rest of call_tool_with)", r"airlock::gate"),
     ("MCP / JSON-RPC", r"rmcp|airlock::mcp|serde_json"),
