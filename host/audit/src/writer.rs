@@ -219,7 +219,7 @@ struct Appender {
 const HEAD_GUARD_TABLE: &str =
     "CREATE TEMP TABLE IF NOT EXISTS audit_head_guard (id INTEGER PRIMARY KEY, moved INTEGER NOT NULL CHECK (moved = 0))";
 
-/// Events per commit that SQLite takes as one script (one round trip to its worker thread).
+/// Rows of one tenant that SQLite takes in one script (one round trip to its worker thread).
 const ROWS_PER_SCRIPT: usize = 8 * ROWS_PER_INSERT;
 
 impl Appender {
@@ -258,7 +258,7 @@ impl Appender {
                 self.conn.insert(conn)
             }
         };
-        if sqlite && batch.len() <= ROWS_PER_SCRIPT {
+        if sqlite {
             let known: Option<Vec<_>> = by_tenant
                 .iter()
                 .map(|(tenant, events)| {
@@ -267,7 +267,7 @@ impl Appender {
                 })
                 .collect();
             if let Some(chains) = known {
-                one_script(conn, &chains).await?;
+                scripts(conn, &chains).await?;
                 self.heads.extend(chains.into_iter().map(|c| (c.tenant.to_string(), c.end())));
                 return Ok(());
             }
@@ -353,47 +353,55 @@ impl<'a> Chain<'a> {
     }
 }
 
-/// SQLite: commits `chains` (each from a known head) as one script, one round trip: BEGIN,
-/// each tenant's INSERTs and its head update guarded by the head it starts from, COMMIT. A
-/// head that moved behind the writer's back (another process on the file, an edited head)
-/// fails the script before its COMMIT: the guarded update matches no row and the guard
-/// table's CHECK refuses the mark, or an INSERT finds its seq taken. The open transaction is
-/// rolled back when the caller drops the connection; [`AppendError::HeadMoved`] says redo.
-async fn one_script(conn: &mut sqlx::AnyConnection, chains: &[Chain<'_>]) -> Result<(), AppendError> {
-    let mut sql = String::from("BEGIN IMMEDIATE;\n");
-    let mut next = 1;
-    for chain in chains {
-        let tenant = next;
-        inserts(&mut sql, chain.rows.len(), tenant, tenant + 1);
-        next = tenant + 1 + chain.rows.len() * COLUMNS;
-        sql.push_str(&format!(
-            "UPDATE audit_heads SET seq = ${}, hash = ${} WHERE tenant = ${tenant} AND seq = ${} AND hash = ${};\n\
-             INSERT OR REPLACE INTO audit_head_guard (id, moved) VALUES (0, changes() <> 1);\n",
-            next,
-            next + 1,
-            next + 2,
-            next + 3
-        ));
-        next += 4;
-    }
-    sql.push_str("COMMIT;");
-    let mut q = sqlx::query(&sql);
-    for chain in chains {
-        q = q.bind(chain.tenant);
-        for row in &chain.rows {
-            q = row.bind(q);
+/// SQLite: commits `chains` (each from a known head) as scripts, one round trip each: a
+/// tenant's rows go [`ROWS_PER_SCRIPT`] to a script, the first script begins the transaction,
+/// each tenant's last one updates its head (guarded by the head it starts from) and the very
+/// last commits. The usual group commit (one tenant, a few calls) is one round trip. Each
+/// script's text depends only on its rows and its place, so sqlx's statement cache holds the
+/// few shapes there are. A head that moved behind the writer's back (another process on the
+/// file, an edited head) fails a script before the COMMIT: the guarded update matches no row
+/// and the guard table's CHECK refuses the mark, or an INSERT finds its seq taken. The open
+/// transaction is rolled back when the caller drops the connection; [`AppendError::HeadMoved`]
+/// says redo.
+async fn scripts(conn: &mut sqlx::AnyConnection, chains: &[Chain<'_>]) -> Result<(), AppendError> {
+    for (c, chain) in chains.iter().enumerate() {
+        let trips = chain.rows.chunks(ROWS_PER_SCRIPT).count();
+        for (t, rows) in chain.rows.chunks(ROWS_PER_SCRIPT).enumerate() {
+            let (begins, ends_chain) = (c == 0 && t == 0, t + 1 == trips);
+            let commits = ends_chain && c + 1 == chains.len();
+            let mut sql = String::from(if begins { "BEGIN IMMEDIATE;\n" } else { "" });
+            inserts(&mut sql, rows.len(), 1, 2);
+            if ends_chain {
+                let next = 2 + rows.len() * COLUMNS;
+                sql.push_str(&format!(
+                    "UPDATE audit_heads SET seq = ${}, hash = ${} WHERE tenant = $1 AND seq = ${} AND hash = ${};\n\
+                     INSERT OR REPLACE INTO audit_head_guard (id, moved) VALUES (0, changes() <> 1);\n",
+                    next,
+                    next + 1,
+                    next + 2,
+                    next + 3
+                ));
+            }
+            if commits {
+                sql.push_str("COMMIT;");
+            }
+            let mut q = sqlx::query(&sql).bind(chain.tenant);
+            for row in rows {
+                q = row.bind(q);
+            }
+            let (end, from) = (chain.end(), chain.from.clone().unwrap_or_default());
+            if ends_chain {
+                q = q.bind(end.0).bind(&end.1).bind(from.0).bind(&from.1);
+            }
+            match q.execute(&mut *conn).await {
+                Err(sqlx::Error::Database(e)) if e.is_check_violation() || e.is_unique_violation() => {
+                    return Err(AppendError::HeadMoved(chain.tenant.to_string()))
+                }
+                done => done.map(drop)?,
+            }
         }
-        let (last_seq, last_hash) = chain.end();
-        let (seq, hash) = chain.from.clone().unwrap_or_default();
-        q = q.bind(last_seq).bind(last_hash).bind(seq).bind(hash);
     }
-    match q.execute(conn).await {
-        Err(sqlx::Error::Database(e)) if e.is_check_violation() || e.is_unique_violation() => {
-            let tenants: Vec<&str> = chains.iter().map(|c| c.tenant).collect();
-            Err(AppendError::HeadMoved(tenants.join(", ")))
-        }
-        done => done.map(drop).map_err(AppendError::from),
-    }
+    Ok(())
 }
 
 /// The columns of `audit_events` each row binds after the tenant.
