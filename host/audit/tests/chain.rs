@@ -102,7 +102,10 @@ async fn two_writers_taking_turns_on_one_chain_keep_it_whole() {
             for n in 0..5 {
                 writer.record(event("shared", round * 10 + n));
             }
-            writer.flush().await.unwrap();
+            // A writer that missed a moved head would fork the chain, and the other one's
+            // commits would then collide with it for good: a flush that never ends.
+            let flushed = tokio::time::timeout(std::time::Duration::from_secs(30), writer.flush()).await;
+            flushed.unwrap_or_else(|_| panic!("{:?}: round {round} never committed", t.backend)).unwrap();
             if round == 3 {
                 sqlx::query("UPDATE audit_heads SET hash = $1 WHERE tenant = 'shared'")
                     .bind("e".repeat(64))
