@@ -227,7 +227,8 @@ impl ServerHandler for AirlockMcp {
 }
 
 impl AirlockMcp {
-    /// Awaits a call still running after [`PROGRESS_EVERY`], telling the client it is alive and
+    /// Awaits a call still running after [`PROGRESS_EVERY`], telling the client (if it sent a
+    /// progress token) it is alive and
     /// why. Thousands of calls may wait at once: each reports every few seconds, and looks up
     /// what it waits for only now and then.
     ///
@@ -246,6 +247,9 @@ impl AirlockMcp {
     where
         F: std::future::Future,
     {
+        if ctx.meta.get_progress_token().is_none() {
+            return call.await; // no report would be sent: no lookups for one either
+        }
         tokio::pin!(call);
         let mut ticks = tokio::time::interval(PROGRESS_KEEPALIVE);
         let mut tick = 0u32;
