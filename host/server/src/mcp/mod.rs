@@ -228,9 +228,8 @@ impl ServerHandler for AirlockMcp {
 
 impl AirlockMcp {
     /// Awaits a call still running after [`PROGRESS_EVERY`], telling the client (if it sent a
-    /// progress token) it is alive and
-    /// why. Thousands of calls may wait at once: each reports every few seconds, and looks up
-    /// what it waits for only now and then.
+    /// progress token) it is alive and why. Thousands of calls may wait at once: each reports
+    /// every [`PROGRESS_KEEPALIVE`], and looks up what it waits for only now and then.
     ///
     /// The call is polled all the while, the report included: a call paused while its report
     /// waited for a database connection held the connection it had (mid-transaction), and
