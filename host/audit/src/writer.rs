@@ -214,7 +214,7 @@ struct Appender {
     heads: Heads,
 }
 
-/// SQLite: the table a one-script commit writes to after each head update, whose CHECK fails
+/// SQLite: the table a commit by [`scripts`] writes to after each head update, whose CHECK fails
 /// the script (before its COMMIT) when the update matched no row: the head had moved.
 const HEAD_GUARD_TABLE: &str =
     "CREATE TEMP TABLE IF NOT EXISTS audit_head_guard (id INTEGER PRIMARY KEY, moved INTEGER NOT NULL CHECK (moved = 0))";
@@ -237,11 +237,11 @@ impl Appender {
     ///
     /// On SQLite, sqlx hands every statement to the connection's worker thread and waits for its
     /// answer: a round trip of two thread switches, which cost more than the statements themselves
-    /// (`scripts/profile-call`). So when every tenant's head is known and the batch is not large
-    /// (the usual group commit of a busy host), the whole transaction is one script
-    /// ([`one_script`]). Otherwise, and always on PostgreSQL, each tenant's head is read and
-    /// advanced by a locking upsert (its row lock queues concurrent hosts), then its INSERTs and
-    /// its head update follow, in a transaction begun and committed apart.
+    /// (`scripts/profile-call`). So when every tenant's head is known, the transaction is spelled
+    /// out in scripts ([`scripts`]), BEGIN folded into the first and COMMIT into the last: one
+    /// round trip for the usual group commit. Otherwise, and always on PostgreSQL, each tenant's
+    /// head is read and advanced by a locking upsert (its row lock queues concurrent hosts), then
+    /// its INSERTs and its head update follow, in a transaction begun and committed apart.
     async fn try_append(&mut self, batch: &[(AuditEvent, i64)]) -> Result<(), AppendError> {
         let mut by_tenant: BTreeMap<&str, Vec<&(AuditEvent, i64)>> = BTreeMap::new();
         for item in batch {
@@ -319,7 +319,7 @@ impl Appender {
 struct Chain<'a> {
     tenant: &'a str,
     rows: Vec<Row<'a>>,
-    /// The head the chain starts from, when the writer knows it (a one-script commit checks it).
+    /// The head the chain starts from, when the writer knows it (the scripts' guard checks it).
     from: Option<(i64, String)>,
 }
 
