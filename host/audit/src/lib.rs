@@ -9,9 +9,8 @@
 //! cost more than the rest of the record). A writer task drains the queue every
 //! few milliseconds, or at once when it grows long or someone flushes (after a second
 //! with nothing to write it dozes until the next event rings it: an idle host spends no
-//! CPU on its trail), and
-//! commits each batch in one transaction (the chain head row locked by an
-//! `UPDATE`, so several hosts sharing PostgreSQL interleave safely).
+//! CPU on its trail), and commits each batch in one transaction (the chain head row
+//! locked by an `UPDATE`, so several hosts sharing PostgreSQL interleave safely).
 //! [`AuditLog::flush`] waits until everything recorded before it is committed;
 //! the server flushes on shutdown.
 //!

@@ -4,9 +4,9 @@
 //! up by another agent's token, and nothing is kept per client between calls. JSON responses
 //! because they cost the least per call; a call that sends progress while it waits for a
 //! human switches to an SSE response on its own. The plain `tools/call` (a name and arguments,
-//! nothing else) skips rmcp's per-request service ([`super::plain_call`]). A request without a valid agent token is
-//! refused with 401 (audited) before the MCP layer sees it; one whose `Host` or browser
-//! `Origin` is not this host's (DNS rebinding) is refused with 403.
+//! nothing else) skips rmcp's per-request service ([`super::plain_call`]). A request without a
+//! valid agent token is refused with 401 (audited) before the MCP layer sees it; one whose
+//! `Host` or browser `Origin` is not this host's (DNS rebinding) is refused with 403.
 
 use std::sync::Arc;
 
