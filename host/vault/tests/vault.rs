@@ -92,18 +92,7 @@ async fn fetch_injects_the_secret_and_the_database_never_holds_it_in_clear() {
         let vault = Vault::open(t.db.clone(), key(), FetchLimits { max_response_bytes: 4096, ..Default::default() })
             .await
             .unwrap();
-        let conn = Connection {
-            name: "hubspot".into(),
-            kind: ConnectionKind::Bearer,
-            placement: None,
-            base_url: Some(format!("http://{addr}/")),
-            allowed_hosts: vec![addr.to_string()],
-            requires_grant: false,
-            oauth: None,
-            allow_private_network: true, // the stand-in listens on loopback
-            expose_token: false,
-            state: None,
-        };
+        let conn = Connection { base_url: Some(format!("http://{addr}/")), ..loopback("hubspot", addr) };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
 
         let resp = vault.fetch("acme", "hubspot", get_req(addr, "/contacts"), false).await.unwrap();
@@ -176,16 +165,11 @@ async fn query_placement_and_grant_requirement() {
     let t = testing::sqlite().await;
     let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
     let conn = Connection {
-        name: "pager".into(),
         kind: ConnectionKind::ApiKey,
         placement: Some(Placement::Query { name: "token".into() }),
         base_url: None,
-        allowed_hosts: vec![addr.to_string()],
         requires_grant: true,
-        oauth: None,
-        allow_private_network: true, // the stand-in listens on loopback
-        expose_token: false,
-        state: None,
+        ..loopback("pager", addr)
     };
     vault.put("acme", &conn, Zeroizing::new("k".into())).await.unwrap();
     let err = vault.fetch("acme", "pager", get_req(addr, "/contacts"), false).await.unwrap_err();
@@ -353,16 +337,9 @@ async fn a_query_credential_echoed_in_a_redirect_never_reaches_the_tool() {
     let t = testing::sqlite().await;
     let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
     let conn = Connection {
-        name: "keyed".into(),
         kind: ConnectionKind::ApiKey,
         placement: Some(Placement::Query { name: "api_key".into() }),
-        base_url: Some(format!("http://{addr}")),
-        allowed_hosts: vec![addr.to_string()],
-        requires_grant: false,
-        oauth: None,
-        allow_private_network: true, // the stand-in listens on loopback
-        expose_token: false,
-        state: None,
+        ..loopback("keyed", addr)
     };
     vault.put("acme", &conn, Zeroizing::new("qk_live_0123456789abcdef".into())).await.unwrap();
     let req = OutboundRequest { method: "GET".into(), url: "/echo-away".into(), headers: vec![], body: None };
@@ -452,18 +429,7 @@ async fn github_stand_in_same_host_redirects_keep_the_credential_other_hosts_nev
     for t in testing::all().await {
         seen.lock().unwrap().clear();
         let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
-        let conn = Connection {
-            name: "github".into(),
-            kind: ConnectionKind::Bearer,
-            placement: None,
-            base_url: Some(format!("http://{api}")),
-            allowed_hosts: vec![api.to_string(), codeload.to_string()],
-            requires_grant: false,
-            oauth: None,
-            allow_private_network: true, // the stand-in listens on loopback
-            expose_token: false,
-            state: None,
-        };
+        let conn = Connection { allowed_hosts: vec![api.to_string(), codeload.to_string()], ..loopback("github", api) };
         vault.put("acme", &conn, Zeroizing::new(SECRET.to_string())).await.unwrap();
         let github = |path: &str| OutboundRequest {
             method: "GET".into(),
@@ -506,18 +472,7 @@ async fn agent_namespaces_resolve_their_own_connection_first() {
     let addr = serve_api().await;
     let t = testing::sqlite().await;
     let vault = Vault::open(t.db.clone(), key(), FetchLimits::default()).await.unwrap();
-    let conn = |name: &str| Connection {
-        name: name.into(),
-        kind: ConnectionKind::Bearer,
-        placement: None,
-        base_url: None,
-        allowed_hosts: vec![addr.to_string()],
-        requires_grant: false,
-        oauth: None,
-        allow_private_network: true, // the stand-in listens on loopback
-        expose_token: false,
-        state: None,
-    };
+    let conn = |name: &str| Connection { base_url: None, ..loopback(name, addr) };
     vault.put("acme", &conn("hubspot"), Zeroizing::new("tenant-wide".into())).await.unwrap();
     vault.put("acme", &conn("crm/hubspot"), Zeroizing::new(SECRET.into())).await.unwrap();
 
