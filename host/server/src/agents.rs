@@ -65,7 +65,8 @@ pub enum AgentError {
 /// The registry of agents of every tenant.
 pub struct Agents {
     db: Db,
-    by_token_hash: Arc<RwLock<HashMap<String, Agent>>>,
+    /// Live agents by the SHA-256 of their token (the database keeps it in hex, `token_hash`).
+    by_token_hash: Arc<RwLock<HashMap<TokenDigest, Agent>>>,
     /// Bumped (under the map's lock) whenever another host's change drops entries, so that a
     /// database read that began before it does not put a revoked agent back.
     dropped: Arc<AtomicU64>,
@@ -74,8 +75,24 @@ pub struct Agents {
     blocked: RwLock<std::collections::HashSet<(String, String)>>,
 }
 
+/// The SHA-256 of a token: what the host keeps of it in memory.
+type TokenDigest = [u8; 32];
+
+fn token_digest(token: &str) -> TokenDigest {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+/// What the database keeps of a token: its digest in hex.
 fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    hex::encode(token_digest(token))
+}
+
+/// The digest a stored `token_hash` spells; `None` for a value that is no SHA-256 in hex (no
+/// token hashes to it, so nothing is lost by leaving it out of the map).
+fn digest_of_hash(hash: &str) -> Option<TokenDigest> {
+    let mut digest = [0u8; 32];
+    hex::decode_to_slice(hash, &mut digest).ok()?;
+    Some(digest)
 }
 
 impl Agents {
@@ -85,8 +102,12 @@ impl Agents {
             sqlx::query_as("SELECT tenant, name, token_hash FROM agents WHERE revoked_at IS NULL")
                 .fetch_all(db.pool())
                 .await?;
-        let map: HashMap<String, Agent> =
-            rows.into_iter().map(|(tenant, name, hash)| (hash, Agent { tenant, name, on_behalf_of: vec![] })).collect();
+        let map: HashMap<TokenDigest, Agent> = rows
+            .into_iter()
+            .filter_map(|(tenant, name, hash)| {
+                Some((digest_of_hash(&hash)?, Agent { tenant, name, on_behalf_of: vec![] }))
+            })
+            .collect();
         let by_token_hash = Arc::new(RwLock::new(map));
         let dropped = Arc::new(AtomicU64::new(0));
         let (map, bumped) = (Arc::downgrade(&by_token_hash), dropped.clone());
@@ -148,9 +169,10 @@ impl Agents {
     /// Makes a committed [`Agents::create_in`] answer on this host.
     pub fn remember(&self, tenant: &str, name: &str, hash: String) {
         self.blocked.write().remove(&(tenant.to_string(), name.to_string()));
+        let Some(digest) = digest_of_hash(&hash) else { return };
         self.by_token_hash
             .write()
-            .insert(hash, Agent { tenant: tenant.to_string(), name: name.to_string(), on_behalf_of: vec![] });
+            .insert(digest, Agent { tenant: tenant.to_string(), name: name.to_string(), on_behalf_of: vec![] });
     }
 
     /// Refuses the agent's opaque token on this host from this moment, before the
@@ -282,15 +304,16 @@ impl Agents {
     /// created or revoked the agent, the map answers while the change feed is live, and the
     /// database (one indexed read) otherwise or when the token is not in the map.
     pub async fn authenticate(&self, token: &str) -> Result<Option<Agent>, AgentError> {
-        let hash = token_hash(token);
+        let digest = token_digest(token);
         if self.db.backend() != airlock_store::Backend::Postgres {
-            return Ok(self.by_token_hash.read().get(&hash).cloned());
+            return Ok(self.by_token_hash.read().get(&digest).cloned());
         }
         if self.db.changes().fresh() {
-            if let Some(hit) = self.by_token_hash.read().get(&hash) {
+            if let Some(hit) = self.by_token_hash.read().get(&digest) {
                 return Ok(Some(hit.clone()));
             }
         }
+        let hash = hex::encode(digest);
         let dropped = self.dropped.load(Ordering::SeqCst);
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT tenant, name FROM agents WHERE token_hash = $1 AND revoked_at IS NULL")
@@ -304,7 +327,7 @@ impl Agents {
         if let Some(agent) = &agent {
             let mut map = self.by_token_hash.write();
             if self.dropped.load(Ordering::SeqCst) == dropped {
-                map.insert(hash, agent.clone());
+                map.insert(digest, agent.clone());
             }
         }
         Ok(agent)

@@ -2,8 +2,23 @@
 
 use clap::Parser;
 
+/// jemalloc instead of glibc's allocator: a gated call allocates and frees a few hundred
+/// blocks on the async worker while SQLite's worker thread frees others, and glibc's arenas
+/// spent a tenth of the host's CPU on it (`scripts/profile-call`: `malloc`, `_int_free`,
+/// `malloc_consolidate`, arena lock waits), jemalloc a third of that. Its background thread
+/// (started in `main`) hands freed pages back to the system after a burst.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() {
     let cli = airlock::cli::Cli::parse();
+    // Without it jemalloc purges only while the process allocates: an idle host would keep a
+    // burst's pages. It sleeps while there is nothing to purge.
+    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+        eprintln!(
+            "airlock: jemalloc's purging thread did not start ({e}): freed memory returns only as the host allocates"
+        );
+    }
     // Before the async runtime: the OTLP exporter's blocking HTTP client must not be made or
     // dropped inside it.
     let telemetry = match airlock::telemetry::init(&cli.telemetry()) {

@@ -19,7 +19,8 @@
 //! ([`ApiError`]; each domain error mapped once, in `error.rs`); internals stay in the log.
 //! OpenFGA's (`/stores`) and OAuth's endpoints answer in their own error shapes. The
 //! framework's own refusals (unknown route, wrong method, body too large) are rewritten into
-//! the same JSON by [`rejections`].
+//! the same JSON by [`rejections`]; that, each route's body cap and the request's trace span
+//! are one layer, the [`front_door`].
 
 mod agents;
 mod approvals;
@@ -32,6 +33,7 @@ mod connections;
 mod device;
 mod error;
 mod events;
+mod front_door;
 mod identity_admin;
 mod marketplace;
 mod mcp_oauth;
@@ -213,10 +215,8 @@ impl Routes {
             router = router.merge(extra);
         }
         router
-            .layer(axum::middleware::from_fn(crate::telemetry::traces::request_span))
-            .layer(axum::middleware::from_fn(move |req, next| rejections::body_cap(caps.clone(), req, next)))
+            .layer(axum::middleware::from_fn(move |req, next| front_door::front_door(caps.clone(), req, next)))
             .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
-            .layer(axum::middleware::from_fn(rejections::json_errors))
             .with_state(self.host)
     }
 }

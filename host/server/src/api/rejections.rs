@@ -3,12 +3,12 @@
 //! axum, hyper and rmcp answer some requests before a handler runs: an unknown route (404,
 //! empty), a wrong method (405), a body over the size limit (413, "Failed to buffer the
 //! request body"), a wrong content type (415). A client that parses every error as
-//! `{"code", "message"}` would choke on those; this layer rewrites any error response that is
-//! not JSON into that shape, keeping its status and headers (`Allow`, `WWW-Authenticate`).
+//! `{"code", "message"}` would choke on those; [`in_api_shape`] rewrites any error response that
+//! is not JSON into that shape, keeping its status and headers (`Allow`, `WWW-Authenticate`).
+//! [`cap_body`] holds a request to its route's body cap. Both run in [`super::front_door`].
 
-use axum::extract::Request;
-use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::extract::{MatchedPath, Request};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::ApiError;
@@ -16,10 +16,9 @@ use super::ApiError;
 /// At most this much of a plain-text error body is kept as the message.
 const KEEP: usize = 4096;
 
-/// Middleware: every error the client gets is JSON `{"code", "message"}`.
-pub(super) async fn json_errors(req: Request, next: Next) -> Response {
-    let (method, path) = (req.method().clone(), req.uri().path().to_string());
-    let resp = next.run(req).await;
+/// `resp` as the client gets it: an error that is not JSON already becomes `{"code", "message"}`
+/// (for `method` on `path`, the request it answers), keeping its status and headers.
+pub(super) async fn in_api_shape(method: &Method, path: &str, resp: Response) -> Response {
     let status = resp.status();
     if !(status.is_client_error() || status.is_server_error()) || is_json(resp.headers().get(header::CONTENT_TYPE)) {
         return resp;
@@ -27,7 +26,7 @@ pub(super) async fn json_errors(req: Request, next: Next) -> Response {
     let (parts, body) = resp.into_parts();
     let text = axum::body::to_bytes(body, KEEP).await.unwrap_or_default();
     let text = String::from_utf8_lossy(&text).trim().to_string();
-    let (code, message) = describe(status, &method, &path, &text);
+    let (code, message) = describe(status, method, path, &text);
     let mut out = ApiError::new(status, code, message).into_response();
     for (name, value) in parts.headers.iter() {
         if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
@@ -37,25 +36,23 @@ pub(super) async fn json_errors(req: Request, next: Next) -> Response {
     out
 }
 
-/// Middleware: the matched route's own cap ([`super::body_limit`]), before the route's door
-/// authenticates anyone. A declared length over it is refused at once, before a byte of the
-/// body is read (a limit that trips while reading leaves a client that is still sending with
-/// a broken pipe instead of the 413); a body streamed without a length is read through a
-/// limit, so the handler's extractor stops at the cap with a 413.
-pub(super) async fn body_cap(caps: std::sync::Arc<super::BodyCaps>, req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_string());
-    let cap = matched
-        .as_deref()
-        .and_then(|path| caps.get(path)?.iter().find(|(m, _)| m == req.method()).map(|(_, cap)| *cap))
+/// `req` under its matched route's own cap ([`super::body_limit`]), before the route's door
+/// authenticates anyone. A declared length over it is refused at once (the `Err`), before a
+/// byte of the body is read (a limit that trips while reading leaves a client that is still
+/// sending with a broken pipe instead of the 413); a body streamed without a length is read
+/// through a limit, so the handler's extractor stops at the cap with a 413.
+pub(super) fn cap_body(caps: &super::BodyCaps, route: Option<&MatchedPath>, req: Request) -> Result<Request, Response> {
+    let cap = route
+        .and_then(|path| caps.get(path.as_str())?.iter().find(|(m, _)| m == req.method()).map(|(_, cap)| *cap))
         .unwrap_or(super::PUBLIC_BODY_LIMIT);
     // The route's name is only written out for a refusal: nothing is formatted per request.
-    let route = || format!("`{} {}`", req.method(), matched.as_deref().unwrap_or(req.uri().path()));
-    if let Some(refused) = over_declared(cap, route, &req) {
-        return refused;
+    let name = || format!("`{} {}`", req.method(), route.map_or(req.uri().path(), |p| p.as_str()));
+    if let Some(refused) = over_declared(cap, name, &req) {
+        return Err(refused);
     }
     let (parts, body) = req.into_parts();
     let body = axum::body::Body::new(http_body_util::Limited::new(body, cap));
-    next.run(Request::from_parts(parts, body)).await
+    Ok(Request::from_parts(parts, body))
 }
 
 /// The 413 for a request whose `content-length` is over `limit` (what `whose` accepts).
@@ -79,7 +76,7 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
 }
 
 /// A stable code and a message that says what to do next, for a refusal the framework made.
-fn describe(status: StatusCode, method: &axum::http::Method, path: &str, text: &str) -> (&'static str, String) {
+fn describe(status: StatusCode, method: &Method, path: &str, text: &str) -> (&'static str, String) {
     let said = if text.is_empty() { String::new() } else { format!(" ({})", lower_first(text)) };
     match status {
         StatusCode::NOT_FOUND => ("not_found", format!("no route `{method} {path}`{said}: see the route table in `host/server/src/api/mod.rs`")),

@@ -43,10 +43,14 @@ use crate::Airlock;
 const MAX_BODY: u64 = 4 * 1024 * 1024;
 
 /// `/mcp`'s service: plain calls answered here, the rest by rmcp.
+///
+/// Cloned for every request (axum's router, then [`PlainCalls::call`]): it holds only `Arc`s.
+/// rmcp's service clones its whole configuration (host and origin lists) with itself, so it is
+/// cloned only for a request handed to it.
 #[derive(Clone)]
 pub struct PlainCalls {
     host: Arc<Airlock>,
-    rmcp: StreamableHttpService<AirlockMcp, LocalSessionManager>,
+    rmcp: Arc<StreamableHttpService<AirlockMcp, LocalSessionManager>>,
     /// The `Host` values rmcp accepts (empty: any), as `(host, port)`.
     allowed_hosts: Arc<Vec<(String, Option<u16>)>>,
 }
@@ -59,10 +63,10 @@ impl PlainCalls {
         allowed_hosts: &[String],
     ) -> PlainCalls {
         let allowed = allowed_hosts.iter().filter_map(|h| allowed_host(h)).collect();
-        PlainCalls { host, rmcp, allowed_hosts: Arc::new(allowed) }
+        PlainCalls { host, rmcp: Arc::new(rmcp), allowed_hosts: Arc::new(allowed) }
     }
 
-    async fn serve(mut self, req: Request) -> Response {
+    async fn serve(self, req: Request) -> Response {
         let length = match self.plain_headers(req.method(), req.headers()) {
             Some(length) => length,
             None => return self.to_rmcp(req).await,
@@ -136,9 +140,9 @@ impl PlainCalls {
         (length <= MAX_BODY).then_some(length)
     }
 
-    async fn to_rmcp(&mut self, req: Request) -> Response {
+    async fn to_rmcp(&self, req: Request) -> Response {
         use tower::Service as _;
-        match self.rmcp.call(req).await {
+        match StreamableHttpService::clone(&self.rmcp).call(req).await {
             Ok(resp) => resp.map(Body::new),
             Err(never) => match never {},
         }

@@ -7,14 +7,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::extract::{MatchedPath, Request};
-use axum::middleware::Next;
-use axum::response::Response;
 use opentelemetry::propagation::TextMapPropagator;
 use opentelemetry::trace::{TraceContextExt, TracerProvider};
 use opentelemetry_otlp::{Protocol, WithExportConfig};
 use opentelemetry_sdk::propagation::TraceContextPropagator;
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::TelemetryOptions;
@@ -72,11 +69,15 @@ pub fn enabled() -> bool {
 #[derive(Clone)]
 pub struct RequestSpan(pub tracing::Span);
 
-/// Middleware: every request runs inside a `request` span (a child of the caller's
-/// `traceparent`, when it sent one and traces are on).
-pub(crate) async fn request_span(mut req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string()).unwrap_or_default();
-    let span = crate::stage!("request", http.method = %req.method(), http.route = %route);
+/// The `request` span `req` runs in (a child of the caller's `traceparent`, when it sent one and
+/// traces are on), put in its extensions as a [`RequestSpan`]. `route` is the matched route.
+/// Nothing is allocated when no layer records stage spans (the default).
+pub(crate) fn request_span(req: &mut Request, route: Option<&MatchedPath>) -> tracing::Span {
+    let route = route.map_or("", |p| p.as_str());
+    let span = crate::stage!("request", http.method = %req.method(), http.route = route);
+    if span.is_disabled() {
+        return span;
+    }
     if enabled() {
         let carrier: HashMap<String, String> = ["traceparent", "tracestate"]
             .into_iter()
@@ -87,7 +88,7 @@ pub(crate) async fn request_span(mut req: Request, next: Next) -> Response {
         }
     }
     req.extensions_mut().insert(RequestSpan(span.clone()));
-    next.run(req).instrument(span).await
+    span
 }
 
 /// The W3C `traceparent` of the current span, if it belongs to an exported trace.
