@@ -1,14 +1,13 @@
 //! Giving memory back to the operating system after a burst.
 //!
-//! glibc's allocator keeps what the process frees for its own reuse, and returns pages to the
-//! system only from the top of its heaps: after thousands of calls arrive at once (calls piling
-//! up behind approvals) and end, the process stays at the burst's peak. [`spawn_reclaimer`]
-//! asks glibc every [`RECLAIM_EVERY`] to hand back free pages wherever they are
-//! (`malloc_trim`, which also releases whole free pages inside its heaps). In the soak, a host
-//! whose 10,000 calls had ended went from 1.7 GB resident to 100 MB within seconds. It cannot
-//! release a page that still holds something alive: while those calls wait, they keep the pages
-//! they use (about 615 MiB for 10,000, README "Benchmarks"). Elsewhere (musl, other systems) it
-//! does nothing.
+//! The binary's own allocations go to jemalloc (`src/main.rs`), whose background thread hands
+//! freed pages back after a few seconds. The C libraries inside the host (SQLite, OpenSSL)
+//! allocate through glibc's allocator, which keeps what they free for its own reuse and
+//! returns pages to the system only from the top of its heaps; [`spawn_reclaimer`] asks glibc
+//! every [`RECLAIM_EVERY`] to hand back free pages wherever they are (`malloc_trim`, which also
+//! releases whole free pages inside its heaps). Neither can release a page that still holds
+//! something alive: while 10,000 calls wait for people, they keep the pages they use (about
+//! 700 MiB, README "Benchmarks"). Elsewhere (musl, other systems) the reclaimer does nothing.
 
 use std::time::Duration;
 
