@@ -38,6 +38,13 @@
 //! call waits for it too, for at most [`GATHER`]; never while a flush waits or the queue is
 //! long. With one call in flight nobody is held: it is the whole group.
 //!
+//! On a busy core that is not enough: while one group's commit syncs, the calls the core runs
+//! meanwhile form the next group, which commits the moment the first is answered, and the
+//! calls in flight take turns in two half groups. So right after a commit the writer also holds
+//! the next one for the calls it answered to come back (their clients' next calls, as many as
+//! were acting around the last commit), for at most [`REJOIN`] after it. A lone call, or the
+//! first after a pause, is not held.
+//!
 //! ## Bounds
 //!
 //! The queue holds at most [`MAX_BACKLOG`] events before [`AuditLog::overloaded`] says so;
@@ -159,6 +166,8 @@ struct Queue {
     waiting: AtomicUsize,
     /// How long the writer may hold a commit to gather a group, in microseconds.
     gather_us: AtomicU64,
+    /// How soon after a commit the calls it answered may come back to join the next, in microseconds.
+    rejoin_us: AtomicU64,
     /// Transactions committed by this host's writer (tests check that a group shares one).
     commits: AtomicU64,
 }
@@ -200,6 +209,7 @@ impl Default for Queue {
             acting: AtomicIsize::new(0),
             waiting: AtomicUsize::new(0),
             gather_us: AtomicU64::new(GATHER.as_micros() as u64),
+            rejoin_us: AtomicU64::new(REJOIN.as_micros() as u64),
             commits: AtomicU64::new(0),
         }
     }
@@ -216,6 +226,10 @@ pub(crate) const RING_AT: usize = 2048;
 
 /// The longest the writer holds a durable caller's commit for acting calls to join it.
 pub const GATHER: std::time::Duration = std::time::Duration::from_millis(2);
+
+/// How soon after a commit the calls it answered are expected back (their clients' next calls)
+/// for the next commit to wait for them; within [`GATHER`] from the time a commit is asked.
+pub const REJOIN: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// A call in progress: its durable record will want a commit soon (see "Gathering a group").
 #[must_use = "the call counts as acting only while the guard lives"]
@@ -331,6 +345,12 @@ impl AuditLog {
     /// for every handle of this log: tests make it long to see who releases a group.
     pub fn set_gather(&self, gather: std::time::Duration) {
         self.queue.gather_us.store(gather.as_micros() as u64, Ordering::SeqCst);
+    }
+
+    /// Sets how soon after a commit the calls it answered may come back to join the next one
+    /// ([`REJOIN`] unless set): tests make it long to see what holds a group.
+    pub fn set_rejoin(&self, rejoin: std::time::Duration) {
+        self.queue.rejoin_us.store(rejoin.as_micros() as u64, Ordering::SeqCst);
     }
 
     /// Marks a call in progress until the guard drops: a durable commit waits for it (at most

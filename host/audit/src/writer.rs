@@ -33,9 +33,10 @@ pub(crate) const DOZE_AFTER: Duration = Duration::from_secs(1);
 pub(crate) async fn run(db: Db, queue: Weak<Queue>, bell: Arc<tokio::sync::Notify>) {
     let mut appender = Appender { db, conn: None, heads: Heads::new() };
     let mut empty_since: Option<Instant> = None;
+    let mut rhythm = Rhythm::default();
     loop {
         let Some(q) = queue.upgrade() else { return };
-        gather(&q).await;
+        gather(&q, &mut rhythm).await;
         let (taken, watermark) = {
             let mut pending = q.pending.lock();
             pending.flushes = 0;
@@ -92,18 +93,58 @@ pub(crate) async fn run(db: Db, queue: Weak<Queue>, bell: Arc<tokio::sync::Notif
         if let Some(q) = queue.upgrade() {
             q.committed.send_modify(|n| *n = (*n).max(watermark));
         }
+        rhythm.released(Instant::now());
         for done in waiting {
             let _ = done.send(());
         }
     }
 }
 
+/// The pace of the calls in flight, as the writer saw it at its last commit.
+///
+/// With more calls in flight than a core can run during one commit, they split into groups
+/// that take turns: while one group's commit syncs, the next runs and gathers, and commits the
+/// moment the first is released; each commit then carries half the calls it could. So the
+/// writer remembers how many calls were acting around its last commit, and holds the next one
+/// for those just answered to come back and join it (their clients' next calls), for at most
+/// [`crate::REJOIN`] after the release. A lone call, or the first after a pause, is never held: its
+/// commit comes more than [`crate::REJOIN`] after the last, or the last saw no other call.
+#[derive(Default)]
+struct Rhythm {
+    /// The most calls seen acting while the last group gathered and committed.
+    in_flight: isize,
+    /// The most calls seen acting while this group gathers.
+    seen: isize,
+    /// When the last commit released its callers.
+    released_at: Option<Instant>,
+}
+
+impl Rhythm {
+    fn saw(&mut self, acting: isize) {
+        self.seen = self.seen.max(acting);
+    }
+
+    fn released(&mut self, at: Instant) {
+        self.in_flight = std::mem::take(&mut self.seen);
+        self.released_at = Some(at);
+    }
+
+    /// Until when a group of `waiting` calls, every acting one among them, waits for the calls
+    /// the last commit answered, coming back within `window` of it: `None` when it need not.
+    fn rejoin_until(&self, waiting: isize, window: Duration) -> Option<Instant> {
+        let until = self.released_at? + window;
+        (waiting < self.in_flight && Instant::now() < until).then_some(until)
+    }
+}
+
 /// While a durable caller waits and some acting call has not joined it yet, holds the commit
-/// so that they share one: until every acting call waits, or the gather time is up. Never
-/// while a flush waits or the queue is long (see "Gathering a group" in the crate docs).
-async fn gather(q: &Queue) {
+/// so that they share one: until every acting call waits, or the gather time is up; and then,
+/// right after a commit, for the calls it answered to come back ([`Rhythm`]). Never while a
+/// flush waits or the queue is long (see "Gathering a group" in the crate docs).
+async fn gather(q: &Queue, rhythm: &mut Rhythm) {
     let started = Instant::now();
     let limit = Duration::from_micros(q.gather_us.load(Ordering::SeqCst));
+    rhythm.saw(q.acting.load(Ordering::SeqCst));
     if limit.is_zero() {
         return;
     }
@@ -122,8 +163,11 @@ async fn gather(q: &Queue) {
         }
         queued = now;
     }
+    let gathered_by = started + limit;
     loop {
-        if q.waiting.load(Ordering::SeqCst) == 0 || q.gathered() {
+        let (waiting, acting) = (q.waiting.load(Ordering::SeqCst) as isize, q.acting.load(Ordering::SeqCst));
+        rhythm.saw(acting);
+        if waiting == 0 {
             return;
         }
         {
@@ -132,7 +176,15 @@ async fn gather(q: &Queue) {
                 return;
             }
         }
-        let Some(left) = limit.checked_sub(started.elapsed()).filter(|left| !left.is_zero()) else { return };
+        let until = if waiting < acting {
+            gathered_by
+        } else {
+            match rhythm.rejoin_until(waiting, Duration::from_micros(q.rejoin_us.load(Ordering::SeqCst))) {
+                Some(until) => until.min(gathered_by),
+                None => return,
+            }
+        };
+        let Some(left) = until.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()) else { return };
         tokio::select! {
             _ = q.bell.notified() => {}
             _ = tokio::time::sleep(left) => return,

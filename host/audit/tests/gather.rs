@@ -63,6 +63,69 @@ async fn the_calls_in_flight_share_one_commit() {
     }
 }
 
+/// `calls` acting calls recording a durable event each, every one acting until its record is
+/// committed; answers the commits they took.
+async fn round(log: &AuditLog, calls: usize, backend: impl std::fmt::Debug) -> u64 {
+    let before = log.commits();
+    let mut waiters = JoinSet::new();
+    for n in 0..calls {
+        let (log, call) = (log.clone(), log.acting());
+        waiters.spawn(async move {
+            let durable = log.record_durable(event(n)).await;
+            drop(call);
+            durable
+        });
+    }
+    while let Some(done) = tokio::time::timeout(Duration::from_secs(5), waiters.join_next())
+        .await
+        .unwrap_or_else(|_| panic!("{backend:?}: a round of {calls} calls was held past five seconds"))
+    {
+        done.unwrap().unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+    }
+    log.commits() - before
+}
+
+#[tokio::test]
+async fn the_calls_a_commit_answered_are_awaited_when_they_come_back() {
+    for t in testing::all().await {
+        let log = AuditLog::start(t.db.clone());
+        log.set_gather(LONG_GATHER);
+        log.set_rejoin(LONG_GATHER);
+        // One call at a time: each is the whole group, and nobody is waited for.
+        for _ in 0..2 {
+            assert_eq!(round(&log, 1, t.backend).await, 1, "{:?}", t.backend);
+        }
+        assert_eq!(round(&log, 4, t.backend).await, 1, "{:?}: four calls, one commit", t.backend);
+
+        // Right after that commit, one call comes back: the next commit waits for the other three.
+        let first_back = log.acting();
+        let waiter = {
+            let log = log.clone();
+            tokio::spawn(async move { log.record_durable(event(10)).await })
+        };
+        tokio::time::sleep(SETTLE).await;
+        assert!(!waiter.is_finished(), "{:?}: committed before the last group's calls came back", t.backend);
+        let others = round(&log, 3, t.backend).await;
+        let joined = tokio::time::timeout(Duration::from_secs(5), waiter).await;
+        assert!(matches!(joined, Ok(Ok(Ok(())))), "{:?}: {joined:?}", t.backend);
+        drop(first_back);
+        assert_eq!(others, 1, "{:?}: the four came back into one commit", t.backend);
+        assert_eq!(log.verify("acme").await.unwrap().broken_at, None, "{:?}", t.backend);
+    }
+}
+
+#[tokio::test]
+async fn calls_that_do_not_come_back_hold_a_commit_no_longer_than_the_rejoin_time() {
+    for t in testing::all().await {
+        let log = AuditLog::start(t.db.clone());
+        log.set_gather(LONG_GATHER);
+        log.set_rejoin(Duration::from_millis(200));
+        assert_eq!(round(&log, 4, t.backend).await, 1, "{:?}", t.backend);
+        // Only one comes back: its commit waits out the rejoin time (not the minute-long gather).
+        assert_eq!(round(&log, 1, t.backend).await, 1, "{:?}", t.backend);
+    }
+}
+
 #[tokio::test]
 async fn a_call_waiting_on_a_person_or_finished_holds_no_commit() {
     for t in testing::all().await {
