@@ -242,8 +242,8 @@ async fn commit(appender: &mut Appender, chunk: &[(AuditEvent, i64)], tickets: &
 
 /// Where each tenant's chain ended after this writer's last commit, so that the next commit
 /// chains on without first reading the head (SQLite only: one host appends to a SQLite file).
-/// Only a hint: each commit's head update names the head it expects, and a commit that finds
-/// another (a head changed behind the writer's back) is rolled back and redone from the table.
+/// Only a hint: SQLite's triggers refuse an event that does not follow the stored head (another
+/// writer on the file, an edited head), and the append is redone from the table.
 pub(crate) type Heads = HashMap<String, (i64, String)>;
 
 /// Why an append did not commit.
@@ -266,13 +266,12 @@ struct Appender {
     heads: Heads,
 }
 
-/// SQLite: the table a commit by [`scripts`] writes to after each head update, whose CHECK fails
-/// the script (before its COMMIT) when the update matched no row: the head had moved.
-const HEAD_GUARD_TABLE: &str =
-    "CREATE TEMP TABLE IF NOT EXISTS audit_head_guard (id INTEGER PRIMARY KEY, moved INTEGER NOT NULL CHECK (moved = 0))";
-
 /// Rows of one tenant that SQLite takes in one script (one round trip to its worker thread).
 const ROWS_PER_SCRIPT: usize = 8 * ROWS_PER_INSERT;
+
+/// The message of SQLite's trigger that refuses an event not following its tenant's head
+/// (migrations/sqlite/0022_audit_chain_triggers.sql).
+const HEAD_MOVED: &str = "audit chain head moved";
 
 impl Appender {
     /// [`Appender::try_append`]; after a failure, the connection and the heads are fresh next time.
@@ -288,43 +287,41 @@ impl Appender {
     /// Appends `batch` to each tenant's chain in one transaction.
     ///
     /// On SQLite, sqlx hands every statement to the connection's worker thread and waits for its
-    /// answer: a round trip of two thread switches, which cost more than the statements themselves
-    /// (`scripts/profile-call`). So when every tenant's head is known, the transaction is spelled
-    /// out in scripts ([`scripts`]), BEGIN folded into the first and COMMIT into the last: one
-    /// round trip for the usual group commit. Otherwise, and always on PostgreSQL, each tenant's
-    /// head is read and advanced by a locking upsert (its row lock queues concurrent hosts), then
-    /// its INSERTs and its head update follow, in a transaction begun and committed apart.
+    /// answer, message by message: on a busy core each is a few thread switches, which cost more
+    /// than the statements themselves (`scripts/profile-call`). So the database keeps the chains
+    /// itself (its triggers check that each event follows its tenant's head and advance the
+    /// head), and a group chains on from the heads this writer left ([`sqlite_append`]): the
+    /// usual group commit is one INSERT. (Against the five statements of a transaction spelled
+    /// out, `scripts/bench-scaling` showed no change in CPU per call: the triggers' work costs
+    /// about what the four answers saved did.) On PostgreSQL each tenant's head is read and advanced
+    /// by a locking upsert (its row lock queues concurrent hosts), then its INSERTs and its head
+    /// update follow, in a transaction begun and committed apart.
     async fn try_append(&mut self, batch: &[(AuditEvent, i64)]) -> Result<(), AppendError> {
         let mut by_tenant: BTreeMap<&str, Vec<&(AuditEvent, i64)>> = BTreeMap::new();
         for item in batch {
             by_tenant.entry(item.0.tenant.as_str()).or_default().push(item);
         }
-        let sqlite = self.db.backend() == Backend::Sqlite;
         let conn = match &mut self.conn {
             Some(conn) => conn,
-            None => {
-                let mut conn = self.db.pool().acquire().await?.detach();
-                if sqlite {
-                    sqlx::query(HEAD_GUARD_TABLE).execute(&mut conn).await?;
-                }
-                self.conn.insert(conn)
-            }
+            None => self.conn.insert(self.db.pool().acquire().await?.detach()),
         };
-        if sqlite {
-            let known: Option<Vec<_>> = by_tenant
-                .iter()
-                .map(|(tenant, events)| {
-                    let (seq, hash) = self.heads.get(*tenant)?;
-                    Some(Chain::new(tenant, events, seq + 1, hash.clone(), Some((*seq, hash.clone()))))
-                })
-                .collect();
-            if let Some(chains) = known {
-                scripts(conn, &chains).await?;
-                self.heads.extend(chains.into_iter().map(|c| (c.tenant.to_string(), c.end())));
-                return Ok(());
+        if self.db.backend() == Backend::Sqlite {
+            let mut chains = Vec::with_capacity(by_tenant.len());
+            for (tenant, events) in by_tenant {
+                let (seq, hash) = match self.heads.get(tenant) {
+                    Some(head) => head.clone(),
+                    None => sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant = $1")
+                        .bind(tenant)
+                        .fetch_optional(&mut *conn)
+                        .await?
+                        .unwrap_or_else(|| (0, GENESIS.to_string())),
+                };
+                chains.push(Chain::new(tenant, &events, seq + 1, hash));
             }
+            sqlite_append(conn, &chains).await?;
+            self.heads.extend(chains.iter().map(|c| (c.tenant.to_string(), c.end())));
+            return Ok(());
         }
-        let mut advanced = Vec::with_capacity(by_tenant.len());
         let mut tx = conn.begin().await?;
         for (tenant, events) in by_tenant {
             let count = events.len() as i64;
@@ -340,10 +337,8 @@ impl Appender {
             .bind(GENESIS)
             .fetch_one(&mut *tx)
             .await?;
-            let chain = Chain::new(tenant, &events, last_seq - count + 1, prev, None);
-            // SQLite takes several INSERTs per round trip as a script; PostgreSQL one statement.
-            let per_trip = if sqlite { ROWS_PER_SCRIPT } else { ROWS_PER_INSERT };
-            for rows in chain.rows.chunks(per_trip) {
+            let chain = Chain::new(tenant, &events, last_seq - count + 1, prev);
+            for rows in chain.rows.chunks(ROWS_PER_INSERT) {
                 let mut sql = String::new();
                 inserts(&mut sql, rows.len(), 1, 2);
                 let mut q = sqlx::query(&sql).bind(tenant);
@@ -357,12 +352,8 @@ impl Appender {
                 .bind(&chain.end().1)
                 .execute(&mut *tx)
                 .await?;
-            if sqlite {
-                advanced.push((tenant.to_string(), chain.end()));
-            }
         }
         tx.commit().await?;
-        self.heads.extend(advanced);
         Ok(())
     }
 }
@@ -371,19 +362,11 @@ impl Appender {
 struct Chain<'a> {
     tenant: &'a str,
     rows: Vec<Row<'a>>,
-    /// The head the chain starts from, when the writer knows it (the scripts' guard checks it).
-    from: Option<(i64, String)>,
 }
 
 impl<'a> Chain<'a> {
-    /// `events` as rows numbered from `first_seq`, the first linked to `prev`.
-    fn new(
-        tenant: &'a str,
-        events: &[&'a (AuditEvent, i64)],
-        first_seq: i64,
-        mut prev: String,
-        from: Option<(i64, String)>,
-    ) -> Chain<'a> {
+    /// `events` (at least one) as rows numbered from `first_seq`, the first linked to `prev`.
+    fn new(tenant: &'a str, events: &[&'a (AuditEvent, i64)], first_seq: i64, mut prev: String) -> Chain<'a> {
         let rows = events
             .iter()
             .zip(first_seq..)
@@ -393,60 +376,42 @@ impl<'a> Chain<'a> {
                 Row { seq, ts: *ts, event, detail, prev_hash: std::mem::replace(&mut prev, hash.clone()), hash }
             })
             .collect();
-        Chain { tenant, rows, from }
+        Chain { tenant, rows }
     }
 
     /// The head after this chain: its last seq and hash.
     fn end(&self) -> (i64, String) {
-        match self.rows.last() {
-            Some(last) => (last.seq, last.hash.clone()),
-            None => self.from.clone().unwrap_or((0, GENESIS.to_string())),
-        }
+        let last = self.rows.last().expect("a chain has at least one event");
+        (last.seq, last.hash.clone())
     }
 }
 
-/// SQLite: commits `chains` (each from a known head) as scripts, one round trip each: a
-/// tenant's rows go [`ROWS_PER_SCRIPT`] to a script, the first script begins the transaction,
-/// each tenant's last one updates its head (guarded by the head it starts from) and the very
-/// last commits. The usual group commit (one tenant, a few calls) is one round trip. Each
-/// script's text depends only on its rows and its place, so sqlx's statement cache holds the
-/// few shapes there are. A head that moved behind the writer's back (another process on the
-/// file, an edited head) fails a script before the COMMIT: the guarded update matches no row
-/// and the guard table's CHECK refuses the mark, or an INSERT finds its seq taken. The open
-/// transaction is rolled back when the caller drops the connection; [`AppendError::HeadMoved`]
-/// says redo.
-async fn scripts(conn: &mut sqlx::AnyConnection, chains: &[Chain<'_>]) -> Result<(), AppendError> {
+/// SQLite: appends `chains` in one transaction. A group of at most [`ROWS_PER_INSERT`] events
+/// of one tenant (the usual group commit) is one INSERT on its own, its own transaction: one
+/// round trip to the worker thread, one answer back. Larger groups go as scripts, one round
+/// trip each: a tenant's rows [`ROWS_PER_SCRIPT`] to a script, the first script beginning the
+/// transaction and the last committing it. Each script's text depends only on its row count
+/// and its place, so sqlx's statement cache holds the few shapes there are. The triggers
+/// advance each head; one that moved behind the writer's back fails an INSERT (the trigger's
+/// [`HEAD_MOVED`], or a seq already taken) before anything commits: the open transaction is
+/// rolled back when the caller drops the connection, and [`AppendError::HeadMoved`] says redo.
+async fn sqlite_append(conn: &mut sqlx::AnyConnection, chains: &[Chain<'_>]) -> Result<(), AppendError> {
+    let alone = matches!(chains, [chain] if chain.rows.len() <= ROWS_PER_INSERT);
     for (c, chain) in chains.iter().enumerate() {
         let trips = chain.rows.chunks(ROWS_PER_SCRIPT).count();
         for (t, rows) in chain.rows.chunks(ROWS_PER_SCRIPT).enumerate() {
-            let (begins, ends_chain) = (c == 0 && t == 0, t + 1 == trips);
-            let commits = ends_chain && c + 1 == chains.len();
-            let mut sql = String::from(if begins { "BEGIN IMMEDIATE;\n" } else { "" });
+            let (begins, commits) = (c == 0 && t == 0, c + 1 == chains.len() && t + 1 == trips);
+            let mut sql = String::from(if begins && !alone { "BEGIN IMMEDIATE;\n" } else { "" });
             inserts(&mut sql, rows.len(), 1, 2);
-            if ends_chain {
-                let next = 2 + rows.len() * COLUMNS;
-                sql.push_str(&format!(
-                    "UPDATE audit_heads SET seq = ${}, hash = ${} WHERE tenant = $1 AND seq = ${} AND hash = ${};\n\
-                     INSERT OR REPLACE INTO audit_head_guard (id, moved) VALUES (0, changes() <> 1);\n",
-                    next,
-                    next + 1,
-                    next + 2,
-                    next + 3
-                ));
-            }
-            if commits {
+            if commits && !alone {
                 sql.push_str("COMMIT;");
             }
             let mut q = sqlx::query(&sql).bind(chain.tenant);
             for row in rows {
                 q = row.bind(q);
             }
-            let (end, from) = (chain.end(), chain.from.clone().unwrap_or_default());
-            if ends_chain {
-                q = q.bind(end.0).bind(&end.1).bind(from.0).bind(&from.1);
-            }
             match q.execute(&mut *conn).await {
-                Err(sqlx::Error::Database(e)) if e.is_check_violation() || e.is_unique_violation() => {
+                Err(sqlx::Error::Database(e)) if e.is_unique_violation() || e.message().contains(HEAD_MOVED) => {
                     return Err(AppendError::HeadMoved(chain.tenant.to_string()))
                 }
                 done => done.map(drop)?,

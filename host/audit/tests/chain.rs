@@ -130,6 +130,63 @@ async fn two_writers_taking_turns_on_one_chain_keep_it_whole() {
     }
 }
 
+/// On SQLite the database keeps the chain whole by itself: an event that does not follow its
+/// tenant's head (a fork, a gap, a second genesis) is refused as a whole, and the head is
+/// where the writer left it.
+#[tokio::test]
+async fn sqlite_refuses_an_event_that_does_not_follow_the_head() {
+    let t = testing::sqlite().await;
+    let log = AuditLog::start(t.db.clone());
+    for n in 0..3 {
+        log.record(event("acme", n));
+    }
+    log.flush().await.unwrap();
+    let head = log.list("acme", 0, 10).await.unwrap().pop().unwrap();
+    let genesis = "0".repeat(64);
+    let forged = [
+        ("a fork from the second event", 3, log.list("acme", 1, 1).await.unwrap()[0].hash.clone()),
+        ("a gap after the head", 5, head.hash.clone()),
+        ("the head's seq again", 3, head.hash.clone()),
+        ("a second genesis", 1, genesis.clone()),
+    ];
+    for (what, seq, prev) in forged {
+        let refused = sqlx::query(
+            "INSERT INTO audit_events (tenant, seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) \
+             VALUES ('acme', $1, 0, 'tool.call', 'allowed', 'agent:x', 't.t', '{}', $2, $3)",
+        )
+        .bind(seq)
+        .bind(&prev)
+        .bind("f".repeat(64))
+        .execute(t.db.pool())
+        .await;
+        let message = refused.map(|_| String::new()).unwrap_or_else(|e| e.to_string());
+        assert!(message.contains("audit chain head moved"), "{what}: {message:?}");
+    }
+    // What follows the head is taken, and the head moves with it.
+    sqlx::query(
+        "INSERT INTO audit_events (tenant, seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) \
+         VALUES ('acme', 4, 0, 'tool.call', 'allowed', 'agent:x', 't.t', '{}', $1, $2)",
+    )
+    .bind(&head.hash)
+    .bind("f".repeat(64))
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+    let (seq, hash): (i64, String) =
+        sqlx::query_as("SELECT seq, hash FROM audit_heads WHERE tenant = 'acme'").fetch_one(t.db.pool()).await.unwrap();
+    assert_eq!((seq, hash), (4, "f".repeat(64)));
+    // A new tenant starts from genesis.
+    sqlx::query(
+        "INSERT INTO audit_events (tenant, seq, ts, kind, outcome, agent, tool, detail, prev_hash, hash) \
+         VALUES ('globex', 1, 0, 'tool.call', 'allowed', 'agent:x', 't.t', '{}', $1, $2)",
+    )
+    .bind(&genesis)
+    .bind("a".repeat(64))
+    .execute(t.db.pool())
+    .await
+    .unwrap();
+}
+
 /// A verification while events keep arriving (this host's writer, or another host's on the
 /// same database) checks the chain up to the head it started from: a trail that is only
 /// growing never reads as broken.

@@ -70,7 +70,10 @@ async fn rows(db: &Db, tenant: &str) -> Vec<Row> {
 /// Returns the new hashes.
 async fn rewrite(db: &Db, tenant: &str, rows: Vec<Row>) -> Vec<String> {
     let mut tx = db.pool().begin().await.unwrap();
-    sqlx::query("DELETE FROM audit_events WHERE tenant = $1").bind(tenant).execute(&mut *tx).await.unwrap();
+    // The head goes too: on SQLite the database's triggers take the rows only from genesis.
+    for sql in ["DELETE FROM audit_events WHERE tenant = $1", "DELETE FROM audit_heads WHERE tenant = $1"] {
+        sqlx::query(sql).bind(tenant).execute(&mut *tx).await.unwrap();
+    }
     let mut prev = "0".repeat(64);
     let mut hashes = Vec::new();
     for (i, (_, ts, kind, outcome, agent, tool, detail, _, _)) in rows.into_iter().enumerate() {
@@ -97,13 +100,16 @@ async fn rewrite(db: &Db, tenant: &str, rows: Vec<Row>) -> Vec<String> {
         prev = hash.clone();
         hashes.push(hash);
     }
-    sqlx::query("UPDATE audit_heads SET seq = $2, hash = $3 WHERE tenant = $1")
-        .bind(tenant)
-        .bind(hashes.len() as i64)
-        .bind(&prev)
-        .execute(&mut *tx)
-        .await
-        .unwrap();
+    sqlx::query(
+        "INSERT INTO audit_heads (tenant, seq, hash) VALUES ($1, $2, $3) \
+         ON CONFLICT (tenant) DO UPDATE SET seq = excluded.seq, hash = excluded.hash",
+    )
+    .bind(tenant)
+    .bind(hashes.len() as i64)
+    .bind(&prev)
+    .execute(&mut *tx)
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     hashes
 }
