@@ -13,8 +13,9 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 fn main() {
     let cli = airlock::cli::Cli::parse();
     // Without it jemalloc purges only while the process allocates: an idle host would keep a
-    // burst's pages. It sleeps while there is nothing to purge.
-    if let Err(e) = tikv_jemalloc_ctl::background_thread::write(true) {
+    // burst's pages. It sleeps while there is nothing to purge. A one-shot command exits first.
+    let purging = if cli.serves() { tikv_jemalloc_ctl::background_thread::write(true) } else { Ok(()) };
+    if let Err(e) = purging {
         eprintln!(
             "airlock: jemalloc's purging thread did not start ({e}): freed memory returns only as the host allocates"
         );

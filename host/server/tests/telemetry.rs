@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use axum::http::HeaderMap;
 use serde_json::{json, Value};
-use support::serve::Serve;
+use support::serve::{proc_thread_names, Serve};
 use support::TestHost;
 
 /// The caller's trace (W3C example ids): the host's spans must continue it.
@@ -148,6 +148,9 @@ fn metrics_move_with_calls_and_each_call_is_one_trace_carried_to_the_external_ap
         let flags = ["--metrics", "--metrics-token", "scrape-me", "--otlp-endpoint", &otlp];
         serve.start_with(tmp.path(), None, &flags, &[("OTEL_BSP_SCHEDULE_DELAY", "50")]).await;
         let url = serve.url();
+        // A serving host returns a burst's freed memory while idle: jemalloc's purging thread runs.
+        let threads = proc_thread_names(serve.pid());
+        assert!(threads.iter().any(|t| t == "jemalloc_bg_thd"), "no purging thread among {threads:?}");
         let http = reqwest::Client::new();
 
         // Without the metrics token: refused, and told how.

@@ -509,6 +509,12 @@ impl Cli {
             _ => crate::telemetry::TelemetryOptions::default(),
         }
     }
+
+    /// Whether the command serves until stopped (`serve`, `mcp`), rather than doing one thing
+    /// and exiting: only such a process wants threads that look after its memory.
+    pub fn serves(&self) -> bool {
+        matches!(self.command, Command::Serve { .. } | Command::Mcp { .. })
+    }
 }
 
 pub async fn run(cli: Cli) -> i32 {

@@ -82,6 +82,12 @@ pub fn proc_rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// The names of process `pid`'s threads.
+pub fn proc_thread_names(pid: u32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.flatten().collect()).unwrap_or(Vec::new());
+    tasks.iter().filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok()).map(|n| n.trim().into()).collect()
+}
+
 /// Open file descriptors of process `pid`.
 pub fn proc_fds(pid: u32) -> u64 {
     std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count() as u64).unwrap_or(0)
