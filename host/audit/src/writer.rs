@@ -185,9 +185,11 @@ async fn gather(q: &Queue, rhythm: &mut Rhythm) {
             }
         };
         let Some(left) = until.checked_duration_since(Instant::now()).filter(|left| !left.is_zero()) else { return };
+        // Time up or a ring, look again: a call that came back meanwhile and acts is waited for
+        // (within the gather time) though the time to come back is over.
         tokio::select! {
             _ = q.bell.notified() => {}
-            _ = tokio::time::sleep(left) => return,
+            _ = tokio::time::sleep(left) => {}
         }
     }
 }
