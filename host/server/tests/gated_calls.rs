@@ -273,6 +273,30 @@ async fn admin_endpoints_refuse_without_the_admin_token_and_explain_bad_input() 
     assert!(body["message"].as_str().unwrap().contains("invalid relation `can use`"), "{body}");
     let (status, body) = t.admin_post("/v1/tuples", json!({ "writes": "nope" })).await;
     assert_eq!((status, body["code"].as_str()), (400, Some("invalid_request")), "{body}");
+
+    // A field the host does not know is refused, naming it, and nothing is written: dropped
+    // silently, a tuple's condition would have made an unconditional grant, and a misspelled
+    // `requires_grant` a connection usable without anyone's approval.
+    let conditional = json!({ "writes": [{ "user": "agent:nosy", "relation": "can_use", "object": "tool:billing.refund",
+                                           "condition": { "name": "business_hours" } }] });
+    let misspelled = json!({ "kind": "bearer", "base_url": "https://billing.example", "allowed_hosts": ["billing.example"],
+                             "secret": "sk_test", "require_grant": true });
+    for (method, path, body, field) in [
+        (reqwest::Method::POST, "/v1/tuples", conditional, "condition"),
+        (reqwest::Method::PUT, "/v1/connections/billing-unchecked", misspelled, "require_grant"),
+        (reqwest::Method::POST, "/v1/policies", json!({ "tool": "billing.refund", "role": "cfo", "ttl": 60 }), "ttl"),
+    ] {
+        let (status, body) = t.request(method, path, &t.admin, Some(body)).await;
+        assert_eq!((status, body["code"].as_str()), (400, Some("invalid_request")), "{path}: {body}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(&format!("unknown field `{field}`")), "{path}: {message}");
+    }
+    let (_, tuples) = t.admin_get("/v1/tuples").await;
+    assert!(!tuples.to_string().contains("billing.refund"), "{tuples}");
+    let (_, connections) = t.admin_get("/v1/connections").await;
+    assert!(!connections.to_string().contains("billing-unchecked"), "{connections}");
+    let (_, policies) = t.admin_get("/v1/policies").await;
+    assert!(!policies.to_string().contains("billing.refund"), "{policies}");
     let (status, body) = t.call(&agent, "billing", json!({})).await;
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap().contains("must be `component.tool`"));

@@ -88,6 +88,7 @@ pub(super) async fn list(
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewAgent {
     pub(crate) tenant: Option<String>,
     pub(crate) name: String,

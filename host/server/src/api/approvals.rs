@@ -117,6 +117,7 @@ pub(super) async fn get(
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct Decision {
     pub(crate) tenant: Option<String>,
     /// Optional, and then it must be the caller itself: a decision is made as oneself.
@@ -128,6 +129,7 @@ pub(crate) struct Decision {
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct StepUp {
     pub(crate) ceremony: String,
     /// The passkey assertion (WebAuthn `PublicKeyCredential` as JSON) answering the step-up challenge.

@@ -20,6 +20,7 @@ use crate::Airlock;
 type Host = State<Arc<Airlock>>;
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TupleBody {
     pub(crate) tenant: Option<String>,
     #[serde(default)]
@@ -30,6 +31,7 @@ pub(crate) struct TupleBody {
 
 /// A tuple in OpenFGA's field names.
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct TupleJson {
     pub(crate) user: String,
     pub(crate) relation: String,

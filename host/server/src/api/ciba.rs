@@ -370,6 +370,7 @@ fn admin_event(m: &Member, kind: &str, detail: Value) -> AuditEvent {
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PutApprover {
     pub(crate) tenant: Option<String>,
     #[serde(default)]
@@ -512,6 +513,7 @@ pub(super) async fn delete_client(
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PutExternalOp {
     pub(crate) tenant: Option<String>,
     pub(crate) discovery_url: String,

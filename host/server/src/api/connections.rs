@@ -30,6 +30,7 @@ use crate::Airlock;
 type Host = State<Arc<Airlock>>;
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct PutConnection {
     pub(crate) tenant: Option<String>,
     /// Default: the slot's kind when filling a slot, else `bearer`.
@@ -152,6 +153,7 @@ pub(super) async fn put(
 }
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct RotateSecret {
     pub(crate) tenant: Option<String>,
     #[serde(default)]

@@ -22,6 +22,7 @@ use super::ApiError;
 use crate::Airlock;
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct PutIssuer {
     tenant: Option<String>,
     issuer: String,
@@ -98,6 +99,7 @@ pub(super) async fn delete_issuer(
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct MapSubject {
     tenant: Option<String>,
     issuer: String,

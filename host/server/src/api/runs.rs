@@ -44,6 +44,7 @@ fn event(tenant: &str, kind: &str, outcome: &str, agent: &str, tool: &str, detai
 }
 
 #[derive(Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct AheadRequest {
     /// `component.tool`.
     tool: String,
@@ -134,6 +135,7 @@ pub(super) async fn resume_call(
 }
 
 #[derive(Deserialize, Default, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub(super) struct NewRun {
     #[serde(default)]
     summary: String,
@@ -210,6 +212,7 @@ pub(super) async fn finish_run(
 // ---- policies (admin) ----------------------------------------------------------------
 
 #[derive(Deserialize, schemars::JsonSchema, serde::Serialize)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct NewPolicy {
     pub(crate) tenant: Option<String>,
     /// `component.tool`, `component.*`, or `agent:NAME` for an entry policy.
