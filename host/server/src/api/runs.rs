@@ -145,10 +145,11 @@ pub(super) struct NewRun {
 pub(super) async fn start_run(
     State(host): Host,
     headers: HeaderMap,
-    body: Option<Json<NewRun>>,
+    body: Result<Option<Json<NewRun>>, JsonRejection>,
 ) -> Result<(StatusCode, Json<Run>), ApiError> {
+    // The agent first: a request without an agent's token is 401 whatever its body.
     let agent = authenticate(&host, &headers, "").await?;
-    let summary = body.map(|Json(b)| b.summary).unwrap_or_default();
+    let summary = body?.map(|Json(b)| b.summary).unwrap_or_default();
     let summary = if summary.is_empty() { format!("a run of {}", agent.subject()) } else { summary };
     let run = host.runs.start(&agent.tenant, &agent.subject(), &summary).await.map_err(ApiError::from)?;
     host.audit.record(event(
@@ -189,9 +190,10 @@ pub(super) async fn finish_run(
     State(host): Host,
     Path(id): Path<String>,
     headers: HeaderMap,
-    body: Option<Json<Finish>>,
+    body: Result<Option<Json<Finish>>, JsonRejection>,
 ) -> Result<Json<Run>, ApiError> {
     let agent = authenticate(&host, &headers, "").await?;
+    let body = body?;
     let run = host.runs.get(&agent.tenant, &id).await.map_err(ApiError::from)?;
     if run.agent != agent.subject() {
         return Err(ApiError::not_found(format!("no run `{id}` of this agent")));
