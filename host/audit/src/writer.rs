@@ -321,7 +321,7 @@ impl Appender {
                 chains.push(Chain::new(tenant, &events, seq + 1, hash));
             }
             sqlite_append(conn, &chains).await?;
-            self.heads.extend(chains.iter().map(|c| (c.tenant.to_string(), c.end())));
+            self.heads.extend(chains.iter().map(|c| (c.tenant.to_string(), c.end.clone())));
             return Ok(());
         }
         let mut tx = conn.begin().await?;
@@ -351,7 +351,7 @@ impl Appender {
             }
             sqlx::query("UPDATE audit_heads SET hash = $2 WHERE tenant = $1")
                 .bind(tenant)
-                .bind(&chain.end().1)
+                .bind(&chain.end.1)
                 .execute(&mut *tx)
                 .await?;
         }
@@ -364,12 +364,14 @@ impl Appender {
 struct Chain<'a> {
     tenant: &'a str,
     rows: Vec<Row<'a>>,
+    /// The head after this chain: its last seq and hash (the head it started from when empty).
+    end: (i64, String),
 }
 
 impl<'a> Chain<'a> {
-    /// `events` (at least one) as rows numbered from `first_seq`, the first linked to `prev`.
+    /// `events` as rows numbered from `first_seq`, the first linked to `prev`.
     fn new(tenant: &'a str, events: &[&'a (AuditEvent, i64)], first_seq: i64, mut prev: String) -> Chain<'a> {
-        let rows = events
+        let rows: Vec<Row> = events
             .iter()
             .zip(first_seq..)
             .map(|((event, ts), seq)| {
@@ -378,13 +380,8 @@ impl<'a> Chain<'a> {
                 Row { seq, ts: *ts, event, detail, prev_hash: std::mem::replace(&mut prev, hash.clone()), hash }
             })
             .collect();
-        Chain { tenant, rows }
-    }
-
-    /// The head after this chain: its last seq and hash.
-    fn end(&self) -> (i64, String) {
-        let last = self.rows.last().expect("a chain has at least one event");
-        (last.seq, last.hash.clone())
+        let end = (first_seq + rows.len() as i64 - 1, prev);
+        Chain { tenant, rows, end }
     }
 }
 
